@@ -1,0 +1,95 @@
+"""The contract every model kind implements, and the registry of kinds.
+
+A model kind (nli, lpn, dlpn, in_context, ttt) is a `ModelKind` value: pure functions over an equinox module.
+The runtime (training, solve, eval, compile) is written against this contract only, so a new kind is one
+registered value. All functions are jittable; per-step scalars enter as arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from nlic.compiler.registry import Registry
+
+__all__ = ["Shapes", "Batch", "Solution", "ModelKind", "MODEL_KINDS"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+    """Static data shapes a model is built for (hashable).
+
+    Attributes:
+        length: L, positions per datum (inputs and outputs are padded to the same length).
+        values: V, size of the data alphabet (every position holds a value in [0, V)).
+        pairs: m, specification pairs per task.
+    """
+
+    length: int
+    values: int
+    pairs: int
+
+
+class Batch(NamedTuple):
+    """Tasks as the models read them (jnp arrays). B tasks, m spec pairs, L positions."""
+
+    inputs: Int[Array, "B m L"]
+    outputs: Int[Array, "B m L"]
+    pair_mask: Bool[Array, "B m"]
+    query_input: Int[Array, "B L"]
+    query_output: Int[Array, "B L"]
+
+
+class Solution(NamedTuple):
+    """What every search method returns for a batch of tasks.
+
+    Attributes:
+        programs: discrete program token ids, padded with the skip token to the maximum program length
+            (all zeros for kinds without discrete programs).
+        outputs: prediction for the query input made with the *discrete* program (or the kind's own prediction
+            for kinds without discrete programs).
+        spec_fit: fraction of the task's valid spec pairs the discrete program reproduces exactly.
+        spec_loglik: mean log-likelihood of the spec outputs under the selected (soft) program.
+        soft_outputs: prediction made with the soft program (equal to `outputs` where there is none).
+    """
+
+    programs: Int[Array, "B T"]
+    outputs: Int[Array, "B L"]
+    spec_fit: Float[Array, " B"]
+    spec_loglik: Float[Array, " B"]
+    soft_outputs: Int[Array, "B L"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelKind:
+    """One model kind, as values (strategies), not a subclass.
+
+    Attributes:
+        name: registry name (`model.kind` in the spec).
+        build: `build(spec, shapes, *, key) -> model` builds the equinox module.
+        loss: `loss(model, batch, t, *, key) -> (scalar, metrics)`; `t` in [0, 1] is training progress as a
+            float array (temperature schedules are evaluated from it inside jit).
+        solve: `solve(model, batch, search_spec, *, key) -> Solution`; dispatches on `search_spec.method`.
+        search_methods: names of the search methods this kind supports.
+        execute: `execute(model, programs, inputs) -> outputs` runs discrete programs with hard tokens; None for
+            kinds without discrete programs.
+        discrete_programs: whether programs can be written as text.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    loss: Callable[..., tuple[Float[Array, ""], dict[str, Array]]]
+    solve: Callable[..., Solution]
+    search_methods: tuple[str, ...]
+    execute: Callable[..., Int[Array, "B L"]] | None = None
+    discrete_programs: bool = False
+
+
+MODEL_KINDS: Registry[ModelKind] = Registry("model kind")
+
+# Silence "unused" for re-exported typing helpers used in annotations by implementers.
+_ = (jax, PRNGKeyArray)

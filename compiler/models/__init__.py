@@ -1,0 +1,1 @@
+"""Model kinds, each registered in `nlic.compiler.kinds.MODEL_KINDS` on import."""

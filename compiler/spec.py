@@ -1,0 +1,226 @@
+"""The validated spec: frozen dataclasses with documented defaults, the single source of truth of the schema.
+
+Both front ends (YAML and the native `.nls` syntax) parse into a located tree which `nlic.compiler.validate`
+checks against these classes; every field's `metadata["doc"]` is its user documentation, and its default makes
+a minimal spec about five lines long. Field names here are the keys users write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal
+
+__all__ = [
+    "SPEC_VERSION",
+    "Schedule",
+    "IntRange",
+    "TaskSpec",
+    "LanguageSpec",
+    "InductorSpec",
+    "ExecutorSpec",
+    "LatentSpec",
+    "ModelSpec",
+    "RelaxationSpec",
+    "TrainingSpec",
+    "SearchSpec",
+    "EvalSpec",
+    "Spec",
+    "SECTIONS",
+]
+
+SPEC_VERSION = 1
+
+
+def _f(default: Any, doc: str, **meta: Any) -> Any:
+    """A dataclass field with a default and user documentation (`min`, `max`, `choices` in metadata)."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("mutable defaults are not allowed; use tuples")
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+        return dataclasses.field(default_factory=lambda: default, metadata={"doc": doc, **meta})
+    return dataclasses.field(default=default, metadata={"doc": doc, **meta})
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A scalar that changes over a run, written `exp(8 -> 0.5)`, `linear(1 -> 0)`, `cosine(1 -> 0)` or
+    `const(0.5)` (a bare number means const). `t` runs from 0 (first step) to 1 (last step)."""
+
+    kind: Literal["const", "linear", "exp", "cosine"]
+    start: float
+    end: float
+
+    def at(self, t: Any) -> Any:
+        """Value at fraction `t` in [0, 1] (Python float or jnp array; returns the same kind)."""
+        if self.kind == "const":
+            return self.start + 0.0 * t
+        if self.kind == "linear":
+            return self.start + (self.end - self.start) * t
+        if self.kind == "exp":
+            return self.start * (self.end / self.start) ** t
+        if self.kind == "cosine":
+            import numpy as np
+
+            cos = (np.cos(np.pi * t) if isinstance(t, (int, float)) else _jcos(t))
+            return self.end + 0.5 * (self.start - self.end) * (1 + cos)
+        raise ValueError(self.kind)
+
+    def __str__(self) -> str:
+        if self.kind == "const":
+            return f"const({_num(self.start)})"
+        return f"{self.kind}({_num(self.start)} -> {_num(self.end)})"
+
+
+def _jcos(t: Any) -> Any:
+    import jax.numpy as jnp
+
+    return jnp.cos(jnp.pi * t)
+
+
+def _num(x: float) -> str:
+    """Canonical text of a number: integers without a dot, others in shortest repr."""
+    if isinstance(x, bool):
+        return str(x).lower()
+    if isinstance(x, int) or (isinstance(x, float) and math.isfinite(x) and x == int(x) and abs(x) < 1e15):
+        return str(int(x))
+    return repr(float(x))
+
+
+@dataclasses.dataclass(frozen=True)
+class IntRange:
+    """An inclusive integer range, written `1..5`."""
+
+    lo: int
+    hi: int
+
+    def __str__(self) -> str:
+        return f"{self.lo}..{self.hi}"
+
+    def values(self) -> range:
+        return range(self.lo, self.hi + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    family: str = _f("shift", "Registered task family (shift, deepcoder, pattern, string_rules, files).")
+    params: tuple[tuple[str, Any], ...] = _f(
+        (), "Family parameters (a mapping; each family documents and checks its own keys, e.g. shift: "
+        "split: shift_l, length: 20, alphabet: 10)."
+    )
+    pairs: int = _f(4, "Specification pairs per task (m); each task also has one held-out query pair.", min=1, max=64)
+    train_split: str = _f("train", "Split the model is trained on.")
+
+    def param(self, name: str, default: Any = None) -> Any:
+        return dict(self.params).get(name, default)
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageSpec:
+    vocab: int = _f(16, "Codebook size K, including the skip token.", min=2, max=4096)
+    length: int = _f(8, "Program length T (token slots) during training.", min=1, max=256)
+    max_length: int = _f(16, "Maximum program length for search and replay (>= length).", min=1, max=1024)
+    skip_token: int = _f(0, "Id of the skip (no-op) token.", min=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class InductorSpec:
+    layers: int = _f(2, "Transformer layers of the per-pair encoder.", min=1, max=48)
+    width: int = _f(64, "Model width D of the inductor.", min=4, max=4096)
+    heads: int = _f(4, "Attention heads (must divide width).", min=1, max=64)
+    mlp_ratio: int = _f(2, "Hidden size of each transformer MLP as a multiple of width.", min=1, max=16)
+    head_hidden: int = _f(128, "Hidden size of the shared slot MLP that maps slot embeddings to codebook logits.", min=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutorSpec:
+    layers: int = _f(2, "Transformer layers of the shared step network.", min=1, max=48)
+    width: int = _f(64, "Width D of the executor (value and code embeddings).", min=4, max=4096)
+    heads: int = _f(4, "Attention heads of the step network (must divide width).", min=1, max=64)
+    mlp_ratio: int = _f(2, "Hidden size of each step-network MLP as a multiple of width.", min=1, max=16)
+    conditioning: Literal["add", "film"] = _f(
+        "film", "How the token embedding enters the step network: added to every position, or FiLM.",
+        choices=("add", "film"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentSpec:
+    dim: int = _f(32, "Latent size (lpn, dlpn); for dlpn the number of discrete latent slots is language.length.", min=1)
+    beta: float = _f(1e-4, "KL weight of the Gaussian latent (lpn).", min=0.0)
+    inner_steps: int = _f(0, "Gradient steps on the latent inside training (LPN 'Grad N'), stop-gradient.", min=0, max=100)
+    inner_lr: float = _f(0.1, "Learning rate of the inner latent steps in training.", min=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    kind: str = _f("nli", "Model kind: nli, lpn, dlpn, in_context, ttt.")
+    inductor: InductorSpec = _f(InductorSpec(), "Program inductor (encoder) architecture.")
+    executor: ExecutorSpec = _f(ExecutorSpec(), "Interpreter (decoder) architecture.")
+    latent: LatentSpec = _f(LatentSpec(), "Latent settings of the LPN-family baselines.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RelaxationSpec:
+    tau_inductor: Schedule = _f(Schedule("exp", 8.0, 0.5), "Inductor Gumbel-Softmax temperature over training.")
+    tau_executor: Schedule = _f(Schedule("exp", 2.0, 0.5), "Interpreter Gumbel-Softmax temperature over training.")
+    straight_through: bool = _f(False, "Hard one-hot tokens forward, soft gradients backward.")
+    reg_weight: float = _f(0.01, "lambda_reg: weight of the reuse regulariser (expected distinct tokens per batch).", min=0.0)
+    inductor_gumbel: bool = _f(True, "Add Gumbel noise to the inductor's token logits (ablation: false).")
+    executor_gumbel: bool = _f(True, "Add Gumbel noise to the interpreter's value logits (ablation: false).")
+    skip: bool = _f(True, "Use the skip token as a gated no-op (ablation: false).")
+    value_bottleneck: bool = _f(True, "Executor state is a distribution over values (ablation: false = continuous).")
+    recurrent: bool = _f(True, "Apply the step network once per token (ablation: false = one non-recurrent pass).")
+    discrete_program: bool = _f(True, "Programs are codebook tokens (ablation: false = continuous program vectors).")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSpec:
+    steps: int = _f(2000, "Optimiser steps.", min=0, max=10_000_000)
+    batch: int = _f(64, "Tasks per batch.", min=1, max=65536)
+    optimizer: Literal["adamw", "adam", "sgd"] = _f("adamw", "Optimiser.", choices=("adamw", "adam", "sgd"))
+    lr: Schedule = _f(Schedule("const", 4e-4, 4e-4), "Learning rate (after warm-up).")
+    warmup: int = _f(100, "Linear learning-rate warm-up steps.", min=0)
+    weight_decay: float = _f(0.0, "AdamW weight decay.", min=0.0)
+    clip: float = _f(1.0, "Global-norm gradient clipping (0 disables).", min=0.0)
+    log_every: int = _f(50, "Steps between metric rows.", min=1)
+    eval_every: int = _f(500, "Steps between ID/OOD evaluations (0 disables).", min=0)
+    checkpoint_every: int = _f(500, "Steps between checkpoints (0: only at the end).", min=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpec:
+    method: str = _f("gradient", "Test-time search: none, prior, gradient (and any registered method).")
+    starts: int = _f(16, "Parallel starting points (gradient) or programs sampled (prior).", min=1, max=1_000_000)
+    steps: int = _f(50, "Gradient steps per start (gradient, lpn search, ttt fine-tuning).", min=0, max=100_000)
+    lr: float = _f(0.1, "Learning rate of the test-time optimiser.", min=0.0)
+    init_noise: float = _f(1.0, "Standard deviation of the noise added to the inductor's embedding for extra starts.", min=0.0)
+    tau_inductor: Schedule = _f(Schedule("exp", 2.0, 0.5), "Inductor temperature during search.")
+    tau_executor: Schedule = _f(Schedule("exp", 1.0, 0.5), "Interpreter temperature during search.")
+    select: Literal["likelihood", "exact"] = _f(
+        "exact", "Keep the start whose discrete program fits the spec best (exact matches, then likelihood), "
+        "or the one with the highest soft likelihood.", choices=("likelihood", "exact"),
+    )
+    batch: int = _f(16, "Tasks solved at once.", min=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+    tasks: int = _f(100, "Tasks per evaluation split.", min=1, max=1_000_000)
+    splits: tuple[str, ...] = _f(("id", "ood"), "Splits evaluated by train/solve/eval.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    version: int = _f(SPEC_VERSION, "Spec format version.", min=1, max=SPEC_VERSION)
+    name: str = _f("nlic", "Name of the spec (used for run and build directory names).")
+    seed: int = _f(0, "Seed of every random choice (data, init, noise).", min=0, max=2**31 - 1)
+    task: TaskSpec = _f(TaskSpec(), "Task family or data files, and its splits.")
+    language: LanguageSpec = _f(LanguageSpec(), "The program language: codebook size and program lengths.")
+    model: ModelSpec = _f(ModelSpec(), "Model kind and architecture.")
+    relaxation: RelaxationSpec = _f(RelaxationSpec(), "Relaxation, regularisation and ablation switches.")
+    training: TrainingSpec = _f(TrainingSpec(), "Training schedule.")
+    search: SearchSpec = _f(SearchSpec(), "Test-time search budget.")
+    eval: EvalSpec = _f(EvalSpec(), "Evaluation.")
+
+
+SECTIONS = tuple(f.name for f in dataclasses.fields(Spec))

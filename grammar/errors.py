@@ -1,0 +1,112 @@
+"""The one error hierarchy of nlic, and source locations.
+
+Every user-facing error is an `NlicError`; the CLI prints its diagnostics as `path:line:col: error: message (hint)`
+and exits 2. Several diagnostics can travel in one error so that all problems of a file are reported at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "Loc",
+    "Diagnostic",
+    "NlicError",
+    "SpecError",
+    "ProgramSyntaxError",
+    "ProgramError",
+    "DataError",
+    "CheckpointError",
+    "ArtifactError",
+    "did_you_mean",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Loc:
+    """A place in a file: 1-based line and column. `path` may be a dotted path when there is no file."""
+
+    path: str
+    line: int | None = None
+    col: int | None = None
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return self.path
+        if self.col is None:
+            return f"{self.path}:{self.line}"
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnostic:
+    """One problem: where, what, and how to fix it."""
+
+    loc: Loc | None
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.loc}: " if self.loc is not None else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}error: {self.message}{hint}"
+
+
+class NlicError(Exception):
+    """Base of every error nlic reports to a user. Carries one or more diagnostics."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        loc: Loc | None = None,
+        hint: str | None = None,
+        diagnostics: Sequence[Diagnostic] | None = None,
+    ):
+        if diagnostics is None:
+            if message is None:
+                raise TypeError("NlicError needs a message or diagnostics")
+            diagnostics = [Diagnostic(loc, message, hint)]
+        self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+    def render(self) -> str:
+        """All diagnostics, one per line, in `path:line:col: error: message (hint)` form."""
+        return "\n".join(str(d) for d in self.diagnostics)
+
+
+class SpecError(NlicError, ValueError):
+    """A spec file is malformed or inconsistent."""
+
+
+class ProgramSyntaxError(NlicError, ValueError):
+    """A program file does not parse."""
+
+
+class ProgramError(NlicError, ValueError):
+    """A program file parses but does not fit the language (unknown token, wrong fingerprint, too long)."""
+
+
+class DataError(NlicError, ValueError):
+    """A task or input data file is malformed or inconsistent with the model."""
+
+
+class CheckpointError(NlicError, ValueError):
+    """A checkpoint or run directory is corrupt, missing or belongs to another spec."""
+
+
+class ArtifactError(NlicError, ValueError):
+    """A build directory (exported executor) is corrupt, missing or mismatched."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """A hint naming the closest candidate, or listing all of them."""
+    candidates = sorted(set(candidates))
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    if not candidates:
+        return "nothing is allowed here"
+    return "expected one of: " + ", ".join(candidates)

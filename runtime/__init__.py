@@ -1,0 +1,1 @@
+"""The runtime: task data, training, search, program execution, serialisation and the CLI."""

@@ -1,0 +1,5 @@
+import sys
+
+from nlic.runtime.cli import main
+
+sys.exit(main())

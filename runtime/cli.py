@@ -1,0 +1,83 @@
+"""The `nlic` command line: one subcommand per module in `nlic.runtime.commands`, one error policy.
+
+User errors (`NlicError`, missing files) print `path:line:col: error: message (hint)` and exit 2 without a
+traceback; `--debug` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from nlic.grammar.errors import NlicError
+
+__all__ = ["main", "COMMANDS"]
+
+# name -> (module under nlic.runtime.commands, one-line help). Each module defines
+# `add_arguments(parser)` and `run(args) -> int`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("validate", "check a spec and report every error at once"),
+    "fmt": ("fmt", "print a spec as canonical text (YAML or native .nls)"),
+    "compile": ("compile", "validate, lower and XLA-compile a spec; write a build directory"),
+    "train": ("train", "train the inductor and executor end to end"),
+    "solve": ("solve", "induce a program for each task and write them as text"),
+    "run": ("run", "replay a program file on new inputs"),
+    "data": ("data", "show or export the tasks of a spec"),
+    "eval": ("eval", "train and evaluate several specs side by side"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nlic", description="Compiler and runtime for neural program languages.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        try:
+            mod = importlib.import_module(f"nlic.runtime.commands.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"nlic.runtime.commands.{module}":
+                raise
+            p.set_defaults(_missing=True)
+            continue
+        mod.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `nlic` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    if getattr(args, "_missing", False):
+        print(f"nlic {args.command}: not available in this build", file=sys.stderr)
+        return 2
+    debug = args.debug or bool(os.environ.get("NLIC_DEBUG"))
+    mod = importlib.import_module(f"nlic.runtime.commands.{args._module}")
+    try:
+        return int(mod.run(args) or 0)
+    except NlicError as e:
+        if debug:
+            raise
+        print(e.render(), file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        if debug:
+            raise
+        where = e.filename if e.filename is not None else ""
+        print(f"{where}: error: {e.strerror or e} (check the path)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
