@@ -120,6 +120,7 @@ class LanguageSpec:
     length: int = _f(8, "Program length T (token slots) during training.", min=1, max=256)
     max_length: int = _f(16, "Maximum program length for search and replay (>= length).", min=1, max=1024)
     skip_token: int = _f(0, "Id of the skip (no-op) token.", min=0)
+    values: int = _f(0, "Data alphabet size V the executor reads; 0 = inferred from the task (must be >= the task's).", min=0, max=65536)
 
 
 @dataclasses.dataclass(frozen=True)
