@@ -70,11 +70,11 @@ class Block(eqx.Module):
         h = jax.vmap(self.norm1)(x)
         if self.film is not None and cond is not None:
             s1, b1, s2, b2 = jnp.split(self.film(cond), 4)
-            h = h * (1 + s1) + b1
+            h = h * (1 + s1)[None, :] + b1[None, :]
         x = x + self.attn(h, h, h)
         h = jax.vmap(self.norm2)(x)
         if self.film is not None and cond is not None:
-            h = h * (1 + s2) + b2
+            h = h * (1 + s2)[None, :] + b2[None, :]
         return x + self.mlp(h)
 
 

@@ -96,6 +96,9 @@ class Family(Protocol):
     """
 
     name: str
+    # Param keys holding file or directory paths. The spec loader resolves relative paths against the spec
+    # file's directory, so a spec works from any working directory.
+    path_params: tuple[str, ...]
 
     def check_params(self, params: Mapping[str, Any], locs: Mapping[str, Loc], where: Loc) -> list[Diagnostic]:
         """All problems of the family parameters at once (unknown keys with did-you-mean, types, ranges)."""

@@ -1,0 +1,253 @@
+"""The in-context baseline: per-pair encodings concatenated as the decoder's context, predicting y* directly.
+
+Also the shared parts of every baseline kind (pair encoder, conditioned decoder, leave-one-out helpers), which
+`ttt`, `lpn` and `dlpn` reuse so that all baselines run on the same backbone at the same sizes as NLI.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from nlic.compiler.kinds import MODEL_KINDS, Batch, ModelKind, Shapes, Solution
+from nlic.compiler.models.layers import Transformer, sinusoidal_positions
+from nlic.compiler.spec import SearchSpec, Spec
+from nlic.grammar.errors import Loc, SpecError, did_you_mean
+
+__all__ = [
+    "PairEncoder",
+    "Decoder",
+    "InContext",
+    "IN_CONTEXT",
+    "with_query_pair",
+    "held_out_masks",
+    "sequence_nll",
+    "check_method",
+    "build_in_context",
+    "in_context_loss",
+    "in_context_solve",
+    "in_context_logits",
+    "solution_from_logits",
+]
+
+
+class PairEncoder(eqx.Module):
+    """Encodes one (x, y) pair into `queries` embeddings: learned query tokens prepended to the embedded pair.
+
+    Attributes:
+        values: data alphabet size V.
+    """
+
+    embed: eqx.nn.Embedding
+    segment: Float[Array, "2 D"]
+    query: Float[Array, "Q D"]
+    body: Transformer
+    values: int = eqx.field(static=True)
+
+    def __init__(self, spec: Spec, values: int, queries: int, *, key: PRNGKeyArray):
+        ind = spec.model.inductor
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        self.values = values
+        self.embed = eqx.nn.Embedding(values, ind.width, key=k1)
+        self.segment = 0.02 * jax.random.normal(k2, (2, ind.width))
+        self.query = 0.02 * jax.random.normal(k3, (queries, ind.width))
+        self.body = Transformer(ind.layers, ind.width, ind.heads, ind.mlp_ratio, key=k4)
+
+    def __call__(self, x: Int[Array, " L"], y: Int[Array, " L"]) -> Float[Array, "Q D"]:
+        length, width = x.shape[0], self.query.shape[1]
+        pos = sinusoidal_positions(length, width)
+        hx = jax.vmap(self.embed)(x) + pos + self.segment[0][None, :]
+        hy = jax.vmap(self.embed)(y) + pos + self.segment[1][None, :]
+        h = self.body(jnp.concatenate([self.query, hx, hy], axis=0))
+        return h[: self.query.shape[0]]
+
+
+class Decoder(eqx.Module):
+    """Predicts per-position value logits of y from x, given context tokens and an optional conditioning vector.
+
+    The context tokens (width of the executor) are prepended to the embedded input; `cond` enters as FiLM when
+    the decoder was built with `film=True` and is added to every input position otherwise.
+    """
+
+    embed: eqx.nn.Embedding
+    segment: Float[Array, "2 D"]
+    body: Transformer
+    out: eqx.nn.Linear
+    film: bool = eqx.field(static=True)
+
+    def __init__(self, spec: Spec, values: int, *, film: bool, key: PRNGKeyArray):
+        ex = spec.model.executor
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        self.film = film
+        self.embed = eqx.nn.Embedding(values, ex.width, key=k1)
+        self.segment = 0.02 * jax.random.normal(k2, (2, ex.width))
+        self.body = Transformer(ex.layers, ex.width, ex.heads, ex.mlp_ratio, film=film, key=k3)
+        self.out = eqx.nn.Linear(ex.width, values, key=k4)
+
+    def __call__(
+        self,
+        x: Int[Array, " L"],
+        context: Float[Array, "C D"] | None = None,
+        cond: Float[Array, " D"] | None = None,
+    ) -> Float[Array, "L V"]:
+        length, width = x.shape[0], self.segment.shape[1]
+        h = jax.vmap(self.embed)(x) + sinusoidal_positions(length, width) + self.segment[1][None, :]
+        if cond is not None and not self.film:
+            h = h + cond[None, :]
+        if context is not None:
+            h = jnp.concatenate([context + self.segment[0][None, :], h], axis=0)
+        h = self.body(h, cond if self.film else None)
+        return jax.vmap(self.out)(h[h.shape[0] - length :])
+
+
+def with_query_pair(batch: Batch) -> tuple[Int[Array, "B P L"], Int[Array, "B P L"], Bool[Array, "B P"]]:
+    """The m spec pairs followed by the query pair (P = m + 1), and which of them are real.
+
+    Training holds out each of the P pairs in turn, so the model always sees m context slots of which the
+    held-out one is padding, exactly as at test time (where the query slot is the padding one).
+    """
+    xs = jnp.concatenate([batch.inputs, batch.query_input[:, None, :]], axis=1)
+    ys = jnp.concatenate([batch.outputs, batch.query_output[:, None, :]], axis=1)
+    mask = jnp.concatenate([batch.pair_mask, jnp.ones_like(batch.pair_mask[:, :1])], axis=1)
+    return xs, ys, mask
+
+
+def held_out_masks(mask: Bool[Array, " P"]) -> Bool[Array, "P P"]:
+    """Row j: the context pairs when pair j is held out (every real pair except j)."""
+    eye = jnp.eye(mask.shape[0], dtype=bool)
+    return mask[None, :] & ~eye
+
+
+def sequence_nll(logits: Float[Array, "... L V"], y: Int[Array, "... L"]) -> tuple[Array, Array]:
+    """Mean negative log-likelihood over positions, and whether the argmax reproduces y exactly."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, y[..., None], axis=-1)[..., 0].mean(axis=-1)
+    exact = (jnp.argmax(logits, axis=-1) == y).all(axis=-1)
+    return nll, exact
+
+
+def _masked_mean(values: Array, mask: Array) -> Array:
+    mask = mask.astype(values.dtype)
+    return (values * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+def check_method(kind: str, search: SearchSpec, methods: tuple[str, ...]) -> None:
+    """Raise a `SpecError` at `search.method` naming the supported methods when it is not one of them."""
+    if search.method not in methods:
+        raise SpecError(
+            f"model kind '{kind}' has no search method '{search.method}'",
+            loc=Loc("search.method"),
+            hint=did_you_mean(search.method, methods),
+        )
+
+
+class InContext(eqx.Module):
+    """Pair encoder + decoder reading the m pair encodings (C tokens each) as context.
+
+    Attributes:
+        slots: C, context tokens per pair (spec.language.length, like NLI's program slots).
+        max_length: width of the (all-zero) program array in a `Solution`.
+    """
+
+    encoder: PairEncoder
+    proj: eqx.nn.Linear
+    pad: Float[Array, " D"]
+    slot: Float[Array, "C D"]
+    decoder: Decoder
+    slots: int = eqx.field(static=True)
+    max_length: int = eqx.field(static=True)
+
+    def __init__(self, spec: Spec, shapes: Shapes, *, key: PRNGKeyArray):
+        k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+        width = spec.model.executor.width
+        self.slots = spec.language.length
+        self.max_length = spec.language.max_length
+        self.encoder = PairEncoder(spec, shapes.values, self.slots, key=k1)
+        self.proj = eqx.nn.Linear(spec.model.inductor.width, width, key=k2)
+        self.pad = 0.02 * jax.random.normal(k3, (width,))
+        self.slot = 0.02 * jax.random.normal(k4, (self.slots, width))
+        self.decoder = Decoder(spec, shapes.values, film=False, key=k5)
+
+    def encode(self, xs: Int[Array, "P L"], ys: Int[Array, "P L"]) -> Float[Array, "P C D"]:
+        """Per-pair context tokens (in the decoder's width)."""
+        enc = jax.vmap(self.encoder)(xs, ys)
+        return jax.vmap(jax.vmap(self.proj))(enc) + self.slot[None, :, :]
+
+    def predict(self, enc: Float[Array, "P C D"], ctx: Bool[Array, " P"], x: Int[Array, " L"]) -> Float[Array, "L V"]:
+        """Logits of y for input x given the encodings of the pairs selected by `ctx` (others are padding)."""
+        tokens = jnp.where(ctx[:, None, None], enc, self.pad[None, None, :])
+        return self.decoder(x, tokens.reshape(-1, tokens.shape[-1]))
+
+
+def build_in_context(spec: Spec, shapes: Shapes, *, key: PRNGKeyArray) -> InContext:
+    """Build the in-context model (also the starting point of TTT)."""
+    return InContext(spec, shapes, key=key)
+
+
+def _task_loss(model: InContext, xs: Array, ys: Array, mask: Array, targets: Array) -> tuple[Array, Array]:
+    """Leave-one-out loss of one task: each pair with `targets` True is predicted from the other real pairs."""
+    enc = model.encode(xs, ys)
+    ctx = held_out_masks(mask)
+    logits = jax.vmap(model.predict, in_axes=(None, 0, 0))(enc, ctx, xs)
+    nll, exact = sequence_nll(logits, ys)
+    return _masked_mean(nll, targets), _masked_mean(exact, targets)
+
+
+def in_context_loss(model: InContext, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray):
+    """Mean leave-one-out NLL over the spec pairs and the query pair of every task."""
+    del t, key  # deterministic model, no schedule
+    xs, ys, mask = with_query_pair(batch)
+    nll, exact = jax.vmap(_task_loss, in_axes=(None, 0, 0, 0, 0))(model, xs, ys, mask, mask)
+    loss = nll.mean()
+    return loss, {"loss": loss, "nll": loss, "pair_accuracy": exact.mean()}
+
+
+def in_context_logits(model: InContext, batch: Batch) -> tuple[Float[Array, "B L V"], Float[Array, "B m L V"]]:
+    """Query logits from all spec pairs, and leave-one-out logits of every spec pair (for spec fit)."""
+
+    def one(xs, ys, mask, xq):
+        enc = model.encode(xs, ys)
+        query = model.predict(enc, mask, xq)
+        loo = jax.vmap(model.predict, in_axes=(None, 0, 0))(enc, held_out_masks(mask), xs)
+        return query, loo
+
+    return jax.vmap(one)(batch.inputs, batch.outputs, batch.pair_mask, batch.query_input)
+
+
+def solution_from_logits(
+    query: Float[Array, "B L V"], loo: Float[Array, "B m L V"], batch: Batch, max_length: int
+) -> Solution:
+    """A `Solution` of a kind without discrete programs: spec fit and likelihood from per-pair predictions."""
+    nll, exact = sequence_nll(loo, batch.outputs)
+    mask = batch.pair_mask.astype(jnp.float32)
+    count = jnp.maximum(mask.sum(axis=1), 1.0)
+    outputs = jnp.argmax(query, axis=-1).astype(jnp.int32)
+    return Solution(
+        programs=jnp.zeros((query.shape[0], max_length), jnp.int32),
+        outputs=outputs,
+        spec_fit=(exact * mask).sum(axis=1) / count,
+        spec_loglik=-(nll * mask).sum(axis=1) / count,
+        soft_outputs=outputs,
+    )
+
+
+def in_context_solve(model: InContext, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray) -> Solution:
+    """Predict the query output from the spec pairs; spec fit is leave-one-out over the spec pairs."""
+    del key
+    check_method("in_context", search, ("none",))
+    query, loo = in_context_logits(model, batch)
+    return solution_from_logits(query, loo, batch, model.max_length)
+
+
+IN_CONTEXT = MODEL_KINDS.register(
+    "in_context",
+    ModelKind(
+        name="in_context",
+        build=build_in_context,
+        loss=in_context_loss,
+        solve=in_context_solve,
+        search_methods=("none",),
+    ),
+)

@@ -1,0 +1,427 @@
+"""The Neural Language Interpreter (NLI): a transformer inductor that writes discrete token programs and a
+recurrent interpreter that runs them over a per-position distribution of values (method.md sections 2-3).
+
+Registered as model kind "nli"; test-time search methods live in `nlic.runtime.search`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from nlic.compiler.kinds import MODEL_KINDS, Batch, ModelKind, Shapes, Solution
+from nlic.compiler.models.layers import MLP, Transformer, sinusoidal_positions
+from nlic.compiler.spec import RelaxationSpec, SearchSpec, Spec
+from nlic.grammar.errors import SpecError
+
+__all__ = [
+    "NLIConfig",
+    "Inductor",
+    "Executor",
+    "NLI",
+    "build",
+    "loss",
+    "solve",
+    "execute",
+    "relax_tokens",
+    "NLI_KIND",
+]
+
+_NEG = -1e9  # logit of a token the language does not have (the skip token in the no-skip ablation)
+_TINY = 1e-12  # floor inside log of mixed value distributions; keeps gradients finite
+
+
+@dataclasses.dataclass(frozen=True)
+class NLIConfig:
+    """Static (hashable) configuration of an NLI model, taken from the spec.
+
+    Attributes:
+        vocab: K, codebook size including the skip token.
+        length: T, program slots the inductor writes during training.
+        max_length: longest program search and replay run (>= length).
+        skip_token: id of the skip token.
+        values: V, data alphabet size.
+        positions: L, positions per datum.
+        relaxation: the spec's relaxation section (temperature schedules and ablation switches).
+    """
+
+    vocab: int
+    length: int
+    max_length: int
+    skip_token: int
+    values: int
+    positions: int
+    relaxation: RelaxationSpec
+
+
+class Inductor(eqx.Module):
+    """Per-pair transformer with T learned query tokens; a shared MLP maps slot embeddings to codebook logits."""
+
+    value_embed: Float[Array, "V D"]
+    pos_embed: Float[Array, "L D"]
+    segment: Float[Array, "2 D"]
+    queries: Float[Array, "T D"]
+    encoder: Transformer
+    head: MLP
+
+    def __init__(self, spec: Spec, cfg: NLIConfig, *, key: PRNGKeyArray):
+        s = spec.model.inductor
+        D = s.width
+        k = jax.random.split(key, 5)
+        self.value_embed = 0.5 * jax.random.normal(k[0], (cfg.values, D))
+        # Sinusoidal init gives attention relative-position structure from step 0; the table stays learnable.
+        self.pos_embed = sinusoidal_positions(cfg.positions, D)
+        self.segment = 0.5 * jax.random.normal(k[1], (2, D))
+        self.queries = 0.5 * jax.random.normal(k[2], (cfg.length, D))
+        self.encoder = Transformer(s.layers, D, s.heads, s.mlp_ratio, key=k[3])
+        self.head = MLP(D, s.head_hidden, cfg.vocab, key=k[4])
+
+    def encode(self, x: Int[Array, " L"], y: Int[Array, " L"]) -> Float[Array, "T D"]:
+        """Slot embeddings of one (input, output) pair."""
+        ex = self.value_embed[x] + self.pos_embed + self.segment[0][None, :]
+        ey = self.value_embed[y] + self.pos_embed + self.segment[1][None, :]
+        seq = jnp.concatenate([self.queries, ex, ey], axis=0)
+        return self.encoder(seq)[: self.queries.shape[0]]
+
+
+class Executor(eqx.Module):
+    """The interpreter: code and value embeddings and one shared step network applied once per token."""
+
+    code_embed: Float[Array, "K D"]
+    value_embed: Float[Array, "V D"]
+    pos_embed: Float[Array, "L D"]
+    step: Transformer
+    readout: eqx.nn.Linear
+    film: bool = eqx.field(static=True)
+
+    def __init__(self, spec: Spec, cfg: NLIConfig, *, key: PRNGKeyArray):
+        s = spec.model.executor
+        D = s.width
+        k = jax.random.split(key, 4)
+        self.code_embed = jax.random.normal(k[0], (cfg.vocab, D))
+        self.value_embed = jax.random.normal(k[1], (cfg.values, D))
+        self.pos_embed = sinusoidal_positions(cfg.positions, D)
+        self.film = s.conditioning == "film"
+        self.step = Transformer(s.layers, D, s.heads, s.mlp_ratio, film=self.film, key=k[2])
+        self.readout = eqx.nn.Linear(D, cfg.values, key=k[3])
+
+    def apply(self, hidden: Float[Array, "L D"], code: Float[Array, " D"]) -> Float[Array, "L D"]:
+        """One application of the step network to a per-position embedding, conditioned on a code vector."""
+        h = hidden + self.pos_embed
+        if self.film:
+            return self.step(h, code)
+        return self.step(h + code[None, :])
+
+    def logits(self, hidden: Float[Array, "L D"]) -> Float[Array, "L V"]:
+        return jax.vmap(self.readout)(hidden)
+
+
+class NLI(eqx.Module):
+    """Inductor + interpreter (+ a projection for the continuous-program ablation)."""
+
+    inductor: Inductor
+    executor: Executor
+    program_proj: eqx.nn.Linear | None
+    cfg: NLIConfig = eqx.field(static=True)
+
+    def __init__(self, spec: Spec, shapes: Shapes, *, key: PRNGKeyArray):
+        lang = spec.language
+        V = lang.values or shapes.values
+        if V < shapes.values:
+            raise SpecError(
+                f"language.values = {V} is smaller than the task's alphabet ({shapes.values})",
+                loc=None,
+                hint=f"set language.values to 0 (inferred) or at least {shapes.values}",
+            )
+        if lang.skip_token >= lang.vocab:
+            raise SpecError(
+                f"language.skip_token = {lang.skip_token} is not a token of a vocab of {lang.vocab}",
+                hint=f"use a skip_token in 0..{lang.vocab - 1}",
+            )
+        if lang.max_length < lang.length:
+            raise SpecError(
+                f"language.max_length = {lang.max_length} is shorter than language.length = {lang.length}",
+                hint=f"set max_length >= {lang.length}",
+            )
+        self.cfg = NLIConfig(
+            vocab=lang.vocab,
+            length=lang.length,
+            max_length=lang.max_length,
+            skip_token=lang.skip_token,
+            values=V,
+            positions=shapes.length,
+            relaxation=spec.relaxation,
+        )
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.inductor = Inductor(spec, self.cfg, key=k1)
+        self.executor = Executor(spec, self.cfg, key=k2)
+        if spec.relaxation.discrete_program:
+            self.program_proj = None
+        else:
+            self.program_proj = eqx.nn.Linear(spec.model.inductor.width, spec.model.executor.width, key=k3)
+
+    # ----------------------------------------------------------------------------------------------- inductor
+    def token_logits(self, slots: Float[Array, "T D"]) -> Float[Array, "T K"]:
+        """Codebook logits of pooled slot embeddings (the skip token is removed in the no-skip ablation)."""
+        logits = self.inductor.head(slots)
+        if not self.cfg.relaxation.skip:
+            logits = logits.at[:, self.cfg.skip_token].set(_NEG)
+        return logits
+
+    def pair_slots(self, inputs: Int[Array, "m L"], outputs: Int[Array, "m L"]) -> Float[Array, "m T D"]:
+        return jax.vmap(self.inductor.encode)(inputs, outputs)
+
+    def pooled_slots(
+        self, inputs: Int[Array, "m L"], outputs: Int[Array, "m L"], mask: Bool[Array, " m"]
+    ) -> Float[Array, "T D"]:
+        """Mean of the slot embeddings over the valid spec pairs (test-time pooling)."""
+        e = self.pair_slots(inputs, outputs)
+        w = mask.astype(e.dtype)
+        return jnp.einsum("m,mtd->td", w, e) / jnp.maximum(w.sum(), 1.0)
+
+    def extend_slots(self, slots: Float[Array, "T D"]) -> Float[Array, "Tmax D"]:
+        """Pad T slot embeddings to `max_length`; extra slots copy the slot most likely to be skip, so they
+        start as (near-)no-ops and search can turn them into operators for longer programs."""
+        extra = self.cfg.max_length - slots.shape[0]
+        if extra == 0:
+            return slots
+        p_skip = jax.nn.softmax(self.token_logits(slots), axis=-1)[:, self.cfg.skip_token]
+        fill = slots[jnp.argmax(p_skip)]
+        return jnp.concatenate([slots, jnp.broadcast_to(fill, (extra, slots.shape[1]))], axis=0)
+
+    # -------------------------------------------------------------------------------------------- interpreter
+    def codes(self, z: Float[Array, "T K"], slots: Float[Array, "T D"] | None = None) -> tuple[Array, Array]:
+        """Code vectors and skip gates of soft tokens z (or of continuous slot vectors in that ablation)."""
+        if self.program_proj is not None:
+            assert slots is not None, "the continuous-program ablation needs slot embeddings"
+            codes = jax.vmap(self.program_proj)(slots)
+            return codes, jnp.zeros(codes.shape[0])
+        codes = z @ self.executor.code_embed
+        gate = z[:, self.cfg.skip_token] if self.cfg.relaxation.skip else jnp.zeros(z.shape[0])
+        return codes, gate
+
+    def run_soft(
+        self,
+        codes: Float[Array, "T D"],
+        gate: Float[Array, " T"],
+        x: Int[Array, " L"],
+        tau: Float[Array, ""],
+        *,
+        key: PRNGKeyArray,
+        noise: bool,
+    ) -> Float[Array, "L V"]:
+        """Relaxed execution of one program on one input; returns log-probabilities of the output values."""
+        r = self.cfg.relaxation
+        ex = self.executor
+        V = self.cfg.values
+        if not r.recurrent:
+            # Ablation: one pass of the step network conditioned on the (gated) sum of the program's codes.
+            code = jnp.einsum("t,td->d", 1.0 - gate, codes)
+            if r.value_bottleneck:
+                return jax.nn.log_softmax(ex.logits(ex.apply(ex.value_embed[x], code)) / tau, axis=-1)
+            return jax.nn.log_softmax(ex.logits(ex.apply(ex.value_embed[x], code)), axis=-1)
+        keys = jax.random.split(key, codes.shape[0])
+        if r.value_bottleneck:
+
+            def step(pi, inp):
+                code, g, k = inp
+                n = ex.logits(ex.apply(pi @ ex.value_embed, code))
+                if noise and r.executor_gumbel:
+                    n = n + jax.random.gumbel(k, n.shape)
+                new = jax.nn.softmax(n / tau, axis=-1)
+                return g * pi + (1.0 - g) * new, None
+
+            pi, _ = jax.lax.scan(step, jax.nn.one_hot(x, V), (codes, gate, keys))
+            return jnp.log(jnp.maximum(pi, _TINY))
+
+        def step_h(h, inp):
+            code, g, _ = inp
+            return g * h + (1.0 - g) * ex.apply(h, code), None
+
+        h, _ = jax.lax.scan(step_h, ex.value_embed[x], (codes, gate, keys))
+        return jax.nn.log_softmax(ex.logits(h), axis=-1)
+
+    def run_hard(self, tokens: Int[Array, " T"], x: Int[Array, " L"]) -> tuple[Int[Array, " L"], Float[Array, "L V"]]:
+        """Exact discrete semantics: hard tokens, the argmax value at every step, skip = identity.
+
+        Returns the output values and the log-probabilities of the last non-skip step (a tie-break score).
+        """
+        r = self.cfg.relaxation
+        ex = self.executor
+        V = self.cfg.values
+        codes = ex.code_embed[tokens]
+        # Skip is always an exact no-op here: in the no-skip ablation the inductor never writes it, so it only
+        # appears as padding beyond the trained length.
+        is_skip = tokens == self.cfg.skip_token
+        onehot = jax.nn.one_hot(x, V)
+        lp0 = jnp.log(onehot * (1.0 - 1e-6) + 1e-6 / V)
+        if not r.recurrent:
+            code = jnp.einsum("t,td->d", 1.0 - is_skip.astype(codes.dtype), codes)
+            lp = jax.nn.log_softmax(ex.logits(ex.apply(ex.value_embed[x], code)), axis=-1)
+            return jnp.argmax(lp, axis=-1), lp
+        if r.value_bottleneck:
+
+            def step(carry, inp):
+                pi, lp = carry
+                code, s = inp
+                n = ex.logits(ex.apply(pi @ ex.value_embed, code))
+                new = jax.nn.one_hot(jnp.argmax(n, axis=-1), V)
+                return (jnp.where(s, pi, new), jnp.where(s, lp, jax.nn.log_softmax(n, axis=-1))), None
+
+            (pi, lp), _ = jax.lax.scan(step, (onehot, lp0), (codes, is_skip))
+            return jnp.argmax(pi, axis=-1), lp
+
+        def step_h(h, inp):
+            code, s = inp
+            return jnp.where(s, h, ex.apply(h, code)), None
+
+        h, _ = jax.lax.scan(step_h, ex.value_embed[x], (codes, is_skip))
+        lp = jax.nn.log_softmax(ex.logits(h), axis=-1)
+        return jnp.argmax(lp, axis=-1), lp
+
+    def execute(self, programs: Int[Array, "B T"], inputs: Int[Array, "B L"]) -> Int[Array, "B L"]:
+        """Run discrete programs (any length, padded with skip) on inputs with hard tokens; export-friendly."""
+        return jax.vmap(lambda p, x: self.run_hard(p, x)[0])(programs, inputs)
+
+
+# ------------------------------------------------------------------------------------------------ relaxation
+def relax_tokens(
+    logits: Float[Array, "... K"], tau: Float[Array, ""], relax: RelaxationSpec, *, key: PRNGKeyArray, noise: bool = True
+) -> Float[Array, "... K"]:
+    """Gumbel-Softmax (optionally straight-through) of the inductor's token logits at temperature `tau`."""
+    if noise and relax.inductor_gumbel:
+        logits = logits + jax.random.gumbel(key, logits.shape)
+    y = jax.nn.softmax(logits / tau, axis=-1)
+    if relax.straight_through:
+        hard = jax.nn.one_hot(jnp.argmax(y, axis=-1), y.shape[-1])
+        y = hard + y - jax.lax.stop_gradient(y)
+    return y
+
+
+def _pair_loglik(logp: Float[Array, "L V"], y: Int[Array, " L"]) -> Float[Array, ""]:
+    """Mean over positions of log p(y)."""
+    return jnp.take_along_axis(logp, y[:, None], axis=-1)[:, 0].mean()
+
+
+def spec_scores(
+    model: NLI, program: Int[Array, " T"], inputs: Int[Array, "m L"], outputs: Int[Array, "m L"], mask: Bool[Array, " m"]
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """Exact spec fit (fraction of valid pairs reproduced) and mean hard log-likelihood of one discrete program."""
+    vals, lp = jax.vmap(lambda x: model.run_hard(program, x))(inputs)
+    w = mask.astype(jnp.float32)
+    n = jnp.maximum(w.sum(), 1.0)
+    exact = jnp.all(vals == outputs, axis=-1).astype(jnp.float32)
+    ll = jax.vmap(_pair_loglik)(lp, outputs)
+    return (w * exact).sum() / n, (w * ll).sum() / n
+
+
+def pad_program(program: Int[Array, "... T"], max_length: int, skip: int) -> Int[Array, "... Tmax"]:
+    """Pad token programs with the skip token to `max_length`."""
+    extra = max_length - program.shape[-1]
+    if extra == 0:
+        return program
+    pad = jnp.full(program.shape[:-1] + (extra,), skip, program.dtype)
+    return jnp.concatenate([program, pad], axis=-1)
+
+
+# ------------------------------------------------------------------------------------------- the ModelKind
+def build(spec: Spec, shapes: Shapes, *, key: PRNGKeyArray) -> NLI:
+    """A fresh NLI model for `spec` and data `shapes`."""
+    return NLI(spec, shapes, key=key)
+
+
+def loss(model: NLI, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray) -> tuple[Float[Array, ""], dict[str, Array]]:
+    """Leave-one-out reconstruction NLL plus lambda_reg times the expected number of distinct tokens in use.
+
+    Args:
+        model: the NLI model.
+        batch: B tasks of m spec pairs; the query pair is used for the `id_accuracy` metric only.
+        t: training progress in [0, 1] (array); temperatures come from the spec's schedules at `t`.
+        key: randomness of the Gumbel noise.
+
+    Returns:
+        The scalar loss and metrics: nll, reg, tokens_in_use, tau_e, tau_d, id_accuracy.
+    """
+    cfg = model.cfg
+    r = cfg.relaxation
+    t = jnp.asarray(t, jnp.float32)
+    tau_e = jnp.asarray(r.tau_inductor.at(t), jnp.float32)
+    tau_d = jnp.asarray(r.tau_executor.at(t), jnp.float32)
+    B, m, _ = batch.inputs.shape
+    e = jax.vmap(model.pair_slots)(batch.inputs, batch.outputs)  # B m T D
+    w = batch.pair_mask.astype(e.dtype)  # B m
+    total = jnp.einsum("bm,bmtd->btd", w, e)
+    others = w.sum(1, keepdims=True) - w  # B m: valid pairs other than i
+    # Leave-one-out: pair i is predicted from the mean of the other valid pairs' slot embeddings.
+    loo = (total[:, None] - w[..., None, None] * e) / jnp.maximum(others, 1.0)[..., None, None]
+    used = w * (others > 0)  # pairs with at least one other pair to induce from
+    logits = jax.vmap(jax.vmap(model.token_logits))(loo)  # B m T K
+    k_ind, k_exe = jax.random.split(key)
+    z = relax_tokens(logits, tau_e, r, key=k_ind)
+
+    def one(zi, ei, x, y, k):
+        codes, gate = model.codes(zi, ei)
+        return _pair_loglik(model.run_soft(codes, gate, x, tau_d, key=k, noise=True), y)
+
+    keys = jax.random.split(k_exe, B * m).reshape(B, m)
+    ll = jax.vmap(jax.vmap(one))(z, loo, batch.inputs, batch.outputs, keys)
+    nll = -(used * ll).sum() / jnp.maximum(used.sum(), 1.0)
+
+    # Expected number of distinct (slot, token) entries used in the batch; q without noise (method.md sec. 3).
+    q = jnp.clip(jax.nn.softmax(logits, axis=-1), 0.0, 1.0 - 1e-6)
+    log_none = jnp.einsum("bm,bmtk->tk", used, jnp.log1p(-q))
+    reg = (1.0 - jnp.exp(log_none)).sum()
+    total_loss = nll + r.reg_weight * reg
+
+    # Metrics with the discrete argmax program induced from all spec pairs, run on the query.
+    pooled = jax.vmap(model.pooled_slots)(batch.inputs, batch.outputs, batch.pair_mask)
+    prog = jnp.argmax(jax.vmap(model.token_logits)(pooled), axis=-1)
+    pred = model.execute(prog, batch.query_input)
+    id_acc = jnp.all(pred == batch.query_output, axis=-1).mean()
+    hard = jnp.argmax(logits, axis=-1)  # B m T
+    counts = jnp.zeros(cfg.vocab).at[hard.reshape(-1)].add(jnp.broadcast_to(used[..., None], hard.shape).reshape(-1))
+    metrics = {
+        "nll": nll,
+        "reg": reg,
+        "tokens_in_use": (counts > 0).sum().astype(jnp.float32),
+        "tau_e": tau_e,
+        "tau_d": tau_d,
+        "id_accuracy": id_acc,
+    }
+    return total_loss, jax.lax.stop_gradient(metrics)
+
+
+def execute(model: NLI, programs: Int[Array, "B T"], inputs: Int[Array, "B L"]) -> Int[Array, "B L"]:
+    """Run discrete programs with hard tokens (the semantics replay uses)."""
+    return model.execute(jnp.asarray(programs, jnp.int32), jnp.asarray(inputs, jnp.int32))
+
+
+def solve(model: NLI, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray) -> Solution:
+    """Induce and search a discrete program per task with the search method `search.method`."""
+    from nlic.runtime.search import SEARCH_METHODS  # runtime strategies; imported late to keep layers acyclic
+
+    return SEARCH_METHODS.get(search.method).run(model, batch, search, key=key)
+
+
+def _search_names() -> tuple[str, ...]:
+    return ("none", "prior", "gradient", "enumerate", "gradient+edit")
+
+
+NLI_KIND = ModelKind(
+    name="nli",
+    build=build,
+    loss=loss,
+    solve=solve,
+    search_methods=_search_names(),
+    execute=execute,
+    discrete_programs=True,
+)
+
+MODEL_KINDS.register("nli", NLI_KIND)
+
+_ = Any

@@ -1,0 +1,100 @@
+"""Canonical text of a `Spec` in YAML or the native `.nls` syntax, and the spec hash built on it.
+
+Every field is printed in schema order (`version` first, task params sorted), floats in shortest round-trip
+form, so print -> parse -> print is the identity and equal specs print to equal text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from typing import Any
+
+from nlic.compiler.spec import IntRange, Schedule, Spec, _num
+from nlic.grammar.tree import type_plain_scalar
+
+__all__ = ["format_spec", "spec_hash", "SYNTAXES"]
+
+SYNTAXES = ("yaml", "nls")
+_YAML_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")
+_NLS_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+# Words other YAML readers (YAML 1.1) would take for booleans: quoted so the file means the same everywhere.
+_YAML11_WORDS = {"y", "n", "yes", "no", "on", "off"}
+_INDENT = "  "
+
+
+def _string(s: str, syntax: str) -> str:
+    plain = _YAML_PLAIN if syntax == "yaml" else _NLS_PLAIN
+    if plain.fullmatch(s) and type_plain_scalar(s) == s and s.lower() not in _YAML11_WORDS:
+        return s
+    return json.dumps(s, ensure_ascii=True)
+
+
+def _value(v: Any, syntax: str) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return _num(v)
+    if isinstance(v, str):
+        return _string(v, syntax)
+    if isinstance(v, (Schedule, IntRange)):
+        return str(v)
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_value(i, syntax) for i in v) + "]"
+    raise TypeError(f"cannot print spec value {v!r}")
+
+
+def _is_params(f: dataclasses.Field) -> bool:
+    return f.name == "params"
+
+
+def _lines(obj: Any, syntax: str, depth: int, comments: bool) -> list[str]:
+    out: list[str] = []
+    pad = _INDENT * depth
+    sep = ": " if syntax == "yaml" else " "
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if comments and f.metadata.get("doc"):
+            out.append(f"{pad}# {f.metadata['doc']}")
+        if dataclasses.is_dataclass(value) and not isinstance(value, (Schedule, IntRange)):
+            out.append(f"{pad}{f.name}:" if syntax == "yaml" else f"{pad}{f.name} {{")
+            out.extend(_lines(value, syntax, depth + 1, comments))
+            if syntax == "nls":
+                out.append(f"{pad}}}")
+        elif _is_params(f):
+            if not value:
+                out.append(f"{pad}{f.name}{sep}{{}}")
+                continue
+            out.append(f"{pad}{f.name}:" if syntax == "yaml" else f"{pad}{f.name} {{")
+            for k, v in value:
+                out.append(f"{pad}{_INDENT}{_string(k, syntax)}{sep}{_value(v, syntax)}")
+            if syntax == "nls":
+                out.append(f"{pad}}}")
+        else:
+            out.append(f"{pad}{f.name}{sep}{_value(value, syntax)}")
+    return out
+
+
+def format_spec(spec: Spec, syntax: str = "yaml", *, comments: bool = False) -> str:
+    """The canonical text of a spec.
+
+    Args:
+        spec: a validated spec.
+        syntax: 'yaml' or 'nls'.
+        comments: precede every field with its documentation as a `#` comment (still canonical: comments are
+            ignored by the parsers and printed again identically).
+
+    Returns:
+        The text, ending with a newline. Task paths are printed as stored: `load_spec` stores resolved paths,
+        `load_spec(..., resolve_paths=False)` (what `nlic fmt` uses) keeps them as written.
+    """
+    if syntax not in SYNTAXES:
+        raise ValueError(f"unknown syntax {syntax!r}; expected one of {SYNTAXES}")
+    return "\n".join(_lines(spec, syntax, 0, comments)) + "\n"
+
+
+def spec_hash(spec: Spec) -> str:
+    """sha256 hex digest of the canonical YAML text: equal specs, whatever their source syntax, hash equal."""
+    return hashlib.sha256(format_spec(spec, "yaml").encode("utf-8")).hexdigest()

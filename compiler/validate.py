@@ -1,0 +1,555 @@
+"""Spec validation: located tree -> `Spec`, checking types, ranges, choices and cross-field rules at once.
+
+The schema is derived from the dataclasses of `nlic.compiler.spec` (types, defaults, `metadata` min/max/choices),
+so adding a field there is the only step. Every problem becomes one located diagnostic; all are raised together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import re
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nlic.compiler import spec as spec_module
+from nlic.compiler.spec import IntRange, Schedule, Spec
+from nlic.grammar.errors import Diagnostic, Loc, NlicError, SpecError, did_you_mean
+from nlic.grammar.spec_parser import parse_expression, parse_nls
+from nlic.grammar.tree import Call, Document, ListNode, MappingNode, Node, Range, Scalar
+from nlic.grammar.yaml_front import parse_yaml
+
+__all__ = ["load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax_of", "MAX_SPEC_BYTES"]
+
+MAX_SPEC_BYTES = 1 << 20
+# Used when the registries are still empty (kinds or families not written or not importable yet).
+_FALLBACK_KINDS = ("dlpn", "in_context", "lpn", "nli", "ttt")
+_FALLBACK_METHODS = ("gradient", "none", "prior")
+_FALLBACK_FAMILIES = ("deepcoder", "files", "pattern", "shift", "string_rules")
+_INT_LIMIT = 2**63 - 1
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_SYNTAXES = {".yaml": "yaml", ".yml": "yaml", ".nls": "nls"}
+_BAD = object()  # a value that failed conversion (already reported)
+
+
+def syntax_of(path: str | os.PathLike) -> str | None:
+    """'yaml' or 'nls' from a file name's extension; None if unknown."""
+    return _SYNTAXES.get(Path(path).suffix.lower())
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, vars(spec_module))
+
+
+def _is_section(tp: Any) -> bool:
+    return dataclasses.is_dataclass(tp) and tp not in (Schedule, IntRange)
+
+
+def _describe(node: Node) -> str:
+    if isinstance(node, Scalar):
+        v = node.value
+        text = node.text if len(node.text) <= 40 else node.text[:37] + "..."
+        if v is None:
+            return "nothing"
+        if isinstance(v, bool):
+            return f"boolean {text}"
+        if isinstance(v, (int, float)):
+            return f"number {text}"
+        return f"string '{text}'"
+    if isinstance(node, Range):
+        return f"range {node.lo}..{node.hi}"
+    if isinstance(node, Call):
+        return f"expression {node.name}(...)"
+    if isinstance(node, ListNode):
+        return "a list"
+    return "a mapping"
+
+
+class _Checker:
+    """Collects diagnostics and the location of every value while converting the tree."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.diagnostics: list[Diagnostic] = []
+        self.locs: dict[str, Loc] = {}  # dotted name -> location of its value (or key for sections)
+        self.bad: set[str] = set()  # dotted names whose value was rejected (cross-checks skip them)
+        self.param_locs: dict[str, Loc] = {}
+
+    def at(self, node: Any) -> Loc:
+        return Loc(self.path, node.line or None, node.col or None)
+
+    def error(self, where: Any, message: str, hint: str | None = None, name: str | None = None) -> object:
+        loc = where if isinstance(where, Loc) or where is None else self.at(where)
+        self.diagnostics.append(Diagnostic(loc, message, hint))
+        if name is not None:
+            self.bad.add(name)
+        return _BAD
+
+    def loc_of(self, name: str) -> Loc:
+        while name not in self.locs and "." in name:
+            name = name.rsplit(".", 1)[0]
+        return self.locs.get(name, Loc(self.path, 1, 1))
+
+    # -- sections ------------------------------------------------------------------------------------------
+
+    def section(self, cls: type, node: Node, name: str) -> Any:
+        if not isinstance(node, MappingNode):
+            title = f"'{name}'" if name else "the spec"
+            self.error(node, f"{title} must be a mapping of keys to values, got {_describe(node)}",
+                       "write 'key: value' entries, one per line", name or "<root>")
+            return cls()
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for entry in node.entries:
+            dotted = f"{name}.{entry.key}" if name else entry.key
+            f = fields.get(entry.key)
+            if f is None:
+                where = f"section '{name}'" if name else "the spec"
+                self.error(entry, f"unknown key '{entry.key}' in {where}", did_you_mean(entry.key, fields))
+                continue
+            self.locs[dotted] = self.at(entry.value) if not isinstance(entry.value, MappingNode) else self.at(entry)
+            value = self.field(_hints(cls)[f.name], f, entry.value, dotted)
+            if value is not _BAD:
+                values[f.name] = value
+        return cls(**values)
+
+    def field(self, tp: Any, f: dataclasses.Field, node: Node, name: str) -> Any:
+        if _is_section(tp):
+            return self.section(tp, node, name)
+        if isinstance(node, Scalar) and node.value is None:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            return self.error(node, f"'{name}' has no value",
+                              f"remove the line to use the default ({_show(default)})", name)
+        if tp is Schedule:
+            return self.schedule(node, name, f.metadata)
+        if tp is bool:
+            if isinstance(node, Scalar) and isinstance(node.value, bool):
+                return node.value
+            return self.error(node, f"'{name}' must be true or false, got {_describe(node)}", None, name)
+        if tp is int or tp is float:
+            return self.number(node, name, f.metadata, integer=tp is int)
+        choices = f.metadata.get("choices") or (typing.get_args(tp) if typing.get_origin(tp) is typing.Literal else ())
+        if tp is str or choices:
+            value = self.string(node, name)
+            if value is not _BAD and choices and value not in choices:
+                return self.error(node, f"'{name}' cannot be '{value}'", did_you_mean(value, choices), name)
+            return value
+        if typing.get_origin(tp) is tuple and typing.get_args(tp) == (str, Ellipsis):
+            return self.strings(node, name)
+        if typing.get_origin(tp) is tuple:
+            return self.params(node, name)
+        raise TypeError(f"spec field {name} has a type the validator does not know: {tp}")
+
+    # -- values --------------------------------------------------------------------------------------------
+
+    def number(self, node: Node, name: str, meta: Mapping[str, Any], *, integer: bool) -> Any:
+        kind = "an integer" if integer else "a number"
+        if not isinstance(node, Scalar) or isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            hint = "write digits without quotes" if isinstance(node, Scalar) and _looks_numeric(node) else None
+            return self.error(node, f"'{name}' must be {kind}, got {_describe(node)}", hint, name)
+        value = self.finite(node, name)
+        if value is _BAD:
+            return value
+        if integer and isinstance(value, float):
+            hint = f"write {int(value)}" if value.is_integer() else None
+            return self.error(node, f"'{name}' must be an integer, got {node.text}", hint, name)
+        if not integer:
+            value = float(value)
+        lo, hi = meta.get("min"), meta.get("max")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            allowed = f"{_show(lo)}..{_show(hi)}" if lo is not None and hi is not None else (
+                f">= {_show(lo)}" if lo is not None else f"<= {_show(hi)}")
+            return self.error(node, f"'{name}' is out of range: {_short(node.text)}", f"allowed: {allowed}", name)
+        return value
+
+    def finite(self, node: Scalar, name: str) -> Any:
+        """Reject numbers no float holds (1e400) and integers beyond 64 bits, quoting what the user wrote."""
+        v = node.value
+        if isinstance(v, float) and not math.isfinite(v):
+            return self.error(node, f"number {_short(node.text)} is too large", "use a value below 1e308", name)
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > _INT_LIMIT:
+            return self.error(node, f"integer {_short(node.text)} is too large", "integers must fit in 64 bits",
+                              name)
+        return v
+
+    def string(self, node: Node, name: str) -> Any:
+        if isinstance(node, Scalar) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, Scalar) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return node.text  # `name: 2024` means the text, not the number
+        return self.error(node, f"'{name}' must be a string, got {_describe(node)}", None, name)
+
+    def strings(self, node: Node, name: str) -> Any:
+        items = node.items if isinstance(node, ListNode) else (node,)
+        out: list[str] = []
+        for item in items:
+            value = self.string(item, name)
+            if value is _BAD:
+                return _BAD
+            if value in out:
+                return self.error(item, f"'{name}' lists '{value}' twice", "remove the repeat", name)
+            out.append(value)
+        return tuple(out)
+
+    def schedule(self, node: Node, name: str, meta: Mapping[str, Any]) -> Any:
+        if isinstance(node, Scalar) and isinstance(node.value, str):
+            try:  # a quoted schedule in YAML, or a plain string that the front end left as text
+                # nls strings keep their quotes in `text`; YAML ones already point past the quote.
+                node = parse_expression(node.value, self.path, node.line, node.col + (node.text != node.value))
+            except SpecError as e:
+                self.diagnostics.extend(e.diagnostics)
+                self.bad.add(name)
+                return _BAD
+        kinds = typing.get_args(_hints(Schedule)["kind"])
+        example = "exp(8 -> 0.5), linear(1 -> 0), cosine(1 -> 0), const(0.5) or a number"
+        if isinstance(node, Scalar) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            args: tuple[Node, ...] = (node,)
+            kind = "const"
+        elif isinstance(node, Call):
+            if node.name not in kinds:
+                return self.error(node, f"unknown schedule '{node.name}' in '{name}'",
+                                  did_you_mean(node.name, kinds), name)
+            kind, args = node.name, node.args
+            want = 1 if kind == "const" else 2
+            if len(args) != want:
+                form = "const(x)" if kind == "const" else f"{kind}(start -> end)"
+                return self.error(node, f"'{name}': {kind} takes {want} value{'s' * (want > 1)}, got {len(args)}",
+                                  f"write {form}", name)
+        else:
+            return self.error(node, f"'{name}' must be a schedule, got {_describe(node)}", f"write {example}", name)
+        values = []
+        for a in args:
+            if not isinstance(a, Scalar) or isinstance(a.value, bool) or not isinstance(a.value, (int, float)):
+                return self.error(a, f"'{name}': schedule endpoints must be numbers, got {_describe(a)}", None, name)
+            v = self.finite(a, name)
+            if v is _BAD:
+                return v
+            lo = meta.get("min")
+            if lo is not None and v < lo:
+                return self.error(a, f"'{name}' is out of range: {a.text}", f"allowed: >= {_show(lo)}", name)
+            values.append(float(v))
+        start, end = values[0], values[-1]
+        if kind == "exp" and (start <= 0 or end <= 0):
+            return self.error(node, f"'{name}': exp schedules need positive endpoints, got {_num(start)} -> "
+                              f"{_num(end)}", "use linear(...) to reach 0, or a small positive end such as 0.01",
+                              name)
+        return Schedule(kind, start, end)
+
+    def params(self, node: Node, name: str) -> Any:
+        if not isinstance(node, MappingNode):
+            return self.error(node, f"'{name}' must be a mapping of parameter names to values, got "
+                              f"{_describe(node)}", "write e.g. params: {split: shift_l, length: 20}", name)
+        out = []
+        ok = True
+        for entry in node.entries:
+            self.param_locs[entry.key] = self.at(entry.value)
+            value = self.param_value(entry.value, f"{name}.{entry.key}")
+            if value is _BAD:
+                ok = False
+            else:
+                out.append((entry.key, value))
+        if not ok:
+            self.bad.add(name)
+            return _BAD
+        return tuple(sorted(out, key=lambda kv: kv[0]))
+
+    def param_value(self, node: Node, name: str) -> Any:
+        if isinstance(node, Scalar):
+            if node.value is None:
+                return self.error(node, f"'{name}' has no value", "give a value or remove the line")
+            return self.finite(node, name) if isinstance(node.value, (int, float)) else node.value
+        if isinstance(node, Range):
+            if abs(node.lo) > _INT_LIMIT or abs(node.hi) > _INT_LIMIT:
+                return self.error(node, f"range {node.lo}..{node.hi} is too large", "integers must fit in 64 bits")
+            if node.lo > node.hi:
+                return self.error(node, f"'{name}': empty range {node.lo}..{node.hi}",
+                                  f"write {node.hi}..{node.lo}")
+            return IntRange(node.lo, node.hi)
+        if isinstance(node, Call):
+            return self.schedule(node, name, {})
+        if isinstance(node, ListNode):
+            items = [self.param_value(i, name) for i in node.items]
+            if any(isinstance(i, (tuple, list)) for i in items if i is not _BAD):
+                return self.error(node, f"'{name}': lists of lists are not supported", None)
+            return _BAD if _BAD in items else tuple(items)
+        return self.error(node, f"'{name}': nested mappings are not supported in task parameters",
+                          "use flat keys, e.g. train_file: a.json")
+
+
+def _looks_numeric(node: Scalar) -> bool:
+    try:
+        float(str(node.value))
+    except ValueError:
+        return False
+    return True
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _num(x: float) -> str:
+    return spec_module._num(x)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _num(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+# -- cross-field checks -----------------------------------------------------------------------------------
+
+
+def _model_kinds() -> tuple[Any, tuple[str, ...]]:
+    from nlic.compiler.kinds import MODEL_KINDS
+
+    try:
+        import nlic.compiler.models  # noqa: F401  (registers the kinds)
+    except ImportError:
+        pass
+    names = tuple(MODEL_KINDS.names())
+    return (MODEL_KINDS, names) if names else (None, _FALLBACK_KINDS)
+
+
+def _families() -> tuple[Any, tuple[str, ...]]:
+    try:
+        from nlic.runtime.tasks import FAMILIES
+    except ImportError:
+        return None, _FALLBACK_FAMILIES
+    names = tuple(FAMILIES.names())
+    return (FAMILIES, names) if names else (None, _FALLBACK_FAMILIES)
+
+
+def _resolve_paths(params: tuple, keys: Any, base: Path) -> tuple:
+    """Relative path values of the `keys` params joined to `base` (`keys` may be any container: a family can
+    treat every key as a path)."""
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, str) and v:
+            v = os.path.expanduser(v)
+            return v if os.path.isabs(v) else os.path.normpath(str(base / v))
+        if isinstance(v, tuple):
+            return tuple(fix(i) for i in v)
+        return v
+
+    return tuple((k, fix(v) if k in keys else v) for k, v in params)
+
+
+def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths: bool) -> Spec:
+    """Checks between fields and against the registries; returns the spec with path params resolved."""
+    ok = lambda *names: not any(n in c.bad for n in names)  # noqa: E731
+    if ok("name") and not _NAME.fullmatch(spec.name):
+        c.error(c.loc_of("name"), f"name '{spec.name}' cannot be used as a directory name",
+                "use letters, digits, '_', '-' and '.'")
+    for part in ("inductor", "executor"):
+        arch = getattr(spec.model, part)
+        if ok(f"model.{part}.heads", f"model.{part}.width") and arch.width % arch.heads:
+            c.error(c.loc_of(f"model.{part}.heads"), f"model.{part}.heads ({arch.heads}) must divide "
+                    f"model.{part}.width ({arch.width})",
+                    f"use heads in {[h for h in range(1, min(arch.width, 64) + 1) if arch.width % h == 0]}")
+    lang = spec.language
+    if ok("language.max_length", "language.length") and lang.max_length < lang.length:
+        c.error(c.loc_of("language.max_length"), f"language.max_length ({lang.max_length}) is shorter than "
+                f"language.length ({lang.length})", f"set max_length to at least {lang.length}")
+    if ok("language.skip_token", "language.vocab") and lang.skip_token >= lang.vocab:
+        c.error(c.loc_of("language.skip_token"), f"language.skip_token ({lang.skip_token}) must be below "
+                f"language.vocab ({lang.vocab})", f"use a token id in 0..{lang.vocab - 1}")
+
+    registry, kinds = _model_kinds()
+    if ok("model.kind") and spec.model.kind not in kinds:
+        c.error(c.loc_of("model.kind"), f"unknown model kind '{spec.model.kind}'", did_you_mean(spec.model.kind, kinds))
+    elif ok("model.kind", "search.method"):
+        methods = registry.get(spec.model.kind).search_methods if registry is not None else _FALLBACK_METHODS
+        if spec.search.method not in methods:
+            c.error(c.loc_of("search.method"), f"search method '{spec.search.method}' is not available for model "
+                    f"kind '{spec.model.kind}'", did_you_mean(spec.search.method, methods))
+
+    families, names = _families()
+    if not ok("task.family"):
+        return spec
+    if spec.task.family not in names:
+        c.error(c.loc_of("task.family"), f"unknown task family '{spec.task.family}'",
+                did_you_mean(spec.task.family, names))
+        return spec
+    if families is None or not ok("task.params"):
+        return spec
+    family = families.get(spec.task.family)
+    params = spec.task.params
+    resolved = params
+    if base_dir is not None and getattr(family, "path_params", ()):
+        resolved = _resolve_paths(params, family.path_params, base_dir)
+    where = c.locs.get("task.params", c.loc_of("task"))
+    try:
+        found = list(family.check_params(dict(resolved), dict(c.param_locs), where))
+    except NlicError as e:
+        found = list(e.diagnostics)
+    c.diagnostics.extend(found)
+    if found:
+        return spec
+    try:
+        splits = tuple(family.splits(dict(resolved)))
+        values = family.codec(dict(resolved)).values
+    except NlicError as e:
+        c.diagnostics.extend(e.diagnostics)
+        return spec
+    if ok("task.train_split") and spec.task.train_split not in splits:
+        c.error(c.loc_of("task.train_split"), f"task family '{family.name}' has no split "
+                f"'{spec.task.train_split}'", did_you_mean(spec.task.train_split, splits))
+    if ok("eval.splits"):
+        for s in spec.eval.splits:
+            if s not in splits:
+                c.error(c.loc_of("eval.splits"), f"task family '{family.name}' has no split '{s}'",
+                        did_you_mean(s, splits))
+    if ok("language.values") and lang.values and lang.values < values:
+        c.error(c.loc_of("language.values"), f"language.values ({lang.values}) is smaller than the task's "
+                f"alphabet ({values})", f"set values to 0 (inferred) or at least {values}")
+    if resolve_paths and resolved != params:
+        spec = dataclasses.replace(spec, task=dataclasses.replace(spec.task, params=resolved))
+    return spec
+
+
+# -- entry points -----------------------------------------------------------------------------------------
+
+
+def validate_tree(
+    doc: Document,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    resolve_paths: bool = True,
+    diagnostics: list[Diagnostic] | tuple[Diagnostic, ...] = (),
+) -> Spec:
+    """Check a located tree against the spec schema and build the `Spec`.
+
+    Args:
+        doc: the tree from a front end.
+        base_dir: directory relative data paths (the family's `path_params`) are resolved against; None
+            leaves them as written.
+        resolve_paths: store resolved paths in the spec (False keeps them as written, for `nlic fmt`; the
+            family's checks see resolved paths either way).
+        diagnostics: problems the front end already found; reported together with the validator's.
+
+    Raises:
+        SpecError: with every diagnostic of the file.
+    """
+    c = _Checker(doc.path)
+    c.diagnostics.extend(diagnostics)
+    root = doc.root
+    if isinstance(root, MappingNode) and not root.entries and not diagnostics:
+        raise SpecError("the spec is empty", loc=Loc(doc.path, 1, 1),
+                        hint="a minimal spec is 'name: my_spec' and 'task: {family: shift, params: {split: shift_l}}'")
+    spec = c.section(Spec, root, "")
+    if isinstance(root, MappingNode):
+        spec = _cross_checks(spec, c, Path(base_dir) if base_dir is not None else None, resolve_paths)
+    if c.diagnostics:
+        raise SpecError(diagnostics=_ordered(c.diagnostics))
+    return spec
+
+
+def _ordered(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """File order, duplicates removed: one problem found twice is reported once."""
+    seen: dict[str, Diagnostic] = {}
+    for d in diagnostics:
+        seen.setdefault(str(d), d)
+    return sorted(seen.values(), key=lambda d: ((d.loc.line or 0) if d.loc else 0, (d.loc.col or 0) if d.loc else 0))
+
+
+def _parse_tree(text: str, path: str, syntax: str) -> tuple[Document, list[Diagnostic]]:
+    if "\x00" in text:
+        i = text.index("\x00")
+        line = text.count("\n", 0, i) + 1
+        col = i - (text.rfind("\n", 0, i) + 1) + 1
+        raise SpecError("the file contains NUL bytes (binary data?)", loc=Loc(path, line, col),
+                        hint="a spec is a UTF-8 text file")
+    if syntax == "yaml":
+        return parse_yaml(text, path)
+    if syntax == "nls":
+        return parse_nls(text, path)
+    raise SpecError(f"unknown spec syntax '{syntax}'", loc=Loc(path), hint="use 'yaml' or 'nls'")
+
+
+def parse_spec(
+    text: str,
+    path: str = "<string>",
+    syntax: str | None = None,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    resolve_paths: bool = True,
+) -> Spec:
+    """Parse and validate spec text.
+
+    Args:
+        text: the spec.
+        path: file name for messages; its extension picks the syntax when `syntax` is None (YAML otherwise).
+        syntax: 'yaml' or 'nls'.
+        base_dir: directory relative data paths are resolved against (default: the directory of `path` when
+            it names a file, else none).
+        resolve_paths: see `validate_tree`.
+
+    Raises:
+        SpecError: with all diagnostics of the text.
+    """
+    if syntax is None:
+        syntax = syntax_of(path) or "yaml"
+    if base_dir is None and path and not path.startswith("<"):
+        base_dir = Path(path).resolve().parent
+    doc, diagnostics = _parse_tree(text, path, syntax)
+    return validate_tree(doc, base_dir=base_dir, resolve_paths=resolve_paths, diagnostics=diagnostics)
+
+
+def read_spec_text(path: str | os.PathLike) -> str:
+    """The text of a spec file, refusing non-files, huge files and non-UTF-8 bytes with located errors."""
+    p = Path(path)
+    shown = str(path)
+    try:
+        if p.is_dir():
+            raise SpecError("this is a directory, not a spec file", loc=Loc(shown), hint="give a .yaml or .nls file")
+        with open(p, "rb") as fh:
+            data = fh.read(MAX_SPEC_BYTES + 1)
+    except OSError as e:
+        raise SpecError(f"cannot read spec: {e.strerror or e}", loc=Loc(shown), hint="check the path") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"the file is larger than {MAX_SPEC_BYTES} bytes", loc=Loc(shown, 1, 1),
+                        hint="a spec is a small text file; is this the right file?")
+    if b"\x00" in data:
+        i = data.index(b"\x00")
+        line = data.count(b"\n", 0, i) + 1
+        col = i - (data.rfind(b"\n", 0, i) + 1) + 1
+        raise SpecError("the file contains NUL bytes (binary data?)", loc=Loc(shown, line, col),
+                        hint="a spec is a UTF-8 text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise SpecError(f"the file is not UTF-8 text (byte 0x{data[e.start]:02x})", loc=Loc(shown, line, col),
+                        hint="save the spec as UTF-8") from None
+
+
+def load_spec(path: str | os.PathLike, *, resolve_paths: bool = True) -> Spec:
+    """Read, parse and validate a spec file (`.yaml`, `.yml` or `.nls`).
+
+    Relative paths in the task family's path parameters are resolved against the file's directory, so the
+    returned spec works from any working directory (`resolve_paths=False` keeps them as written).
+
+    Raises:
+        SpecError: with every problem of the file, each located `path:line:col` with a hint.
+    """
+    shown = str(path)
+    syntax = syntax_of(shown)
+    if Path(shown).is_dir():
+        raise SpecError("this is a directory, not a spec file", loc=Loc(shown), hint="give a .yaml or .nls file")
+    if syntax is None:
+        raise SpecError(f"unknown spec file extension '{Path(shown).suffix}'", loc=Loc(shown),
+                        hint="name the file .yaml, .yml or .nls")
+    text = read_spec_text(path)
+    return parse_spec(text, shown, syntax, base_dir=Path(shown).resolve().parent, resolve_paths=resolve_paths)

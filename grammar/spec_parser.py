@@ -1,0 +1,272 @@
+"""The native spec front end: `.nls` text -> located tree, with `grammar/spec.lark` (LALR, strict).
+
+Also parses single expressions (`exp(8 -> 0.5)`, `1..5`) for the YAML front end, so both syntaxes share one
+expression grammar. Syntax errors become located `SpecError`s whose hint lists the expected tokens by name.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+
+import lark
+from lark import Token, Transformer
+
+from nlic.grammar.errors import Diagnostic, Loc, SpecError
+from nlic.grammar.tree import (
+    MAX_DEPTH,
+    Call,
+    Document,
+    Entry,
+    ListNode,
+    MappingNode,
+    Node,
+    Range,
+    Scalar,
+    type_plain_scalar,
+)
+
+__all__ = ["parse_nls", "parse_expression", "spec_grammar", "check_depth", "drop_duplicates"]
+
+# What users see instead of terminal names in "expected ..." hints.
+_READABLE = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "RANGE": "a range such as 1..5",
+    "STRING": 'a "quoted string"',
+    "ARROW": "'->'",
+    "COLON": "':'",
+    "COMMA": "','",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "$END": "end of file",
+}
+
+
+def _strict_available() -> bool:
+    # lark's strict mode (regex-collision checks) needs interegular; without it the grammar is still LALR.
+    try:
+        import interegular  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.cache
+def spec_grammar(strict: bool | None = None) -> lark.Lark:
+    """The compiled spec grammar (cached); start symbols `start` (a file) and `expression` (one value)."""
+    text = importlib.resources.files("nlic.grammar").joinpath("spec.lark").read_text(encoding="utf-8")
+    if strict is None:
+        strict = _strict_available()
+    return lark.Lark(
+        text, parser="lalr", lexer="contextual", strict=strict, start=["start", "expression"], maybe_placeholders=False
+    )
+
+
+class _Build(Transformer):
+    """Parse tree -> located tree nodes. String-escape problems are collected, not raised."""
+
+    def __init__(self, path: str, line0: int = 1, col0: int = 1):
+        super().__init__()
+        self.path = path
+        self.line0 = line0
+        self.col0 = col0
+        self.diagnostics: list[Diagnostic] = []
+
+    def _pos(self, tok: Token) -> tuple[int, int]:
+        return _shift(tok.line or 1, tok.column or 1, self.line0, self.col0)
+
+    def _string(self, tok: Token) -> str:
+        try:
+            return json.loads(tok)
+        except ValueError as e:
+            line, col = self._pos(tok)
+            self.diagnostics.append(
+                Diagnostic(Loc(self.path, line, col), f"bad escape in string {tok}: {e.msg}",
+                           'use \\" \\\\ \\n \\t or \\uXXXX inside strings')
+            )
+            return str(tok)[1:-1]
+
+    def start(self, children: list) -> MappingNode:
+        return MappingNode(tuple(children), 1, 1)
+
+    def expression(self, children: list) -> Node:
+        return children[0]
+
+    def entry(self, children: list) -> Entry:
+        (key, line, col), value = children[0], children[-1]
+        return Entry(key, value, line, col)
+
+    def key(self, children: list) -> tuple[str, int, int]:
+        tok = children[0]
+        text = self._string(tok) if tok.type == "STRING" else str(tok)
+        return (text, *self._pos(tok))
+
+    def block(self, children: list) -> MappingNode:
+        return MappingNode(tuple(c for c in children if isinstance(c, Entry)), *self._pos(children[0]))
+
+    def list(self, children: list) -> ListNode:
+        items = tuple(c for c in children if not isinstance(c, Token))
+        return ListNode(items, *self._pos(children[0]))
+
+    def call(self, children: list) -> Call:
+        args = tuple(c for c in children[1:] if not isinstance(c, Token))
+        return Call(str(children[0]), args, *self._pos(children[0]))
+
+    def range(self, children: list) -> Range:
+        tok = children[0]
+        lo, hi = str(tok).split("..")
+        return Range(int(lo), int(hi), *self._pos(tok))
+
+    def scalar(self, children: list) -> Scalar:
+        tok = children[0]
+        value = self._string(tok) if tok.type == "STRING" else type_plain_scalar(str(tok))
+        return Scalar(value, str(tok), *self._pos(tok))
+
+
+def _shift(line: int, col: int, line0: int, col0: int) -> tuple[int, int]:
+    """Position inside an embedded string -> position in the file (the string starts at line0:col0)."""
+    if line == 1:
+        return line0, col0 + col - 1
+    return line0 + line - 1, col
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    lines = text.split("\n")
+    return len(lines), len(lines[-1]) + 1
+
+
+def _expected(names: set[str] | frozenset[str] | None) -> str | None:
+    if not names:
+        return None
+    shown = sorted({_READABLE.get(n, n) for n in names})
+    return "expected " + (shown[0] if len(shown) == 1 else "one of: " + ", ".join(shown))
+
+
+def _syntax_error(e: lark.exceptions.LarkError, text: str, path: str, line0: int, col0: int) -> SpecError:
+    """A lark error as a located `SpecError` naming what was found and what was expected."""
+    if isinstance(e, lark.exceptions.UnexpectedCharacters):
+        line, col = _shift(e.line, e.column, line0, col0)
+        hint = _expected(e.allowed)
+        if e.char == '"':
+            hint = 'close the string with " on the same line'
+        return SpecError(f"unexpected character {e.char!r}", loc=Loc(path, line, col), hint=hint)
+    if isinstance(e, lark.exceptions.UnexpectedToken) and e.token.type != "$END":
+        tok = e.token
+        line, col = _shift(tok.line, tok.column, line0, col0)
+        what = _READABLE.get(tok.type, tok.type)
+        if tok.type in ("NAME", "NUMBER", "STRING", "RANGE"):
+            what = f"{what.split(' ')[1]} {str(tok)!r}"  # "a name" -> "name 'x'"
+        message = f"unexpected {what}"
+        expected = e.expected
+        if e.interactive_parser is not None:
+            # LALR merges states, so `e.expected` can list tokens that fail after a reduction; `accepts()` tries
+            # each one and keeps the ones that really fit here.
+            expected = e.interactive_parser.accepts() or expected
+        if tok.type in ("RBRACE", "RSQB", "RPAR") and "NUMBER" in (expected or ()):
+            message = f"missing value before {what}"
+        return SpecError(message, loc=Loc(path, line, col), hint=_expected(expected))
+    if isinstance(e, (lark.exceptions.UnexpectedToken, lark.exceptions.UnexpectedEOF)):
+        line, col = _shift(*_end_position(text), line0, col0)
+        return SpecError("unexpected end of input", loc=Loc(path, line, col), hint=_expected(e.expected))
+    return SpecError(f"syntax error: {e}", loc=Loc(path, line0, col0))
+
+
+def check_depth(text: str, path: str) -> None:
+    """Refuse brackets nested deeper than `MAX_DEPTH` before any recursive walk can overflow the stack."""
+    depth, line, col, in_string, in_comment, escaped = 0, 1, 1, False, False, False
+    for ch in text:
+        if in_comment:
+            in_comment = ch != "\n"
+        elif in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch in '"\n':
+                in_string = False
+        elif ch == "#":
+            in_comment = True
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[(":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", loc=Loc(path, line, col),
+                                hint="specs nest a few sections deep; check for unbalanced brackets")
+        elif ch in "}])":
+            depth -= 1
+        if ch == "\n":
+            line, col = line + 1, 1
+        else:
+            col += 1
+
+
+def drop_duplicates(node: Node, path: str, diagnostics: list[Diagnostic]) -> Node:
+    """The tree with each mapping's repeated keys removed (the first one wins); each repeat is reported."""
+    if isinstance(node, MappingNode):
+        seen: dict[str, Entry] = {}
+        for e in node.entries:
+            if e.key in seen:
+                first = seen[e.key]
+                diagnostics.append(Diagnostic(
+                    Loc(path, e.line, e.col), f"duplicate key '{e.key}'",
+                    f"it is already set at line {first.line}, column {first.col}; keep one"))
+                continue
+            seen[e.key] = Entry(e.key, drop_duplicates(e.value, path, diagnostics), e.line, e.col)
+        return MappingNode(tuple(seen.values()), node.line, node.col)
+    if isinstance(node, ListNode):
+        return ListNode(tuple(drop_duplicates(i, path, diagnostics) for i in node.items), node.line, node.col)
+    return node
+
+
+def parse_nls(text: str, path: str = "<string>") -> tuple[Document, list[Diagnostic]]:
+    """Parse native spec text into a located tree.
+
+    Args:
+        text: the file's text.
+        path: shown in diagnostics.
+
+    Returns:
+        The document and the non-fatal diagnostics found while building it (duplicate keys, bad escapes).
+
+    Raises:
+        SpecError: on a syntax error (located, with the expected tokens) or too deep nesting.
+    """
+    check_depth(text, path)
+    try:
+        parsed = spec_grammar().parse(text, start="start")
+    except lark.exceptions.LarkError as e:
+        raise _syntax_error(e, text, path, 1, 1) from None
+    build = _Build(path)
+    root = build.transform(parsed)
+    diagnostics = list(build.diagnostics)
+    root = drop_duplicates(root, path, diagnostics)
+    return Document(path, root), diagnostics
+
+
+def parse_expression(text: str, path: str = "<string>", line: int = 1, col: int = 1) -> Node:
+    """Parse one value written as text (a YAML scalar): `exp(8 -> 0.5)`, `const(1)`, `1..5`, `[1, 2]`.
+
+    Args:
+        text: the expression.
+        path, line, col: where the text starts in its file, so errors point into it.
+
+    Raises:
+        SpecError: located at the offending character.
+    """
+    check_depth(text, path)
+    try:
+        parsed = spec_grammar().parse(text, start="expression")
+    except lark.exceptions.LarkError as e:
+        raise _syntax_error(e, text, path, line, col) from None
+    build = _Build(path, line, col)
+    node = build.transform(parsed)
+    if build.diagnostics:
+        raise SpecError(diagnostics=build.diagnostics)
+    return node

@@ -1,0 +1,145 @@
+"""Training checkpoints: model, optimiser state, step and RNG state in one self-checking file, written atomically.
+
+A checkpoint is one JSON header line (format, spec hash, step, payload checksum) followed by the equinox leaves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+
+from nlic.grammar.errors import CheckpointError, Loc
+from nlic.runtime.run_dir import atomic_write, check_leaves, spec_data, spec_diff, spec_hash
+
+__all__ = ["FORMAT", "VERSION", "LATEST", "save_checkpoint", "latest_checkpoint", "list_checkpoints", "read_header", "load_checkpoint"]
+
+FORMAT = "nlic-checkpoint"
+VERSION = 1
+LATEST = "latest"
+_NAME = re.compile(r"^step_(\d{8})\.eqx$")
+_MAX_HEADER = 1 << 20  # the header holds the spec; anything longer is not ours
+
+
+def _name(step: int) -> str:
+    return f"step_{step:08d}.eqx"
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Checkpoint files in `directory`, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if _NAME.match(p.name))
+
+
+def save_checkpoint(directory: Path, state: Any, *, step: int, spec: Any, keep: int = 3) -> Path:
+    """Write `state` (any pytree of arrays) as the checkpoint of `step`, point `latest` at it, keep the last `keep`.
+
+    The file is complete before it gets its name, and `latest` moves only after that, so a crash at any moment
+    leaves the previous checkpoint usable.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, state)
+    payload = buf.getvalue()
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "spec_hash": spec_hash(spec),
+        "step": int(step),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "bytes": len(payload),
+        "spec": spec_data(spec),
+    }
+    path = directory / _name(step)
+    atomic_write(path, json.dumps(header, sort_keys=True, default=str).encode() + b"\n" + payload)
+    atomic_write(directory / LATEST, path.name + "\n")
+    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint `latest` points at; None when there is none yet.
+
+    Raises:
+        CheckpointError: `latest` names a file that does not exist or is not a checkpoint name.
+    """
+    directory = Path(directory)
+    pointer = directory / LATEST
+    if not pointer.exists():
+        found = list_checkpoints(directory)
+        # A crash between writing a checkpoint and its pointer leaves a complete, newer file: use it.
+        return found[-1] if found else None
+    name = pointer.read_text().strip()
+    if not _NAME.match(name):
+        raise CheckpointError(f"'latest' names '{name}', not a checkpoint file", loc=Loc(str(pointer)),
+                              hint="delete it to use the newest step_*.eqx")
+    path = directory / name
+    if not path.exists():
+        raise CheckpointError(f"'latest' names {name}, which does not exist", loc=Loc(str(pointer)),
+                              hint="delete it to use the newest step_*.eqx")
+    return path
+
+
+def _split(path: Path) -> tuple[dict[str, Any], bytes]:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError("no such checkpoint", loc=Loc(str(path))) from None
+    end = data.find(b"\n", 0, _MAX_HEADER)
+    try:
+        if end < 0:
+            raise ValueError("no header line")
+        header = json.loads(data[:end])
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ValueError("wrong format tag")
+    except (ValueError, UnicodeDecodeError):
+        raise CheckpointError("not an nlic checkpoint (unreadable header)", loc=Loc(str(path)),
+                              hint="the file is corrupt or was not written by `nlic train`") from None
+    if header.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint format version {header.get('version')} is not supported (this nlic reads {VERSION})",
+                              loc=Loc(str(path)), hint="train again with this version of nlic")
+    return header, data[end + 1 :]
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a checkpoint (format, version, spec_hash, step, sha256, bytes, spec)."""
+    return _split(path)[0]
+
+
+def load_checkpoint(path: Path, like: Any, *, spec: Any) -> tuple[Any, int]:
+    """Read a checkpoint into the structure of `like`; returns `(state, step)`.
+
+    Raises:
+        CheckpointError: truncated or corrupt payload (checksum), another spec (naming the differing fields), or
+            arrays of other shapes.
+    """
+    path = Path(path)
+    header, payload = _split(path)
+    if len(payload) != header.get("bytes") or hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise CheckpointError(
+            f"checkpoint is truncated or corrupt ({len(payload)} of {header.get('bytes')} payload bytes, checksum "
+            "mismatch)", loc=Loc(str(path)), hint="delete it; --resume then uses the previous checkpoint",
+        )
+    if header.get("spec_hash") != spec_hash(spec):
+        diff = spec_diff(header.get("spec") or {}, spec_data(spec))
+        shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
+        raise CheckpointError(
+            f"checkpoint belongs to another spec (checkpoint != this spec: {shown or 'spec hash differs'})",
+            loc=Loc(str(path)), hint="resume with the spec it was trained with, or start a new run with --out or --force",
+        )
+    try:
+        state = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
+    except Exception as e:  # numpy raises several types on malformed data
+        raise CheckpointError(f"cannot read checkpoint arrays: {e}", loc=Loc(str(path))) from None
+    check_leaves(state, like, path)
+    return state, int(header["step"])

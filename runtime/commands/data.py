@@ -1,0 +1,100 @@
+"""`nlic data show|export SPEC`: look at a spec's tasks, or write a split as ARC-style JSON files.
+
+Exported tasks load back with the `files` family (or `nlic solve RUN_DIR DIR`), so other tools see identical tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["add_arguments", "run", "format_task"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = sub.add_parser("show", help="print tasks of a split readably", description="print tasks of a split")
+    show.add_argument("spec", metavar="SPEC", help="spec file (.yaml or .nls)")
+    show.add_argument("--split", default=None, help="split to show (default: the spec's training split)")
+    show.add_argument("-n", type=int, default=3, help="number of tasks (default 3)")
+    show.add_argument("--seed", type=int, default=None, help="data seed (default: the spec's seed)")
+    show.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                      help="coloured grids (auto: only on a terminal)")
+    exp = sub.add_parser("export", help="write a split as ARC-style JSON files, one per task",
+                         description="write a split as ARC-style JSON files, one per task")
+    exp.add_argument("spec", metavar="SPEC", help="spec file (.yaml or .nls)")
+    exp.add_argument("--split", required=True, help="split to export")
+    exp.add_argument("--out", required=True, metavar="DIR", help="output directory (new or empty)")
+    exp.add_argument("-n", type=int, default=None, help="number of tasks (default: eval.tasks)")
+    exp.add_argument("--seed", type=int, default=None, help="data seed (default: the spec's seed)")
+    exp.add_argument("--force", action="store_true", help="write into a non-empty directory")
+
+
+def _side_by_side(blocks: list[str], sep: str) -> str:
+    """Multi-line blocks next to each other (grids), or joined on one line."""
+    parts = [b.split("\n") for b in blocks]
+    if all(len(p) == 1 for p in parts):
+        return sep.join(blocks)
+    height = max(len(p) for p in parts)
+    widths = [max(_visible_len(line) for line in p) for p in parts]
+    rows = []
+    for r in range(height):
+        cells = []
+        for p, w in zip(parts, widths):
+            line = p[r] if r < len(p) else ""
+            cells.append(line + " " * (w - _visible_len(line)))
+        rows.append((sep if r == height // 2 else " " * len(sep)).join(cells).rstrip())
+    return "\n".join(rows)
+
+
+def _visible_len(text: str) -> int:
+    import re
+
+    return len(re.sub(r"\x1b\[[0-9;]*m", "", text))
+
+
+def format_task(tasks: Any, i: int, codec: Any, *, color: bool = False) -> str:
+    """Text of task i of a TaskSet: its spec pairs and its query, `input -> output` per line."""
+    lines = [f"task {tasks.ids[i]}"]
+    for j in range(tasks.inputs.shape[1]):
+        if not tasks.pair_mask[i, j]:
+            continue
+        pair = _side_by_side([codec.render(tasks.inputs[i, j], color=color),
+                              codec.render(tasks.outputs[i, j], color=color)], "  ->  ")
+        lines.append(_indent(f"pair {j + 1}:", pair))
+    out = codec.render(tasks.query_outputs[i], color=color) if tasks.has_target[i] else "?"
+    lines.append(_indent("query:", _side_by_side([codec.render(tasks.query_inputs[i], color=color), out], "  ->  ")))
+    return "\n".join(lines)
+
+
+def _indent(label: str, body: str) -> str:
+    if "\n" not in body:
+        return f"  {label:<8} {body}"
+    return f"  {label}\n" + "\n".join("    " + line for line in body.split("\n"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from nlic.compiler import load_spec
+    from nlic.grammar.errors import DataError, Loc
+    from nlic.runtime.tasks import codec_of, export_tasks, sample_split
+
+    spec = load_spec(args.spec)
+    split = args.split or spec.task.train_split
+    seed = spec.seed if args.seed is None else args.seed
+    n = args.n if args.n is not None else spec.eval.tasks
+    if n < 1:
+        raise DataError(f"-n must be at least 1, got {n}", loc=Loc("-n"))
+    tasks = sample_split(spec, split, n, seed=seed)
+    codec = codec_of(spec)
+    if args.action == "export":
+        written = export_tasks(tasks, codec, args.out, force=args.force)
+        print(f"wrote {len(written)} tasks of split '{split}' to {args.out}")
+        return 0
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    print(f"{spec.name}: {spec.task.family}, split '{split}', {len(tasks)} tasks, L={codec.length}, "
+          f"V={codec.values}, seed {seed}")
+    for i in range(len(tasks)):
+        print()
+        print(format_task(tasks, i, codec, color=color))
+    return 0

@@ -1,0 +1,39 @@
+"""`nlic train SPEC [--out DIR] [--steps N] [--resume] [--force]`: train a spec's model into a run directory.
+
+Existing results are never overwritten without `--resume` or `--force`; Ctrl-C leaves a consistent checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", metavar="SPEC", help="spec file (.yaml, .yml or .nls)")
+    parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<spec name>)")
+    parser.add_argument("--steps", type=int, metavar="N", help="override training.steps (recorded in the locked spec)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    group.add_argument("--force", action="store_true", help="delete the run directory's results and start over")
+    parser.add_argument("--no-progress", action="store_true", help="print no progress (metrics are still written)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nlic.compiler import load_spec
+    from nlic.grammar.errors import Loc, SpecError
+    from nlic.runtime.train import default_run_dir, train
+
+    spec = load_spec(args.spec)
+    if args.steps is not None and args.steps < 0:
+        raise SpecError(f"--steps must be >= 0, got {args.steps}", loc=Loc("--steps"), hint="give a step count")
+    out = Path(args.out) if args.out else default_run_dir(spec)
+    print(f"nlic train: writing {out}", flush=True)
+    result = train(spec, out=out, steps=args.steps, resume=args.resume, force=args.force,
+                   progress=False if args.no_progress else None)
+    loss = result.metrics.get("loss")
+    tail = f", final loss {loss:.4f}" if loss is not None else ""
+    print(f"nlic train: {result.step} steps{tail}; model in {out / 'model.eqx'}", flush=True)
+    return 0

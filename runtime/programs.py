@@ -1,0 +1,357 @@
+"""Program files meet trained models: language checks, building files from search results, replay inputs.
+
+Used by `nlic solve` (write the discrete programs it found) and `nlic run` (check a file against a run, read
+inputs, execute with hard tokens from Python or from the exported executor).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nlic.grammar.errors import DataError, Diagnostic, Loc, ProgramError, did_you_mean
+from nlic.grammar.program import FORMAT_VERSION, Alias, Header, Program, ProgramFile
+
+__all__ = [
+    "Language",
+    "check_programs",
+    "program_file",
+    "Replay",
+    "read_inputs",
+    "program_matrix",
+    "execute_programs",
+    "json_value",
+    "jsonl",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Language:
+    """The identity and token alphabet of one trained language (what a program file must agree with).
+
+    Attributes:
+        name: spec name.
+        fingerprint: hex hash of spec and weights (`nlic.runtime.run_dir.fingerprint`).
+        vocab: codebook size K.
+        skip: skip token id.
+        max_length: most tokens a program may have.
+    """
+
+    name: str
+    fingerprint: str
+    vocab: int
+    skip: int
+    max_length: int
+
+    @classmethod
+    def of(cls, spec: Any, fingerprint: str) -> Language:
+        """The language of a validated spec with trained weights of this fingerprint."""
+        lang = spec.language
+        return cls(str(spec.name), str(fingerprint), int(lang.vocab), int(lang.skip_token), int(lang.max_length))
+
+    def header(self) -> Header:
+        """A program-file header for this language."""
+        return Header(FORMAT_VERSION, self.name, self.fingerprint, self.vocab, self.skip, self.max_length)
+
+
+def check_programs(pf: ProgramFile, language: Language) -> None:
+    """Check that a program file belongs to `language`, reporting every mismatch at once.
+
+    A file with a fingerprint must carry the language's fingerprint; a hand-written file without one is
+    checked by name. Vocabulary, skip token and maximum length must agree in either case.
+
+    Raises:
+        ProgramError: located at the header lines (or at the programs too long for the language).
+    """
+    h = pf.header
+    where = h.loc or Loc(pf.path or "<programs>")
+    diags: list[Diagnostic] = []
+    ours = f"'{language.name}' (fingerprint {language.fingerprint})"
+    if h.fingerprint is not None and h.fingerprint != language.fingerprint:
+        diags.append(Diagnostic(
+            _line(where, 2),
+            f"program file is for language '{h.language}' (fingerprint {h.fingerprint}), but this run's "
+            f"language is {ours}",
+            "replay it with the run it was solved with, or solve the tasks again with this run",
+        ))
+    elif h.language != language.name:
+        diags.append(Diagnostic(
+            _line(where, 2), f"program file is for language '{h.language}', but this run's language is {ours}",
+            f"write `language \"{language.name}\"` if the programs really are in this run's language",
+        ))
+    for key, theirs, mine, hint in (
+        ("vocab", h.vocab, language.vocab, "token ids differ between languages"),
+        ("skip", h.skip, language.skip, "the skip token is fixed by the spec's language.skip_token"),
+        ("max_length", h.max_length, language.max_length, "programs must fit the run's language.max_length"),
+    ):
+        if theirs != mine:
+            shown = (f"t{theirs}", f"t{mine}") if key == "skip" else (theirs, mine)
+            diags.append(Diagnostic(
+                _line(where, 3), f"program file has {key} {shown[0]}, the run's language has {key} {shown[1]}",
+                hint,
+            ))
+    for p in pf.programs:
+        if len(p.tokens) > language.max_length:
+            diags.append(Diagnostic(
+                p.loc, f"program '{p.id}' has {len(p.tokens)} tokens, the language allows {language.max_length}",
+                f"shorten it to at most {language.max_length} tokens",
+            ))
+        bad = [t for t in p.tokens if t >= language.vocab]
+        if bad and h.vocab == language.vocab:  # unreachable after parsing unless the AST was built by hand
+            diags.append(Diagnostic(p.loc, f"program '{p.id}' uses unknown token t{bad[0]}", f"use t0..t{language.vocab - 1}"))
+    if diags:
+        raise ProgramError(diagnostics=diags)
+
+
+def _line(header_loc: Loc, offset: int) -> Loc:
+    """Location of header line `offset` (1-based) given the header's location."""
+    if header_loc.line is None:
+        return header_loc
+    return Loc(header_loc.path, header_loc.line + offset - 1, 1)
+
+
+def _meta_value(v: Any) -> int | float | str:
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        # Four decimals keep files readable and stable across platforms' last-bit differences.
+        return round(v, 4) if math.isfinite(v) else repr(v)
+    return str(v)
+
+
+def program_file(
+    language: Language,
+    ids: Sequence[str],
+    programs: np.ndarray,
+    meta: Sequence[Mapping[str, Any]] | None = None,
+    aliases: Mapping[int, str] | None = None,
+) -> ProgramFile:
+    """A program file from search results.
+
+    Args:
+        language: the run's language (header).
+        ids: one id per task.
+        programs: int [n, T] token ids; skip tokens are dropped.
+        meta: optional per-task metadata fields (numbers rounded to 4 decimals).
+        aliases: optional token id -> readable name.
+    """
+    programs = np.asarray(programs)
+    if programs.ndim != 2 or len(programs) != len(ids):
+        raise ValueError(f"programs must be [n={len(ids)}, T], got shape {programs.shape}")
+    out = []
+    for i, pid in enumerate(ids):
+        tokens = tuple(int(t) for t in programs[i] if int(t) != language.skip)
+        fields = tuple(sorted((str(k), _meta_value(v)) for k, v in (meta[i] if meta else {}).items()))
+        out.append(Program(str(pid), tokens, fields))
+    alias_nodes = tuple(Alias(int(t), str(n)) for t, n in sorted((aliases or {}).items()))
+    return ProgramFile(language.header(), alias_nodes, tuple(out))
+
+
+# --- replay inputs -----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Replay:
+    """One input to run: which program, the user's value, its encoding and where it was read."""
+
+    id: str
+    value: Any
+    encoded: np.ndarray
+    loc: Loc
+
+
+def _encode(codec: Any, value: Any, loc: Loc, what: str | None = None) -> np.ndarray:
+    try:
+        return np.asarray(codec.encode(value, where=loc), np.int32)
+    except DataError as e:
+        if what is None:
+            raise
+        raise DataError(diagnostics=[Diagnostic(d.loc, f"{what}: {d.message}", d.hint) for d in e.diagnostics]) from None
+
+
+def _program_for(pf: ProgramFile, pid: Any, loc: Loc, program: str | None) -> str:
+    if program is not None:
+        return pf.get(program, loc=Loc("--program")).id
+    if pid is None:
+        raise DataError("input has no \"id\"", loc=loc, hint="add \"id\": <program id>, or choose one program with --program ID")
+    if not isinstance(pid, str):
+        pid = json.dumps(pid)
+    if pid not in pf.ids:
+        raise ProgramError(
+            f"no program '{pid}' in {pf.path or 'the program file'}", loc=loc,
+            hint=did_you_mean(pid, pf.ids) if pf.ids else "the program file has no programs",
+        )
+    return pid
+
+
+def _jsonl_inputs(lines: Iterable[str], path: str, codec: Any, pf: ProgramFile, program: str | None) -> list[Replay]:
+    out = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        loc = Loc(path, n)
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"not JSON: {e.msg}", loc=Loc(path, n, e.colno), hint="one JSON object per line") from None
+        if not isinstance(row, dict) or "input" not in row:
+            raise DataError(
+                "expected an object with an \"input\"", loc=loc,
+                hint="write lines like {\"id\": \"task_1\", \"input\": [1, 2, 3]}",
+            )
+        unknown = sorted(set(row) - {"id", "input", "output"})
+        if unknown:
+            raise DataError(f"unknown key '{unknown[0]}'", loc=loc, hint=did_you_mean(unknown[0], ["id", "input", "output"]))
+        pid = _program_for(pf, row.get("id"), loc, program)
+        out.append(Replay(pid, row["input"], _encode(codec, row["input"], loc), loc))
+    return out
+
+
+def _task_inputs(path: Path, codec: Any, pf: ProgramFile, program: str | None) -> list[Replay]:
+    try:
+        task = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError("not UTF-8 text", loc=Loc(str(path)), hint="task files are ARC-style JSON") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"not JSON: {e.msg}", loc=Loc(str(path), e.lineno, e.colno)) from None
+    if not isinstance(task, dict) or not isinstance(task.get("test"), list):
+        raise DataError(
+            "expected an ARC-style task: an object with a \"test\" list", loc=Loc(str(path)),
+            hint="write {\"train\": [...], \"test\": [{\"input\": ...}]}, or give inputs as JSONL",
+        )
+    loc = Loc(str(path))
+    pid = _program_for(pf, path.stem, loc, program)
+    out = []
+    for i, pair in enumerate(task["test"]):
+        if not isinstance(pair, dict) or "input" not in pair:
+            raise DataError(f"test[{i}] has no \"input\"", loc=loc, hint="each test pair is {\"input\": ...}")
+        out.append(Replay(pid, pair["input"], _encode(codec, pair["input"], loc, f"test[{i}].input"), loc))
+    return out
+
+
+def read_inputs(paths: Sequence[str], codec: Any, pf: ProgramFile, *, program: str | None = None) -> list[Replay]:
+    """Inputs to replay, in the order given.
+
+    Args:
+        paths: JSONL files of `{"id": program id, "input": value}` (`-` reads standard input), ARC-style task
+            files (`.json`, run with the program whose id is the file name without extension), or directories
+            of such files.
+        codec: the spec's codec (encodes each input).
+        pf: the program file (ids are checked against it).
+        program: run every input with this program instead (ids in the inputs are then optional).
+
+    Raises:
+        DataError: malformed inputs, located by file and line.
+        ProgramError: an input names a program the file does not have.
+    """
+    out: list[Replay] = []
+    for name in paths:
+        if name == "-":
+            out += _jsonl_inputs(sys.stdin.read().splitlines(), "<stdin>", codec, pf, program)
+            continue
+        path = Path(name)
+        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl")) if path.is_dir() else [path]
+        if path.is_dir() and not files:
+            raise DataError("no .json or .jsonl files in this directory", loc=Loc(str(path)))
+        for f in files:
+            if f.suffix == ".json":
+                out += _task_inputs(f, codec, pf, program)
+                continue
+            try:
+                text = f.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise DataError("not UTF-8 text", loc=Loc(str(f)), hint="inputs are JSONL: one JSON object per line") from None
+            out += _jsonl_inputs(text.splitlines(), str(f), codec, pf, program)
+    if not out:
+        raise DataError("no inputs", loc=Loc(", ".join(paths)), hint="give at least one input")
+    return out
+
+
+def program_matrix(pf: ProgramFile, ids: Sequence[str], length: int) -> np.ndarray:
+    """int32 [n, length]: the programs named by `ids` (repeats allowed), padded with the skip token."""
+    return pf.array(ids, length)
+
+
+# --- execution ---------------------------------------------------------------------------------------------------
+
+_EXECUTORS: dict[int, Any] = {}
+
+
+def _bucket(n: int, cap: int = 1024) -> int:
+    # Few distinct batch sizes, so that the jitted executor compiles a handful of times at most.
+    b = 8
+    while b < min(n, cap):
+        b *= 2
+    return b
+
+
+def execute_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """Run discrete programs with hard tokens (`ModelKind.execute`), in padded fixed-size chunks.
+
+    Args:
+        spec: the run's spec (selects the model kind).
+        model: the trained model.
+        programs: int [n, T] token ids padded with skip.
+        inputs: int [n, L] encoded inputs.
+
+    Returns:
+        int32 [n, L] outputs.
+
+    Raises:
+        ProgramError: the model kind has no discrete programs.
+    """
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from nlic.compiler.lower import kind_of
+
+    kind = kind_of(spec)
+    if kind.execute is None or not kind.discrete_programs:
+        raise ProgramError(
+            f"model kind '{kind.name}' has no discrete programs to run", loc=Loc("model.kind"),
+            hint="program files come from kinds with discrete programs (nli)",
+        )
+    fn = _EXECUTORS.setdefault(id(kind.execute), eqx.filter_jit(kind.execute))
+    programs = np.asarray(programs, np.int32)
+    inputs = np.asarray(inputs, np.int32)
+    n = len(programs)
+    chunk = _bucket(n)
+    outs = []
+    for start in range(0, n, chunk):
+        p, x = programs[start : start + chunk], inputs[start : start + chunk]
+        pad = chunk - len(p)
+        if pad:
+            # Padding rows repeat row 0: valid programs and inputs, results dropped.
+            p = np.concatenate([p, np.repeat(p[:1], pad, 0)])
+            x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
+        outs.append(np.asarray(fn(model, jnp.asarray(p), jnp.asarray(x)))[: chunk - pad])
+    return np.concatenate(outs).astype(np.int32) if outs else np.zeros((0, inputs.shape[-1]), np.int32)
+
+
+def json_value(x: Any) -> Any:
+    """A JSON-able copy of decoded data (NumPy scalars and arrays become Python numbers and lists)."""
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, (list, tuple)):
+        return [json_value(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): json_value(v) for k, v in x.items()}
+    return x
+
+
+def jsonl(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Rows as JSON Lines (compact, keys in the order given)."""
+    return "".join(json.dumps(json_value(dict(r)), separators=(", ", ": ")) + "\n" for r in rows)
+

@@ -1,0 +1,241 @@
+"""Test-time program search for NLI models (method.md section 4): a registry of search methods, each a value.
+
+Every method returns a discrete program per task, scored exactly with hard tokens on the spec pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from nlic.compiler.kinds import Batch, Solution
+from nlic.compiler.models.nli import NLI, _pair_loglik, pad_program, relax_tokens, spec_scores
+from nlic.compiler.registry import Registry
+from nlic.compiler.spec import SearchSpec
+
+__all__ = ["SearchMethod", "SEARCH_METHODS", "Task", "search_cost"]
+
+
+class Task(eqx.Module):
+    """One task's spec pairs and query input (the per-task view every method is vmapped over)."""
+
+    inputs: Int[Array, "m L"]
+    outputs: Int[Array, "m L"]
+    mask: Bool[Array, " m"]
+    query: Int[Array, " L"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchMethod:
+    """A search strategy.
+
+    Attributes:
+        name: registry name (`search.method`).
+        run: `run(model, batch, search, *, key) -> Solution` (jitted inside; one trace per static search spec).
+        cost: `cost(model, search) -> int`, program executions on one spec pair per task (the budget measure).
+        doc: one line for help texts.
+    """
+
+    name: str
+    run: Callable[..., Solution]
+    cost: Callable[[NLI, SearchSpec], int]
+    doc: str
+
+
+SEARCH_METHODS: Registry[SearchMethod] = Registry("search method")
+
+_BIG = 1e6  # exact fit dominates the likelihood tie-break (hard log-likelihoods are clipped above -_BIG / 10)
+
+
+def _score(fit: Float[Array, "..."], ll: Float[Array, "..."]) -> Float[Array, "..."]:
+    """Lexicographic (exact spec fit, then likelihood) as one number."""
+    return fit * _BIG + jnp.clip(ll, -_BIG / 10, 0.0)
+
+
+def _soft_spec_loglik(
+    model: NLI, slots: Float[Array, "T D"], task: Task, tau_e: Array, tau_d: Array, *, key: PRNGKeyArray, noise: bool
+) -> Float[Array, ""]:
+    """Mean log-likelihood of the valid spec pairs under the soft program of slot embeddings `slots`."""
+    k1, k2 = jax.random.split(key)
+    z = relax_tokens(model.token_logits(slots), tau_e, model.cfg.relaxation, key=k1, noise=noise)
+    codes, gate = model.codes(z, slots)
+    keys = jax.random.split(k2, task.inputs.shape[0])
+    ll = jax.vmap(lambda x, y, k: _pair_loglik(model.run_soft(codes, gate, x, tau_d, key=k, noise=noise), y))(
+        task.inputs, task.outputs, keys
+    )
+    w = task.mask.astype(ll.dtype)
+    return (w * ll).sum() / jnp.maximum(w.sum(), 1.0)
+
+
+def _soft_predict(model: NLI, slots: Float[Array, "T D"], x: Int[Array, " L"], tau_e: Array, tau_d: Array) -> Int[Array, " L"]:
+    """Query prediction of the noise-free soft program."""
+    z = relax_tokens(model.token_logits(slots), tau_e, model.cfg.relaxation, key=jax.random.key(0), noise=False)
+    codes, gate = model.codes(z, slots)
+    return jnp.argmax(model.run_soft(codes, gate, x, tau_d, key=jax.random.key(0), noise=False), axis=-1)
+
+
+def _end_temps(search: SearchSpec) -> tuple[Array, Array]:
+    one = jnp.ones((), jnp.float32)
+    return jnp.asarray(search.tau_inductor.at(one), jnp.float32), jnp.asarray(search.tau_executor.at(one), jnp.float32)
+
+
+def _discrete_outputs(model: NLI, program: Int[Array, " T"], task: Task) -> Int[Array, " L"]:
+    out = model.run_hard(program, task.query)[0]
+    if model.program_proj is not None:  # continuous-program ablation: tokens are not the program
+        return jnp.zeros_like(out)
+    return out
+
+
+def _tasks(batch: Batch) -> Task:
+    return Task(batch.inputs, batch.outputs, batch.pair_mask, batch.query_input)
+
+
+def _statics(search: SearchSpec) -> SearchSpec:
+    """The search spec with array-valued hyper-parameters zeroed, so that changing them does not re-trace."""
+    return dataclasses.replace(search, lr=0.0, init_noise=0.0)
+
+
+def _runner(per_task: Callable[..., tuple]) -> Callable[..., Solution]:
+    """Wrap a per-task search function into a jitted, task-vmapped `run(model, batch, search, *, key)`."""
+
+    @eqx.filter_jit
+    def batched(model, batch, search, hyper, key):
+        keys = jax.random.split(key, batch.inputs.shape[0])
+        return jax.vmap(lambda task, k: per_task(model, task, search, hyper, k))(_tasks(batch), keys)
+
+    def run(model: NLI, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray) -> Solution:
+        hyper = {"lr": jnp.asarray(search.lr, jnp.float32), "init_noise": jnp.asarray(search.init_noise, jnp.float32)}
+        prog, out, fit, ll, soft = batched(model, batch, _statics(search), hyper, key)
+        if model.program_proj is not None:
+            out = soft
+        return Solution(programs=prog, outputs=out, spec_fit=fit, spec_loglik=ll, soft_outputs=soft)
+
+    run.batched = batched  # exposed for trace-count tests
+    return run
+
+
+# --------------------------------------------------------------------------------------------------- none
+def _none(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
+    slots = model.extend_slots(model.pooled_slots(task.inputs, task.outputs, task.mask))
+    prog = jnp.argmax(model.token_logits(slots), axis=-1).astype(jnp.int32)
+    fit, _ = spec_scores(model, prog, task.inputs, task.outputs, task.mask)
+    tau_e, tau_d = _end_temps(search)
+    ll = _soft_spec_loglik(model, slots, task, tau_e, tau_d, key=key, noise=False)
+    return prog, _discrete_outputs(model, prog, task), fit, ll, _soft_predict(model, slots, task.query, tau_e, tau_d)
+
+
+# -------------------------------------------------------------------------------------------------- prior
+def _prior(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
+    cfg = model.cfg
+    slots = model.pooled_slots(task.inputs, task.outputs, task.mask)
+    logits = model.token_logits(slots)  # T K
+    sampled = jax.random.categorical(key, logits, axis=-1, shape=(search.starts - 1, cfg.length))
+    progs = jnp.concatenate([jnp.argmax(logits, -1)[None], sampled], axis=0).astype(jnp.int32)
+    progs = pad_program(progs, cfg.max_length, cfg.skip_token)
+    fit, ll = jax.vmap(lambda p: spec_scores(model, p, task.inputs, task.outputs, task.mask))(progs)
+    best = jnp.argmax(_score(fit, ll))
+    prog = progs[best]
+    tau_e, tau_d = _end_temps(search)
+    ext = model.extend_slots(slots)
+    soft_ll = _soft_spec_loglik(model, ext, task, tau_e, tau_d, key=key, noise=False)
+    return prog, _discrete_outputs(model, prog, task), fit[best], soft_ll, _soft_predict(model, ext, task.query, tau_e, tau_d)
+
+
+# ----------------------------------------------------------------------------------------------- gradient
+def _gradient_core(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
+    """Adam on the pooled slot embeddings from `starts` points; returns per-start best discrete programs."""
+    cfg = model.cfg
+    e0 = model.extend_slots(model.pooled_slots(task.inputs, task.outputs, task.mask))  # Tmax D
+    k_init, k_run = jax.random.split(key)
+    noise = jax.random.normal(k_init, (search.starts,) + e0.shape) * hyper["init_noise"]
+    noise = noise.at[0].set(0.0)  # the inductor's own embedding is always one of the starts
+    starts = e0[None] + noise
+    opt = optax.adam(hyper["lr"])
+    steps = search.steps
+    denom = max(steps - 1, 1)
+
+    def evaluate(e):
+        prog = jnp.argmax(model.token_logits(e), axis=-1).astype(jnp.int32)
+        fit, ll = spec_scores(model, prog, task.inputs, task.outputs, task.mask)
+        return prog, fit, ll
+
+    def one_start(e, k):
+        def objective(e, t, k):
+            tau_e = jnp.asarray(search.tau_inductor.at(t), jnp.float32)
+            tau_d = jnp.asarray(search.tau_executor.at(t), jnp.float32)
+            return -_soft_spec_loglik(model, e, task, tau_e, tau_d, key=k, noise=True)
+
+        def step(carry, inp):
+            e, state, best = carry
+            i, k = inp
+            t = i.astype(jnp.float32) / denom
+            g = jax.grad(objective)(e, t, k)
+            upd, state = opt.update(g, state, e)
+            e = optax.apply_updates(e, upd)
+            prog, fit, ll = evaluate(e)
+            better = _score(fit, ll) > _score(best[1], best[2])
+            best = jax.tree.map(lambda new, old: jnp.where(better, new, old), (prog, fit, ll), best)
+            return (e, state, best), None
+
+        best0 = evaluate(e)
+        keys = jax.random.split(k, steps)
+        (e, _, best), _ = jax.lax.scan(step, (e, opt.init(e), best0), (jnp.arange(steps), keys))
+        return e, best
+
+    finals, (progs, fits, lls) = jax.vmap(one_start)(starts, jax.random.split(k_run, search.starts))
+    return finals, progs, fits, lls
+
+
+def _pick(model: NLI, task: Task, search: SearchSpec, finals, progs, fits, lls, key) -> tuple:
+    """Choose a start by `search.select` and produce the Solution row."""
+    tau_e, tau_d = _end_temps(search)
+    soft_lls = jax.vmap(lambda e: _soft_spec_loglik(model, e, task, tau_e, tau_d, key=key, noise=False))(finals)
+    if search.select == "exact":
+        best = jnp.argmax(_score(fits, lls))
+        prog, fit = progs[best], fits[best]
+    else:
+        best = jnp.argmax(soft_lls)
+        prog = jnp.argmax(model.token_logits(finals[best]), axis=-1).astype(jnp.int32)
+        fit, _ = spec_scores(model, prog, task.inputs, task.outputs, task.mask)
+    e = finals[best]
+    return prog, _discrete_outputs(model, prog, task), fit, soft_lls[best], _soft_predict(model, e, task.query, tau_e, tau_d)
+
+
+def _gradient(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
+    k1, k2 = jax.random.split(key)
+    finals, progs, fits, lls = _gradient_core(model, task, search, hyper, k1)
+    return _pick(model, task, search, finals, progs, fits, lls, k2)
+
+
+def _cost_none(model: NLI, search: SearchSpec) -> int:
+    return 1
+
+
+def _cost_prior(model: NLI, search: SearchSpec) -> int:
+    return search.starts
+
+
+def _cost_gradient(model: NLI, search: SearchSpec) -> int:
+    # forward + backward of a soft execution is counted as 3 executions, plus one hard check per step.
+    return search.starts * (1 + 4 * search.steps)
+
+
+def search_cost(model: NLI, search: SearchSpec) -> int:
+    """Program executions (on one spec pair, max_length steps) one task's search costs."""
+    return SEARCH_METHODS.get(search.method).cost(model, search)
+
+
+SEARCH_METHODS.register("none", SearchMethod("none", _runner(_none), _cost_none, "argmax program of the inductor"))
+SEARCH_METHODS.register(
+    "prior", SearchMethod("prior", _runner(_prior), _cost_prior, "sample `starts` programs from the inductor, keep the best")
+)
+SEARCH_METHODS.register(
+    "gradient",
+    SearchMethod("gradient", _runner(_gradient), _cost_gradient, "Adam on pooled slot embeddings from `starts` points"),
+)

@@ -1,0 +1,128 @@
+"""The Python API for test-time search: `solve(spec, model, tasks)` runs a model kind's search over a `TaskSet`
+in fixed-size batches (one jit trace) and scores the predictions against the known query outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import nlic.compiler.models.nli  # noqa: F401  (registers the "nli" kind)
+from nlic.compiler.kinds import MODEL_KINDS, ModelKind
+from nlic.compiler.spec import SearchSpec, Spec
+from nlic.runtime.tasks.base import TaskSet
+
+__all__ = ["SolveResult", "solve"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SolveResult:
+    """Search results for n tasks (NumPy).
+
+    Attributes:
+        ids: task ids.
+        programs: int [n, Tmax] discrete programs, padded with the skip token.
+        outputs: int [n, L] query predictions made with the discrete programs.
+        soft_outputs: int [n, L] query predictions made with the soft programs.
+        spec_fit: float [n] fraction of spec pairs the discrete program reproduces exactly.
+        spec_loglik: float [n] mean spec log-likelihood of the selected soft program.
+        correct: bool [n] exact match of `outputs` with the query output (False where there is no target).
+        has_target: bool [n] whether the task's query output is known.
+        accuracy: mean of `correct` over tasks with targets; None if no task has one.
+        seconds: wall-clock seconds of the search (compilation included).
+    """
+
+    ids: tuple[str, ...]
+    programs: np.ndarray
+    outputs: np.ndarray
+    soft_outputs: np.ndarray
+    spec_fit: np.ndarray
+    spec_loglik: np.ndarray
+    correct: np.ndarray
+    has_target: np.ndarray
+    accuracy: float | None
+    seconds: float
+
+
+def _pad(tasks: TaskSet, size: int) -> TaskSet:
+    """Repeat the last task so that every batch has the same shape (one trace)."""
+    n = len(tasks)
+    if n == size:
+        return tasks
+    return tasks.take(np.concatenate([np.arange(n), np.full(size - n, n - 1)]))
+
+
+def solve(
+    spec: Spec | ModelKind,
+    model,
+    tasks: TaskSet,
+    *,
+    search: SearchSpec | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> SolveResult:
+    """Search a program for every task and predict its query output.
+
+    Args:
+        spec: the spec (its `model.kind` picks the kind, its `search` section is the default budget), or a
+            `ModelKind` directly (then `search` is required).
+        model: the trained model of that kind.
+        tasks: the tasks to solve.
+        search: search method and budget; defaults to `spec.search`.
+        seed: seed of the search noise; results are deterministic given it.
+        progress: print one line per batch to stderr.
+
+    Returns:
+        A `SolveResult`.
+    """
+    if isinstance(spec, ModelKind):
+        kind = spec
+        if search is None:
+            raise TypeError("solve(kind, ...) needs search=SearchSpec(...)")
+    else:
+        kind = MODEL_KINDS.get(spec.model.kind)
+        search = spec.search if search is None else search
+    n = len(tasks)
+    size = max(1, min(search.batch, n))
+    key = jax.random.key(seed)
+    parts = []
+    t0 = time.perf_counter()
+    for b, start in enumerate(range(0, n, size)):
+        chunk = tasks.take(slice(start, start + size))
+        sol = kind.solve(model, _pad(chunk, size).batch(), search, key=jax.random.fold_in(key, b))
+        sol = jax.tree.map(lambda a: np.asarray(a)[: len(chunk)], tuple(sol))
+        parts.append(sol)
+        if progress:
+            done = min(start + size, n)
+            print(f"solve: {done}/{n} tasks, {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - t0
+    if parts:
+        programs, outputs, fit, ll, soft = (np.concatenate(p) for p in zip(*parts))
+    else:
+        L = tasks.query_inputs.shape[-1]
+        programs = np.zeros((0, 1), np.int32)
+        outputs = soft = np.zeros((0, L), np.int32)
+        fit = ll = np.zeros((0,), np.float32)
+    has_target = np.asarray(tasks.has_target, bool)
+    correct = np.all(outputs == tasks.query_outputs, axis=-1) & has_target
+    accuracy = float(correct[has_target].mean()) if has_target.any() else None
+    return SolveResult(
+        ids=tuple(tasks.ids),
+        programs=programs.astype(np.int32),
+        outputs=outputs.astype(np.int32),
+        soft_outputs=soft.astype(np.int32),
+        spec_fit=fit.astype(np.float32),
+        spec_loglik=ll.astype(np.float32),
+        correct=correct,
+        has_target=has_target,
+        accuracy=accuracy,
+        seconds=seconds,
+    )
+
+
+_ = jnp

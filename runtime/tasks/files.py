@@ -1,0 +1,453 @@
+"""User task files (ARC-style JSON and JSONL): reading with located errors, exporting, and the `files` family.
+
+Bad data of any kind is a `DataError` naming the file, the line (JSONL) or task, and the pair; never a traceback.
+
+Formats:
+    ARC-style JSON: one file is one task `{"train": [{"input": X, "output": Y}, ...], "test": [...]}` whose id
+        is the file name without extension; a file may also hold a list of tasks (ids `<name>-<i>`, or each
+        task's "id") or a dict from ids to tasks. A directory means every `*.json` / `*.jsonl` in it, sorted.
+    JSONL: one task object per line, with an optional "id" (default `<name>-<line>`); blank lines are skipped.
+Values X, Y are 1-D int lists or 2-D grids (lists of rows), all of one kind in a data set, values >= 0.
+Task keys are "train", "test" and "id" only. Pairs in messages count from 1.
+
+Tasks as TaskSet rows: the first `pairs` train pairs are the spec (fewer are masked out with pair_mask, more
+are dropped); each test pair gives one row (ids `name`, `name#1`, `name#2`, ...), and a test pair without
+"output" has has_target False. A task without "test" uses its last train pair as the query.
+
+The `files` family: params map split names to files or directories (`train: data/train.jsonl`, `ood: data/ood/`),
+`train` being optional when a spec only solves. L and V are inferred over all its files: sequences of one
+length / grids of one size need no padding (V = max value + 1); otherwise shorter data are padded with a PAD
+token = max value + 1 (V = max value + 2), sequences at the end, grids to the bottom-right.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nlic.grammar.errors import DataError, Diagnostic, Loc, SpecError, did_you_mean
+from nlic.runtime.tasks.base import FAMILIES, Codec, TaskSet
+from nlic.runtime.tasks.codecs import GridCodec, SequenceCodec, is_int
+
+__all__ = ["RawTask", "read_raw", "read_tasks", "infer_codec", "export_tasks", "FilesFamily"]
+
+_TASK_KEYS = ("train", "test", "id")
+_PAIR_KEYS = ("input", "output")
+_SPLIT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class RawTask:
+    """One task as JSON values, with where it came from (`loc`) for error messages."""
+
+    id: str
+    train: tuple[tuple[Any, Any], ...]
+    test: tuple[tuple[Any, Any | None], ...]
+    loc: Loc
+
+
+def _err(loc: Loc, msg: str, hint: str | None = None) -> DataError:
+    return DataError(msg, loc=loc, hint=hint)
+
+
+def _natural(path: Path) -> list[Any]:
+    """Sort key putting `task-2` before `task-10`."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", path.name)]
+
+
+def _files_of(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted((p for p in path.iterdir() if p.suffix in (".json", ".jsonl") and p.is_file()),
+                       key=_natural)
+        if not files:
+            raise _err(Loc(str(path)), "the directory holds no .json or .jsonl task files",
+                       "put ARC-style task files (one task per .json) or a .jsonl file there")
+        return files
+    if not path.exists():
+        raise _err(Loc(str(path)), "no such task file or directory", "check the path")
+    if path.suffix not in (".json", ".jsonl"):
+        raise _err(Loc(str(path)), f"unknown task file type '{path.suffix or '(none)'}'",
+                   "use ARC-style .json, .jsonl (one task per line) or a directory of them")
+    return [path]
+
+
+def _pairs(obj: Any, key: str, tid: str, loc: Loc, *, need_output: bool) -> tuple[tuple[Any, Any], ...]:
+    pairs = obj[key]
+    if not isinstance(pairs, list):
+        raise _err(loc, f"task '{tid}': '{key}' must be a list of {{\"input\", \"output\"}} pairs, "
+                   f"got {type(pairs).__name__}")
+    out = []
+    for i, pair in enumerate(pairs, 1):
+        where = f"task '{tid}': {key} pair {i}"
+        if not isinstance(pair, dict):
+            raise _err(loc, f"{where}: must be an object with \"input\" and \"output\", got {type(pair).__name__}")
+        for k in pair:
+            if k not in _PAIR_KEYS:
+                raise _err(loc, f"{where}: unknown key '{k}'", did_you_mean(k, _PAIR_KEYS))
+        if "input" not in pair:
+            raise _err(loc, f"{where}: missing \"input\"")
+        if need_output and "output" not in pair:
+            raise _err(loc, f"{where}: missing \"output\"", "every train pair needs an output")
+        out.append((pair["input"], pair.get("output")))
+    return tuple(out)
+
+
+def _task(obj: Any, default_id: str, loc: Loc) -> RawTask:
+    if not isinstance(obj, dict):
+        raise _err(loc, f"task '{default_id}': expected an object with \"train\" and \"test\", "
+                   f"got {type(obj).__name__}")
+    tid = obj.get("id", default_id)
+    if not isinstance(tid, (str, int)) or isinstance(tid, bool) or str(tid) == "":
+        raise _err(loc, f"task '{default_id}': \"id\" must be a non-empty string, got {tid!r}")
+    tid = str(tid)
+    for k in obj:
+        if k not in _TASK_KEYS:
+            raise _err(loc, f"task '{tid}': unknown key '{k}'", did_you_mean(k, _TASK_KEYS))
+    if "train" not in obj:
+        raise _err(loc, f"task '{tid}': missing \"train\" pairs", "a task needs at least one train pair")
+    train = _pairs(obj, "train", tid, loc, need_output=True)
+    if not train:
+        raise _err(loc, f"task '{tid}': \"train\" is empty", "a task needs at least one train pair")
+    test = _pairs(obj, "test", tid, loc, need_output=False) if "test" in obj else ()
+    return RawTask(tid, train, test, loc)
+
+
+def _show(v: Any) -> str:
+    """A value as the user wrote it (JSON), shortened."""
+    try:
+        text = json.dumps(v)
+    except (TypeError, ValueError):
+        text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _read_json(path: Path) -> Iterator[RawTask]:
+    text = _text(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _err(Loc(str(path), e.lineno, e.colno), f"invalid JSON: {e.msg}") from None
+    stem = path.stem
+    if isinstance(data, dict) and ("train" in data or "test" in data):
+        yield _task(data, stem, Loc(str(path)))
+    elif isinstance(data, list):
+        if not data:
+            raise _err(Loc(str(path)), "the file holds an empty list of tasks")
+        for i, obj in enumerate(data):
+            yield _task(obj, f"{stem}-{i}", Loc(str(path)))
+    elif isinstance(data, dict):
+        if not data:
+            raise _err(Loc(str(path)), "the file holds an empty object", "write {\"train\": [...], \"test\": [...]}")
+        for key, obj in data.items():
+            if isinstance(obj, dict) and "id" not in obj:
+                obj = {"id": key, **obj}
+            yield _task(obj, key, Loc(str(path)))
+    else:
+        raise _err(Loc(str(path)), f"expected a task object, a list or a dict of tasks, got {type(data).__name__}")
+
+
+def _read_jsonl(path: Path) -> Iterator[RawTask]:
+    lines = _text(path).splitlines()
+    any_task = False
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        loc = Loc(str(path), n)
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise _err(Loc(str(path), n, e.colno), f"invalid JSON: {e.msg}",
+                       "a .jsonl file holds one task object per line") from None
+        any_task = True
+        yield _task(obj, f"{path.stem}-{n}", loc)
+    if not any_task:
+        raise _err(Loc(str(path)), "the file holds no tasks")
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise _err(Loc(str(path)), f"not UTF-8 text ({e.reason} at byte {e.start})", "task files are JSON text") from None
+
+
+def _paths(path: Any) -> list[str]:
+    """One path, or a list of them (a split may name several files)."""
+    return [str(p) for p in path] if isinstance(path, (list, tuple)) else [str(path)]
+
+
+def read_raw(path: str | os.PathLike[str] | Sequence[str]) -> list[RawTask]:
+    """Every task of a file or directory (or of several) as JSON values; `DataError` on malformed files or
+    duplicate ids."""
+    tasks: list[RawTask] = []
+    seen: dict[str, Loc] = {}
+    for f in (f for p in _paths(path) for f in _files_of(Path(p))):
+        for t in (_read_jsonl(f) if f.suffix == ".jsonl" else _read_json(f)):
+            if t.id in seen:
+                raise _err(t.loc, f"task '{t.id}' is defined twice (first at {seen[t.id]})", "task ids must be unique")
+            seen[t.id] = t.loc
+            tasks.append(t)
+    return tasks
+
+
+# --- shape inference -------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Stats:
+    dims: int | None = None
+    first: str = ""
+    max_value: int = 0
+    shapes: set[tuple[int, ...]] = dataclasses.field(default_factory=set)
+
+
+def _scan(value: Any, what: str, loc: Loc, st: _Stats) -> None:
+    """Check one JSON value is a non-empty int list or rectangular grid of ints >= 0; record its shape."""
+    if not isinstance(value, list):
+        raise _err(loc, f"{what} must be a list of integers or a grid (list of rows), got {type(value).__name__}")
+    if not value:
+        raise _err(loc, f"{what} is empty", "every input and output needs at least one value")
+    dims = 2 if isinstance(value[0], list) else 1
+    if st.dims is None:
+        st.dims, st.first = dims, what
+    elif dims != st.dims:
+        kinds = {1: "a sequence", 2: "a grid"}
+        raise _err(loc, f"{what} is {kinds[dims]} but {st.first} is {kinds[st.dims]}",
+                   "all values of a data set must be sequences, or all grids")
+    rows = value if dims == 2 else [value]
+    width = len(rows[0])
+    for r, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise _err(loc, f"{what} row {r + 1} is not a list", "a grid is a list of rows")
+        if len(row) != width:
+            raise _err(loc, f"{what} is ragged: row {r + 1} has {len(row)} values, row 1 has {width}",
+                       "every row of a grid needs the same length")
+        for c, v in enumerate(row):
+            if not is_int(v):
+                pos = f"row {r + 1}, column {c + 1}" if dims == 2 else f"position {c + 1}"
+                raise _err(loc, f"{what} has a non-integer value {_show(v)} at {pos}", "values are integers >= 0")
+            if v < 0:
+                pos = f"row {r + 1}, column {c + 1}" if dims == 2 else f"position {c + 1}"
+                raise _err(loc, f"{what} has a negative value {v} at {pos}", "values are integers >= 0")
+            st.max_value = max(st.max_value, int(v))
+    if dims == 2 and width == 0:
+        raise _err(loc, f"{what} has empty rows")
+    st.shapes.add((len(rows), width) if dims == 2 else (width,))
+
+
+def _scan_tasks(tasks: list[RawTask], st: _Stats) -> None:
+    for t in tasks:
+        for kind, pairs in (("train", t.train), ("test", t.test)):
+            for i, (x, y) in enumerate(pairs, 1):
+                _scan(x, f"task '{t.id}': {kind} pair {i}: input", t.loc, st)
+                if y is not None:
+                    _scan(y, f"task '{t.id}': {kind} pair {i}: output", t.loc, st)
+
+
+def infer_codec(tasks: list[RawTask]) -> Codec:
+    """The smallest codec holding every value of `tasks` (see the module docstring for the PAD rule)."""
+    st = _Stats()
+    _scan_tasks(tasks, st)
+    pad = None if len(st.shapes) == 1 else st.max_value + 1
+    values = st.max_value + 1 + (pad is not None)
+    if st.dims == 2:
+        return GridCodec(max(s[0] for s in st.shapes), max(s[1] for s in st.shapes), values, pad)
+    return SequenceCodec(max(s[0] for s in st.shapes), values, pad)
+
+
+# --- encoding --------------------------------------------------------------------------------------------------
+
+
+def encode_tasks(tasks: list[RawTask], codec: Codec, pairs: int) -> TaskSet:
+    """Raw tasks -> TaskSet rows (one per test pair) with the given codec; `DataError` if a value does not fit."""
+    L = int(codec.length)
+    fill = getattr(codec, "pad", None) or 0
+    ids, xs, ys, masks, qx, qy, has = [], [], [], [], [], [], []
+    for t in tasks:
+        ex = np.full((pairs, L), fill, np.int32)
+        ey = np.full((pairs, L), fill, np.int32)
+        mask = np.zeros(pairs, bool)
+        queries = list(t.test)
+        spec_pairs = list(t.train)
+        if not queries:
+            spec_pairs, queries = spec_pairs[:-1], spec_pairs[-1:]
+            if not spec_pairs:
+                raise _err(t.loc, f"task '{t.id}': one train pair and no test pair leave nothing to learn from",
+                           "add a \"test\" pair or a second train pair")
+        for i, (x, y) in enumerate(spec_pairs[:pairs]):
+            w = f"task '{t.id}': train pair {i + 1}"
+            ex[i] = _enc(codec, x, t.loc, f"{w}: input")
+            ey[i] = _enc(codec, y, t.loc, f"{w}: output")
+            mask[i] = True
+        for j, (x, y) in enumerate(queries):
+            kind, num = ("test", j + 1) if t.test else ("train", len(t.train))
+            w = f"task '{t.id}': {kind} pair {num}"
+            ids.append(t.id if j == 0 else f"{t.id}#{j}")
+            xs.append(ex)
+            ys.append(ey)
+            masks.append(mask)
+            qx.append(_enc(codec, x, t.loc, f"{w}: input"))
+            qy.append(_enc(codec, y, t.loc, f"{w}: output") if y is not None else np.full(L, fill, np.int32))
+            has.append(y is not None)
+    n = len(ids)
+    return TaskSet(
+        ids=tuple(ids),
+        inputs=np.stack(xs) if n else np.zeros((0, pairs, L), np.int32),
+        outputs=np.stack(ys) if n else np.zeros((0, pairs, L), np.int32),
+        pair_mask=np.stack(masks) if n else np.zeros((0, pairs), bool),
+        query_inputs=np.stack(qx) if n else np.zeros((0, L), np.int32),
+        query_outputs=np.stack(qy) if n else np.zeros((0, L), np.int32),
+        has_target=np.asarray(has, bool),
+    )
+
+
+def _enc(codec: Codec, value: Any, loc: Loc, what: str) -> np.ndarray:
+    try:
+        return codec.encode(value, where=loc, what=what)
+    except TypeError:
+        # A codec written against the bare protocol (no `what`): prefix the message ourselves.
+        try:
+            return codec.encode(value, where=loc)
+        except DataError as e:
+            raise DataError(diagnostics=[dataclasses.replace(d, message=f"{what}: {d.message}")
+                                         for d in e.diagnostics]) from None
+
+
+def read_tasks(path: str | os.PathLike[str] | Sequence[str], codec: Codec, *, pairs: int) -> TaskSet:
+    """A task file or directory encoded with `codec` (see the module docstring)."""
+    raw = read_raw(path)
+    if not raw:
+        raise _err(Loc(str(path)), "no tasks found")
+    if isinstance(codec, (SequenceCodec, GridCodec)):
+        _scan_tasks(raw, _Stats())  # type and shape problems get the data-set wording before codec limits
+    return encode_tasks(raw, codec, pairs)
+
+
+# --- export ----------------------------------------------------------------------------------------------------
+
+
+def export_tasks(tasks: TaskSet, codec: Codec, out_dir: str | os.PathLike[str], *, force: bool = False) -> list[Path]:
+    """Write each task as an ARC-style JSON file `<id>.json` (spec pairs as train, the query as test).
+
+    Raises:
+        DataError: `out_dir` is a file, or a non-empty directory and not `force`.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise _err(Loc(str(out)), "is a file, not a directory", "choose a directory for the exported tasks")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise _err(Loc(str(out)), "the directory is not empty; refusing to mix or overwrite task files",
+                   "choose a new directory or pass --force")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, tid in enumerate(tasks.ids):
+        train = [
+            {"input": codec.decode(tasks.inputs[i, j]), "output": codec.decode(tasks.outputs[i, j])}
+            for j in range(tasks.inputs.shape[1]) if tasks.pair_mask[i, j]
+        ]
+        test: dict[str, Any] = {"input": codec.decode(tasks.query_inputs[i])}
+        if tasks.has_target[i]:
+            test["output"] = codec.decode(tasks.query_outputs[i])
+        name = re.sub(r"[^A-Za-z0-9_.\-]", "_", tid)
+        path = out / f"{name}.json"
+        path.write_text(json.dumps({"train": train, "test": [test]}, separators=(",", ":")) + "\n")
+        written.append(path)
+    return written
+
+
+# --- the family ------------------------------------------------------------------------------------------------
+
+
+class _PathKeys(tuple):
+    """Every key of the files family is a path; iteration lists the usual split names."""
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str)
+
+
+_CACHE: dict[tuple[Any, ...], tuple[tuple[float, ...], Any]] = {}
+
+
+def _cached(kind: str, paths: Sequence[str], extra: tuple[Any, ...], build: Any) -> Any:
+    """Memoise by paths and modification times, so a training loop does not re-read the files every step."""
+    stamp = []
+    for p in paths:
+        path = Path(p)
+        files = _files_of(path) if path.exists() else [path]
+        stamp.extend(f.stat().st_mtime_ns if f.exists() else -1 for f in files)
+    key = (kind, *paths, *extra)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == tuple(stamp):
+        return hit[1]
+    value = build()
+    _CACHE[key] = (tuple(stamp), value)
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class FilesFamily:
+    """Tasks from the user's files; params map split names to paths (see the module docstring)."""
+
+    name: str = "files"
+    path_params: tuple[str, ...] = _PathKeys(("train", "id", "ood", "test", "valid"))
+
+    def check_params(self, params: Mapping[str, Any], locs: Mapping[str, Loc], where: Loc) -> list[Diagnostic]:
+        diags = []
+        if not params:
+            diags.append(Diagnostic(where, "task family 'files' needs at least one split",
+                                    "write e.g. params: {train: data/train.jsonl, ood: data/ood/}"))
+        for key, value in params.items():
+            loc = locs.get(key, where)
+            if not _SPLIT_NAME.match(key):
+                diags.append(Diagnostic(loc, f"'{key}' is not a valid split name", "use letters, digits, _ and -"))
+            items = list(value) if isinstance(value, (list, tuple)) else [value]
+            if not items or any(not isinstance(v, (str, os.PathLike)) or str(v) == "" for v in items):
+                diags.append(Diagnostic(loc, f"split '{key}' must be a path to a task file or directory (or a list "
+                                        f"of them), got {value!r}", "write e.g. train: data/train.jsonl"))
+                continue
+            for v in items:
+                # Relative paths are checked when read: the spec loader may still resolve them.
+                if os.path.isabs(str(v)) and not os.path.exists(v):
+                    diags.append(Diagnostic(loc, f"split '{key}': no such file or directory: {v}", "check the path"))
+        return diags
+
+    def splits(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(params)
+
+    def _raw(self, params: Mapping[str, Any], split: str) -> list[RawTask]:
+        paths = _paths(params[split])
+        return _cached("raw", paths, (), lambda: read_raw(paths))
+
+    def codec(self, params: Mapping[str, Any]) -> Codec:
+        diags = self.check_params(params, {}, Loc("task.params"))
+        if diags:
+            raise SpecError(diagnostics=diags)
+        names = tuple(sorted(params))
+        paths = tuple(p for k in names for p in _paths(params[k]))
+        return _cached("codec", paths, (), lambda: infer_codec([t for k in names for t in self._raw(params, k)]))
+
+    def sample(self, params: Mapping[str, Any], split: str, n: int, pairs: int, *, seed: int) -> TaskSet:
+        """n tasks of the split's files: all of them in file order when n >= their number, else a seeded subset
+        (training draws a fresh subset per step seed)."""
+        if split not in params:
+            raise SpecError(f"task family 'files' has no split '{split}'", loc=Loc("task.params"),
+                            hint=did_you_mean(split, params))
+        codec = self.codec(params)
+        ts = _cached("tasks", _paths(params[split]), (pairs, codec),
+                     lambda: encode_tasks(self._raw(params, split), codec, pairs))
+        if n >= len(ts):
+            return ts
+        from nlic.runtime.tasks.common import rng_for
+
+        idx = np.sort(rng_for(seed, split, "files").choice(len(ts), n, replace=False))
+        return ts.take(idx)
+
+
+FAMILIES.register("files", FilesFamily())

@@ -1,0 +1,22 @@
+"""Shared test setup: strict JAX flags, CPU only, and a `getkey` fixture. nlic is imported late, in the tests."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def getkey():
+    """Returns a function giving a fresh, deterministic PRNG key at every call."""
+    state = {"key": jax.random.key(0)}
+
+    def _getkey():
+        state["key"], sub = jax.random.split(state["key"])
+        return sub
+
+    return _getkey

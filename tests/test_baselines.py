@@ -1,0 +1,200 @@
+"""The baseline model kinds (in_context, ttt, lpn, dlpn): compile, train, solve, and their search guarantees."""
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+KINDS = ("in_context", "ttt", "lpn", "dlpn")
+L, V, M = 6, 4, 3
+
+
+def tiny_spec(kind, **latent):
+    from nlic.compiler.spec import (
+        ExecutorSpec,
+        InductorSpec,
+        LanguageSpec,
+        LatentSpec,
+        ModelSpec,
+        SearchSpec,
+        Spec,
+        TaskSpec,
+    )
+
+    small = dict(layers=1, width=16, heads=2, mlp_ratio=1)
+    return Spec(
+        task=TaskSpec(pairs=M),
+        language=LanguageSpec(vocab=4, length=2, max_length=3),
+        model=ModelSpec(
+            kind=kind,
+            inductor=InductorSpec(**small, head_hidden=16),
+            executor=ExecutorSpec(**small),
+            latent=LatentSpec(dim=4, **latent),
+        ),
+        search=SearchSpec(method="none", starts=2, steps=3, lr=0.05),
+    )
+
+
+def shift_batch(n, seed):
+    """A local stand-in for the shift family: each task is a cyclic shift of L values by 1 or 2."""
+    from nlic.compiler.kinds import Batch
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, V, size=(n, M + 1, L))
+    k = rng.integers(1, 3, size=n)
+    y = np.stack([np.roll(x[i], k[i], axis=-1) for i in range(n)])
+    mask = np.ones((n, M), bool)
+    mask[0, -1] = False  # one task with a padding pair
+    return Batch(
+        jnp.asarray(x[:, :M], jnp.int32), jnp.asarray(y[:, :M], jnp.int32), jnp.asarray(mask),
+        jnp.asarray(x[:, M], jnp.int32), jnp.asarray(y[:, M], jnp.int32),
+    )
+
+
+def setup(kind_name, **latent):
+    import nlic.compiler.models.dlpn  # noqa: F401  (registers the kinds)
+    import nlic.compiler.models.in_context  # noqa: F401
+    import nlic.compiler.models.lpn  # noqa: F401
+    import nlic.compiler.models.ttt  # noqa: F401
+    from nlic.compiler.kinds import MODEL_KINDS, Shapes
+
+    spec = tiny_spec(kind_name, **latent)
+    kind = MODEL_KINDS.get(kind_name)
+    model = kind.build(spec, Shapes(length=L, values=V, pairs=M), key=jax.random.key(0))
+    return spec, kind, model
+
+
+@pytest.mark.parametrize("kind_name", KINDS)
+def test_kind_trains_and_solves(kind_name):
+    spec, kind, model = setup(kind_name)
+    optim = optax.adam(1e-2)
+    state = optim.init(eqx.filter(model, eqx.is_inexact_array))
+
+    @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def step(model, state, batch, t, key):
+        (loss, metrics), grads = eqx.filter_value_and_grad(kind.loss, has_aux=True)(model, batch, t, key=key)
+        updates, state = optim.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
+        return eqx.apply_updates(model, updates), state, loss, metrics
+
+    batch = shift_batch(8, seed=0)
+    losses = []
+    for i in range(12):  # a fixed batch: the loss must fall when the model can fit it
+        model, state, loss, metrics = step(model, state, batch, jnp.asarray(i / 11, jnp.float32), jax.random.key(i))
+        losses.append(float(loss))
+        assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert losses[-1] < losses[0] - 0.05, losses
+
+    solve = eqx.filter_jit(eqx.debug.assert_max_traces(kind.solve, max_traces=len(kind.search_methods)))
+    test = shift_batch(4, seed=1)
+    for method in kind.search_methods:
+        search = dataclasses.replace(spec.search, method=method)
+        for k in range(2):  # a new key must not re-trace
+            sol = solve(model, test, search, key=jax.random.key(k))
+        assert sol.programs.shape == (4, spec.language.max_length)
+        assert sol.outputs.shape == sol.soft_outputs.shape == (4, L)
+        assert sol.outputs.dtype == jnp.int32
+        assert ((sol.outputs >= 0) & (sol.outputs < V)).all()
+        fit = np.asarray(sol.spec_fit)
+        assert ((fit >= 0) & (fit <= 1)).all()
+        assert (np.asarray(sol.spec_loglik) <= 0).all()
+
+
+def test_unknown_search_method_is_a_spec_error():
+    from nlic.grammar.errors import SpecError
+
+    spec, kind, model = setup("lpn")
+    with pytest.raises(SpecError, match="prior") as e:
+        kind.solve(model, shift_batch(2, 0), dataclasses.replace(spec.search, method="prior"), key=jax.random.key(0))
+    assert "gradient" in e.value.render()  # the hint lists the supported methods
+
+
+def test_ttt_never_modifies_stored_weights_and_fits_the_spec():
+    spec, kind, model = setup("ttt")
+    before = [np.array(x) for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))]
+    batch = shift_batch(4, seed=2)
+    none = kind.solve(model, batch, dataclasses.replace(spec.search, method="none"), key=jax.random.key(0))
+    tuned = kind.solve(
+        model, batch, dataclasses.replace(spec.search, method="gradient", steps=8, lr=1e-2), key=jax.random.key(0)
+    )
+    after = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(before, after, strict=True))
+    # Fine-tuning on the leave-one-out loss raises the leave-one-out likelihood of the spec pairs.
+    assert float(tuned.spec_loglik.mean()) > float(none.spec_loglik.mean())
+    # The model is unchanged, so solving again without fine-tuning gives the same answer.
+    again = kind.solve(model, batch, dataclasses.replace(spec.search, method="none"), key=jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(again.spec_loglik), np.asarray(none.spec_loglik))
+
+
+@pytest.mark.parametrize("lr", [0.05, 50.0])
+def test_lpn_search_never_worse_than_its_start(lr):
+    from nlic.compiler.models.lpn import latent_search, pool
+
+    spec, kind, model = setup("lpn")
+    batch = shift_batch(4, seed=3)
+    search = dataclasses.replace(spec.search, method="gradient", steps=5, lr=lr)
+
+    @jax.vmap
+    def run(xs, ys, mask):
+        mean, _ = model.encode(xs, ys)
+        z0 = pool(mask[None, :], mean)[0]
+        best, best_loss, start = latent_search(model, z0, xs, ys, mask, search)
+        return best_loss, start, model.spec_nll(best, xs, ys, mask)
+
+    best, start, rescored = run(batch.inputs, batch.outputs, batch.pair_mask)
+    assert (best <= start + 1e-6).all()
+    np.testing.assert_allclose(rescored, best, rtol=1e-5, atol=1e-6)
+    if lr < 1:
+        assert (best < start).any()  # a small step along the gradient does improve some task
+    # Through the kind's solve: gradient search never lowers the spec likelihood of the encoder's latent.
+    none = kind.solve(model, batch, dataclasses.replace(search, method="none"), key=jax.random.key(0))
+    grad = kind.solve(model, batch, search, key=jax.random.key(0))
+    assert (grad.spec_loglik >= none.spec_loglik - 1e-5).all()
+
+
+def test_lpn_inner_gradient_step_in_training():
+    spec, kind, model = setup("lpn", inner_steps=1, inner_lr=0.5)
+    batch = shift_batch(4, seed=4)
+    loss_fn = lambda m: kind.loss(m, batch, jnp.asarray(0.0), key=jax.random.key(0))[0]  # noqa: E731
+    loss, grads = eqx.filter_value_and_grad(loss_fn)(model)
+    assert np.isfinite(float(loss))
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
+    # The inner step changes the latent the decoder sees, hence the loss (same key, same noise).
+    _, _, plain = setup("lpn", inner_steps=0)
+    assert abs(float(loss_fn(plain)) - float(loss)) > 1e-6
+
+
+def test_dlpn_programs_replay_to_the_reported_outputs():
+    spec, kind, model = setup("dlpn")
+    assert kind.discrete_programs and kind.execute is not None
+    batch = shift_batch(4, seed=5)
+    for method in ("none", "prior"):
+        sol = kind.solve(model, batch, dataclasses.replace(spec.search, method=method, starts=4), key=jax.random.key(1))
+        progs = np.asarray(sol.programs)
+        assert ((progs >= 0) & (progs < spec.language.vocab)).all()
+        assert (progs[:, spec.language.length :] == spec.language.skip_token).all()  # padded with skip
+        np.testing.assert_array_equal(np.asarray(kind.execute(model, sol.programs, batch.query_input)), sol.outputs)
+        # A program given without its skip padding runs the same.
+        short = sol.programs[:, : spec.language.length]
+        np.testing.assert_array_equal(np.asarray(kind.execute(model, short, batch.query_input)), sol.outputs)
+
+
+def test_dlpn_prior_search_is_at_least_as_good_as_the_mode():
+    spec, kind, model = setup("dlpn")
+    batch = shift_batch(4, seed=6)
+    search = dataclasses.replace(spec.search, starts=16, select="exact")
+    none = kind.solve(model, batch, dataclasses.replace(search, method="none"), key=jax.random.key(2))
+    prior = kind.solve(model, batch, dataclasses.replace(search, method="prior"), key=jax.random.key(2))
+    # The mode is one of the prior's candidates and candidates are ranked by spec fit first.
+    assert (prior.spec_fit >= none.spec_fit).all()
+
+
+def test_kinds_are_registered():
+    setup("in_context")
+    from nlic.compiler.kinds import MODEL_KINDS
+
+    assert set(KINDS) <= set(MODEL_KINDS.names())

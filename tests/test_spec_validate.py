@@ -1,0 +1,194 @@
+"""Spec validation: schema-derived defaults and checks, located diagnostics, expressions, path resolution."""
+
+import dataclasses
+import json
+
+import pytest
+
+from nlic.compiler import IntRange, Schedule, Spec, load_spec, parse_spec
+from nlic.compiler import spec as spec_module
+from nlic.grammar.errors import Loc, SpecError
+from nlic.grammar.spec_parser import parse_expression, parse_nls, spec_grammar
+from nlic.grammar.tree import Call, Range, Scalar, to_plain, type_plain_scalar
+from nlic.grammar.yaml_front import parse_yaml
+
+MINIMAL = "name: demo\ntask: {family: shift, params: {split: shift_l}}\n"
+
+
+def errors(text, path="spec.yaml"):
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, path)
+    return info.value.diagnostics
+
+
+def test_minimal_spec_takes_every_default():
+    spec = parse_spec(MINIMAL, "spec.yaml")
+    expected = Spec(name="demo", task=spec_module.TaskSpec(params=(("split", "shift_l"),)))
+    assert spec == expected
+    # Defaults come from the dataclasses, including nested sections and schedules.
+    assert spec.relaxation.tau_inductor == Schedule("exp", 8.0, 0.5)
+    assert spec.model.executor == spec_module.ExecutorSpec()
+
+
+def test_every_schema_field_is_accepted_and_checked(tmp_path):
+    """Walk the schema: every field can be written, and every numeric field's `max` is enforced."""
+
+    def fields(cls, prefix=()):
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(f.type if not isinstance(f.type, str) else getattr(spec_module, f.type, None)):
+                yield from fields(getattr(spec_module, f.type), (*prefix, f.name))
+            else:
+                yield (*prefix, f.name), f
+
+    seen = 0
+    for path, f in fields(Spec):
+        hi = f.metadata.get("max")
+        if hi is None or path == ("version",):
+            continue
+        text = MINIMAL
+        nested = "".join(f"{'  ' * i}{p}:\n" for i, p in enumerate(path[:-1]))
+        if path[0] == "task":  # keep the task section in one block
+            continue
+        text += nested + f"{'  ' * (len(path) - 1)}{path[-1]}: {hi * 2 + 1}\n"
+        diags = errors(text)
+        assert any(".".join(path) in d.message and "out of range" in d.message for d in diags), (path, diags)
+        seen += 1
+    assert seen >= 15
+
+
+def test_unknown_keys_suggest_the_closest_name():
+    (d,) = errors(MINIMAL + "trainig:\n  steps: 3\n")
+    assert d.loc == Loc("spec.yaml", 3, 1)
+    assert "unknown key 'trainig'" in d.message and d.hint == "did you mean 'training'?"
+
+
+def test_all_errors_of_a_file_are_reported_in_file_order():
+    text = MINIMAL + "seed: -1\nlanguage:\n  vocab: 8\n  skip_token: 8\ntraining:\n  optimizer: sgdd\n  steps: x\n"
+    diags = errors(text)
+    assert [(d.loc.line, d.loc.col) for d in diags] == [(3, 7), (6, 15), (8, 14), (9, 10)]
+
+
+@pytest.mark.parametrize(
+    "text, schedule",
+    [
+        ("exp(8 -> 0.5)", Schedule("exp", 8.0, 0.5)),
+        ("linear(1 -> 0)", Schedule("linear", 1.0, 0.0)),
+        ("cosine(0.1 -> 1e-3)", Schedule("cosine", 0.1, 1e-3)),
+        ("const(3)", Schedule("const", 3.0, 3.0)),
+        ("0.25", Schedule("const", 0.25, 0.25)),
+        ('"exp(4 -> 1)"', Schedule("exp", 4.0, 1.0)),  # quoted YAML strings use the same grammar
+    ],
+)
+def test_schedule_expressions(text, schedule):
+    spec = parse_spec(MINIMAL + f"relaxation:\n  tau_executor: {text}\n", "s.yaml")
+    assert spec.relaxation.tau_executor == schedule
+    nls = parse_spec(f"name demo\nrelaxation {{ tau_executor {text} }}\n", "s.nls")
+    assert nls.relaxation.tau_executor == schedule
+
+
+def test_exp_schedules_need_positive_endpoints():
+    (d,) = errors(MINIMAL + "search:\n  tau_inductor: exp(2 -> 0)\n")
+    assert "positive endpoints" in d.message and d.loc.line == 4
+
+
+def test_ranges_lists_and_schedules_in_params_are_sorted_by_key():
+    from nlic.compiler.validate import _Checker
+
+    doc, _ = parse_yaml("{train: [a.json, b.json], r: 1..5, n: 3, t: linear(1 -> 0), s: x}")
+    checker = _Checker("<s>")
+    params = checker.params(doc.root, "task.params")
+    assert not checker.diagnostics
+    assert params == (("n", 3), ("r", IntRange(1, 5)), ("s", "x"), ("t", Schedule("linear", 1.0, 0.0)),
+                      ("train", ("a.json", "b.json")))
+    assert list(IntRange(1, 5).values()) == [1, 2, 3, 4, 5]
+
+
+def test_yaml_and_nls_trees_are_equal():
+    yaml_doc, _ = parse_yaml("a: 1\nb: {c: [x, 2.5, true], d: exp(8 -> 0.5), e: 1..3, f: \"q s\"}\n")
+    nls_doc, _ = parse_nls('a 1\nb { c [x, 2.5, true] d exp(8 -> 0.5) e 1..3 f "q s" }\n')
+    assert yaml_doc.root == nls_doc.root
+    assert to_plain(nls_doc.root)["b"]["d"] == ("exp", (8, 0.5))
+
+
+def test_plain_scalar_typing_is_shared_and_not_yaml11():
+    assert type_plain_scalar("1e-4") == 1e-4  # PyYAML would read a string here
+    assert type_plain_scalar("yes") == "yes"
+    assert type_plain_scalar("-3") == -3 and type_plain_scalar("false") is False
+    assert type_plain_scalar("1" * 5000) == float("inf")  # beyond Python's int-from-text limit
+
+
+def test_expression_errors_point_inside_the_yaml_value():
+    with pytest.raises(SpecError) as info:
+        parse_expression("exp(8 0.5)", "f.yaml", 7, 10)
+    (d,) = info.value.diagnostics
+    assert (d.loc.line, d.loc.col) == (7, 16) and "'->'" in d.hint
+    node = parse_expression("const(1)")
+    assert node == Call("const", (Scalar(1),)) and parse_expression("2..4") == Range(2, 4)
+
+
+def test_grammar_is_lalr_and_strict():
+    lark = pytest.importorskip("interegular") and spec_grammar(strict=True)
+    assert lark.options.parser == "lalr" and lark.options.strict
+
+
+def test_cross_field_checks():
+    diags = errors(MINIMAL + "model:\n  inductor: {width: 48, heads: 5}\nlanguage: {length: 9, max_length: 4}\n")
+    messages = " | ".join(d.message for d in diags)
+    assert "heads (5) must divide model.inductor.width (48)" in messages
+    assert "max_length (4) is shorter than language.length (9)" in messages
+
+
+def test_a_bad_field_does_not_cause_follow_up_errors():
+    # width is rejected, so heads is not checked against the default width.
+    (d,) = errors(MINIMAL + "model:\n  inductor: {width: wide, heads: 7}\n")
+    assert "must be an integer" in d.message
+
+
+def test_search_method_must_fit_the_kind():
+    (d,) = errors(MINIMAL + "search: {method: beam}\n")
+    assert "search method 'beam'" in d.message
+
+
+def test_family_params_are_checked_by_the_family():
+    from nlic.runtime.tasks import FAMILIES
+
+    if "shift" not in FAMILIES:
+        pytest.skip("the shift family is not registered yet")
+    diags = errors("name: d\ntask:\n  family: shift\n  params: {split: shift_l, lenght: 20}\n")
+    assert any(d.loc is not None and d.loc.line == 4 for d in diags), diags
+
+
+def test_relative_data_paths_resolve_against_the_spec_directory(tmp_path, monkeypatch):
+    from nlic.runtime.tasks import FAMILIES
+
+    if "files" not in FAMILIES:
+        pytest.skip("the files family is not registered yet")
+    data = tmp_path / "data"
+    data.mkdir()
+    task = {"id": "t0", "train": [{"input": [1, 2], "output": [2, 1]}] * 3, "test": [{"input": [3, 4], "output": [4, 3]}]}
+    (data / "train.jsonl").write_text(json.dumps(task) + "\n")
+    spec_dir = tmp_path / "specs"
+    spec_dir.mkdir()
+    path = spec_dir / "mine.yaml"
+    path.write_text("name: mine\ntask:\n  family: files\n  params: {train: ../data/train.jsonl}\neval: {splits: [train]}\n")
+    monkeypatch.chdir(tmp_path / "data")  # any working directory
+    spec = load_spec(path)
+    assert spec.task.param("train") == str(data / "train.jsonl")
+    assert load_spec(path, resolve_paths=False).task.param("train") == "../data/train.jsonl"
+
+
+def test_load_spec_refuses_unknown_extensions_and_missing_files(tmp_path):
+    p = tmp_path / "spec.txt"
+    p.write_text(MINIMAL)
+    with pytest.raises(SpecError, match="extension"):
+        load_spec(p)
+    with pytest.raises(SpecError, match="cannot read spec"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_huge_and_deep_inputs_fail_fast():
+    deep = "a: " + "[" * 5000 + "]" * 5000 + "\n"
+    (d,) = errors(deep)
+    assert "nesting deeper" in d.message
+    (d,) = errors("name x\nseed " + "9" * 5000 + "\n", "s.nls")
+    assert "too large" in d.message

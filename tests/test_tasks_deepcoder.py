@@ -1,0 +1,187 @@
+"""The DeepCoder DSL (interpreter, parser, sampler) and the `deepcoder` family on ExeDec's shipped test files."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from nlic.runtime.tasks import deepcoder_dsl as dsl
+
+
+@pytest.fixture(scope="module")
+def data_dir():
+    from nlic.grammar.errors import DataError
+    from nlic.runtime.tasks.deepcoder import find_data_dir
+
+    try:
+        return find_data_dir()
+    except DataError as e:  # the benchmark files live outside the repository
+        pytest.skip(f"ExeDec data not available: {e}")
+
+
+def _spec(pairs=2, **params):
+    from nlic.compiler.spec import Spec, TaskSpec
+
+    return Spec(task=TaskSpec(family="deepcoder", params=tuple(params.items()), pairs=pairs))
+
+
+def test_reproduces_all_shipped_test_outputs(data_dir):
+    count = 0
+    for exp in dsl.EXPERIMENTS:
+        lines = (data_dir / f"{exp}.jsonl").read_text().splitlines()
+        assert len(lines) == 1000
+        for line in lines:
+            rec = json.loads(line)
+            prog = dsl.parse_program(rec["program"])
+            assert str(prog) == rec["program"]  # the printer round-trips ExeDec's text
+            for text_in, text_out in zip(rec["inputs"], rec["outputs"]):
+                names, values = dsl.parse_inputs(text_in)
+                assert names == prog.inputs
+                assert dsl.format_inputs(values, names) == text_in
+                out = prog.run(values)
+                assert out == dsl.parse_value(text_out), (rec["program"], text_in)
+                assert dsl.format_value(out) == text_out
+                count += 1
+    assert count == 6 * 1000 * 3
+
+
+def test_semantics_edge_cases():
+    p = dsl.parse_program("x0 = INPUT | x1 = Map (/2) x0 | x2 = Scanl1 (-) x1")
+    assert p.run([[-3, 5, 7]]) == [-2, -4, -7]  # floor division; scanl1 folds acc - x
+    assert dsl.parse_program("x0 = INPUT | x1 = Filter (%2==1) x0").run([[-3, -2, 5]]) == [-3, 5]
+    assert dsl.parse_program("x0 = INPUT | x1 = Head x0").run([[]]) is None
+    assert dsl.parse_program("x0 = INPUT | x1 = INPUT | x2 = Access x1 x0").run([[1, 2], 2]) is None
+    assert dsl.parse_program("x0 = INPUT | x1 = Map (**2) x0").run([[7, 8]]) is None  # 64 > 50 fails
+    assert dsl.parse_program("x0 = INPUT | x1 = INPUT | x2 = Take x1 x0").run([[1, 2, 3], 2]) == [1, 2]
+    assert dsl.parse_program("x0 = INPUT | x1 = INPUT | x2 = ZipWith (max) x0 x1").run([[1, 9], [4, 2, 7]]) == [4, 9]
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("x0 = INPUT | x1 = Mapp (+1) x0", "unknown operation"),
+    ("x0 = INPUT | x1 = Map (>0) x0", "needs a lambda"),
+    ("x0 = INPUT | x1 = Map (+1) x3", "undefined variable"),
+    ("x0 = INPUT | x1 = Reverse x0 | x2 = Take x1 x0", "expects int"),
+    ("x0 = INPUT", "at least one statement"),
+    ("x0 = INPUT | x1 = Sum x0 | x1 = Sum x0", "assigned twice"),
+])
+def test_parser_errors(text, msg):
+    with pytest.raises(dsl.ParseError, match=msg):
+        dsl.parse_program(text)
+
+
+@pytest.mark.parametrize("exp", dsl.EXPERIMENTS)
+def test_sampler_follows_the_split_rules(exp):
+    rng = random.Random(0)
+    for train in (True, False):
+        for _ in range(40):
+            prog, ins, outs = dsl.sample_program(rng, exp, train=train, num_examples=3)
+            ops = [s.op for s in prog.statements]
+            scans = [s.lam for s in prog.statements if s.op == "Scanl1"]
+            assert [prog.run(x) for x in ins] == outs and len({str(o) for o in outs}) == 3
+            assert all(dsl.valid_value(o) for o in outs)
+            if exp == "NONE":
+                assert 1 <= len(prog) <= 5
+            elif exp == "LENGTH_GENERALIZATION":
+                assert (len(prog) <= 4) if train else (len(prog) == 5)
+            elif exp == "COMPOSE_DIFFERENT_CONCEPTS":
+                mixed = any(o in dsl.FIRST_ORDER_AND_MAP for o in ops) and any(o in dsl.HIGHER_ORDER_NO_MAP for o in ops)
+                assert 2 <= len(prog) <= 4 and mixed != train
+            elif exp == "SWITCH_CONCEPT_ORDER":
+                first, second = ((dsl.HIGHER_ORDER_NO_MAP, dsl.FIRST_ORDER_AND_MAP) if train
+                                 else (dsl.FIRST_ORDER_AND_MAP, dsl.HIGHER_ORDER_NO_MAP))
+                half = len(prog) // 2
+                assert all(o in first for o in ops[:half]) and all(o in second for o in ops[half:])
+            elif exp == "COMPOSE_NEW_OP":
+                if train:
+                    assert ops == ["Scanl1"] or "Scanl1" not in ops
+                else:
+                    assert "Scanl1" in ops and len(prog) >= 2
+            elif exp == "ADD_OP_FUNCTIONALITY":
+                if train:
+                    assert set(scans) <= {"(-)", "(min)"}
+                else:
+                    assert set(scans) & {"(+)", "(*)", "(max)"}
+
+
+def test_no_dead_code_and_deterministic():
+    a = [str(dsl.sample_program(random.Random(3), "NONE", train=True, num_examples=3)[0]) for _ in range(2)]
+    assert a[0] == a[1]
+    rng = random.Random(1)
+    for _ in range(50):
+        prog = dsl.sample_program(rng, "NONE", train=True, num_examples=3)[0]
+        toks = str(prog).split()
+        assert all(toks.count(s.var) >= 2 for s in prog.statements[:-1])
+
+
+def test_codec_round_trip():
+    from nlic.grammar.errors import DataError
+    from nlic.runtime.tasks.deepcoder import INT, LIST, PAD, DeepCoderCodec
+
+    c = DeepCoderCodec()
+    t = c.encode({"x0": [1, -50, 50], "x1": 3})
+    assert t.tolist() == [LIST, 51, 0, 100, PAD, PAD, INT, 53, PAD, PAD, PAD, PAD]
+    assert c.decode(t) == {"x0": [1, -50, 50], "x1": 3}
+    assert c.decode(c.encode([])) == [] and c.decode(c.encode(-7)) == -7
+    assert np.array_equal(c.encode("x0 = [ 1 -50 50 ] | x1 = 3"), t)
+    assert c.render(t) == "x0 = [ 1 -50 50 ] | x1 = 3"
+    for bad, msg in (([1] * 6, "at most 5"), ([51], "outside"), ({"y": 1}, "input names"), ([1.5], "int")):
+        with pytest.raises(DataError, match=msg):
+            c.encode(bad)
+
+
+def test_family_splits(data_dir):
+    from nlic.runtime.tasks import codec_of, sample_split, shapes_of
+    from nlic.runtime.tasks.deepcoder import load_test_tasks
+
+    spec = _spec(split="length_generalization", pool=32)
+    assert (shapes_of(spec).length, shapes_of(spec).values) == (12, 104)
+    codec = codec_of(spec)
+    ood = sample_split(spec, "ood", 20, seed=0)
+    tasks = load_test_tasks(str(data_dir), "LENGTH_GENERALIZATION")
+    assert ood.ids[:2] == ("LENGTH_GENERALIZATION-0", "LENGTH_GENERALIZATION-1")
+    assert ood.pair_mask.all() and len(ood) == 20
+    for i in range(20):  # loo: examples 1, 2 are the spec, example 3 the query
+        _, prog, ins, outs = tasks[i]
+        assert codec.decode(ood.query_outputs[i]) == outs[2]
+        assert codec.decode(ood.outputs[i, 1]) == outs[1]
+        assert len(prog) == 5
+    tr1, tr2 = sample_split(spec, "train", 16, seed=7), sample_split(spec, "train", 16, seed=7)
+    assert np.array_equal(tr1.inputs, tr2.inputs)
+    assert not np.array_equal(tr1.inputs, sample_split(spec, "train", 16, seed=8).inputs)
+    idd = sample_split(spec, "id", 8, seed=1)
+    assert np.array_equal(idd.query_outputs, sample_split(spec, "id", 8, seed=1).query_outputs)
+    fresh = sample_split(_spec(pairs=3, split="NONE"), "ood", 10, seed=0)  # query: auto -> fresh
+    nn = load_test_tasks(str(data_dir), "NONE")
+    for i in range(10):
+        _, prog, ins, outs = nn[i]
+        assert [codec.decode(fresh.outputs[i, j]) for j in range(3)] == list(outs)
+        q = codec.decode(fresh.query_inputs[i])
+        q = list(q.values()) if isinstance(q, dict) else [q]
+        assert prog.run(q) == codec.decode(fresh.query_outputs[i])
+
+
+def test_missing_data_dir_is_a_data_error(tmp_path, monkeypatch):
+    from nlic.grammar.errors import DataError, SpecError
+    from nlic.runtime.tasks import sample_split
+
+    with pytest.raises(DataError, match="no NONE.jsonl"):
+        sample_split(_spec(data_dir=str(tmp_path)), "ood", 2, seed=0)
+    monkeypatch.setenv("NLIC_EXEDEC_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="nowhere"):
+        sample_split(_spec(), "ood", 2, seed=0)
+    with pytest.raises(SpecError, match="pairs: 3"):
+        sample_split(_spec(pairs=3, query="loo"), "ood", 2, seed=0)
+
+
+def test_params_are_checked():
+    from nlic.grammar.errors import Loc
+    from nlic.runtime.tasks import FAMILIES
+
+    fam = FAMILIES.get("deepcoder")
+    diags = fam.check_params({"split": "COMPOSE_NEW_OPS", "qeury": "loo", "pool": -1},
+                             {"split": Loc("s", 3, 5)}, Loc("s", 1, 1))
+    text = "\n".join(map(str, diags))
+    assert "s:3:5: error: 'split' has unknown value" in text and "COMPOSE_NEW_OP" in text
+    assert "did you mean 'query'" in text and "'pool' = -1 is out of range" in text
+    assert fam.check_params({"split": "none", "query": "fresh"}, {}, Loc("s")) == []

@@ -1,0 +1,398 @@
+"""Tests of the training runtime: optimiser, one trace, run directory, resume after SIGKILL, sharding.
+
+A tiny stand-in model kind (`toy_h_train`, registered on import) keeps compilation to a second; the data are
+the real `shift` family at a small size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nlic.compiler.kinds import MODEL_KINDS, ModelKind, Solution
+
+TOY = "toy_h_train"
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+
+# --- a tiny stand-in kind: a recurrent executor over soft tokens, an inductor reading pair statistics ----------
+
+
+class Toy(eqx.Module):
+    induce: eqx.nn.Linear
+    values: jax.Array
+    codes: jax.Array
+    mix: eqx.nn.Linear
+    out: eqx.nn.Linear
+    slots: int = eqx.field(static=True)
+    vocab: int = eqx.field(static=True)
+    max_length: int = eqx.field(static=True)
+    skip: int = eqx.field(static=True)
+
+    def __init__(self, spec, shapes, *, key):
+        k = jax.random.split(key, 5)
+        d = spec.model.executor.width
+        self.slots, self.vocab = spec.language.length, spec.language.vocab
+        self.max_length, self.skip = spec.language.max_length, spec.language.skip_token
+        self.induce = eqx.nn.Linear(2 * shapes.length * shapes.values, self.slots * self.vocab, key=k[0])
+        self.values = jax.random.normal(k[1], (shapes.values, d)) * 0.5
+        self.codes = jax.random.normal(k[2], (self.vocab, d)) * 0.5
+        self.mix = eqx.nn.Linear(d, d, key=k[3])
+        self.out = eqx.nn.Linear(d, shapes.values, key=k[4])
+
+    def logits(self, x, y, mask):
+        v = self.values.shape[0]
+        feat = jnp.concatenate([jax.nn.one_hot(x, v), jax.nn.one_hot(y, v)], -1).reshape(x.shape[0], -1)
+        w = mask.astype(jnp.float32)
+        pooled = (w[:, None] * feat).sum(0) / jnp.maximum(w.sum(), 1.0)
+        return self.induce(pooled).reshape(self.slots, self.vocab)
+
+    def run(self, z, x):
+        h = self.values[x]
+
+        def step(h, zt):
+            g = zt[self.skip]
+            new = h + jnp.tanh(jax.vmap(self.mix)(h) + (zt @ self.codes)[None, :])
+            return g * h + (1 - g) * new, None
+
+        h, _ = jax.lax.scan(step, h, z)
+        return jax.vmap(self.out)(h)
+
+
+def _loss(model, batch, t, *, key):
+    def one(x, y, mask, qx, qy, k):
+        logits = model.logits(x, y, mask)
+        z = jax.nn.softmax((logits + jax.random.gumbel(k, logits.shape)) / (1.0 + t), -1)
+        logp = jax.nn.log_softmax(model.run(z, qx), -1)
+        return -jnp.take_along_axis(logp, qy[:, None], -1).mean()
+
+    keys = jax.random.split(key, batch.inputs.shape[0])
+    nll = jax.vmap(one)(batch.inputs, batch.outputs, batch.pair_mask, batch.query_input, batch.query_output, keys).mean()
+    return nll, {"nll": nll, "t": jnp.asarray(t, jnp.float32)}
+
+
+def _execute(model, programs, inputs):
+    def one(p, x):
+        return jnp.argmax(model.run(jax.nn.one_hot(p, model.vocab), x), -1).astype(jnp.int32)
+
+    return jax.vmap(one)(jnp.asarray(programs, jnp.int32), jnp.asarray(inputs, jnp.int32))
+
+
+def _solve(model, batch, search, *, key):
+    progs = jnp.argmax(jax.vmap(model.logits)(batch.inputs, batch.outputs, batch.pair_mask), -1)
+    progs = jnp.pad(progs, ((0, 0), (0, model.max_length - model.slots)), constant_values=model.skip).astype(jnp.int32)
+    out = _execute(model, progs, batch.query_input)
+    b, m, length = batch.inputs.shape
+    spec_out = _execute(model, jnp.repeat(progs, m, 0), batch.inputs.reshape(b * m, length)).reshape(b, m, length)
+    fit = (jnp.all(spec_out == batch.outputs, -1) * batch.pair_mask).sum(1) / jnp.maximum(batch.pair_mask.sum(1), 1)
+    return Solution(progs, out, fit.astype(jnp.float32), jnp.zeros(b), out)
+
+
+if TOY not in MODEL_KINDS:
+    MODEL_KINDS.register(TOY, ModelKind(name=TOY, build=Toy, loss=_loss, solve=_solve, search_methods=("none",),
+                                        execute=_execute, discrete_programs=True))
+
+TINY_YAML = f"""\
+version: 1
+name: tiny
+seed: 3
+task:
+  family: shift
+  params: {{split: shift_l, length: 12, alphabet: 5}}
+  pairs: 3
+language: {{vocab: 6, length: 3, max_length: 5}}
+model:
+  kind: {TOY}
+  executor: {{layers: 1, width: 16, heads: 2}}
+training: {{steps: STEPS, batch: 8, warmup: 2, log_every: 2, eval_every: 0, checkpoint_every: CKPT}}
+search: {{method: none, batch: 4}}
+eval: {{tasks: 8}}
+"""
+
+
+def tiny_text(steps: int = 6, ckpt: int = 2) -> str:
+    return TINY_YAML.replace("STEPS", str(steps)).replace("CKPT", str(ckpt))
+
+
+def tiny_spec(steps: int = 6, ckpt: int = 2):
+    from nlic.compiler import parse_spec
+
+    return parse_spec(tiny_text(steps, ckpt), "tiny.yaml")
+
+
+def leaves_of(model) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))]
+
+
+# --- optimiser and step ---------------------------------------------------------------------------------------
+
+
+def test_lr_schedule_warms_up_then_follows_the_spec():
+    import dataclasses
+
+    from nlic.compiler.spec import Schedule
+    from nlic.runtime.train import lr_schedule
+
+    tr = dataclasses.replace(tiny_spec().training, steps=12, warmup=4, lr=Schedule("linear", 1.0, 0.0))
+    lr = lr_schedule(tr)
+    got = [float(lr(i)) for i in range(12)]
+    assert got[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert got[4] == pytest.approx(1.0) and got[11] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(got[3:], got[4:]))
+
+
+def test_train_step_traces_once_and_learns():
+    from nlic.runtime.tasks import sample_split, shapes_of
+    from nlic.runtime.train import init_state, make_optimizer, make_train_step, replicate, shard_batch
+
+    spec = tiny_spec()
+    kind = MODEL_KINDS.get(TOY)
+    optim = make_optimizer(spec.training)
+    model, opt, key = init_state(spec, kind, shapes_of(spec), optim)
+    model, opt = replicate((model, opt))
+    step = make_train_step(kind, optim, max_traces=1)
+    batch = shard_batch(sample_split(spec, "train", 8, seed=0).batch())
+    losses = []
+    for i in range(6):
+        # Same batch every step: the loss must go down; t changes every step without re-tracing.
+        model, opt, loss, metrics, gnorm = step(model, opt, batch, jnp.asarray(i / 5, jnp.float32), jnp.asarray(i), key)
+        losses.append(float(loss))
+        assert float(metrics["t"]) == pytest.approx(i / 5)
+        assert np.isfinite(float(gnorm)) and float(gnorm) > 0
+    assert eqx.debug.get_num_traces(step) == 1  # noqa: attribute of the assert_max_traces wrapper via filter_jit
+    assert losses[-1] < losses[0]
+
+
+def test_pad_batch_and_shard_batch():
+    from nlic.grammar.errors import DataError
+    from nlic.runtime.train import pad_batch, shard_batch
+
+    x = {"a": jnp.arange(6).reshape(3, 2)}
+    padded, n = pad_batch(x, 4)
+    assert n == 3 and padded["a"].shape == (4, 2) and np.array_equal(padded["a"][3], x["a"][2])
+    assert pad_batch(x, 3)[0] is x
+    if jax.device_count() > 1:  # pragma: no cover - only with several devices
+        with pytest.raises(DataError, match="does not split evenly"):
+            shard_batch({"a": jnp.zeros((jax.device_count() + 1, 2))})
+    assert shard_batch(padded)["a"].shape == (4, 2)
+
+
+# --- run directory --------------------------------------------------------------------------------------------
+
+
+def test_train_writes_a_complete_run_directory(tmp_path):
+    from nlic.runtime import run_dir as rd
+    from nlic.runtime.train import train
+
+    spec = tiny_spec(steps=4, ckpt=2)
+    res = train(spec, out=tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert res.step == 4 and res.run_dir == run
+    assert set(res.metrics) >= {"step", "loss", "nll", "grad_norm", "lr", "tasks_per_s"}
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    env = json.loads((run / "env.json").read_text())
+    assert env["backend"] == "cpu" and env["device_count"] >= 1 and "jax" in env["versions"]
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000004.eqx"
+    # The exported executor's weights: every array leaf, in tree order, loadable without pickle.
+    with np.load(run / "executor_weights.npz", allow_pickle=False) as z:
+        saved = [z[k] for k in sorted(z.files)]
+    assert all(np.array_equal(a, b) for a, b in zip(saved, leaves_of(res.model), strict=True))
+    spec2, model2 = rd.load_run(run)
+    assert spec2 == spec
+    assert rd.fingerprint(spec2, model2) == rd.fingerprint(spec, res.model)
+    assert len(rd.fingerprint(spec, res.model)) == 16
+
+
+def test_existing_results_are_never_overwritten_without_resume_or_force(tmp_path):
+    from nlic.grammar.errors import CheckpointError
+    from nlic.runtime.train import train
+
+    spec = tiny_spec(steps=2, ckpt=0)
+    train(spec, out=tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "model.eqx").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds results") as e:
+        train(spec, out=tmp_path / "run", progress=False)
+    assert "--resume" in e.value.render() and "--out" in e.value.render()
+    assert (tmp_path / "run" / "model.eqx").read_bytes() == before
+    # --force starts over but leaves files that are not ours alone.
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    train(spec, out=tmp_path / "run", progress=False, force=True)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_load_run_refuses_missing_and_corrupt_runs(tmp_path):
+    from nlic.grammar.errors import CheckpointError
+    from nlic.runtime import run_dir as rd
+    from nlic.runtime.train import train
+
+    with pytest.raises(CheckpointError, match="no such run directory"):
+        rd.load_run(tmp_path / "nothing")
+    train(tiny_spec(steps=2, ckpt=0), out=tmp_path / "run", progress=False)
+    data = bytearray((tmp_path / "run" / "model.eqx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "run" / "model.eqx").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt") as e:
+        rd.load_run(tmp_path / "run")
+    assert "model.eqx" in e.value.render()
+
+
+def test_evaluation_rows_have_split_and_accuracy(tmp_path, monkeypatch):
+    import dataclasses
+
+    import nlic.runtime.train as train_mod
+
+    spec = tiny_spec(steps=4, ckpt=0)
+    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, eval_every=2))
+    seen = []
+
+    def fake_evaluate(spec, model, tasks):  # the real one goes through nlic.runtime.solve (H-nli)
+        seen.append(len(tasks))
+        sol = _solve(model, tasks.batch(), spec.search, key=jax.random.key(0))
+        exact = np.all(np.asarray(sol.outputs) == tasks.query_outputs, -1)
+        return {"accuracy": float(exact.mean()), "spec_fit": float(np.mean(sol.spec_fit)), "tasks": len(tasks)}
+
+    if not _has_solve():
+        monkeypatch.setattr(train_mod, "evaluate", fake_evaluate)
+    train_mod.train(spec, out=tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "split" in r]
+    assert [(r["step"], r["split"]) for r in evals] == [(2, "id"), (2, "ood"), (4, "id"), (4, "ood")]
+    assert all(0.0 <= r["accuracy"] <= 1.0 and r["tasks"] == 8 for r in evals)
+
+
+def _has_solve() -> bool:
+    try:
+        import nlic.runtime.solve  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+# --- the CLI, resume after SIGKILL --------------------------------------------------------------------------
+
+
+DRIVER = """\
+import os, sys, time
+sys.path.insert(0, {tests!r})
+import test_train  # registers the stand-in kind
+import nlic.runtime.tasks as tasks
+from nlic.runtime.cli import main
+if os.environ.get("SLOW_STEP"):  # slow data make a window to kill the run between checkpoints
+    fast = tasks.sample_split
+    tasks.sample_split = lambda *a, **k: (time.sleep(float(os.environ["SLOW_STEP"])), fast(*a, **k))[1]
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_cli(tmp_path: Path, *args: str, env: dict | None = None, wait: bool = True):
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.format(tests=str(TESTS)))
+    e = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    cmd = [sys.executable, str(driver), *args]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=tmp_path, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, cwd=tmp_path, env=e, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_train_resume_after_sigkill_reaches_the_same_weights(tmp_path):
+    from nlic.runtime import run_dir as rd
+
+    steps = 40
+    (tmp_path / "spec.yaml").write_text(tiny_text(steps=steps, ckpt=5))
+    # A slow step (sleep in the data path) gives time to kill the run between checkpoints.
+    slow = {"SLOW_STEP": "0.05"}
+    p = run_cli(tmp_path, "train", "spec.yaml", "--out", "killed", env=slow, wait=False)
+    latest = tmp_path / "killed" / "checkpoints" / "latest"
+    deadline = time.time() + 90
+    while time.time() < deadline and not (latest.exists() and latest.read_text().strip() >= "step_00000010"):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert latest.exists(), p.stderr.read()
+    killed_at = int(latest.read_text().strip()[5:13])
+    assert 0 < killed_at < steps, "the run finished before it was killed; the test proves nothing"
+    assert not (tmp_path / "killed" / "model.eqx").exists()
+
+    # Without --resume the run directory is protected.
+    r = run_cli(tmp_path, "train", "spec.yaml", "--out", "killed")
+    assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
+
+    r = run_cli(tmp_path, "train", "spec.yaml", "--out", "killed", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert f"from step {killed_at}" in r.stderr
+    r = run_cli(tmp_path, "train", "spec.yaml", "--out", "full")
+    assert r.returncode == 0, r.stderr
+    assert "full" in r.stdout  # says where it writes
+
+    a = rd.load_executor_weights(tmp_path / "killed" / "executor_weights.npz")
+    b = rd.load_executor_weights(tmp_path / "full" / "executor_weights.npz")
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    ma = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    mb = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in ma] == [r["step"] for r in mb]  # rows after the checkpoint were not duplicated
+    assert [r["loss"] for r in ma] == [r["loss"] for r in mb]
+
+
+def test_cli_train_user_errors_exit_2(tmp_path):
+    (tmp_path / "bad.yaml").write_text(tiny_text().replace("batch: 8", "batchh: 8"))
+    r = run_cli(tmp_path, "train", "bad.yaml")
+    assert r.returncode == 2 and "bad.yaml:" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "spec.yaml").write_text(tiny_text(steps=2))
+    other = tmp_path / "other.yaml"
+    other.write_text(tiny_text(steps=2).replace("seed: 3", "seed: 4"))
+    assert run_cli(tmp_path, "train", "spec.yaml", "--out", "r").returncode == 0
+    r = run_cli(tmp_path, "train", "other.yaml", "--out", "r", "--resume")
+    assert r.returncode == 2 and "seed" in r.stderr and "Traceback" not in r.stderr
+
+
+# --- sharding -------------------------------------------------------------------------------------------------
+
+
+SHARD = """\
+import json, os, sys
+sys.path.insert(0, {tests!r})
+import jax, jax.numpy as jnp
+import test_train
+from nlic.runtime.tasks import sample_split, shapes_of
+from nlic.runtime.train import init_state, make_optimizer, make_train_step, replicate, shard_batch
+spec = test_train.tiny_spec()
+kind = test_train.MODEL_KINDS.get(test_train.TOY)
+optim = make_optimizer(spec.training)
+model, opt, key = init_state(spec, kind, shapes_of(spec), optim)
+model, opt = replicate((model, opt))
+step = make_train_step(kind, optim, max_traces=1)
+losses = []
+for i in range(5):
+    batch = shard_batch(sample_split(spec, "train", 8, seed=i).batch())
+    model, opt, loss, _, _ = step(model, opt, batch, jnp.asarray(i / 4, jnp.float32), jnp.asarray(i), key)
+    losses.append(float(loss))
+shards = len(batch.inputs.sharding.device_set)
+print(json.dumps({{"devices": jax.device_count(), "shards": shards, "losses": losses}}))
+"""
+
+
+def test_sharded_training_matches_one_device(tmp_path):
+    script = tmp_path / "shard.py"
+    script.write_text(SHARD.format(tests=str(TESTS)))
+    out = {}
+    for n in (1, 4):
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+        r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        out[n] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out[4]["devices"] == 4 and out[4]["shards"] == 4 and out[1]["shards"] == 1
+    np.testing.assert_allclose(out[4]["losses"], out[1]["losses"], rtol=1e-4, atol=1e-5)
