@@ -33,6 +33,8 @@ def _string(s: str, syntax: str) -> str:
 
 
 def _value(v: Any, syntax: str) -> str:
+    if v is None:
+        return "null"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):

@@ -11,6 +11,7 @@ import functools
 import math
 import os
 import re
+import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,9 +24,10 @@ from nlic.grammar.spec_parser import parse_expression, parse_nls
 from nlic.grammar.tree import Call, Document, ListNode, MappingNode, Node, Range, Scalar
 from nlic.grammar.yaml_front import parse_yaml
 
-__all__ = ["load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax_of", "MAX_SPEC_BYTES"]
+__all__ = ["load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax_of", "MAX_SPEC_BYTES", "MAX_DIAGNOSTICS"]
 
 MAX_SPEC_BYTES = 1 << 20
+MAX_DIAGNOSTICS = 100  # a file of garbage should not print a million lines
 # Used when the registries are still empty (kinds or families not written or not importable yet).
 _FALLBACK_KINDS = ("dlpn", "in_context", "lpn", "nli", "ttt")
 _FALLBACK_METHODS = ("gradient", "none", "prior")
@@ -44,6 +46,23 @@ def syntax_of(path: str | os.PathLike) -> str | None:
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls, vars(spec_module))
+
+
+@functools.cache
+def _homes() -> dict[str, tuple[str, ...]]:
+    """Field name -> the sections that have it, to point a misplaced key at its section."""
+    homes: dict[str, list[str]] = {}
+
+    def walk(cls: type, prefix: str) -> None:
+        for f in dataclasses.fields(cls):
+            tp = _hints(cls)[f.name]
+            if prefix:
+                homes.setdefault(f.name, []).append(prefix[:-1])
+            if _is_section(tp):
+                walk(tp, f"{prefix}{f.name}.")
+
+    walk(Spec, "")
+    return {k: tuple(v) for k, v in homes.items()}
 
 
 def _is_section(tp: Any) -> bool:
@@ -110,7 +129,14 @@ class _Checker:
             f = fields.get(entry.key)
             if f is None:
                 where = f"section '{name}'" if name else "the spec"
-                self.error(entry, f"unknown key '{entry.key}' in {where}", did_you_mean(entry.key, fields))
+                homes = [h for h in _homes().get(entry.key, ()) if h != name]
+                hint = did_you_mean(entry.key, fields)
+                if homes:
+                    hint = f"'{entry.key}' is a key of section " + " or ".join(f"'{h}'" for h in homes)
+                elif "." in entry.key:
+                    head, _, rest = entry.key.partition(".")
+                    hint = f"write it nested: {head}: {{{rest}: ...}} (or {head} {{ {rest} ... }} in .nls)"
+                self.error(entry, f"unknown key '{entry.key}' in {where}", hint)
                 continue
             self.locs[dotted] = self.at(entry.value) if not isinstance(entry.value, MappingNode) else self.at(entry)
             value = self.field(_hints(cls)[f.name], f, entry.value, dotted)
@@ -121,28 +147,39 @@ class _Checker:
     def field(self, tp: Any, f: dataclasses.Field, node: Node, name: str) -> Any:
         if _is_section(tp):
             return self.section(tp, node, name)
+        return self.value(tp, f, f.metadata, node, name)
+
+    def value(self, tp: Any, f: dataclasses.Field, meta: Mapping[str, Any], node: Node, name: str) -> Any:
+        """Convert one value by its annotated type (the schema is the annotations plus field metadata)."""
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
         if isinstance(node, Scalar) and node.value is None:
+            if origin in (typing.Union, types.UnionType) and type(None) in args:
+                return None
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             return self.error(node, f"'{name}' has no value",
                               f"remove the line to use the default ({_show(default)})", name)
+        if origin in (typing.Union, types.UnionType):
+            rest = [a for a in args if a is not type(None)]
+            if len(rest) == 1:
+                return self.value(rest[0], f, meta, node, name)
         if tp is Schedule:
-            return self.schedule(node, name, f.metadata)
+            return self.schedule(node, name, meta)
         if tp is bool:
             if isinstance(node, Scalar) and isinstance(node.value, bool):
                 return node.value
             return self.error(node, f"'{name}' must be true or false, got {_describe(node)}", None, name)
         if tp is int or tp is float:
-            return self.number(node, name, f.metadata, integer=tp is int)
-        choices = f.metadata.get("choices") or (typing.get_args(tp) if typing.get_origin(tp) is typing.Literal else ())
+            return self.number(node, name, meta, integer=tp is int)
+        choices = meta.get("choices") or (args if origin is typing.Literal else ())
         if tp is str or choices:
             value = self.string(node, name)
             if value is not _BAD and choices and value not in choices:
                 return self.error(node, f"'{name}' cannot be '{value}'", did_you_mean(value, choices), name)
             return value
-        if typing.get_origin(tp) is tuple and typing.get_args(tp) == (str, Ellipsis):
-            return self.strings(node, name)
-        if typing.get_origin(tp) is tuple:
-            return self.params(node, name)
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            if typing.get_origin(args[0]) is tuple:  # tuple[tuple[str, Any], ...]: a free-form mapping
+                return self.params(node, name)
+            return self.items(args[0], f, meta, node, name)
         raise TypeError(f"spec field {name} has a type the validator does not know: {tp}")
 
     # -- values --------------------------------------------------------------------------------------------
@@ -182,17 +219,19 @@ class _Checker:
             return node.value
         if isinstance(node, Scalar) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
             return node.text  # `name: 2024` means the text, not the number
-        return self.error(node, f"'{name}' must be a string, got {_describe(node)}", None, name)
+        hint = 'quote the value: "..."' if isinstance(node, (Call, Range)) else None
+        return self.error(node, f"'{name}' must be a string, got {_describe(node)}", hint, name)
 
-    def strings(self, node: Node, name: str) -> Any:
+    def items(self, tp: Any, f: dataclasses.Field, meta: Mapping[str, Any], node: Node, name: str) -> Any:
+        """A list (a single value is a list of one); repeats are refused, as every list in a spec is a set."""
         items = node.items if isinstance(node, ListNode) else (node,)
-        out: list[str] = []
+        out: list[Any] = []
         for item in items:
-            value = self.string(item, name)
+            value = self.value(tp, f, meta, item, name)
             if value is _BAD:
                 return _BAD
             if value in out:
-                return self.error(item, f"'{name}' lists '{value}' twice", "remove the repeat", name)
+                return self.error(item, f"'{name}' lists '{_show(value)}' twice", "remove the repeat", name)
             out.append(value)
         return tuple(out)
 
@@ -408,8 +447,10 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
     if ok("eval.splits"):
         for s in spec.eval.splits:
             if s not in splits:
-                c.error(c.loc_of("eval.splits"), f"task family '{family.name}' has no split '{s}'",
-                        did_you_mean(s, splits))
+                hint = did_you_mean(s, splits)
+                if "eval.splits" not in c.locs:
+                    hint = f"eval.splits defaults to {_show(spec.eval.splits)}; set it to some of: {', '.join(splits)}"
+                c.error(c.loc_of("eval.splits"), f"task family '{family.name}' has no split '{s}'", hint)
     if ok("language.values") and lang.values and lang.values < values:
         c.error(c.loc_of("language.values"), f"language.values ({lang.values}) is smaller than the task's "
                 f"alphabet ({values})", f"set values to 0 (inferred) or at least {values}")
@@ -456,14 +497,21 @@ def validate_tree(
 
 
 def _ordered(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    """File order, duplicates removed: one problem found twice is reported once."""
+    """File order, duplicates removed (one problem found twice is reported once), at most `MAX_DIAGNOSTICS`."""
     seen: dict[str, Diagnostic] = {}
     for d in diagnostics:
         seen.setdefault(str(d), d)
-    return sorted(seen.values(), key=lambda d: ((d.loc.line or 0) if d.loc else 0, (d.loc.col or 0) if d.loc else 0))
+    out = sorted(seen.values(), key=lambda d: ((d.loc.line or 0) if d.loc else 0, (d.loc.col or 0) if d.loc else 0))
+    if len(out) > MAX_DIAGNOSTICS:
+        rest = len(out) - MAX_DIAGNOSTICS
+        last = out[MAX_DIAGNOSTICS - 1].loc
+        out = out[:MAX_DIAGNOSTICS] + [Diagnostic(Loc(last.path) if last else None, f"{rest} more errors not shown",
+                                                  "fix the ones above first")]
+    return out
 
 
 def _parse_tree(text: str, path: str, syntax: str) -> tuple[Document, list[Diagnostic]]:
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     if "\x00" in text:
         i = text.index("\x00")
         line = text.count("\n", 0, i) + 1

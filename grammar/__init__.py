@@ -12,16 +12,23 @@ from nlic.grammar.errors import (
     SpecError,
     did_you_mean,
 )
+from nlic.grammar.spec_parser import parse_expression, parse_nls
+from nlic.grammar.tree import Document
+from nlic.grammar.yaml_front import parse_yaml
 
 __all__ = [
     "ArtifactError",
     "CheckpointError",
     "DataError",
     "Diagnostic",
+    "Document",
     "Loc",
     "NlicError",
     "ProgramError",
     "ProgramSyntaxError",
     "SpecError",
     "did_you_mean",
+    "parse_expression",
+    "parse_nls",
+    "parse_yaml",
 ]

@@ -194,6 +194,11 @@ def _program_for(pf: ProgramFile, pid: Any, loc: Loc, program: str | None) -> st
     return pid
 
 
+# Keys of an input line; `output`, `target` and `correct` (written by `nlic solve --predictions`) are ignored, so
+# a predictions file can be replayed as it is.
+_INPUT_KEYS = frozenset({"id", "input", "output", "target", "correct"})
+
+
 def _jsonl_inputs(lines: Iterable[str], path: str, codec: Any, pf: ProgramFile, program: str | None) -> list[Replay]:
     out = []
     for n, line in enumerate(lines, start=1):
@@ -209,9 +214,9 @@ def _jsonl_inputs(lines: Iterable[str], path: str, codec: Any, pf: ProgramFile, 
                 "expected an object with an \"input\"", loc=loc,
                 hint="write lines like {\"id\": \"task_1\", \"input\": [1, 2, 3]}",
             )
-        unknown = sorted(set(row) - {"id", "input", "output"})
+        unknown = sorted(set(row) - _INPUT_KEYS)
         if unknown:
-            raise DataError(f"unknown key '{unknown[0]}'", loc=loc, hint=did_you_mean(unknown[0], ["id", "input", "output"]))
+            raise DataError(f"unknown key '{unknown[0]}'", loc=loc, hint=did_you_mean(unknown[0], _INPUT_KEYS))
         pid = _program_for(pf, row.get("id"), loc, program)
         out.append(Replay(pid, row["input"], _encode(codec, row["input"], loc), loc))
     return out

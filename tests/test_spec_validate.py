@@ -62,6 +62,12 @@ def test_unknown_keys_suggest_the_closest_name():
     assert "unknown key 'trainig'" in d.message and d.hint == "did you mean 'training'?"
 
 
+def test_a_misplaced_key_names_its_section():
+    diags = errors(MINIMAL + "vocab: 8\nlanguage:\n  steps: 3\n")
+    assert diags[0].hint == "'vocab' is a key of section 'language'"
+    assert diags[1].hint == "'steps' is a key of section 'training' or 'search'"
+
+
 def test_all_errors_of_a_file_are_reported_in_file_order():
     text = MINIMAL + "seed: -1\nlanguage:\n  vocab: 8\n  skip_token: 8\ntraining:\n  optimizer: sgdd\n  steps: x\n"
     diags = errors(text)
@@ -127,8 +133,10 @@ def test_expression_errors_point_inside_the_yaml_value():
 
 
 def test_grammar_is_lalr_and_strict():
-    lark = pytest.importorskip("interegular") and spec_grammar(strict=True)
-    assert lark.options.parser == "lalr" and lark.options.strict
+    pytest.importorskip("interegular")  # lark's strict mode needs it to check terminal collisions
+    grammar = spec_grammar(strict=True)  # strict raises on any shift/reduce conflict or terminal collision
+    assert grammar.options.parser == "lalr" and grammar.options.strict
+    assert spec_grammar() is spec_grammar()  # built once per process
 
 
 def test_cross_field_checks():
@@ -165,12 +173,14 @@ def test_relative_data_paths_resolve_against_the_spec_directory(tmp_path, monkey
         pytest.skip("the files family is not registered yet")
     data = tmp_path / "data"
     data.mkdir()
-    task = {"id": "t0", "train": [{"input": [1, 2], "output": [2, 1]}] * 3, "test": [{"input": [3, 4], "output": [4, 3]}]}
+    task = {"id": "t0", "train": [{"input": [1, 2], "output": [2, 1]}] * 3,
+            "test": [{"input": [3, 4], "output": [4, 3]}]}
     (data / "train.jsonl").write_text(json.dumps(task) + "\n")
     spec_dir = tmp_path / "specs"
     spec_dir.mkdir()
     path = spec_dir / "mine.yaml"
-    path.write_text("name: mine\ntask:\n  family: files\n  params: {train: ../data/train.jsonl}\neval: {splits: [train]}\n")
+    path.write_text("name: mine\ntask:\n  family: files\n  params: {train: ../data/train.jsonl}\n"
+                    "eval: {splits: [train]}\n")
     monkeypatch.chdir(tmp_path / "data")  # any working directory
     spec = load_spec(path)
     assert spec.task.param("train") == str(data / "train.jsonl")
@@ -192,3 +202,49 @@ def test_huge_and_deep_inputs_fail_fast():
     assert "nesting deeper" in d.message
     (d,) = errors("name x\nseed " + "9" * 5000 + "\n", "s.nls")
     assert "too large" in d.message
+
+
+def test_new_field_types_need_no_validator_change():
+    """Optional values and lists of numbers follow from the annotations and metadata alone."""
+    from nlic.compiler.validate import _Checker
+
+    @dataclasses.dataclass(frozen=True)
+    class Extra:
+        limit: int | None = dataclasses.field(default=3, metadata={"min": 1})
+        sizes: tuple[int, ...] = dataclasses.field(default=(), metadata={"min": 1, "max": 8})
+
+    doc, _ = parse_nls("limit null\nsizes [1, 2, 8]\n", "x.nls")
+    checker = _Checker("x.nls")
+    assert checker.section(Extra, doc.root, "extra") == Extra(None, (1, 2, 8))
+    doc, _ = parse_nls("limit 0\nsizes [1, 9]\n", "x.nls")
+    checker.section(Extra, doc.root, "extra")
+    assert [(d.loc.line, d.loc.col) for d in checker.diagnostics] == [(1, 7), (2, 11)]
+
+
+def test_byte_order_mark_and_crlf_are_accepted():
+    assert parse_spec("\ufeffname demo\r\nseed 3\r\n", "s.nls").seed == 3
+    assert parse_spec("\ufeffname: demo\r\nseed: 3\r\n", "s.yaml").seed == 3
+
+
+def test_mutated_specs_fail_only_with_located_spec_errors():
+    """Random edits of the example specs (seeded): any outcome but a valid spec is a located SpecError."""
+    import random
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "specs"
+    sources = [(root / "shift_l.yaml").read_text(), (root / "shift_l.nls").read_text()]
+    alphabet = list("{}[]():,->.#\"'\\ \n\t-0123456789eE&*!|%@`ax_~\x00\x07é")
+    rng = random.Random(0)
+    for i in range(300):
+        syntax = ("yaml", "nls")[i % 2]
+        text = sources[i % 2]
+        for _ in range(rng.randint(1, 3)):
+            pos = rng.randrange(len(text) + 1)
+            if rng.random() < 0.5:
+                text = text[:pos] + rng.choice(alphabet) * rng.randint(1, 3) + text[pos:]
+            else:
+                text = text[:pos] + text[pos + rng.randint(1, 5):]
+        try:
+            parse_spec(text, f"fuzz.{syntax}")
+        except SpecError as e:
+            assert all(d.loc is not None and d.loc.line is not None for d in e.diagnostics), (text, e.render())

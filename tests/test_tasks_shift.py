@@ -90,6 +90,7 @@ def test_shift_range_overrides_and_errors():
     msgs = [str(d) for d in diags]
     assert any("s.yaml:5:3" in m and "did you mean 'length'" in m for m in msgs)
     assert any("s.yaml:6:3" in m and "must be an integer" in m for m in msgs)
+    assert any("s.yaml:4:3" in m and "overlap" in m for m in msgs)  # reported together with the key errors
     diags = fam.check_params({"ood_shifts": "1..5"}, locs, Loc("s.yaml", 2, 1))
     assert len(diags) == 1 and "overlap" in diags[0].message and diags[0].loc == Loc("s.yaml", 4, 3)
     assert fam.check_params({"split": "comp_j"}, {}, Loc("s.yaml"))[0].hint == "did you mean 'comp_i'?"

@@ -1,6 +1,7 @@
 """`nlic fmt FILE [--to yaml|nls] [--out FILE]`: print a spec as canonical text, or convert its syntax.
 
-Data paths stay as the user wrote them; `--out` writes atomically (a temporary file renamed over the target).
+Data paths stay as the user wrote them; comments are not kept (`--comments` documents every field instead);
+`--out` writes atomically (a temporary file renamed over the target).
 """
 
 from __future__ import annotations

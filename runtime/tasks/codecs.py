@@ -114,10 +114,12 @@ class GridCodec:
     def encode(self, value: Any, *, where: Loc | None = None, what: str = "value") -> np.ndarray:
         """JSON grid (list of equal-length rows) -> int32 [rows*cols]; `DataError` if it does not fit."""
         if not isinstance(value, list) or not value or not all(isinstance(r, list) for r in value):
-            raise _fail(what, f"must be a grid (a list of rows), got {_short(value)}", "write e.g. [[0, 1], [2, 3]]", where)
+            raise _fail(what, f"must be a grid (a list of rows), got {_short(value)}",
+                        "write e.g. [[0, 1], [2, 3]]", where)
         widths = {len(r) for r in value}
         if len(widths) != 1:
-            raise _fail(what, f"has rows of different lengths {sorted(widths)}", "every row needs the same length", where)
+            raise _fail(what, f"has rows of different lengths {sorted(widths)}",
+                        "every row needs the same length", where)
         h, w = len(value), widths.pop()
         fits = h <= self.rows and w <= self.cols if self.pad is not None else (h, w) == (self.rows, self.cols)
         if not fits:

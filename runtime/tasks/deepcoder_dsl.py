@@ -337,7 +337,9 @@ def _rules(experiment: str, train: bool) -> list[tuple[float, _Rule]]:
         return [(1.0, _Rule((2, 3, 4), _all, keep=lambda p: any(s.op in FIRST_ORDER_AND_MAP for s in p.statements)
                             and any(s.op in HIGHER_ORDER_NO_MAP for s in p.statements)))]
     if experiment == "SWITCH_CONCEPT_ORDER":
-        first, second = (HIGHER_ORDER_NO_MAP, FIRST_ORDER_AND_MAP) if train else (FIRST_ORDER_AND_MAP, HIGHER_ORDER_NO_MAP)
+        first, second = (HIGHER_ORDER_NO_MAP, FIRST_ORDER_AND_MAP)
+        if not train:
+            first, second = second, first
         return [(1.0, _Rule((2, 3, 4), lambda r, i, n: first if i < n // 2 else second))]
     if experiment == "COMPOSE_NEW_OP":
         if train:  # 3/4 compositions without Scanl1, 1/4 Scanl1 alone

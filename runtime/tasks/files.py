@@ -14,8 +14,10 @@ Tasks as TaskSet rows: the first `pairs` train pairs are the spec (fewer are mas
 are dropped); each test pair gives one row (ids `name`, `name#1`, `name#2`, ...), and a test pair without
 "output" has has_target False. A task without "test" uses its last train pair as the query.
 
-The `files` family: params map split names to files or directories (`train: data/train.jsonl`, `ood: data/ood/`),
-`train` being optional when a spec only solves. L and V are inferred over all its files: sequences of one
+The `files` family: params map split names to files or directories, or lists of them (`train: data/train.jsonl`,
+`ood: data/ood/`), `train` being optional when a spec only solves. The spec loader resolves relative paths of
+the split names in `path_params` (any key answers `in`) against the spec file's folder; others are read relative
+to the working directory. L and V are inferred over all its files: sequences of one
 length / grids of one size need no padding (V = max value + 1); otherwise shorter data are padded with a PAD
 token = max value + 1 (V = max value + 2), sequences at the end, grids to the bottom-right.
 """
@@ -175,7 +177,8 @@ def _text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise _err(Loc(str(path)), f"not UTF-8 text ({e.reason} at byte {e.start})", "task files are JSON text") from None
+        raise _err(Loc(str(path)), f"not UTF-8 text ({e.reason} at byte {e.start})",
+                   "task files are JSON text") from None
 
 
 def _paths(path: Any) -> list[str]:

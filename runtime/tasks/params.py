@@ -13,7 +13,7 @@ from typing import Any
 from nlic.compiler.spec import IntRange
 from nlic.grammar.errors import Diagnostic, Loc, SpecError, did_you_mean
 
-__all__ = ["Param", "check", "resolve", "as_range"]
+__all__ = ["Param", "check", "resolve", "resolve_valid", "as_range"]
 
 _RANGE_TEXT = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
 
@@ -137,3 +137,11 @@ def resolve(schema: Sequence[Param], params: Mapping[str, Any], *, family: str) 
         else:
             out[p.name] = as_range(p.default) if p.kind == "range" and p.default is not None else p.default
     return out
+
+
+def resolve_valid(schema: Sequence[Param], params: Mapping[str, Any], *, family: str) -> dict[str, Any]:
+    """Like `resolve`, but unknown or invalid keys fall back to their defaults, so cross-parameter checks can
+    still run (and report) next to the per-key problems."""
+    known = {p.name: p for p in schema}
+    ok = {k: v for k, v in params.items() if k in known and _one(known[k], v)[1] is None}
+    return resolve(schema, ok, family=family)

@@ -26,7 +26,7 @@ from nlic.grammar.errors import Diagnostic, Loc, SpecError
 from nlic.runtime.tasks.base import FAMILIES, TaskSet
 from nlic.runtime.tasks.codecs import GridCodec
 from nlic.runtime.tasks.common import check_split, from_pairs, rng_for, task_ids
-from nlic.runtime.tasks.params import Param, check, resolve
+from nlic.runtime.tasks.params import Param, check, resolve, resolve_valid
 
 __all__ = ["PatternFamily", "generate"]
 
@@ -77,9 +77,7 @@ class PatternFamily:
 
     def check_params(self, params: Mapping[str, Any], locs: Mapping[str, Loc], where: Loc) -> list[Diagnostic]:
         diags = check(SCHEMA, params, locs, where, family=self.name)
-        if diags:
-            return diags
-        p = resolve(SCHEMA, params, family=self.name)
+        p = resolve_valid(SCHEMA, params, family=self.name)
         if p["size"] > min(p["rows"], p["cols"]):
             key = "size" if "size" in params else ("rows" if "rows" in params else "cols")
             diags.append(Diagnostic(locs.get(key, where), f"a {p['size']}x{p['size']} pattern does not fit a "

@@ -31,7 +31,7 @@ from nlic.grammar.errors import Diagnostic, Loc, SpecError
 from nlic.runtime.tasks.base import FAMILIES, TaskSet
 from nlic.runtime.tasks.codecs import SequenceCodec
 from nlic.runtime.tasks.common import check_split, from_pairs, rng_for, task_ids
-from nlic.runtime.tasks.params import Param, check, resolve
+from nlic.runtime.tasks.params import Param, check, resolve, resolve_valid
 
 __all__ = ["ShiftFamily", "PRIMITIVES", "DEFAULT_SHIFTS", "generate"]
 
@@ -113,9 +113,7 @@ class ShiftFamily:
 
     def check_params(self, params: Mapping[str, Any], locs: Mapping[str, Loc], where: Loc) -> list[Diagnostic]:
         diags = check(SCHEMA, params, locs, where, family=self.name)
-        if diags:
-            return diags
-        p = resolve(SCHEMA, params, family=self.name)
+        p = resolve_valid(SCHEMA, params, family=self.name)
         if p["split"] == "comp_i":
             for key in ("train_shifts", "ood_shifts"):
                 if key in params:

@@ -34,7 +34,7 @@ from nlic.grammar.errors import Diagnostic, Loc, SpecError
 from nlic.runtime.tasks.base import FAMILIES, TaskSet
 from nlic.runtime.tasks.codecs import SequenceCodec
 from nlic.runtime.tasks.common import check_split, from_pairs, rng_for, task_ids
-from nlic.runtime.tasks.params import Param, check, resolve
+from nlic.runtime.tasks.params import Param, check, resolve, resolve_valid
 
 __all__ = ["StringRulesFamily", "RULES", "apply", "generate"]
 
@@ -150,9 +150,7 @@ class StringRulesFamily:
 
     def check_params(self, params: Mapping[str, Any], locs: Mapping[str, Loc], where: Loc) -> list[Diagnostic]:
         diags = check(SCHEMA, params, locs, where, family=self.name)
-        if diags:
-            return diags
-        p = resolve(SCHEMA, params, family=self.name)
+        p = resolve_valid(SCHEMA, params, family=self.name)
         if p["ood_rules"].lo <= p["rules"].hi:
             key = "ood_rules" if "ood_rules" in params else "rules"
             diags.append(Diagnostic(locs.get(key, where), f"ood_rules {p['ood_rules']} must be longer than "

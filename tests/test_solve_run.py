@@ -1,0 +1,236 @@
+"""End to end on a tiny spec: train a few steps, `nlic solve`, re-parse the program file, `nlic run` (Python and
+exported executor) and check that replayed outputs equal the solver's discrete-program predictions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("nlic.runtime.solve", reason="H-nli's solve API is not available")
+pytest.importorskip("nlic.runtime.train", reason="H-train's training runtime is not available")
+
+from nlic.compiler import parse_spec  # noqa: E402
+from nlic.grammar.program import format_programs, load_programs, parse_programs  # noqa: E402
+from nlic.runtime.cli import main  # noqa: E402
+
+SPEC = """
+version: 1
+name: tiny_shift
+seed: 0
+task:
+  family: shift
+  params: {split: shift_l, length: 12, alphabet: 5}
+  pairs: 3
+language: {vocab: 6, length: 3, max_length: 6}
+model:
+  kind: nli
+  inductor: {layers: 1, width: 16, heads: 2, head_hidden: 16}
+  executor: {layers: 1, width: 16, heads: 2}
+training: {steps: 2, batch: 8, warmup: 1, log_every: 1, eval_every: 0, checkpoint_every: 0}
+search: {method: prior, starts: 4, steps: 0, batch: 8}
+eval: {tasks: 6, splits: [id, ood]}
+"""
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from nlic.runtime.train import train
+
+    d = tmp_path_factory.mktemp("e2e")
+    spec = parse_spec(SPEC, str(d / "tiny.yaml"))
+    result = train(spec, out=d / "run", progress=False)
+    assert result.step == 2
+    return d / "run"
+
+
+@pytest.fixture(scope="module")
+def solved(run_dir):
+    out = run_dir.parent / "solved.nlp"
+    preds = run_dir.parent / "solved.predictions.jsonl"
+    code, stdout, stderr = _cli("solve", run_dir, "ood", "--out", out, "--predictions", preds)
+    assert code == 0, stderr
+    return out, preds, stdout, stderr
+
+
+def test_solve_writes_programs_predictions_and_accuracy(run_dir, solved):
+    from nlic.runtime.run_dir import MODEL_META_FILE
+
+    out, preds, stdout, stderr = solved
+    assert re.fullmatch(r"accuracy: \d\.\d\d \(\d+/6\)", stdout.splitlines()[-1])
+    assert "solving 6 tasks of 'ood'" in stderr and "6/6 tasks" in stderr
+    pf = load_programs(out)
+    fp = json.loads((run_dir / MODEL_META_FILE).read_text())["fingerprint"]
+    assert (pf.header.language, pf.header.fingerprint) == ("tiny_shift", fp)
+    assert (pf.header.vocab, pf.header.skip, pf.header.max_length) == (6, 0, 6)
+    rows = _rows(preds)
+    assert pf.ids == tuple(r["id"] for r in rows) and len(rows) == 6
+    assert all(p.field("search") == "prior" and 0.0 <= p.field("fit") <= 1.0 for p in pf.programs)
+    hits = sum(r["correct"] for r in rows)
+    assert stdout.splitlines()[-1].endswith(f"({hits}/6)")
+    # The written text is canonical.
+    assert format_programs(parse_programs(out.read_text())) == out.read_text()
+
+
+def test_solve_matches_python_api_and_is_deterministic(run_dir, solved):
+    from nlic.runtime.run_dir import load_run
+    from nlic.runtime.solve import solve
+    from nlic.runtime.tasks import sample_split
+    from nlic.runtime.train import derive_seed
+
+    spec, model = load_run(run_dir)
+    tasks = sample_split(spec, "ood", 6, seed=derive_seed(spec.seed, "eval", "ood"))
+    result = solve(spec, model, tasks, search=spec.search, seed=spec.seed)
+    pf = load_programs(solved[0])
+    assert pf.ids == result.ids
+    # The file drops skip tokens (no-ops) wherever the search put them.
+    assert [list(p.tokens) for p in pf.programs] == [[int(t) for t in row if t != 0] for row in result.programs]
+    preds = _rows(solved[1])
+    np.testing.assert_array_equal(np.array([r["output"] for r in preds]), result.outputs)
+
+
+def test_run_replays_the_solved_programs(run_dir, solved, tmp_path):
+    out, preds, _, _ = solved
+    rows = _rows(preds)
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text("".join(json.dumps({"id": r["id"], "input": r["input"]}) + "\n" for r in rows))
+    replayed = tmp_path / "outputs.jsonl"
+    code, _, stderr = _cli("run", run_dir, out, "--inputs", inputs, "--out", replayed)
+    assert code == 0, stderr
+    got = _rows(replayed)
+    assert [g["id"] for g in got] == [r["id"] for r in rows]
+    assert [g["input"] for g in got] == [r["input"] for r in rows]
+    assert [g["output"] for g in got] == [r["output"] for r in rows]
+    # Standard output by default, same rows.
+    code, stdout, _ = _cli("run", run_dir, out, "--inputs", inputs)
+    assert code == 0 and [json.loads(line) for line in stdout.splitlines()] == got
+
+
+def test_run_reads_arc_task_files(run_dir, solved, tmp_path):
+    out, preds, _, _ = solved
+    first = _rows(preds)[0]
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    task = {"train": [], "test": [{"input": first["input"]}, {"input": first["input"][::-1]}]}
+    (tasks / f"{first['id']}.json").write_text(json.dumps(task))
+    code, stdout, stderr = _cli("run", run_dir, out, "--inputs", tasks)
+    assert code == 0, stderr
+    got = [json.loads(line) for line in stdout.splitlines()]
+    assert [g["id"] for g in got] == [first["id"]] * 2
+    assert got[0]["output"] == first["output"]
+
+
+def test_hand_written_program_composes_token_by_token(run_dir, tmp_path):
+    # Repeating a token 7 times equals running it once, 7 times over: hard execution is a composition of steps.
+    prog = tmp_path / "hand.nlp"
+    prog.write_text(
+        'nlic-programs 1\nlanguage "tiny_shift"\nvocab 6 skip t0 max_length 6\n\nalias t1 = step\n\n'
+        "program six = step step step step step step\nprogram one = step\n"
+    )
+    x = [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text(json.dumps({"id": "six", "input": x}) + "\n")
+    code, stdout, stderr = _cli("run", run_dir, prog, "--inputs", inputs)
+    assert code == 0, stderr
+    six = json.loads(stdout)["output"]
+    y = x
+    for _ in range(6):
+        step_in = tmp_path / "step.jsonl"
+        step_in.write_text(json.dumps({"input": y}) + "\n")
+        code, stdout, stderr = _cli("run", run_dir, prog, "--inputs", step_in, "--program", "one")
+        assert code == 0, stderr
+        y = json.loads(stdout)["output"]
+    assert six == y
+
+
+def test_run_refuses_another_languages_file(run_dir, solved, tmp_path):
+    out, preds, _, _ = solved
+    text = out.read_text()
+    fp = load_programs(out).header.fingerprint
+    other = tmp_path / "other.nlp"
+    other.write_text(text.replace(fp, "0123456789abcdef"))
+    code, stdout, stderr = _cli("run", run_dir, other, "--inputs", preds)
+    assert code == 2 and stdout == ""
+    assert f"fingerprint 0123456789abcdef), but this run's language is 'tiny_shift' (fingerprint {fp})" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_run_reports_bad_inputs_with_line(run_dir, solved, tmp_path):
+    out, preds, _, _ = solved
+    first = _rows(preds)[0]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": first["id"], "input": first["input"]}) + "\n" + '{"id": 1, "input": [0, 1]}\n')
+    code, _, stderr = _cli("run", run_dir, out, "--inputs", bad)
+    assert code == 2 and stderr.startswith(f"{bad}:2: error:")
+    bad.write_text(json.dumps({"id": first["id"], "input": [9] * 12}) + "\n")
+    code, _, stderr = _cli("run", run_dir, out, "--inputs", bad)
+    assert code == 2 and stderr.startswith(f"{bad}:1: error:") and "outside the alphabet" in stderr
+    bad.write_text("{not json\n")
+    code, _, stderr = _cli("run", run_dir, out, "--inputs", bad)
+    assert code == 2 and f"{bad}:1:2: error: not JSON" in stderr
+
+
+def test_solve_rejects_unknown_split_and_search(run_dir):
+    code, _, stderr = _cli("solve", run_dir, "odd")
+    assert code == 2 and "'odd' is neither a task file nor a split" in stderr and "did you mean 'ood'" in stderr
+    code, _, stderr = _cli("solve", run_dir, "id", "--search", "gradiant")
+    assert code == 2 and "--search: error: model kind 'nli' has no search method 'gradiant'" in stderr
+
+
+def test_artifact_replay_equals_python_replay(run_dir, solved, tmp_path):
+    pytest.importorskip("flatbuffers", reason="jax.export serialisation needs flatbuffers")
+    from nlic.compiler.lower import EXPORT_FILE, EXPORT_META_FILE, export_executor, kind_of
+    from nlic.runtime.run_dir import atomic_write, load_run
+    from nlic.runtime.tasks import shapes_of
+
+    # The build directory part `nlic run --artifact` reads (what `nlic compile` writes), without compiling the
+    # training step again: the exported executor and its description.
+    spec, model = load_run(run_dir)
+    blob, meta = export_executor(spec, kind_of(spec), model, shapes_of(spec))
+    build = tmp_path / "build"
+    build.mkdir()
+    atomic_write(build / EXPORT_FILE, blob)
+    atomic_write(build / EXPORT_META_FILE, json.dumps(meta))
+
+    out, preds, _, _ = solved
+    code, python_out, stderr = _cli("run", run_dir, out, "--inputs", preds)
+    assert code == 0, stderr
+    code, artifact_out, stderr = _cli("run", "--artifact", build, run_dir, out, "--inputs", preds)
+    assert code == 0, stderr
+    assert artifact_out == python_out
+    # A build of another spec is refused.
+    meta["spec_hash"] = "0" * 16
+    atomic_write(build / EXPORT_META_FILE, json.dumps(meta))
+    code, _, stderr = _cli("run", "--artifact", build, run_dir, out, "--inputs", preds)
+    assert code == 2 and "the build was compiled from spec 0000000000000000" in stderr
+
+
+def test_kind_without_programs_writes_predictions_only(tmp_path):
+    from nlic.runtime.train import train
+
+    text = SPEC.replace("kind: nli", "kind: in_context").replace("method: prior", "method: none")
+    spec = parse_spec(text, str(tmp_path / "ic.yaml"))
+    train(spec, out=tmp_path / "run", steps=0, progress=False)
+    out, preds = tmp_path / "p.nlp", tmp_path / "p.jsonl"
+    code, stdout, stderr = _cli("solve", tmp_path / "run", "id", "-n", "3", "--out", out, "--predictions", preds)
+    assert code == 0, stderr
+    assert "has no discrete programs: no program file written" in stderr
+    assert not out.exists() and len(_rows(preds)) == 3
+    assert stdout.startswith("accuracy: ")
