@@ -201,6 +201,7 @@ class SearchSpec:
         "exact", "Keep the start whose discrete program fits the spec best (exact matches, then likelihood), "
         "or the one with the highest soft likelihood.", choices=("likelihood", "exact"),
     )
+    depth: int = _f(2, "Longest program (non-skip tokens) the enumerate search tries exhaustively.", min=0, max=6)
     batch: int = _f(16, "Tasks solved at once.", min=1)
 
 

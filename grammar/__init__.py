@@ -32,3 +32,13 @@ __all__ = [
     "parse_nls",
     "parse_yaml",
 ]
+
+from nlic.grammar.program import (  # noqa: E402
+    FORMAT_VERSION,
+    ProgramFile,
+    format_programs,
+    load_programs,
+    parse_programs,
+)
+
+__all__ += ["FORMAT_VERSION", "ProgramFile", "format_programs", "load_programs", "parse_programs"]

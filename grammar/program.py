@@ -56,6 +56,7 @@ __all__ = [
     "ProgramFile",
     "parse_programs",
     "load_programs",
+    "decode_text",
     "format_programs",
     "token_name",
 ]
@@ -95,6 +96,11 @@ class Header:
     skip: int
     max_length: int
     loc: Loc | None = _loc_field()
+    line_locs: tuple[Loc, Loc, Loc] | None = _loc_field()  # the version, language and vocab lines
+
+    def line_loc(self, index: int) -> Loc | None:
+        """Location of header line `index` (0: version, 1: language, 2: vocab), if it was read from text."""
+        return self.line_locs[index] if self.line_locs else self.loc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,11 +140,18 @@ class ProgramFile:
     def ids(self) -> tuple[str, ...]:
         return tuple(p.id for p in self.programs)
 
+    @functools.cached_property
+    def _by_id(self) -> dict[str, Program]:
+        # Replays look programs up once per input; a dict keeps that linear in the number of inputs.
+        return {p.id: p for p in self.programs}
+
+    def __contains__(self, program_id: object) -> bool:
+        return program_id in self._by_id
+
     def get(self, program_id: str, *, loc: Loc | None = None) -> Program:
         """The program with this id; a `ProgramError` naming close ids otherwise."""
-        for p in self.programs:
-            if p.id == program_id:
-                return p
+        if program_id in self._by_id:
+            return self._by_id[program_id]
         raise ProgramError(
             f"no program '{program_id}' in {self.path or 'the program file'}",
             loc=loc,
@@ -277,25 +290,23 @@ def _syntax_error(e: lark.exceptions.LarkError, text: str, path: str) -> Program
 
 
 def decode_text(data: bytes, path: str) -> str:
-    """UTF-8 text of a program file's bytes; `ProgramSyntaxError` for binary, non-UTF-8 or empty files."""
+    """UTF-8 text of a program file's bytes.
+
+    Raises:
+        ProgramSyntaxError: binary (NUL bytes) or non-UTF-8 data, located at the first bad byte.
+    """
     if b"\x00" in data:
-        return _raise(ProgramSyntaxError(
+        raise ProgramSyntaxError(
             "binary file, not a program file", loc=Loc(path), hint="program files are UTF-8 text written by nlic solve"
-        ))
+        )
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        return _raise(ProgramSyntaxError(
-            f"not UTF-8 text (byte 0x{data[e.start]:02x})", loc=Loc(path, line, col),
-            hint="save the file as UTF-8",
-        ))
-    return text
-
-
-def _raise(e: Exception) -> Any:
-    raise e
+        raise ProgramSyntaxError(
+            f"not UTF-8 text (byte 0x{data[e.start]:02x})", loc=Loc(path, line, col), hint="save the file as UTF-8"
+        ) from None
 
 
 def parse_programs(text: str, path: str = "<programs>") -> ProgramFile:
@@ -418,7 +429,8 @@ class _Builder:
         if skip is None:
             self.errors.append(Diagnostic(self.loc(skip_tok), f"skip must be a token like t0, not '{skip_tok}'", "aliases are not allowed in the header"))
             skip = 0
-        return Header(int(version), name, fingerprint, vocab, skip, max_length, self.loc(node))
+        lines = (self.loc(version_line), self.loc(language_line), self.loc(vocab_line))
+        return Header(int(version), name, fingerprint, vocab, skip, max_length, self.loc(node), lines)
 
     def aliases(self, nodes: list[lark.Tree], header: Header) -> list[Alias]:
         out: list[Alias] = []

@@ -140,6 +140,7 @@ def load_checkpoint(path: Path, like: Any, *, spec: Any) -> tuple[Any, int]:
     try:
         state = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
     except Exception as e:  # numpy raises several types on malformed data
-        raise CheckpointError(f"cannot read checkpoint arrays: {e}", loc=Loc(str(path))) from None
+        raise CheckpointError(f"cannot read checkpoint arrays: {e}", loc=Loc(str(path)),
+                              hint="was it written for another model? start a new run with --out or --force") from None
     check_leaves(state, like, path)
     return state, int(header["step"])

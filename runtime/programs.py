@@ -71,19 +71,19 @@ def check_programs(pf: ProgramFile, language: Language) -> None:
         ProgramError: located at the header lines (or at the programs too long for the language).
     """
     h = pf.header
-    where = h.loc or Loc(pf.path or "<programs>")
+    file_loc = Loc(pf.path or "<programs>")
     diags: list[Diagnostic] = []
     ours = f"'{language.name}' (fingerprint {language.fingerprint})"
     if h.fingerprint is not None and h.fingerprint != language.fingerprint:
         diags.append(Diagnostic(
-            _line(where, 2),
+            h.line_loc(1) or file_loc,
             f"program file is for language '{h.language}' (fingerprint {h.fingerprint}), but this run's "
             f"language is {ours}",
             "replay it with the run it was solved with, or solve the tasks again with this run",
         ))
     elif h.language != language.name:
         diags.append(Diagnostic(
-            _line(where, 2), f"program file is for language '{h.language}', but this run's language is {ours}",
+            h.line_loc(1) or file_loc, f"program file is for language '{h.language}', but this run's language is {ours}",
             f"write `language \"{language.name}\"` if the programs really are in this run's language",
         ))
     for key, theirs, mine, hint in (
@@ -94,7 +94,7 @@ def check_programs(pf: ProgramFile, language: Language) -> None:
         if theirs != mine:
             shown = (f"t{theirs}", f"t{mine}") if key == "skip" else (theirs, mine)
             diags.append(Diagnostic(
-                _line(where, 3), f"program file has {key} {shown[0]}, the run's language has {key} {shown[1]}",
+                h.line_loc(2) or file_loc, f"program file has {key} {shown[0]}, the run's language has {key} {shown[1]}",
                 hint,
             ))
     for p in pf.programs:
@@ -104,17 +104,11 @@ def check_programs(pf: ProgramFile, language: Language) -> None:
                 f"shorten it to at most {language.max_length} tokens",
             ))
         bad = [t for t in p.tokens if t >= language.vocab]
-        if bad and h.vocab == language.vocab:  # unreachable after parsing unless the AST was built by hand
+        # Parsing already rejects tokens >= the file's vocab; this catches ASTs built in code.
+        if bad and h.vocab == language.vocab:
             diags.append(Diagnostic(p.loc, f"program '{p.id}' uses unknown token t{bad[0]}", f"use t0..t{language.vocab - 1}"))
     if diags:
         raise ProgramError(diagnostics=diags)
-
-
-def _line(header_loc: Loc, offset: int) -> Loc:
-    """Location of header line `offset` (1-based) given the header's location."""
-    if header_loc.line is None:
-        return header_loc
-    return Loc(header_loc.path, header_loc.line + offset - 1, 1)
 
 
 def _meta_value(v: Any) -> int | float | str:
@@ -186,7 +180,7 @@ def _program_for(pf: ProgramFile, pid: Any, loc: Loc, program: str | None) -> st
         raise DataError("input has no \"id\"", loc=loc, hint="add \"id\": <program id>, or choose one program with --program ID")
     if not isinstance(pid, str):
         pid = json.dumps(pid)
-    if pid not in pf.ids:
+    if pid not in pf:
         raise ProgramError(
             f"no program '{pid}' in {pf.path or 'the program file'}", loc=loc,
             hint=did_you_mean(pid, pf.ids) if pf.ids else "the program file has no programs",

@@ -149,8 +149,14 @@ def _prior(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKey
 
 # ----------------------------------------------------------------------------------------------- gradient
 def _gradient_core(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
-    """Adam on the pooled slot embeddings from `starts` points; returns per-start best discrete programs."""
-    cfg = model.cfg
+    """Adam on the pooled slot embeddings from `starts` points (all starts in one vectorised loop).
+
+    Every step re-checks each start's argmax program exactly on the spec and keeps the best one seen; the loop
+    stops early once some start's discrete program reproduces every spec pair.
+
+    Returns:
+        Final slot embeddings [S, Tmax, D] and each start's best discrete program, exact fit and hard likelihood.
+    """
     e0 = model.extend_slots(model.pooled_slots(task.inputs, task.outputs, task.mask))  # Tmax D
     k_init, k_run = jax.random.split(key)
     noise = jax.random.normal(k_init, (search.starts,) + e0.shape) * hyper["init_noise"]
@@ -165,30 +171,34 @@ def _gradient_core(model: NLI, task: Task, search: SearchSpec, hyper: dict, key:
         fit, ll = spec_scores(model, prog, task.inputs, task.outputs, task.mask)
         return prog, fit, ll
 
-    def one_start(e, k):
-        def objective(e, t, k):
-            tau_e = jnp.asarray(search.tau_inductor.at(t), jnp.float32)
-            tau_d = jnp.asarray(search.tau_executor.at(t), jnp.float32)
-            return -_soft_spec_loglik(model, e, task, tau_e, tau_d, key=k, noise=True)
+    def objective(e, t, k):
+        tau_e = jnp.asarray(search.tau_inductor.at(t), jnp.float32)
+        tau_d = jnp.asarray(search.tau_executor.at(t), jnp.float32)
+        return -_soft_spec_loglik(model, e, task, tau_e, tau_d, key=k, noise=True)
 
-        def step(carry, inp):
-            e, state, best = carry
-            i, k = inp
-            t = i.astype(jnp.float32) / denom
-            g = jax.grad(objective)(e, t, k)
-            upd, state = opt.update(g, state, e)
-            e = optax.apply_updates(e, upd)
-            prog, fit, ll = evaluate(e)
-            better = _score(fit, ll) > _score(best[1], best[2])
-            best = jax.tree.map(lambda new, old: jnp.where(better, new, old), (prog, fit, ll), best)
-            return (e, state, best), None
+    def update(e, state, best, t, k):
+        g = jax.grad(objective)(e, t, k)
+        upd, state = opt.update(g, state, e)
+        e = optax.apply_updates(e, upd)
+        prog, fit, ll = evaluate(e)
+        better = _score(fit, ll) > _score(best[1], best[2])
+        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), (prog, fit, ll), best)
+        return e, state, best
 
-        best0 = evaluate(e)
-        keys = jax.random.split(k, steps)
-        (e, _, best), _ = jax.lax.scan(step, (e, opt.init(e), best0), (jnp.arange(steps), keys))
-        return e, best
+    def cond(carry):
+        i, _, _, best = carry
+        return (i < steps) & ~jnp.any(best[1] >= 1.0)
 
-    finals, (progs, fits, lls) = jax.vmap(one_start)(starts, jax.random.split(k_run, search.starts))
+    def body(carry):
+        i, e, state, best = carry
+        t = i.astype(jnp.float32) / denom
+        keys = jax.random.split(jax.random.fold_in(k_run, i), search.starts)
+        e, state, best = jax.vmap(update, in_axes=(0, 0, 0, None, 0))(e, state, best, t, keys)
+        return i + 1, e, state, best
+
+    best0 = jax.vmap(evaluate)(starts)
+    state0 = jax.vmap(opt.init)(starts)
+    _, finals, _, (progs, fits, lls) = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), starts, state0, best0))
     return finals, progs, fits, lls
 
 
@@ -213,6 +223,65 @@ def _gradient(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNG
     return _pick(model, task, search, finals, progs, fits, lls, k2)
 
 
+# ---------------------------------------------------------------------------------------------- enumerate
+def _enumerate(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
+    """Exhaustive search over every program of up to `search.depth` non-skip tokens (plus the inductor's
+    argmax program), scored exactly with hard tokens.
+
+    Programs sharing a prefix share its execution: level i applies every token once to each state of level
+    i - 1, so the cost is sum_i (K-1)^i single steps rather than i times that.
+    """
+    cfg = model.cfg
+    ops = jnp.asarray([k for k in range(cfg.vocab) if k != cfg.skip_token], jnp.int32)
+    n_ops = ops.shape[0]
+    w = task.mask.astype(jnp.float32)
+    n = jnp.maximum(w.sum(), 1.0)
+
+    def scores(vals, lp):  # vals [N, m, L], lp [N, m, L, V]
+        exact = jnp.all(vals == task.outputs[None], axis=-1).astype(jnp.float32)
+        ll = jax.vmap(jax.vmap(_pair_loglik))(lp, jnp.broadcast_to(task.outputs[None], vals.shape))
+        return (exact * w[None]).sum(-1) / n, (ll * w[None]).sum(-1) / n
+
+    slots = model.extend_slots(model.pooled_slots(task.inputs, task.outputs, task.mask))
+    prog0 = jnp.argmax(model.token_logits(slots), axis=-1).astype(jnp.int32)
+    fit0, ll0 = spec_scores(model, prog0, task.inputs, task.outputs, task.mask)
+    best = (prog0, fit0, ll0)
+
+    def one_step(x, op):
+        vals, lp = model.run_hard(op[None], x)
+        return vals, lp
+
+    states = task.inputs[None]  # level 0: the empty program
+    # The depth is a small static bound (<= 6) and each level has a different number of programs, so the levels
+    # are unrolled; the program steps inside each level are vectorised.
+    for level in range(1, search.depth + 1):
+        vals, lp = jax.vmap(lambda st: jax.vmap(lambda op: jax.vmap(lambda x: one_step(x, op))(st))(ops))(states)
+        vals = vals.reshape((-1,) + vals.shape[2:])
+        lp = lp.reshape((-1,) + lp.shape[2:])
+        fit, ll = scores(vals, lp)
+        idx = jnp.argmax(_score(fit, ll))
+        digits = (idx // (n_ops ** jnp.arange(level - 1, -1, -1))) % n_ops  # first token is the most significant
+        prog = pad_program(ops[digits][None], cfg.max_length, cfg.skip_token)[0]
+        better = _score(fit[idx], ll[idx]) > _score(best[1], best[2])
+        best = jax.tree.map(lambda a, b: jnp.where(better, a, b), (prog, fit[idx], ll[idx]), best)
+        states = vals
+    prog, fit, _ = best
+    tau_e, tau_d = _end_temps(search)
+    soft_ll = _soft_spec_loglik(model, slots, task, tau_e, tau_d, key=key, noise=False)
+    return prog, _discrete_outputs(model, prog, task), fit, soft_ll, _soft_predict(model, slots, task.query, tau_e, tau_d)
+
+
+def _cascade_run(model: NLI, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray) -> Solution:
+    """`enumerate`, then `gradient` only when some task of the batch is still unsolved; keeps the better one."""
+    k1, k2 = jax.random.split(key)
+    first = SEARCH_METHODS.get("enumerate").run(model, batch, search, key=k1)
+    if bool(jnp.all(first.spec_fit >= 1.0)):
+        return first
+    second = SEARCH_METHODS.get("gradient").run(model, batch, search, key=k2)
+    take = second.spec_fit > first.spec_fit
+    return Solution(*(jnp.where(take.reshape((-1,) + (1,) * (a.ndim - 1)), b, a) for a, b in zip(first, second)))
+
+
 def _cost_none(model: NLI, search: SearchSpec) -> int:
     return 1
 
@@ -222,8 +291,20 @@ def _cost_prior(model: NLI, search: SearchSpec) -> int:
 
 
 def _cost_gradient(model: NLI, search: SearchSpec) -> int:
-    # forward + backward of a soft execution is counted as 3 executions, plus one hard check per step.
+    # A soft forward + backward pass counts as 3 executions, plus one hard check per step (upper bound: the
+    # loop stops early once the spec is solved).
     return search.starts * (1 + 4 * search.steps)
+
+
+def _cost_enumerate(model: NLI, search: SearchSpec) -> int:
+    # Level i runs one step for each of (K-1)^i programs; an execution is max_length steps.
+    k = model.cfg.vocab - 1
+    steps = sum(k**i for i in range(1, search.depth + 1))
+    return 1 + -(-steps // model.cfg.max_length)
+
+
+def _cost_cascade(model: NLI, search: SearchSpec) -> int:
+    return _cost_enumerate(model, search) + _cost_gradient(model, search)
 
 
 def search_cost(model: NLI, search: SearchSpec) -> int:
@@ -238,4 +319,12 @@ SEARCH_METHODS.register(
 SEARCH_METHODS.register(
     "gradient",
     SearchMethod("gradient", _runner(_gradient), _cost_gradient, "Adam on pooled slot embeddings from `starts` points"),
+)
+SEARCH_METHODS.register(
+    "enumerate",
+    SearchMethod("enumerate", _runner(_enumerate), _cost_enumerate, "every program of up to `depth` non-skip tokens"),
+)
+SEARCH_METHODS.register(
+    "cascade",
+    SearchMethod("cascade", _cascade_run, _cost_cascade, "enumerate, then gradient for batches with unsolved tasks"),
 )

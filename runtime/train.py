@@ -73,10 +73,16 @@ def derive_seed(seed: int, *parts: Any) -> int:
 
 
 def lr_schedule(training: Any) -> Callable[[Any], Any]:
-    """Learning rate at an optimiser count: linear warm-up to `lr.at(0)`, then `training.lr` over the rest."""
+    """Learning rate at an optimiser count: linear warm-up to `lr.at(0)`, then `training.lr` over the rest.
+
+    Works on jnp arrays (inside the optimiser) and on Python ints (for logging, without device work).
+    """
     warmup, steps, sched = int(training.warmup), int(training.steps), training.lr
 
     def lr(count: Any) -> Any:
+        if isinstance(count, (int, float)):
+            t = min(max((count - warmup) / max(steps - warmup - 1, 1), 0.0), 1.0)
+            return float(sched.at(t)) * (min(1.0, (count + 1.0) / warmup) if warmup > 0 else 1.0)
         count = jnp.asarray(count, jnp.float32)
         t = jnp.clip((count - warmup) / max(steps - warmup - 1, 1), 0.0, 1.0)
         value = jnp.asarray(sched.at(t), jnp.float32)
@@ -179,7 +185,7 @@ def make_train_step(kind: ModelKind, optim: optax.GradientTransformation, *, max
         (loss, metrics), grads = eqx.filter_value_and_grad(objective, has_aux=True)(model)
         updates, opt_state = optim.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
         model = eqx.apply_updates(model, updates)
-        return model, opt_state, loss, metrics, optax.global_norm(grads)
+        return model, opt_state, loss, metrics, optax.tree.norm(grads)
 
     return train_step
 
@@ -193,10 +199,21 @@ def get_kind(spec: Any) -> ModelKind:
 
 def init_state(spec: Any, kind: ModelKind, shapes: Any, optim: optax.GradientTransformation) -> tuple[Any, Any, Any]:
     """`(model, opt_state, train_key)` at step 0, all from `spec.seed`."""
-    init_key, train_key = jax.random.split(jax.random.key(spec.seed))
-    model = kind.build(spec, shapes, key=init_key)
-    opt_state = optim.init(eqx.filter(model, eqx.is_inexact_array))
-    return model, opt_state, train_key
+
+    # One compiled function instead of one small compilation per initialiser op (seconds on a busy CPU).
+    @eqx.filter_jit
+    def init(seed):
+        init_key, train_key = jax.random.split(jax.random.key(seed))
+        model = kind.build(spec, shapes, key=init_key)
+        return model, optim.init(eqx.filter(model, eqx.is_inexact_array)), train_key
+
+    return init(jnp.asarray(spec.seed, jnp.uint32))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_train_step(kind: ModelKind, training: Any) -> Callable:
+    # Runs of the same kind and training section in one process (`nlic eval`) share one compiled step.
+    return make_train_step(kind, make_optimizer(training))
 
 
 # --- evaluation -----------------------------------------------------------------------------------------------
@@ -207,16 +224,11 @@ def evaluate(spec: Any, model: Any, tasks: Any) -> dict[str, float]:
     from nlic.runtime.solve import solve
 
     search = dataclasses.replace(spec.search, method="none")
-    result = solve(spec, model, tasks, search=search)
-    sol = getattr(result, "solution", result)
-    outputs = np.asarray(sol.outputs)
-    target = np.asarray(tasks.query_outputs)
-    has = np.asarray(tasks.has_target, bool)
-    exact = np.all(outputs == target, axis=-1)
+    result = solve(spec, model, tasks, search=search, seed=derive_seed(spec.seed, "eval-search"))
     return {
-        "accuracy": float(exact[has].mean()) if has.any() else float("nan"),
-        "spec_fit": float(np.asarray(sol.spec_fit).mean()),
-        "tasks": int(has.sum()),
+        "accuracy": float("nan") if result.accuracy is None else float(result.accuracy),
+        "spec_fit": float(np.mean(result.spec_fit)) if len(result.spec_fit) else float("nan"),
+        "tasks": int(np.sum(result.has_target)),
     }
 
 
@@ -281,24 +293,28 @@ def train(
     run = Path(out) if out is not None else default_run_dir(spec)
     resuming = rd.prepare(run, resume=resume, force=force)
     optim = make_optimizer(tr)
-    model, opt_state, train_key = init_state(spec, kind, shapes, optim)
     start = 0
     ckdir = run / rd.CHECKPOINT_DIR
-    if resuming:
-        path = ckpt.latest_checkpoint(ckdir)
-        if path is not None:
-            like = (model, opt_state, jax.random.key_data(train_key))
-            (model, opt_state, key_data), start = ckpt.load_checkpoint(path, like, spec=spec)
-            train_key = jax.random.wrap_key_data(key_data)
-        else:
+    path = ckpt.latest_checkpoint(ckdir) if resuming else None
+    if path is not None:
+        # Shapes only: a mismatched checkpoint is refused before anything is initialised or compiled.
+        abstract = eqx.filter_eval_shape(init_state, spec, kind, shapes, optim)
+        like = (abstract[0], abstract[1], jax.eval_shape(jax.random.key_data, abstract[2]))
+        (model, opt_state, saved_key), start = ckpt.load_checkpoint(path, like, spec=spec)
+        train_key = jax.random.wrap_key_data(saved_key)
+    else:
+        if resuming:
             _check_same_spec(run, spec)
+        model, opt_state, train_key = init_state(spec, kind, shapes, optim)
+    if resuming:
         rd.truncate_metrics(run, start)
     if not resuming or not (run / rd.SPEC_FILE).exists():
         rd.write_spec(run, spec)
     rd.write_env(run)
 
     model, opt_state = replicate((model, opt_state), mesh)
-    step_fn = make_train_step(kind, optim)
+    key_data = np.asarray(jax.random.key_data(train_key))
+    step_fn = _cached_train_step(kind, tr)
     lr_at = lr_schedule(tr)
     total = tr.steps
     bar = Progress(total, start=start, enabled=progress)
@@ -312,7 +328,7 @@ def train(
     def save(s: tuple[Any, Any, int]) -> None:
         nonlocal last_ckpt
         if s[2] != last_ckpt:
-            ckpt.save_checkpoint(ckdir, (s[0], s[1], jax.random.key_data(train_key)), step=s[2], spec=spec,
+            ckpt.save_checkpoint(ckdir, (s[0], s[1], key_data), step=s[2], spec=spec,
                                  keep=KEEP_CHECKPOINTS)
             last_ckpt = s[2]
 

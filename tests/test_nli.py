@@ -43,6 +43,19 @@ def tiny_spec(**relax):
     )
 
 
+def jloss(model, batch, t, *, key):
+    from nlic.compiler.models.nli import loss
+
+    return _jloss(model, batch, t, key)
+
+
+@eqx.filter_jit
+def _jloss(model, batch, t, key):
+    from nlic.compiler.models.nli import loss
+
+    return loss(model, batch, t, key=key)
+
+
 def setup(spec, n=4, split="train", seed=0):
     from nlic.compiler.models.nli import build
     from nlic.runtime.tasks import sample_split, shapes_of
@@ -62,13 +75,11 @@ def test_kind_is_registered():
 
 
 def test_loss_shapes_metrics_and_mask():
-    from nlic.compiler.models.nli import loss
-
     spec = tiny_spec()
     model, tasks = setup(spec)
     batch = tasks.batch()
     t = jnp.asarray(0.3)
-    value, metrics = loss(model, batch, t, key=jax.random.key(1))
+    value, metrics = jloss(model, batch, t, key=jax.random.key(1))
     assert value.shape == () and bool(jnp.isfinite(value))
     assert set(metrics) == {"nll", "reg", "tokens_in_use", "tau_e", "tau_d", "id_accuracy"}
     assert float(metrics["tau_e"]) == pytest.approx(spec.relaxation.tau_inductor.at(0.3), rel=1e-5)
@@ -80,8 +91,8 @@ def test_loss_shapes_metrics_and_mask():
         inputs=masked.inputs.at[:, -1].set((masked.inputs[:, -1] + 1) % 5),
         outputs=masked.outputs.at[:, -1].set((masked.outputs[:, -1] + 3) % 5),
     )
-    a, _ = loss(model, masked, t, key=jax.random.key(1))
-    b, _ = loss(model, scrambled, t, key=jax.random.key(1))
+    a, _ = jloss(model, masked, t, key=jax.random.key(1))
+    b, _ = jloss(model, scrambled, t, key=jax.random.key(1))
     assert float(a) == pytest.approx(float(b), rel=1e-5, abs=1e-6)
     assert float(a) != pytest.approx(float(value), rel=1e-6)
 
@@ -136,12 +147,12 @@ def test_soft_run_with_one_hot_tokens_matches_hard_run():
     ],
 )
 def test_ablations_build_and_run(relax):
-    from nlic.compiler.models.nli import execute, loss, solve
+    from nlic.compiler.models.nli import execute, solve
     from nlic.compiler.spec import SearchSpec
 
     spec = tiny_spec(**relax)
     model, tasks = setup(spec)
-    value, _ = loss(model, tasks.batch(), jnp.asarray(0.5), key=jax.random.key(0))
+    value, _ = jloss(model, tasks.batch(), jnp.asarray(0.5), key=jax.random.key(0))
     assert bool(jnp.isfinite(value))
     sol = solve(model, tasks.batch(), SearchSpec(method="gradient", starts=2, steps=2), key=jax.random.key(0))
     assert sol.programs.shape == (4, spec.language.max_length)
@@ -190,14 +201,12 @@ def test_execute_exports():
 
 
 def test_loss_deterministic_given_key():
-    from nlic.compiler.models.nli import loss
-
     spec = tiny_spec()
     model, tasks = setup(spec)
     model2, _ = setup(spec)
-    a, _ = loss(model, tasks.batch(), jnp.asarray(0.1), key=jax.random.key(3))
-    b, _ = loss(model2, tasks.batch(), jnp.asarray(0.1), key=jax.random.key(3))
-    c, _ = loss(model2, tasks.batch(), jnp.asarray(0.1), key=jax.random.key(4))
+    a, _ = jloss(model, tasks.batch(), jnp.asarray(0.1), key=jax.random.key(3))
+    b, _ = jloss(model2, tasks.batch(), jnp.asarray(0.1), key=jax.random.key(3))
+    c, _ = jloss(model2, tasks.batch(), jnp.asarray(0.1), key=jax.random.key(4))
     assert float(a) == float(b)
     assert float(a) != float(c)
 

@@ -215,3 +215,21 @@ def test_header_loc_and_programs_are_frozen_dataclasses():
     pf = ProgramFile(Header(1, "l", None, 4, 0, 2))
     assert format_programs(pf) == 'nlic-programs 1\nlanguage "l"\nvocab 4 skip t0 max_length 2\n'
     assert parse_programs(format_programs(pf)) == pf
+
+
+def test_format_example_in_module_docstring_parses():
+    import nlic.grammar.program as module
+
+    doc = module.__doc__
+    block = doc.split("::\n\n", 1)[1].split("\n\n- ", 1)[0]
+    text = "\n".join(line[4:] for line in block.splitlines()) + "\n"
+    pf = parse_programs(text, "docstring")
+    assert pf.ids == ("task_0001", "task with spaces", "identity_task")
+    assert pf.get("task_0001").tokens == (3, 3, 5)
+
+
+def test_language_errors_point_at_the_header_line_that_differs():
+    text = 'nlic-programs 1\n# trained on 2026-11-21\n\nlanguage "x" fingerprint ab12\n# vocab:\nvocab 8 skip t0 max_length 4\n'
+    with pytest.raises(ProgramError) as info:
+        check_programs(parse_programs(text, "h.nlp"), Language("y", "cd34", 9, 0, 4))
+    assert [str(d.loc) for d in info.value.diagnostics] == ["h.nlp:4:1", "h.nlp:6:1"]

@@ -91,6 +91,7 @@ def _execute(model, programs, inputs):
     return jax.vmap(one)(jnp.asarray(programs, jnp.int32), jnp.asarray(inputs, jnp.int32))
 
 
+@eqx.filter_jit
 def _solve(model, batch, search, *, key):
     progs = jnp.argmax(jax.vmap(model.logits)(batch.inputs, batch.outputs, batch.pair_mask), -1)
     progs = jnp.pad(progs, ((0, 0), (0, model.max_length - model.slots)), constant_values=model.skip).astype(jnp.int32)
@@ -193,17 +194,28 @@ def test_pad_batch_and_shard_batch():
 # --- run directory --------------------------------------------------------------------------------------------
 
 
-def test_train_writes_a_complete_run_directory(tmp_path):
-    from nlic.runtime import run_dir as rd
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run (4 steps, checkpoints every 2, evaluation every 2) shared by the run-directory tests."""
+    import dataclasses
+
     from nlic.runtime.train import train
 
     spec = tiny_spec(steps=4, ckpt=2)
-    res = train(spec, out=tmp_path / "run", progress=False)
-    run = tmp_path / "run"
-    assert res.step == 4 and res.run_dir == run
+    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, eval_every=2))
+    run = tmp_path_factory.mktemp("trained") / "run"
+    return spec, train(spec, out=run, progress=False)
+
+
+def test_train_writes_a_complete_run_directory(trained):
+    from nlic.runtime import run_dir as rd
+
+    spec, res = trained
+    run = res.run_dir
+    assert res.step == 4
     assert set(res.metrics) >= {"step", "loss", "nll", "grad_norm", "lr", "tasks_per_s"}
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [2, 4]
+    assert [r["step"] for r in rows if "split" not in r] == [2, 4]
     env = json.loads((run / "env.json").read_text())
     assert env["backend"] == "cpu" and env["device_count"] >= 1 and "jax" in env["versions"]
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000004.eqx"
@@ -217,69 +229,60 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert len(rd.fingerprint(spec, res.model)) == 16
 
 
-def test_existing_results_are_never_overwritten_without_resume_or_force(tmp_path):
-    from nlic.grammar.errors import CheckpointError
-    from nlic.runtime.train import train
-
-    spec = tiny_spec(steps=2, ckpt=0)
-    train(spec, out=tmp_path / "run", progress=False)
-    before = (tmp_path / "run" / "model.eqx").read_bytes()
-    with pytest.raises(CheckpointError, match="already holds results") as e:
-        train(spec, out=tmp_path / "run", progress=False)
-    assert "--resume" in e.value.render() and "--out" in e.value.render()
-    assert (tmp_path / "run" / "model.eqx").read_bytes() == before
-    # --force starts over but leaves files that are not ours alone.
-    (tmp_path / "run" / "notes.txt").write_text("mine")
-    train(spec, out=tmp_path / "run", progress=False, force=True)
-    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+def test_evaluation_rows_have_split_and_accuracy(trained):
+    rows = [json.loads(line) for line in (trained[1].run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "split" in r]
+    assert [(r["step"], r["split"]) for r in evals] == [(2, "id"), (2, "ood"), (4, "id"), (4, "ood")]
+    assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["spec_fit"] <= 1.0 and r["tasks"] == 8 for r in evals)
 
 
-def test_load_run_refuses_missing_and_corrupt_runs(tmp_path):
+def test_existing_results_are_never_overwritten_without_resume_or_force(trained, tmp_path):
+    import shutil
+
     from nlic.grammar.errors import CheckpointError
     from nlic.runtime import run_dir as rd
     from nlic.runtime.train import train
 
+    spec, res = trained
+    run = tmp_path / "run"
+    shutil.copytree(res.run_dir, run)
+    before = (run / "model.eqx").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds results") as e:
+        train(spec, out=run, progress=False)
+    assert "--resume" in e.value.render() and "--out" in e.value.render()
+    assert (run / "model.eqx").read_bytes() == before
+    # --force starts over, removing exactly the files a run writes.
+    (run / "notes.txt").write_text("mine")
+    assert rd.prepare(run, resume=False, force=True) is False
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "notes.txt"]
+    assert list((run / "checkpoints").iterdir()) == []
+
+
+def test_load_run_refuses_missing_and_corrupt_runs(trained, tmp_path):
+    import shutil
+
+    from nlic.grammar.errors import CheckpointError
+    from nlic.runtime import run_dir as rd
+
     with pytest.raises(CheckpointError, match="no such run directory"):
         rd.load_run(tmp_path / "nothing")
-    train(tiny_spec(steps=2, ckpt=0), out=tmp_path / "run", progress=False)
-    data = bytearray((tmp_path / "run" / "model.eqx").read_bytes())
+    run = tmp_path / "run"
+    shutil.copytree(trained[1].run_dir, run)
+    data = bytearray((run / "model.eqx").read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (tmp_path / "run" / "model.eqx").write_bytes(bytes(data))
+    (run / "model.eqx").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupt") as e:
-        rd.load_run(tmp_path / "run")
+        rd.load_run(run)
     assert "model.eqx" in e.value.render()
+    (run / "model.json").write_text("{")
+    with pytest.raises(CheckpointError, match="corrupt model metadata"):
+        rd.load_run(run)
 
 
-def test_evaluation_rows_have_split_and_accuracy(tmp_path, monkeypatch):
-    import dataclasses
-
-    import nlic.runtime.train as train_mod
-
-    spec = tiny_spec(steps=4, ckpt=0)
-    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, eval_every=2))
-    seen = []
-
-    def fake_evaluate(spec, model, tasks):  # the real one goes through nlic.runtime.solve (H-nli)
-        seen.append(len(tasks))
-        sol = _solve(model, tasks.batch(), spec.search, key=jax.random.key(0))
-        exact = np.all(np.asarray(sol.outputs) == tasks.query_outputs, -1)
-        return {"accuracy": float(exact.mean()), "spec_fit": float(np.mean(sol.spec_fit)), "tasks": len(tasks)}
-
-    if not _has_solve():
-        monkeypatch.setattr(train_mod, "evaluate", fake_evaluate)
-    train_mod.train(spec, out=tmp_path / "run", progress=False)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in rows if "split" in r]
-    assert [(r["step"], r["split"]) for r in evals] == [(2, "id"), (2, "ood"), (4, "id"), (4, "ood")]
-    assert all(0.0 <= r["accuracy"] <= 1.0 and r["tasks"] == 8 for r in evals)
-
-
-def _has_solve() -> bool:
-    try:
-        import nlic.runtime.solve  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
+def cache_env(tmp_path: Path) -> dict[str, str]:
+    """CPU, and a persistent compilation cache shared by a test's subprocesses (each would compile the same step)."""
+    return {"JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
 # --- the CLI, resume after SIGKILL --------------------------------------------------------------------------
@@ -301,7 +304,7 @@ sys.exit(main(sys.argv[1:]))
 def run_cli(tmp_path: Path, *args: str, env: dict | None = None, wait: bool = True):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER.format(tests=str(TESTS)))
-    e = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    e = {**os.environ, **cache_env(tmp_path), **(env or {})}
     cmd = [sys.executable, str(driver), *args]
     if not wait:
         return subprocess.Popen(cmd, cwd=tmp_path, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -331,6 +334,11 @@ def test_cli_train_resume_after_sigkill_reaches_the_same_weights(tmp_path):
     r = run_cli(tmp_path, "train", "spec.yaml", "--out", "killed")
     assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
 
+    # Nor can another spec resume it: the error names what differs.
+    (tmp_path / "other.yaml").write_text(tiny_text(steps=steps, ckpt=5).replace("seed: 3", "seed: 4"))
+    r = run_cli(tmp_path, "train", "other.yaml", "--out", "killed", "--resume")
+    assert r.returncode == 2 and "seed: 3 != 4" in r.stderr and "Traceback" not in r.stderr
+
     r = run_cli(tmp_path, "train", "spec.yaml", "--out", "killed", "--resume")
     assert r.returncode == 0, r.stderr
     assert f"from step {killed_at}" in r.stderr
@@ -350,49 +358,50 @@ def test_cli_train_resume_after_sigkill_reaches_the_same_weights(tmp_path):
 def test_cli_train_user_errors_exit_2(tmp_path):
     (tmp_path / "bad.yaml").write_text(tiny_text().replace("batch: 8", "batchh: 8"))
     r = run_cli(tmp_path, "train", "bad.yaml")
-    assert r.returncode == 2 and "bad.yaml:" in r.stderr and "Traceback" not in r.stderr
-    (tmp_path / "spec.yaml").write_text(tiny_text(steps=2))
-    other = tmp_path / "other.yaml"
-    other.write_text(tiny_text(steps=2).replace("seed: 3", "seed: 4"))
-    assert run_cli(tmp_path, "train", "spec.yaml", "--out", "r").returncode == 0
-    r = run_cli(tmp_path, "train", "other.yaml", "--out", "r", "--resume")
-    assert r.returncode == 2 and "seed" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "bad.yaml:" in r.stderr and "batchh" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 # --- sharding -------------------------------------------------------------------------------------------------
 
 
 SHARD = """\
-import json, os, sys
+import json, sys
 sys.path.insert(0, {tests!r})
 import jax, jax.numpy as jnp
+from jax.sharding import Mesh
+import numpy as np
 import test_train
 from nlic.runtime.tasks import sample_split, shapes_of
 from nlic.runtime.train import init_state, make_optimizer, make_train_step, replicate, shard_batch
 spec = test_train.tiny_spec()
 kind = test_train.MODEL_KINDS.get(test_train.TOY)
 optim = make_optimizer(spec.training)
-model, opt, key = init_state(spec, kind, shapes_of(spec), optim)
-model, opt = replicate((model, opt))
-step = make_train_step(kind, optim, max_traces=1)
-losses = []
-for i in range(5):
-    batch = shard_batch(sample_split(spec, "train", 8, seed=i).batch())
-    model, opt, loss, _, _ = step(model, opt, batch, jnp.asarray(i / 4, jnp.float32), jnp.asarray(i), key)
-    losses.append(float(loss))
-shards = len(batch.inputs.sharding.device_set)
-print(json.dumps({{"devices": jax.device_count(), "shards": shards, "losses": losses}}))
+out = {{"devices": jax.device_count()}}
+for name, devices in (("one", jax.devices()[:1]), ("all", jax.devices())):
+    mesh = Mesh(np.asarray(devices), ("batch",))
+    model, opt, key = init_state(spec, kind, shapes_of(spec), optim)
+    model, opt = replicate((model, opt), mesh)
+    step = make_train_step(kind, optim, max_traces=1)
+    losses = []
+    for i in range(5):
+        batch = shard_batch(sample_split(spec, "train", 8, seed=i).batch(), mesh)
+        model, opt, loss, _, _ = step(model, opt, batch, jnp.asarray(i / 4, jnp.float32), jnp.asarray(i), key)
+        losses.append(float(loss))
+    out[name] = {{"losses": losses, "shards": len(batch.inputs.sharding.device_set),
+                 "model_devices": len(jax.tree_util.tree_leaves(model)[0].sharding.device_set)}}
+print(json.dumps(out))
 """
 
 
 def test_sharded_training_matches_one_device(tmp_path):
     script = tmp_path / "shard.py"
     script.write_text(SHARD.format(tests=str(TESTS)))
-    out = {}
-    for n in (1, 4):
-        env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
-        r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-        out[n] = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out[4]["devices"] == 4 and out[4]["shards"] == 4 and out[1]["shards"] == 1
-    np.testing.assert_allclose(out[4]["losses"], out[1]["losses"], rtol=1e-4, atol=1e-5)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 4
+    assert out["all"]["shards"] == 4 and out["all"]["model_devices"] == 4  # batch split, model replicated
+    assert out["one"]["shards"] == 1
+    np.testing.assert_allclose(out["all"]["losses"], out["one"]["losses"], rtol=1e-4, atol=1e-5)

@@ -154,9 +154,9 @@ def dlpn_solve(model: DLPN, batch: Batch, search: SearchSpec, *, key: PRNGKeyArr
             end_logits = model.head(ends)  # [S, T, K]
             hard = jax.vmap(model.pad)(hot(end_logits))
             soft = jax.vmap(model.pad)(jax.nn.softmax(end_logits / tau_end, axis=-1))
-            fit, _ = _scores(model, hard, xs, ys, mask)
-            _, soft_loglik = _scores(model, soft, xs, ys, mask)
-            i = _select(fit, soft_loglik, search.select)
+            # One scoring pass over both candidate sets (one decoder call site keeps compilation short).
+            fit, loglik = _scores(model, jnp.concatenate([hard, soft], axis=0), xs, ys, mask)
+            i = _select(fit[: search.starts], loglik[search.starts :], search.select)
             return hard[i], soft[i]
         return model.pad(hot(logits)), model.pad(jax.nn.softmax(logits / tau_end, axis=-1))
 
@@ -207,9 +207,9 @@ DLPN_KIND = MODEL_KINDS.register(
         name="dlpn",
         build=build_dlpn,
         loss=dlpn_loss,
-        solve=dlpn_solve,
+        solve=eqx.filter_jit(dlpn_solve),
         search_methods=DLPN_METHODS,
-        execute=dlpn_execute,
+        execute=eqx.filter_jit(dlpn_execute),
         discrete_programs=True,
     ),
 )

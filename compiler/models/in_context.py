@@ -247,7 +247,7 @@ IN_CONTEXT = MODEL_KINDS.register(
         name="in_context",
         build=build_in_context,
         loss=in_context_loss,
-        solve=in_context_solve,
+        solve=eqx.filter_jit(in_context_solve),
         search_methods=("none",),
     ),
 )

@@ -6,6 +6,9 @@ conditioned on the pooled latent predicts y from x; `dlpn` reuses the pooling an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -132,25 +135,32 @@ def latent_search(
     return best_z, jnp.minimum(final, best), start
 
 
-def latent_solution(model, decode, zs, batch: Batch, soft_zs=None) -> Solution:
-    """Solution of a latent kind from one latent per task (discrete outputs from `zs`, soft from `soft_zs`)."""
+def latent_solution(model: Any, decode: Callable, zs: Array, batch: Batch, soft_zs: Array | None = None) -> Solution:
+    """Solution of a latent kind from one latent per task: outputs and spec fit from `zs`, likelihood and soft
+    outputs from `soft_zs` (default: `zs`).
+
+    Args:
+        model: the model (for `max_length`).
+        decode: `decode(z, x) -> logits [L, V]`.
+        zs, soft_zs: one latent per task, leading axis B.
+        batch: the tasks.
+    """
+    both = zs[:, None] if soft_zs is None else jnp.stack([zs, soft_zs], axis=1)
 
     def fit(z, xs, ys, mask, xq):
         nll, exact = sequence_nll(jax.vmap(decode, in_axes=(None, 0))(z, xs), ys)
         return _masked_mean(exact, mask), -_masked_mean(nll, mask), jnp.argmax(decode(z, xq), axis=-1)
 
-    spec_fit, loglik, outputs = jax.vmap(fit)(zs, batch.inputs, batch.outputs, batch.pair_mask, batch.query_input)
-    soft_outputs = outputs
-    if soft_zs is not None:
-        _, loglik, soft_outputs = jax.vmap(fit)(
-            soft_zs, batch.inputs, batch.outputs, batch.pair_mask, batch.query_input
-        )
+    per_task = jax.vmap(fit, in_axes=(0, None, None, None, None))
+    spec_fit, loglik, outputs = jax.vmap(per_task)(
+        both, batch.inputs, batch.outputs, batch.pair_mask, batch.query_input
+    )
     return Solution(
         programs=jnp.zeros((zs.shape[0], model.max_length), jnp.int32),
-        outputs=outputs.astype(jnp.int32),
-        spec_fit=spec_fit,
-        spec_loglik=loglik,
-        soft_outputs=soft_outputs.astype(jnp.int32),
+        outputs=outputs[:, 0].astype(jnp.int32),
+        spec_fit=spec_fit[:, 0],
+        spec_loglik=loglik[:, -1],
+        soft_outputs=outputs[:, -1].astype(jnp.int32),
     )
 
 
@@ -179,5 +189,6 @@ def build_lpn(spec: Spec, shapes: Shapes, *, key: PRNGKeyArray) -> LPN:
 
 
 LPN_KIND = MODEL_KINDS.register(
-    "lpn", ModelKind(name="lpn", build=build_lpn, loss=lpn_loss, solve=lpn_solve, search_methods=LPN_METHODS)
+    "lpn",
+    ModelKind(name="lpn", build=build_lpn, loss=lpn_loss, solve=eqx.filter_jit(lpn_solve), search_methods=LPN_METHODS),
 )

@@ -108,7 +108,12 @@ class Executor(eqx.Module):
         self.pos_embed = sinusoidal_positions(cfg.positions, D)
         self.film = s.conditioning == "film"
         self.step = Transformer(s.layers, D, s.heads, s.mlp_ratio, film=self.film, key=k[2])
-        self.readout = eqx.nn.Linear(D, cfg.values, key=k[3])
+        readout = eqx.nn.Linear(D, cfg.values, key=k[3])
+        # Tied init: logits start as the match of each position's features with the value embeddings, so a fresh
+        # step network is close to the identity and the value state survives many steps from the first update
+        # (with a random readout, Gumbel noise erases the input after a few steps and learning stalls).
+        tied = self.value_embed * (4.0 / D**0.5)
+        self.readout = eqx.tree_at(lambda m: (m.weight, m.bias), readout, (tied, jnp.zeros(cfg.values)))
 
     def apply(self, hidden: Float[Array, "L D"], code: Float[Array, " D"]) -> Float[Array, "L D"]:
         """One application of the step network to a per-position embedding, conditioned on a code vector."""
@@ -397,8 +402,13 @@ def loss(model: NLI, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray) ->
 
 
 def execute(model: NLI, programs: Int[Array, "B T"], inputs: Int[Array, "B L"]) -> Int[Array, "B L"]:
-    """Run discrete programs with hard tokens (the semantics replay uses)."""
-    return model.execute(jnp.asarray(programs, jnp.int32), jnp.asarray(inputs, jnp.int32))
+    """Run discrete programs with hard tokens (the semantics replay uses); jitted, one trace per shape."""
+    return _execute(model, jnp.asarray(programs, jnp.int32), jnp.asarray(inputs, jnp.int32))
+
+
+@eqx.filter_jit
+def _execute(model: NLI, programs: Int[Array, "B T"], inputs: Int[Array, "B L"]) -> Int[Array, "B L"]:
+    return model.execute(programs, inputs)
 
 
 def solve(model: NLI, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray) -> Solution:
@@ -409,7 +419,7 @@ def solve(model: NLI, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray) ->
 
 
 def _search_names() -> tuple[str, ...]:
-    return ("none", "prior", "gradient", "enumerate", "gradient+edit")
+    return ("none", "prior", "gradient", "enumerate", "cascade")
 
 
 NLI_KIND = ModelKind(

@@ -77,5 +77,11 @@ def ttt_solve(model: InContext, batch: Batch, search: SearchSpec, *, key: PRNGKe
 
 TTT = MODEL_KINDS.register(
     "ttt",
-    ModelKind(name="ttt", build=build_in_context, loss=in_context_loss, solve=ttt_solve, search_methods=METHODS),
+    ModelKind(
+        name="ttt",
+        build=build_in_context,
+        loss=in_context_loss,
+        solve=eqx.filter_jit(ttt_solve),
+        search_methods=("none", "gradient"),  # `ttt` is accepted as an alias of `gradient`
+    ),
 )

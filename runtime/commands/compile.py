@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="build directory (default: build/<spec name>)")
     parser.add_argument("--no-write", action="store_true", help="compile and print the summary only")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--optimize", action="store_true",
+                        help="full XLA code generation, as training compiles (slower; same FLOP/memory estimates)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     spec = load_spec(args.spec)
     out = None if args.no_write else (Path(args.out) if args.out else Path("build") / spec.name)
-    summary = compile_spec(spec, out=out, log=lambda s: print(s, file=sys.stderr, flush=True))
+    summary = compile_spec(spec, out=out, log=lambda s: print(s, file=sys.stderr, flush=True), optimize=args.optimize)
     summary["total_s"] = round(time.perf_counter() - t0, 3)  # including spec loading and imports
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))

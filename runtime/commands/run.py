@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a trained run directory (the --out of nlic train)")
     parser.add_argument("programs", metavar="PROGRAMS", help="a program file (.nlp), e.g. written by nlic solve")
     parser.add_argument(
-        "--inputs", nargs="+", required=True, metavar="FILE",
-        help="JSONL of {\"id\": program id, \"input\": value} ('-' reads stdin), ARC-style task files (.json, run "
-        "with the program named like the file) or directories of them",
+        "--inputs", action="append", required=True, metavar="FILE",
+        help="JSONL of {\"id\": program id, \"input\": value} ('-' reads stdin), an ARC-style task file (.json, "
+        "run with the program named like the file) or a directory of them; repeat for several",
     )
     parser.add_argument("--program", metavar="ID", help="run every input with this program (ids in inputs optional)")
     parser.add_argument("--out", metavar="FILE", help="write the JSONL outputs here (default: standard output)")

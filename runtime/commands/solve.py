@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from nlic.grammar.program import format_programs
     from nlic.runtime.programs import Language, jsonl, program_file
     from nlic.runtime.run_dir import atomic_write, fingerprint, load_run
+    from nlic.runtime.solve import solve
     from nlic.runtime.tasks import codec_of
 
     _positive(args.n, "-n")
@@ -109,12 +110,12 @@ def run(args: argparse.Namespace) -> int:
     if len(tasks) == 0:
         raise SpecError("no tasks to solve", loc=Loc(args.tasks), hint="check the file or -n")
 
-    budget = f"{search.starts} starts x {search.steps} steps" if search.method != "none" else "no search"
+    gradient = "gradient" in search.method  # the methods that take steps (gradient, gradient+edit)
+    budget = "no search" if search.method == "none" else f"{search.starts} starts" + (
+        f" x {search.steps} steps" if gradient else "")
     print(f"solving {len(tasks)} tasks of '{name}' with {kind.name}, search '{search.method}' ({budget})",
           file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    from nlic.runtime.solve import solve
-
     # progress: one line per batch of tasks on stderr.
     result = solve(spec, model, tasks, search=search, seed=seed, progress=True)
     seconds = time.perf_counter() - t0
@@ -136,14 +137,19 @@ def run(args: argparse.Namespace) -> int:
                 "fit": float(result.spec_fit[i]), "loglik": float(result.spec_loglik[i]), "search": search.method,
             }
             if search.method != "none":
-                fields.update(starts=search.starts, steps=search.steps)
+                fields["starts"] = search.starts
+            if gradient:
+                fields["steps"] = search.steps
             if has_target[i]:
                 fields["correct"] = bool(correct[i])
             meta.append(fields)
         language = Language.of(spec, fingerprint(spec, model))
         pf = program_file(language, ids, np.asarray(result.programs), meta)
         atomic_write(out, format_programs(pf))
-        print(f"wrote {len(ids)} programs to {out}", file=sys.stderr)
+        fits = int(np.sum(np.asarray(result.spec_fit) >= 1.0))
+        mean_len = float(np.mean([len(p.tokens) for p in pf.programs])) if pf.programs else 0.0
+        print(f"wrote {len(ids)} programs to {out} (mean length {mean_len:.1f} tokens; {fits}/{len(ids)} "
+              "reproduce every spec pair)", file=sys.stderr)
     else:
         print(f"model kind '{kind.name}' has no discrete programs: no program file written, predictions only",
               file=sys.stderr)

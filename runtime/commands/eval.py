@@ -1,0 +1,94 @@
+"""`nlic eval SPEC... [--splits id,ood] [--seeds 0,1,2] [--budgets 0,10,100] [--steps N] [--out DIR]`: train or
+reuse each spec's runs, score them on identical tasks with every search mode and budget, write CSV, table, plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_arguments", "run", "parse_list"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml, .yml or .nls); names must differ")
+    parser.add_argument("--splits", metavar="LIST", help="evaluation splits, e.g. id,ood (default: each spec's eval.splits)")
+    parser.add_argument("--seeds", default="0", metavar="LIST", help="training seeds, e.g. 0,1,2 (default: 0)")
+    parser.add_argument(
+        "--budgets", metavar="LIST",
+        help="search budgets, e.g. 0,10,100: 0 = no search; gradient steps, or programs sampled for prior "
+        "(default: 0 and each spec's own search.steps / search.starts)",
+    )
+    parser.add_argument("--methods", metavar="LIST",
+                        help="search modes, e.g. none,gradient (default: none,prior,gradient where the kind has them)")
+    parser.add_argument("--steps", type=int, metavar="N", help="override training.steps of every spec")
+    parser.add_argument("--tasks", type=int, metavar="N", help="tasks per split (default: each spec's eval.tasks)")
+    parser.add_argument("--out", default="results/eval", metavar="DIR",
+                        help="where results.csv, results.md and budget.png go (default: results/eval)")
+    parser.add_argument("--runs", default="runs", metavar="DIR",
+                        help="parent of the run directories <name>-seed<k> (default: runs)")
+    parser.add_argument("--data-seed", type=int, metavar="N", help="seed of the evaluation tasks, shared by all specs")
+    parser.add_argument("--retrain", action="store_true", help="train again even where a matching run exists")
+    parser.add_argument("--no-flops", action="store_true", help="skip measuring test-time FLOPs (saves compiles)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def parse_list(text: str | None, flag: str, *, integer: bool, minimum: int = 0) -> list | None:
+    """A comma-separated option value as a list; a `SpecError` located at the flag when an item is malformed."""
+    from nlic.grammar.errors import Loc, SpecError
+
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise SpecError(f"{flag} is empty", loc=Loc(flag), hint="give a comma-separated list, e.g. 0,1,2")
+    if not integer:
+        return list(dict.fromkeys(items))
+    out = []
+    for item in items:
+        try:
+            value = int(item)
+        except ValueError:
+            raise SpecError(f"'{item}' is not an integer", loc=Loc(flag),
+                            hint="give comma-separated integers, e.g. 0,10,100") from None
+        if value < minimum:
+            raise SpecError(f"{value} is below {minimum}", loc=Loc(flag), hint=f"use values >= {minimum}")
+        out.append(value)
+    return list(dict.fromkeys(out))
+
+
+def run(args: argparse.Namespace) -> int:
+    from nlic.compiler import load_spec
+    from nlic.grammar.errors import Loc, NlicError, SpecError
+    from nlic.runtime.evaluate import DATA_SEED, evaluate, write_results
+
+    seeds = parse_list(args.seeds, "--seeds", integer=True)
+    budgets = parse_list(args.budgets, "--budgets", integer=True)
+    splits = parse_list(args.splits, "--splits", integer=False)
+    methods = parse_list(args.methods, "--methods", integer=False)
+    for flag, value in (("--steps", args.steps), ("--tasks", args.tasks)):
+        if value is not None and value < (0 if flag == "--steps" else 1):
+            raise SpecError(f"{flag} must be positive, got {value}", loc=Loc(flag), hint="give a count")
+    # Every spec's errors at once before any training starts.
+    specs, errors = [], []
+    for path in args.specs:
+        try:
+            specs.append(load_spec(path))
+        except NlicError as e:
+            errors.extend(e.diagnostics)
+    if errors:
+        raise SpecError(diagnostics=errors)
+    rows = evaluate(
+        specs, splits=splits, seeds=seeds, budgets=budgets, steps=args.steps, tasks=args.tasks, methods=methods,
+        runs=Path(args.runs), data_seed=DATA_SEED if args.data_seed is None else args.data_seed,
+        retrain=args.retrain, flops=not args.no_flops, log=None if args.quiet else _progress,
+    )
+    files = write_results(rows, args.out)
+    print(files["markdown"].read_text(), end="")
+    print(f"nlic eval: {len(rows)} results in {files['csv']}, {files['markdown']}, {files['plot']}", flush=True)
+    return 0
+
+
+def _progress(message: str) -> None:
+    print(f"nlic eval: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,363 @@
+"""Side-by-side evaluation of several specs (NLI and baselines): train or reuse runs, solve identical task instances
+with every search mode and budget, and write a CSV, a markdown table (Table 1 layout) and an accuracy/budget plot.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nlic.compiler.spec import SearchSpec, Spec
+from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, SpecError, did_you_mean
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "DATA_SEED",
+    "Row",
+    "evaluate",
+    "search_plan",
+    "trained_model",
+    "solve_flops",
+    "task_label",
+    "write_results",
+    "results_csv",
+    "results_markdown",
+    "plot_budget",
+]
+
+DEFAULT_METHODS = ("none", "prior", "gradient")
+"""Search modes evaluated when `methods` is not given (those the kind supports)."""
+
+DATA_SEED = 20260
+"""The one seed of the evaluation tasks: every spec and seed is scored on the same task instances."""
+
+# Search modes whose budget is the number of gradient steps (`search.steps`); `prior`'s is programs sampled.
+_STEP_METHODS = ("gradient", "ttt", "cascade")
+_FIELDS = ("spec", "kind", "task", "search", "budget", "seed", "split", "accuracy", "n", "seconds", "flops")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One evaluation: a spec's model (one training seed) solving one split with one search mode and budget.
+
+    Attributes:
+        spec: spec name; kind: model kind; task: task label (e.g. `shift_l`); search: search method.
+        budget: search steps (gradient-type methods), programs sampled (`prior`), 0 for `none`.
+        seed: training seed; split: evaluation split; accuracy: exact-match accuracy on the query outputs.
+        n: tasks scored; seconds: wall-clock seconds of the search (compilation included).
+        flops: XLA-estimated test-time FLOPs per task (NaN when not measured).
+    """
+
+    spec: str
+    kind: str
+    task: str
+    search: str
+    budget: int
+    seed: int
+    split: str
+    accuracy: float
+    n: int
+    seconds: float
+    flops: float
+
+
+def task_label(spec: Spec) -> str:
+    """The column group of a spec in the table: the family's split parameter if any (e.g. `shift_l`), else the
+    family name."""
+    split = spec.task.param("split")
+    return str(split) if split is not None else spec.task.family
+
+
+def search_plan(
+    spec: Spec, methods: Sequence[str], search_methods: Sequence[str], budgets: Sequence[int] | None
+) -> list[tuple[str, int, SearchSpec]]:
+    """The (method, budget, search spec) triples to run for one spec.
+
+    `none` runs once with budget 0 (when 0 is among the budgets). Gradient-type methods run once per positive
+    budget with `steps = budget`; `prior` samples `starts = budget` programs. Without budgets: 0 and the spec's
+    own `search.steps` (`search.starts` for prior). Methods the kind does not support are skipped.
+    """
+    plan = []
+    for method in methods:
+        if method not in search_methods:
+            continue
+        if method == "none":
+            if budgets is None or 0 in budgets:
+                plan.append((method, 0, dataclasses.replace(spec.search, method="none")))
+            continue
+        own = spec.search.starts if method == "prior" else spec.search.steps
+        for b in sorted({own} if budgets is None else {b for b in budgets if b > 0}):
+            field = "starts" if method == "prior" else "steps"
+            plan.append((method, b, dataclasses.replace(spec.search, method=method, **{field: b})))
+    return plan
+
+
+def trained_model(spec: Spec, *, runs: Path, retrain: bool = False, progress: bool | None = None) -> tuple[Any, str]:
+    """The trained model of `spec` from `runs/<name>-seed<seed>`, trained there unless a finished run of the same
+    spec (same hash) is already there.
+
+    Returns:
+        The model and what happened (`"reused"` or `"trained"`).
+
+    Raises:
+        CheckpointError: the run directory holds another spec's results (and `retrain` is False).
+    """
+    from nlic.compiler.lower import abstract_model
+    from nlic.runtime import run_dir as rd
+    from nlic.runtime.train import train
+
+    run = Path(runs) / f"{spec.name}-seed{spec.seed}"
+    meta = run / rd.MODEL_META_FILE
+    if not retrain and meta.is_file():
+        try:
+            saved = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        if isinstance(saved, dict) and saved.get("spec_hash") == rd.spec_hash(spec):
+            return rd.load_model(run, spec, abstract_model(spec)), "reused"
+    try:
+        result = train(spec, out=run, resume=not retrain, force=retrain, progress=progress)
+    except CheckpointError as e:
+        note = Diagnostic(
+            Loc(str(run)),
+            "nlic eval reuses a run directory only when it was trained from the same spec",
+            "pass --retrain to overwrite it, or --runs DIR to train somewhere else",
+        )
+        raise CheckpointError(diagnostics=(*e.diagnostics, note)) from None
+    return result.model, "trained"
+
+
+def _compiled_flops(kind: Any, model: Any, batch: Any, search: SearchSpec) -> float:
+    import equinox as eqx
+    import jax
+
+    lowered = eqx.filter_jit(kind.solve).lower(model, batch, search, key=jax.random.key(0))
+    cost = lowered.lowered.compile().cost_analysis()  # equinox's wrapper keeps jax's `Lowered` as `.lowered`
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    return float(cost.get("flops", math.nan)) if cost else math.nan
+
+
+def solve_flops(kind: Any, model: Any, tasks: Any, search: SearchSpec) -> float:
+    """Test-time FLOPs per task of `kind.solve` with `search`, from XLA's cost analysis of the compiled solve.
+
+    XLA counts the body of a loop once whatever its trip count, so for step-budget methods the cost is
+    extrapolated from one and zero steps: F(b) = F(1) + (b - 1) * (F(1) - F(0)), exact for a fixed-length scan
+    and an upper bound for searches that stop early. NaN when the solve cannot be lowered as one function.
+    """
+    size = max(1, min(search.batch, len(tasks)))
+    batch = tasks.take(np.arange(size) % len(tasks)).batch()
+    try:
+        if search.method in _STEP_METHODS and search.steps > 1:
+            one = _compiled_flops(kind, model, batch, dataclasses.replace(search, steps=1))
+            zero = _compiled_flops(kind, model, batch, dataclasses.replace(search, steps=0))
+            total = one + (search.steps - 1) * max(one - zero, 0.0)
+        else:
+            total = _compiled_flops(kind, model, batch, search)
+    except Exception:  # noqa: BLE001  a method with host-side control flow has no single compiled cost
+        return math.nan
+    return total / size
+
+
+def _log(message: str) -> None:
+    print(f"eval: {message}", file=sys.stderr, flush=True)
+
+
+def evaluate(
+    specs: Sequence[Spec],
+    *,
+    splits: Sequence[str] | None = None,
+    seeds: Sequence[int] = (0,),
+    budgets: Sequence[int] | None = None,
+    steps: int | None = None,
+    tasks: int | None = None,
+    methods: Sequence[str] | None = None,
+    runs: Path | str = "runs",
+    data_seed: int = DATA_SEED,
+    retrain: bool = False,
+    flops: bool = True,
+    log: Callable[[str], None] | None = _log,
+) -> list[Row]:
+    """Train (or reuse) every spec for every seed and score it on identical tasks with every search mode.
+
+    Args:
+        specs: validated specs (names must differ: they name the run directories).
+        splits: evaluation splits (default: each spec's `eval.splits`).
+        seeds: training seeds; each replaces the spec's `seed` (runs `runs/<name>-seed<k>`).
+        budgets: search budgets (see `search_plan`); None: 0 and each spec's own.
+        steps: override of `training.steps` (part of the spec hash, so runs with another budget are not reused).
+        tasks: tasks per split (default: each spec's `eval.tasks`).
+        methods: search modes (default `DEFAULT_METHODS`, those each kind supports).
+        runs: parent directory of the run directories.
+        data_seed: seed of the evaluation tasks, shared by all specs and seeds.
+        retrain: train again even where a matching run exists.
+        flops: measure test-time FLOPs per task (one extra compilation per mode and budget).
+        log: progress lines (None: silent).
+
+    Returns:
+        One `Row` per spec, seed, split, search mode and budget.
+
+    Raises:
+        SpecError: duplicate spec names, or a search mode that no spec's kind supports.
+    """
+    from nlic.compiler.lower import kind_of
+    from nlic.runtime.solve import solve
+    from nlic.runtime.tasks import sample_split
+
+    log = log or (lambda _msg: None)
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SpecError(f"two specs are named '{dup[0]}'", loc=Loc("name"), hint="give each spec its own `name`")
+    kinds = [kind_of(s) for s in specs]
+    known = {m for k in kinds for m in k.search_methods}
+    bad = [m for m in methods or () if m not in known]  # the defaults are filtered per kind instead
+    if bad:
+        raise SpecError(f"no model kind here has the search method '{bad[0]}'", loc=Loc("--methods"),
+                        hint=did_you_mean(bad[0], known))
+    methods = tuple(methods) if methods else DEFAULT_METHODS
+    rows: list[Row] = []
+    for spec, kind in zip(specs, kinds):
+        plan = search_plan(spec, methods, kind.search_methods, budgets)
+        eval_splits = tuple(splits) if splits else spec.eval.splits
+        n = int(tasks or spec.eval.tasks)
+        # Sampled from the spec's task section only (not its seed): identical for every seed and kind.
+        task_sets = {split: sample_split(spec, split, n, seed=data_seed) for split in eval_splits}
+        costs: dict[tuple[str, int], float] = {}
+        for seed in seeds:
+            run_spec = dataclasses.replace(spec, seed=int(seed))
+            if steps is not None:
+                run_spec = dataclasses.replace(run_spec, training=dataclasses.replace(spec.training, steps=int(steps)))
+            log(f"{spec.name} seed {seed}: training ({kind.name}, {run_spec.training.steps} steps) or reusing")
+            model, how = trained_model(run_spec, runs=Path(runs), retrain=retrain)
+            log(f"{spec.name} seed {seed}: model {how}")
+            for method, budget, search in plan:
+                if flops and (method, budget) not in costs:
+                    costs[(method, budget)] = solve_flops(kind, model, task_sets[eval_splits[0]], search)
+                for split in eval_splits:
+                    result = solve(run_spec, model, task_sets[split], search=search, seed=int(seed))
+                    acc = math.nan if result.accuracy is None else float(result.accuracy)
+                    row = Row(spec.name, kind.name, task_label(spec), method, budget, int(seed), split, acc,
+                              int(np.asarray(result.has_target).sum()), float(result.seconds),
+                              costs.get((method, budget), math.nan))
+                    rows.append(row)
+                    log(f"{spec.name} seed {seed} {method}@{budget} {split}: accuracy {acc:.3f} "
+                        f"on {row.n} tasks ({row.seconds:.1f}s)")
+    return rows
+
+
+# --- outputs --------------------------------------------------------------------------------------------------
+
+
+def results_csv(rows: Sequence[Row]) -> str:
+    """The rows as CSV text with a header (`flops` is per task)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(_FIELDS)
+    for r in rows:
+        values = dataclasses.asdict(r)
+        writer.writerow([_fmt_csv(values[f]) for f in _FIELDS])
+    return buf.getvalue()
+
+
+def _fmt_csv(x: Any) -> str:
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.6g}"
+    return str(x)
+
+
+def _row_label(kind: str, spec: str, method: str, budget: int, ambiguous: bool) -> str:
+    who = spec if ambiguous else kind
+    return f"{who} {method}" if method == "none" else f"{who} {method} ({budget})"
+
+
+def results_markdown(rows: Sequence[Row]) -> str:
+    """Table 1 layout: one row per method and search mode, columns task x split, cells mean ± std over seeds."""
+    if not rows:
+        return "(no results)\n"
+    tasks = list(dict.fromkeys(r.task for r in rows))
+    splits = list(dict.fromkeys(r.split for r in rows))
+    columns = [(t, s) for t in tasks for s in splits if any(r.task == t and r.split == s for r in rows)]
+    # Several specs of one kind on one task (e.g. ablations) are told apart by spec name.
+    per_task_kind: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        per_task_kind.setdefault((r.task, r.kind), set()).add(r.spec)
+    ambiguous = {k for (_, k), names in per_task_kind.items() if len(names) > 1}
+    cells: dict[str, dict[tuple[str, str], list[float]]] = {}
+    cost: dict[str, list[float]] = {}
+    for r in rows:
+        label = _row_label(r.kind, r.spec, r.search, r.budget, r.kind in ambiguous)
+        cells.setdefault(label, {}).setdefault((r.task, r.split), []).append(r.accuracy)
+        if not math.isnan(r.flops):
+            cost.setdefault(label, []).append(r.flops)
+    head = ["method"] + [f"{t} {s.upper() if s in ('id', 'ood') else s}" for t, s in columns] + ["test FLOPs/task"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + [":---:"] * (len(head) - 1)) + "|"]
+    for label, row in cells.items():
+        out = [label]
+        for col in columns:
+            accs = np.asarray(row.get(col, []), float)
+            out.append(f"{np.nanmean(accs):.2f} ± {np.nanstd(accs):.2f}" if accs.size else "–")
+        out.append(f"{np.mean(cost[label]):.3g}" if cost.get(label) else "–")
+        lines.append("| " + " | ".join(out) + " |")
+    seeds = sorted({r.seed for r in rows})
+    note = f"\nExact-match accuracy, mean ± std over training seeds {', '.join(map(str, seeds))}; " \
+           "budget in parentheses (gradient steps, or programs sampled for prior).\n"
+    return "\n".join(lines) + "\n" + note
+
+
+def plot_budget(rows: Sequence[Row], path: Path) -> None:
+    """Accuracy (mean over seeds, ± std) against search budget, one panel per split, one line per spec and mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = list(dict.fromkeys(r.split for r in rows)) or ["id"]
+    fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 3.8), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        series: dict[tuple[str, str], dict[int, list[float]]] = {}
+        for r in rows:
+            if r.split == split:
+                series.setdefault((r.spec, r.search), {}).setdefault(r.budget, []).append(r.accuracy)
+        for (spec, method), points in series.items():
+            xs = sorted(points)
+            mean = [np.nanmean(points[x]) for x in xs]
+            std = [np.nanstd(points[x]) for x in xs]
+            style = dict(marker="o", capsize=3) if len(xs) > 1 else dict(marker="s", linestyle="none", capsize=3)
+            ax.errorbar(xs, mean, yerr=std, label=f"{spec} {method}", **style)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("search budget (steps; programs for prior)")
+        ax.set_ylabel("exact-match accuracy")
+        ax.set_title(split.upper() if split in ("id", "ood") else split)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    from nlic.runtime.run_dir import atomic_write
+
+    atomic_write(Path(path), buf.getvalue())
+
+
+def write_results(rows: Sequence[Row], out: Path | str) -> dict[str, Path]:
+    """Write `results.csv`, `results.md` and `budget.png` into `out` (each file atomically)."""
+    from nlic.runtime.run_dir import atomic_write
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"csv": out / "results.csv", "markdown": out / "results.md", "plot": out / "budget.png"}
+    atomic_write(files["csv"], results_csv(rows))
+    atomic_write(files["markdown"], results_markdown(rows))
+    plot_budget(rows, files["plot"])
+    return files

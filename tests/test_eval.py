@@ -1,0 +1,146 @@
+"""`nlic eval` and `nlic.runtime.evaluate`: training or reusing runs, identical tasks, CSV, table, plot, FLOPs."""
+
+import csv
+import dataclasses
+import math
+
+import pytest
+
+TINY = """version: 1
+name: {name}
+task:
+  family: shift
+  params: {{split: shift_l, length: 12, alphabet: 4}}
+  pairs: 2
+language: {{vocab: 4, length: 2, max_length: 3}}
+model:
+  kind: {kind}
+  inductor: {{layers: 1, width: 16, heads: 2, mlp_ratio: 1, head_hidden: 16}}
+  executor: {{layers: 1, width: 16, heads: 2, mlp_ratio: 1}}
+  latent: {{dim: 4}}
+training: {{steps: 3, batch: 4, warmup: 0, log_every: 1, eval_every: 0, checkpoint_every: 0}}
+search: {{method: {method}, starts: 2, steps: 2, lr: 0.1, batch: 4}}
+eval: {{tasks: 4, splits: [id, ood]}}
+"""
+
+
+def write_specs(tmp_path):
+    paths = []
+    for name, kind, method in (("tiny_ic", "in_context", "none"), ("tiny_lpn", "lpn", "gradient")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(TINY.format(name=name, kind=kind, method=method))
+        paths.append(str(path))
+    return paths
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_eval_writes_csv_table_and_plot_and_reuses_runs(tmp_path, capsys):
+    from nlic.runtime.cli import main
+
+    specs = write_specs(tmp_path)
+    out, runs = tmp_path / "res", tmp_path / "runs"
+    # --steps 0: the runs are written (and reused below) without compiling a train step; training itself is
+    # tested in test_train.py and test_baselines.py.
+    argv = ["eval", *specs, "--seeds", "0,1", "--budgets", "0,2", "--tasks", "4", "--steps", "0",
+            "--out", str(out), "--runs", str(runs)]
+    assert main(argv) == 0
+    first = capsys.readouterr()
+    assert "model trained" in first.err
+
+    rows = read_rows(out / "results.csv")
+    # in_context: none; lpn: none and gradient@2; x 2 seeds x 2 splits.
+    assert len(rows) == (1 + 2) * 2 * 2
+    assert {(r["spec"], r["search"], r["budget"]) for r in rows} == {
+        ("tiny_ic", "none", "0"), ("tiny_lpn", "none", "0"), ("tiny_lpn", "gradient", "2")
+    }
+    for r in rows:
+        assert 0.0 <= float(r["accuracy"]) <= 1.0
+        assert r["n"] == "4" and r["split"] in ("id", "ood") and r["task"] == "shift_l"
+        assert float(r["flops"]) > 0
+    flops = {(r["spec"], r["search"]): float(r["flops"]) for r in rows}
+    assert flops[("tiny_lpn", "gradient")] > flops[("tiny_lpn", "none")]  # search costs compute
+    # The runs were trained with the --steps override, one per seed.
+    assert sorted(p.name for p in runs.iterdir()) == ["tiny_ic-seed0", "tiny_ic-seed1", "tiny_lpn-seed0", "tiny_lpn-seed1"]
+
+    table = (out / "results.md").read_text()
+    assert "| method | shift_l ID | shift_l OOD | test FLOPs/task |" in table
+    assert "| lpn gradient (2) |" in table and "| in_context none |" in table
+    assert sum(line.count(" ± ") for line in table.splitlines() if line.startswith("| ")) == 3 * 2
+    png = (out / "budget.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+    assert table in first.out  # the table is printed too
+
+    # A second run reuses the trained runs (same spec hash) and, deterministic, gives the same accuracies.
+    assert main([*argv[:-4], "--out", str(tmp_path / "res2"), "--runs", str(runs), "--no-flops"]) == 0
+    second = capsys.readouterr()
+    assert "model reused" in second.err and "model trained" not in second.err
+    again = read_rows(tmp_path / "res2" / "results.csv")
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
+    assert all(math.isnan(float(r["flops"])) for r in again)
+
+
+def test_eval_reports_user_errors_with_exit_2(tmp_path, capsys):
+    from nlic.runtime.cli import main
+
+    specs = write_specs(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.format(name="bad", kind="lpn", method="gradient").replace("pairs: 2", "pairs: 2\n  pears: 3"))
+    assert main(["eval", specs[0], str(bad), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:" in err and "pears" in err and "Traceback" not in err
+    assert main(["eval", specs[0], "--seeds", "0,x"]) == 2
+    assert "--seeds: error: 'x' is not an integer" in capsys.readouterr().err
+    assert main(["eval", specs[0], "--methods", "gradiant"]) == 2
+    assert "did you mean" in capsys.readouterr().err
+    assert main(["eval", specs[0], specs[0]]) == 2  # two specs named alike would share run directories
+    assert "named 'tiny_ic'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_eval_refuses_to_overwrite_another_specs_run(tmp_path, capsys):
+    from nlic.runtime.cli import main
+
+    spec = write_specs(tmp_path)[0]
+    runs = tmp_path / "runs"
+    assert main(["eval", spec, "--steps", "0", "--tasks", "2", "--runs", str(runs), "--out", str(tmp_path / "a"),
+                 "--no-flops", "--quiet"]) == 0
+    model = (runs / "tiny_ic-seed0" / "model.eqx").read_bytes()
+    capsys.readouterr()
+    # --steps 1 is another spec (the training budget is part of it): the finished run is not overwritten.
+    assert main(["eval", spec, "--steps", "1", "--tasks", "2", "--runs", str(runs), "--out", str(tmp_path / "b"),
+                 "--no-flops", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--retrain" in err
+    assert (runs / "tiny_ic-seed0" / "model.eqx").read_bytes() == model
+
+
+def test_search_plan_and_table_layout():
+    from nlic.compiler.spec import SearchSpec, Spec
+    from nlic.runtime.evaluate import Row, results_markdown, search_plan
+
+    spec = Spec(search=SearchSpec(steps=7, starts=5))
+    plan = search_plan(spec, ("none", "prior", "gradient"), ("none", "gradient", "prior"), [0, 10, 100])
+    assert [(m, b) for m, b, _ in plan] == [("none", 0), ("prior", 10), ("prior", 100), ("gradient", 10), ("gradient", 100)]
+    assert plan[1][2].starts == 10 and plan[4][2].steps == 100 and plan[4][2].method == "gradient"
+    default = search_plan(spec, ("none", "gradient"), ("none", "gradient"), None)
+    assert [(m, b, s.steps) for m, b, s in default] == [("none", 0, 7), ("gradient", 7, 7)]
+    assert search_plan(spec, ("prior",), ("none", "gradient"), None) == []  # unsupported modes are skipped
+
+    def row(**kw):
+        base = dict(spec="a", kind="lpn", task="shift_l", search="none", budget=0, seed=0, split="id",
+                    accuracy=1.0, n=10, seconds=0.1, flops=2e6)
+        return Row(**{**base, **kw})
+
+    rows = [row(), row(seed=1, accuracy=0.5), row(split="ood", accuracy=0.0), row(task="comp_i", spec="b")]
+    table = results_markdown(rows).splitlines()
+    assert table[0] == "| method | shift_l ID | shift_l OOD | comp_i ID | test FLOPs/task |"
+    # lpn on shift_l (spec a) and on comp_i (spec b) is one row: one method, two task groups.
+    assert table[2] == "| lpn none | 0.75 ± 0.25 | 0.00 ± 0.00 | 1.00 ± 0.00 | 2e+06 |"
+    # Two specs of one kind on the same task are told apart by name.
+    two = results_markdown([row(), row(spec="c", accuracy=0.0)]).splitlines()
+    assert two[2].startswith("| a none |") and two[3].startswith("| c none |")
+    assert dataclasses.asdict(rows[0])["flops"] == 2e6
