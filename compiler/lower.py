@@ -42,6 +42,7 @@ EXPORT_FILE = "executor.jaxexport"
 EXPORT_META_FILE = "executor.json"
 WEIGHTS_FILE = "weights.npz"
 SUMMARY_FILE = "summary.json"
+EXPORT_PLATFORMS = ("cpu", "cuda")
 
 
 def _is_leaf_array(x: Any) -> bool:
@@ -151,6 +152,10 @@ def _costs(compiled: Any, seconds: float) -> dict[str, Any]:
                      "generated_code_size_in_bytes", "alias_size_in_bytes", "peak_memory_in_bytes"):
             if hasattr(mem, name):
                 memory[name.removesuffix("_in_bytes")] = int(getattr(mem, name))
+    if memory:
+        # peak_memory leaves out temporaries on CPU; arguments + outputs + temporaries bound what a call needs.
+        memory["estimate"] = (memory.get("argument_size", 0) + memory.get("output_size", 0) + memory.get("temp_size", 0)
+                              - memory.get("alias_size", 0))
     return {
         "flops": float(cost.get("flops", float("nan"))),
         "bytes_accessed": float(cost.get("bytes accessed", float("nan"))),
@@ -195,11 +200,16 @@ def export_executor(spec: Any, kind: Any, model: Any, shapes: Any) -> tuple[byte
     run, leaves = _executor_fn(kind, model)
     (b,) = jax.export.symbolic_shape("b")
     tmax = int(spec.language.max_length)
-    exported = jax.export.export(jax.jit(run))(
+    args = (
         [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves],
         jax.ShapeDtypeStruct((b, tmax), jnp.int32),
         jax.ShapeDtypeStruct((b, shapes.length), jnp.int32),
     )
+    try:
+        # One artifact for CPU and GPU hosts: StableHLO lowered for both, picked at call time.
+        exported = jax.export.export(jax.jit(run), platforms=EXPORT_PLATFORMS)(*args)
+    except Exception:  # a kind using a platform-specific op: export for this backend only (recorded in meta)
+        exported = jax.export.export(jax.jit(run))(*args)
     blob = bytes(exported.serialize())
     meta = {
         "format": ARTIFACT_FORMAT,
@@ -286,8 +296,10 @@ def compile_spec(spec: Any, *, out: Path | None = None, log: Callable[[str], Non
         "search": {"batch": search.batch, "method": search.method, **_costs(*compiled["search"])},
     }
     if "executor" in compiled:
-        functions["executor"] = {"batch": 1, "program_length": int(spec.language.max_length), **_costs(*compiled["executor"])}
-    say(f"compiled in {compile_wall:.1f} s (" + ", ".join(f"{k} {v['compile_s']:.1f} s" for k, v in functions.items()) + ")")
+        functions["executor"] = {"batch": 1, "program_length": int(spec.language.max_length),
+                                 **_costs(*compiled["executor"])}
+    each = ", ".join(f"{k} {v['compile_s']:.1f} s" for k, v in functions.items())
+    say(f"compiled in {compile_wall:.1f} s ({each})")
 
     blob = meta = None
     if kind.execute is not None:
@@ -349,15 +361,18 @@ def format_summary(summary: dict[str, Any]) -> str:
     for name, n in summary["parameters"].items():
         lines.append(f"  {name:<20} {n:>12,}")
     lines.append("functions (XLA estimates; loop bodies such as program steps are counted once):")
-    lines.append(f"  {'function':<14} {'batch':>6} {'FLOPs':>10} {'peak/temp mem':>14} {'compile':>9}")
+    lines.append(f"  {'function':<14} {'batch':>6} {'FLOPs':>10} {'memory':>14} {'compile':>9}")
     for name, f in summary["functions"].items():
         if "flops" not in f:
             continue
-        mem = f["memory"].get("peak_memory") or f["memory"].get("temp_size", 0) + f["memory"].get("argument_size", 0)
-        lines.append(f"  {name:<14} {f['batch']:>6} {_num(f['flops']):>10} {_bytes(int(mem)):>14} {f['compile_s']:>8.2f}s")
+        mem = f["memory"].get("estimate", 0)
+        lines.append(f"  {name:<14} {f['batch']:>6} {_num(f['flops']):>10} {_bytes(int(mem)):>14} "
+                     f"{f['compile_s']:>8.2f}s")
     if "export" in summary["functions"]:
-        lines.append(f"  export executor (jax.export, symbolic batch): {summary['functions']['export']['compile_s']:.2f}s")
-    mode = "full XLA optimisation" if summary.get("optimized") else "fast code generation; --optimize compiles as training does"
+        export_s = summary["functions"]["export"]["compile_s"]
+        lines.append(f"  export executor (jax.export, symbolic batch): {export_s:.2f}s")
+    mode = ("full XLA optimisation" if summary.get("optimized")
+            else "fast code generation; --optimize compiles as training does")
     lines.append(f"total {summary['total_s']:.1f} s ({mode})")
     return "\n".join(lines)
 
@@ -409,7 +424,8 @@ class Artifact:
         for i, (w, s) in enumerate(zip(weights, spec)):
             if list(np.shape(w)) != s["shape"] or np.dtype(np.asarray(w).dtype).name != s["dtype"]:
                 raise ArtifactError(
-                    f"weight {i} is {np.asarray(w).dtype.name}{list(np.shape(w))}, the executor takes {s['dtype']}{s['shape']}",
+                    f"weight {i} is {np.asarray(w).dtype.name}{list(np.shape(w))}, the executor takes "
+                    f"{s['dtype']}{s['shape']}",
                     loc=loc, hint="use the weights of a run of the same spec",
                 )
 
@@ -439,14 +455,20 @@ class Artifact:
             raise ProgramError(f"a program of {programs.shape[1]} tokens is longer than the language's maximum "
                                f"of {m['max_length']}", hint="drop skip tokens or raise language.max_length")
         if programs.size and (programs.min() < 0 or programs.max() >= m["vocab"]):
-            raise ProgramError(f"program tokens must lie in [0, {m['vocab']})", hint="check the program file's language")
+            raise ProgramError(f"program tokens must lie in [0, {m['vocab']})",
+                               hint="check the program file's language")
         if inputs.shape[1] != m["length"]:
             raise DataError(f"inputs have length {inputs.shape[1]}, the executor reads {m['length']}")
         if inputs.size and (inputs.min() < 0 or inputs.max() >= m["values"]):
             raise DataError(f"input values must lie in [0, {m['values']})")
+        here = jax.default_backend()
+        if here not in self.exported.platforms and not (here == "gpu" and "cuda" in self.exported.platforms):
+            raise ArtifactError(f"the executor was exported for {', '.join(self.exported.platforms)}, not {here}",
+                                loc=Loc(str(self.directory)), hint="re-run `nlic compile` on this machine")
         pad = m["max_length"] - programs.shape[1]
         programs = np.pad(programs.astype(np.int32), ((0, 0), (0, pad)), constant_values=m["skip_token"])
-        out = self.exported.call([jnp.asarray(w) for w in weights], jnp.asarray(programs), jnp.asarray(inputs, jnp.int32))
+        out = self.exported.call([jnp.asarray(w) for w in weights], jnp.asarray(programs),
+                                 jnp.asarray(inputs, jnp.int32))
         return np.asarray(out)
 
 
@@ -459,14 +481,16 @@ def load_artifact(build_dir: Path | str) -> Artifact:
     d = Path(build_dir)
     meta_path = d / EXPORT_META_FILE
     if not d.is_dir():
-        raise ArtifactError("no such build directory", loc=Loc(str(d)), hint="create it with `nlic compile SPEC --out DIR`")
+        raise ArtifactError("no such build directory", loc=Loc(str(d)),
+                            hint="create it with `nlic compile SPEC --out DIR`")
     try:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError:
         raise ArtifactError(f"no exported executor ({EXPORT_META_FILE} is missing)", loc=Loc(str(d)),
                             hint="only kinds with discrete programs export one; run `nlic compile SPEC --out DIR`") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"corrupt executor metadata: {e}", loc=Loc(str(meta_path)), hint="re-run `nlic compile`") from None
+        raise ArtifactError(f"corrupt executor metadata: {e}", loc=Loc(str(meta_path)),
+                            hint="re-run `nlic compile`") from None
     need = ("format", "version", "spec_hash", "length", "values", "vocab", "max_length", "skip_token", "leaves", "sha256")
     if not isinstance(meta, dict) or meta.get("format") != ARTIFACT_FORMAT or any(k not in meta for k in need):
         raise ArtifactError("not an nlic executor description", loc=Loc(str(meta_path)), hint="re-run `nlic compile`")
@@ -477,7 +501,8 @@ def load_artifact(build_dir: Path | str) -> Artifact:
     try:
         blob = blob_path.read_bytes()
     except FileNotFoundError:
-        raise ArtifactError("the exported executor is missing", loc=Loc(str(blob_path)), hint="re-run `nlic compile`") from None
+        raise ArtifactError("the exported executor is missing", loc=Loc(str(blob_path)),
+                            hint="re-run `nlic compile`") from None
     if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
         raise ArtifactError("the exported executor is corrupt (checksum mismatch)", loc=Loc(str(blob_path)),
                             hint="re-run `nlic compile`")

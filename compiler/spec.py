@@ -130,6 +130,10 @@ class InductorSpec:
     heads: int = _f(4, "Attention heads (must divide width).", min=1, max=64)
     mlp_ratio: int = _f(2, "Hidden size of each transformer MLP as a multiple of width.", min=1, max=16)
     head_hidden: int = _f(128, "Hidden size of the shared slot MLP that maps slot embeddings to codebook logits.", min=1)
+    relations: bool = _f(
+        True, "nli: add each position's value-equality pattern against the other datum (y_j == x_i for all i) to "
+        "the pair embedding, so cross-position relations (moves, reversals) are visible before any attention is learned.",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,16 @@ import equinox as eqx
 from nlic.grammar.errors import CheckpointError, Loc
 from nlic.runtime.run_dir import atomic_write, check_leaves, spec_data, spec_diff, spec_hash
 
-__all__ = ["FORMAT", "VERSION", "LATEST", "save_checkpoint", "latest_checkpoint", "list_checkpoints", "read_header", "load_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "LATEST",
+    "save_checkpoint",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "read_header",
+    "load_checkpoint",
+]
 
 FORMAT = "nlic-checkpoint"
 VERSION = 1
@@ -106,8 +115,10 @@ def _split(path: Path) -> tuple[dict[str, Any], bytes]:
         raise CheckpointError("not an nlic checkpoint (unreadable header)", loc=Loc(str(path)),
                               hint="the file is corrupt or was not written by `nlic train`") from None
     if header.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint format version {header.get('version')} is not supported (this nlic reads {VERSION})",
-                              loc=Loc(str(path)), hint="train again with this version of nlic")
+        raise CheckpointError(
+            f"checkpoint format version {header.get('version')} is not supported (this nlic reads {VERSION})",
+            loc=Loc(str(path)), hint="train again with this version of nlic",
+        )
     return header, data[end + 1 :]
 
 
@@ -135,7 +146,8 @@ def load_checkpoint(path: Path, like: Any, *, spec: Any) -> tuple[Any, int]:
         shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
         raise CheckpointError(
             f"checkpoint belongs to another spec (checkpoint != this spec: {shown or 'spec hash differs'})",
-            loc=Loc(str(path)), hint="resume with the spec it was trained with, or start a new run with --out or --force",
+            loc=Loc(str(path)),
+            hint="resume with the spec (and --steps) it was trained with, or start a new run with --out or --force",
         )
     try:
         state = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)

@@ -54,7 +54,9 @@ class Progress:
         """Whether `update` would print now (callers skip fetching values from the device otherwise)."""
         return self.enabled and time.perf_counter() - self._last >= self.interval
 
-    def update(self, step: int, loss: float | None = None, tasks_per_s: float | None = None, *, force: bool = False) -> None:
+    def update(
+        self, step: int, loss: float | None = None, tasks_per_s: float | None = None, *, force: bool = False
+    ) -> None:
         """Report that `step` steps are done."""
         now = time.perf_counter()
         if self._t_first is None:

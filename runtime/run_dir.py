@@ -276,6 +276,7 @@ def save_model(run: Path, spec: Any, model: Any, *, step: int) -> str:
         "sha256": hashlib.sha256(payload).hexdigest(),
         "bytes": len(payload),
         "fingerprint": fp,
+        "spec": spec_data(spec),  # to name what differs if the spec later reads back differently
     }
     atomic_write(Path(run) / MODEL_FILE, payload)
     atomic_write(Path(run) / MODEL_META_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -301,7 +302,8 @@ def check_leaves(loaded: Any, like: Any, where: Path) -> None:
     b = jax.tree_util.tree_leaves(eqx.filter(like, lambda x: eqx.is_array(x) or isinstance(x, jax.ShapeDtypeStruct)))
     if len(a) != len(b):
         raise CheckpointError(
-            f"holds {len(a)} arrays, the spec's model has {len(b)}", loc=Loc(str(where)), hint="was it written by another spec?"
+            f"holds {len(a)} arrays, the spec's model has {len(b)}", loc=Loc(str(where)),
+            hint="was it written by another spec?",
         )
     for i, (x, y) in enumerate(zip(a, b)):
         if tuple(x.shape) != tuple(y.shape) or np.dtype(x.dtype) != np.dtype(y.dtype):
@@ -327,15 +329,18 @@ def load_model(run: Path, spec: Any, like: Any) -> Any:
             "model weights are corrupt (checksum mismatch)", loc=Loc(str(path)), hint="re-run `nlic train --resume`"
         )
     if meta.get("spec_hash") != spec_hash(spec):
+        diff = spec_diff(meta["spec"], spec_data(spec)) if isinstance(meta.get("spec"), dict) else []
+        shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
         raise CheckpointError(
-            f"model was trained for spec {meta.get('spec_hash')}, not {spec_hash(spec)}",
+            f"the model was trained for another spec (trained != {SPEC_FILE}: {shown or 'spec hash differs'})",
             loc=Loc(str(run / MODEL_META_FILE)),
-            hint=f"{SPEC_FILE} was edited after training; restore it or retrain",
+            hint=f"{SPEC_FILE} was edited after training, or this nlic's spec defaults changed; restore it or retrain",
         )
     try:
         model = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
     except Exception as e:  # numpy raises several types on malformed data
-        raise CheckpointError(f"cannot read model weights: {e}", loc=Loc(str(path)), hint="re-run `nlic train`") from None
+        raise CheckpointError(f"cannot read model weights: {e}", loc=Loc(str(path)),
+                              hint="re-run `nlic train`") from None
     check_leaves(model, like, path)
     return model
 
@@ -379,7 +384,8 @@ def load_run(run_dir: Path | str) -> tuple[Any, Any]:
     if not run.is_dir():
         raise CheckpointError("no such run directory", loc=Loc(str(run)), hint="train one with `nlic train SPEC`")
     if not (run / SPEC_FILE).exists():
-        raise CheckpointError(f"not a run directory (no {SPEC_FILE})", loc=Loc(str(run)), hint="pass the --out of `nlic train`")
+        raise CheckpointError(f"not a run directory (no {SPEC_FILE})", loc=Loc(str(run)),
+                              hint="pass the --out of `nlic train`")
     spec = load_spec(run / SPEC_FILE)
     like = abstract_model(spec)
     return spec, load_model(run, spec, like)

@@ -219,15 +219,15 @@ def _cached_train_step(kind: ModelKind, training: Any) -> Callable:
 # --- evaluation -----------------------------------------------------------------------------------------------
 
 
-def evaluate(spec: Any, model: Any, tasks: Any) -> dict[str, float]:
+def evaluate(spec: Any, model: Any, tasks: Any) -> dict[str, Any]:
     """Accuracy of the cheap `none` search (the inductor's discrete program, no search) on `tasks`."""
     from nlic.runtime.solve import solve
 
     search = dataclasses.replace(spec.search, method="none")
     result = solve(spec, model, tasks, search=search, seed=derive_seed(spec.seed, "eval-search"))
     return {
-        "accuracy": float("nan") if result.accuracy is None else float(result.accuracy),
-        "spec_fit": float(np.mean(result.spec_fit)) if len(result.spec_fit) else float("nan"),
+        "accuracy": None if result.accuracy is None else float(result.accuracy),  # None: no task has a target
+        "spec_fit": float(np.mean(result.spec_fit)) if len(result.spec_fit) else None,
         "tasks": int(np.sum(result.has_target)),
     }
 
@@ -288,7 +288,8 @@ def train(
     if tr.eval_every > 0:
         # Fixed evaluation tasks for the whole run, so accuracy curves compare like with like.
         for split in spec.eval.splits:
-            eval_sets[split] = task_api.sample_split(spec, split, spec.eval.tasks, seed=derive_seed(spec.seed, "eval", split))
+            seed = derive_seed(spec.seed, "eval", split)
+            eval_sets[split] = task_api.sample_split(spec, split, spec.eval.tasks, seed=seed)
 
     run = Path(out) if out is not None else default_run_dir(spec)
     resuming = rd.prepare(run, resume=resume, force=force)
@@ -318,7 +319,8 @@ def train(
     lr_at = lr_schedule(tr)
     total = tr.steps
     bar = Progress(total, start=start, enabled=progress)
-    bar.message(f"{'resuming' if start else 'training'} {spec.name} ({kind.name}) in {run} from step {start} of {total}")
+    verb = "resuming" if start else "training"
+    bar.message(f"{verb} {spec.name} ({kind.name}) in {run} from step {start} of {total}")
 
     state = (model, opt_state, start)  # replaced in one assignment per step: always a consistent triple
     last_row: dict[str, float] = {}
@@ -334,18 +336,26 @@ def train(
 
     try:
         for step in range(start, total):
-            tasks = task_api.sample_split(spec, spec.task.train_split, tr.batch, seed=derive_seed(spec.seed, "train", step))
+            seed = derive_seed(spec.seed, "train", step)
+            tasks = task_api.sample_split(spec, spec.task.train_split, tr.batch, seed=seed)
             batch = shard_batch(tasks.batch(), mesh)
             t = jnp.asarray(step / max(total - 1, 1), jnp.float32)
-            model, opt_state, loss, metrics, gnorm = step_fn(state[0], state[1], batch, t, jnp.asarray(step, jnp.int32), train_key)
+            model, opt_state, loss, metrics, gnorm = step_fn(
+                state[0], state[1], batch, t, jnp.asarray(step, jnp.int32), train_key
+            )
             state = (model, opt_state, step + 1)
             done = step + 1
             tasks_since += tr.batch
             is_last = done == total
+            if step == start and not is_last:
+                # tasks/s measures training, not the first step's compilation.
+                jax.block_until_ready(loss)
+                t_log, tasks_since = time.perf_counter(), 0
             if done % tr.log_every == 0 or is_last:
                 now = time.perf_counter()
+                rate = tasks_since / max(now - t_log, 1e-9) if tasks_since else None  # JSON null, not NaN
                 last_row = {"step": done, "loss": float(loss), **_floats(metrics), "grad_norm": float(gnorm),
-                            "lr": float(lr_at(step)), "tasks_per_s": tasks_since / max(now - t_log, 1e-9)}
+                            "lr": float(lr_at(step)), "tasks_per_s": rate}
                 rd.append_metrics(run, last_row)
                 t_log, tasks_since = now, 0
                 bar.update(done, last_row["loss"], last_row["tasks_per_s"], force=True)
@@ -355,7 +365,9 @@ def train(
                 for split, ts in eval_sets.items():
                     row = {"step": done, "split": split, **evaluate(spec, model, ts)}
                     rd.append_metrics(run, row)
-                    bar.message(f"step {done}: {split} accuracy {row['accuracy']:.3f} ({row['tasks']} tasks)")
+                    acc = "n/a" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+                    bar.message(f"step {done}: {split} accuracy {acc} ({row['tasks']} tasks)")
+                t_log, tasks_since = time.perf_counter(), 0  # evaluation time is not training throughput
             if tr.checkpoint_every > 0 and done % tr.checkpoint_every == 0:
                 save(state)
         save(state)

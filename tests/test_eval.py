@@ -4,8 +4,6 @@ import csv
 import dataclasses
 import math
 
-import pytest
-
 TINY = """version: 1
 name: {name}
 task:
@@ -45,17 +43,17 @@ def test_eval_writes_csv_table_and_plot_and_reuses_runs(tmp_path, capsys):
     out, runs = tmp_path / "res", tmp_path / "runs"
     # --steps 0: the runs are written (and reused below) without compiling a train step; training itself is
     # tested in test_train.py and test_baselines.py.
-    argv = ["eval", *specs, "--seeds", "0,1", "--budgets", "0,2", "--tasks", "4", "--steps", "0",
+    argv = ["eval", *specs, "--seeds", "0,1", "--budgets", "0,1", "--tasks", "4", "--steps", "0",
             "--out", str(out), "--runs", str(runs)]
     assert main(argv) == 0
     first = capsys.readouterr()
     assert "model trained" in first.err
 
     rows = read_rows(out / "results.csv")
-    # in_context: none; lpn: none and gradient@2; x 2 seeds x 2 splits.
+    # in_context: none; lpn: none and gradient@1; x 2 seeds x 2 splits.
     assert len(rows) == (1 + 2) * 2 * 2
     assert {(r["spec"], r["search"], r["budget"]) for r in rows} == {
-        ("tiny_ic", "none", "0"), ("tiny_lpn", "none", "0"), ("tiny_lpn", "gradient", "2")
+        ("tiny_ic", "none", "0"), ("tiny_lpn", "none", "0"), ("tiny_lpn", "gradient", "1")
     }
     for r in rows:
         assert 0.0 <= float(r["accuracy"]) <= 1.0
@@ -64,11 +62,12 @@ def test_eval_writes_csv_table_and_plot_and_reuses_runs(tmp_path, capsys):
     flops = {(r["spec"], r["search"]): float(r["flops"]) for r in rows}
     assert flops[("tiny_lpn", "gradient")] > flops[("tiny_lpn", "none")]  # search costs compute
     # The runs were trained with the --steps override, one per seed.
-    assert sorted(p.name for p in runs.iterdir()) == ["tiny_ic-seed0", "tiny_ic-seed1", "tiny_lpn-seed0", "tiny_lpn-seed1"]
+    names = sorted(p.name for p in runs.iterdir())
+    assert names == ["tiny_ic-seed0", "tiny_ic-seed1", "tiny_lpn-seed0", "tiny_lpn-seed1"]
 
     table = (out / "results.md").read_text()
     assert "| method | shift_l ID | shift_l OOD | test FLOPs/task |" in table
-    assert "| lpn gradient (2) |" in table and "| in_context none |" in table
+    assert "| lpn gradient (1) |" in table and "| in_context none |" in table
     assert sum(line.count(" ± ") for line in table.splitlines() if line.startswith("| ")) == 3 * 2
     png = (out / "budget.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 1000
@@ -82,6 +81,14 @@ def test_eval_writes_csv_table_and_plot_and_reuses_runs(tmp_path, capsys):
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
     assert all(math.isnan(float(r["flops"])) for r in again)
 
+    # --steps 1 is another spec (the training budget is part of it): the finished run is not overwritten.
+    model = (runs / "tiny_ic-seed0" / "model.eqx").read_bytes()
+    argv = ["eval", specs[0], "--steps", "1", "--runs", str(runs), "--out", str(tmp_path / "res3"), "--quiet"]
+    assert main(argv) == 2
+    assert "--retrain" in capsys.readouterr().err
+    assert (runs / "tiny_ic-seed0" / "model.eqx").read_bytes() == model
+    assert not (tmp_path / "res3").exists()
+
 
 def test_eval_reports_user_errors_with_exit_2(tmp_path, capsys):
     from nlic.runtime.cli import main
@@ -94,28 +101,11 @@ def test_eval_reports_user_errors_with_exit_2(tmp_path, capsys):
     assert f"{bad}:" in err and "pears" in err and "Traceback" not in err
     assert main(["eval", specs[0], "--seeds", "0,x"]) == 2
     assert "--seeds: error: 'x' is not an integer" in capsys.readouterr().err
-    assert main(["eval", specs[0], "--methods", "gradiant"]) == 2
+    assert main(["eval", specs[1], "--methods", "gradiant"]) == 2
     assert "did you mean" in capsys.readouterr().err
     assert main(["eval", specs[0], specs[0]]) == 2  # two specs named alike would share run directories
     assert "named 'tiny_ic'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
-
-
-def test_eval_refuses_to_overwrite_another_specs_run(tmp_path, capsys):
-    from nlic.runtime.cli import main
-
-    spec = write_specs(tmp_path)[0]
-    runs = tmp_path / "runs"
-    assert main(["eval", spec, "--steps", "0", "--tasks", "2", "--runs", str(runs), "--out", str(tmp_path / "a"),
-                 "--no-flops", "--quiet"]) == 0
-    model = (runs / "tiny_ic-seed0" / "model.eqx").read_bytes()
-    capsys.readouterr()
-    # --steps 1 is another spec (the training budget is part of it): the finished run is not overwritten.
-    assert main(["eval", spec, "--steps", "1", "--tasks", "2", "--runs", str(runs), "--out", str(tmp_path / "b"),
-                 "--no-flops", "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert "--retrain" in err
-    assert (runs / "tiny_ic-seed0" / "model.eqx").read_bytes() == model
 
 
 def test_search_plan_and_table_layout():
@@ -124,7 +114,9 @@ def test_search_plan_and_table_layout():
 
     spec = Spec(search=SearchSpec(steps=7, starts=5))
     plan = search_plan(spec, ("none", "prior", "gradient"), ("none", "gradient", "prior"), [0, 10, 100])
-    assert [(m, b) for m, b, _ in plan] == [("none", 0), ("prior", 10), ("prior", 100), ("gradient", 10), ("gradient", 100)]
+    assert [(m, b) for m, b, _ in plan] == [
+        ("none", 0), ("prior", 10), ("prior", 100), ("gradient", 10), ("gradient", 100)
+    ]
     assert plan[1][2].starts == 10 and plan[4][2].steps == 100 and plan[4][2].method == "gradient"
     default = search_plan(spec, ("none", "gradient"), ("none", "gradient"), None)
     assert [(m, b, s.steps) for m, b, s in default] == [("none", 0, 7), ("gradient", 7, 7)]

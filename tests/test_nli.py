@@ -218,7 +218,7 @@ def test_tiny_shift_learns_beyond_copying():
     from nlic.runtime.solve import solve
     from nlic.runtime.tasks import sample_split
 
-    spec = tiny_spec(tau_inductor=Schedule("exp", 4.0, 0.5), tau_executor=Schedule("exp", 2.0, 0.5))
+    spec = tiny_spec(tau_inductor=Schedule("exp", 4.0, 0.5), tau_executor=Schedule("exp", 2.0, 0.5), reg_weight=0.001)
     spec = dataclasses.replace(
         spec,
         task=dataclasses.replace(spec.task, params=(("split", "shift_l"), ("length", 6), ("alphabet", 4),
@@ -248,5 +248,5 @@ def test_tiny_shift_learns_beyond_copying():
 
     res = solve(spec, model, test, search=SearchSpec(method="none", batch=32))
     copy = float(np.all(test.query_inputs == test.query_outputs, axis=-1).mean())
-    assert res.accuracy is not None and res.accuracy > copy + 0.3
+    assert res.accuracy is not None and res.accuracy > copy + 0.75  # a constant program scores about 0.5
 

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -258,6 +257,61 @@ def test_existing_results_are_never_overwritten_without_resume_or_force(trained,
     assert list((run / "checkpoints").iterdir()) == []
 
 
+def test_ctrl_c_leaves_a_checkpoint_that_resumes_exactly(trained, tmp_path, monkeypatch):
+    import nlic.runtime.tasks as tasks
+    from nlic.runtime.train import train
+
+    spec, full = trained
+    real = tasks.sample_split
+
+    def interrupt_at_step_3(spec_, split, n, *, seed):
+        from nlic.runtime.train import derive_seed
+
+        if split == "train" and seed == derive_seed(spec_.seed, "train", 3):
+            raise KeyboardInterrupt
+        return real(spec_, split, n, seed=seed)
+
+    monkeypatch.setattr(tasks, "sample_split", interrupt_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, out=tmp_path / "run", progress=False)
+    monkeypatch.setattr(tasks, "sample_split", real)
+    # Checkpoints every 2 steps, interrupted during step 4: the interrupt handler saved step 3.
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == "step_00000003.eqx"
+    res = train(spec, out=tmp_path / "run", resume=True, progress=False)
+    assert res.step == 4
+    for a, b in zip(leaves_of(res.model), leaves_of(full.model), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_progress_bar_on_a_tty_and_plain_lines_elsewhere(monkeypatch):
+    import io
+
+    from nlic.runtime.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("CI", raising=False)
+    tty = Tty()
+    bar = Progress(10, stream=tty)
+    bar.update(1, 2.5, 100.0, force=True)
+    bar.update(5, 1.25, 100.0, force=True)
+    bar.close()
+    assert tty.getvalue().startswith("\r[") and "step 5/10" in tty.getvalue() and "ETA" in tty.getvalue()
+    plain = io.StringIO()
+    bar = Progress(10, stream=plain)
+    bar.update(5, 1.25, 100.0, force=True)
+    assert "\r" not in plain.getvalue() and plain.getvalue().endswith("\n") and "loss 1.2500" in plain.getvalue()
+    monkeypatch.setenv("CI", "1")
+    ci = Tty()
+    Progress(10, stream=ci).update(5, 1.0, force=True)
+    assert "\r" not in ci.getvalue()
+    quiet = io.StringIO()
+    Progress(10, stream=quiet, enabled=False).update(5, 1.0, force=True)
+    assert quiet.getvalue() == ""
+
+
 def test_load_run_refuses_missing_and_corrupt_runs(trained, tmp_path):
     import shutil
 
@@ -268,6 +322,11 @@ def test_load_run_refuses_missing_and_corrupt_runs(trained, tmp_path):
         rd.load_run(tmp_path / "nothing")
     run = tmp_path / "run"
     shutil.copytree(trained[1].run_dir, run)
+    locked = (run / "spec.yaml").read_text()
+    (run / "spec.yaml").write_text(locked.replace("max_length: 5", "max_length: 6"))
+    with pytest.raises(CheckpointError, match="language.max_length: 5 != 6"):
+        rd.load_run(run)
+    (run / "spec.yaml").write_text(locked)
     data = bytearray((run / "model.eqx").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (run / "model.eqx").write_bytes(bytes(data))

@@ -16,9 +16,9 @@ from nlic.compiler.kinds import MODEL_KINDS, Batch, ModelKind, Shapes, Solution
 from nlic.compiler.models.in_context import (
     Decoder,
     PairEncoder,
-    _masked_mean,
     check_method,
     held_out_masks,
+    masked_mean,
     sequence_nll,
     with_query_pair,
 )
@@ -69,7 +69,7 @@ class DLPN(eqx.Module):
 
     def spec_nll(self, z: Float[Array, "Tmax K"], xs: Array, ys: Array, mask: Array) -> Float[Array, ""]:
         nll, _ = sequence_nll(jax.vmap(self.decode, in_axes=(None, 0))(z, xs), ys)
-        return _masked_mean(nll, mask)
+        return masked_mean(nll, mask)
 
 
 def _relax(logits: Array, tau: Array, key: PRNGKeyArray, *, gumbel: bool, straight_through: bool) -> Array:
@@ -92,7 +92,7 @@ def _dlpn_task_loss(model: DLPN, xs, ys, mask, tau, key):
     nll, exact = sequence_nll(jax.vmap(model.decode)(jax.vmap(model.pad)(z), xs), ys)
     # log P(token k never used at slot j) over this task's held-out pairs; summed over tasks in the batch.
     never = (jnp.log1p(-jax.nn.softmax(logits, axis=-1) + 1e-6) * mask[:, None, None]).sum(axis=0)
-    return _masked_mean(nll, mask), _masked_mean(exact, mask), never
+    return masked_mean(nll, mask), masked_mean(exact, mask), never
 
 
 def dlpn_loss(model: DLPN, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray):
@@ -111,7 +111,7 @@ def _scores(model: DLPN, zs: Float[Array, "S Tmax K"], xs, ys, mask) -> tuple[Ar
 
     def one(z):
         nll, exact = sequence_nll(jax.vmap(model.decode, in_axes=(None, 0))(z, xs), ys)
-        return _masked_mean(exact, mask), -_masked_mean(nll, mask)
+        return masked_mean(exact, mask), -masked_mean(nll, mask)
 
     return jax.vmap(one)(zs)
 

@@ -30,6 +30,8 @@ __all__ = [
     "in_context_solve",
     "in_context_logits",
     "solution_from_logits",
+    "masked_mean",
+    "loo_task_loss",
 ]
 
 
@@ -128,7 +130,8 @@ def sequence_nll(logits: Float[Array, "... L V"], y: Int[Array, "... L"]) -> tup
     return nll, exact
 
 
-def _masked_mean(values: Array, mask: Array) -> Array:
+def masked_mean(values: Array, mask: Array) -> Array:
+    """Mean of `values` where `mask` holds (0 when it holds nowhere)."""
     mask = mask.astype(values.dtype)
     return (values * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
@@ -186,20 +189,20 @@ def build_in_context(spec: Spec, shapes: Shapes, *, key: PRNGKeyArray) -> InCont
     return InContext(spec, shapes, key=key)
 
 
-def _task_loss(model: InContext, xs: Array, ys: Array, mask: Array, targets: Array) -> tuple[Array, Array]:
+def loo_task_loss(model: InContext, xs: Array, ys: Array, mask: Array, targets: Array) -> tuple[Array, Array]:
     """Leave-one-out loss of one task: each pair with `targets` True is predicted from the other real pairs."""
     enc = model.encode(xs, ys)
     ctx = held_out_masks(mask)
     logits = jax.vmap(model.predict, in_axes=(None, 0, 0))(enc, ctx, xs)
     nll, exact = sequence_nll(logits, ys)
-    return _masked_mean(nll, targets), _masked_mean(exact, targets)
+    return masked_mean(nll, targets), masked_mean(exact, targets)
 
 
 def in_context_loss(model: InContext, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray):
     """Mean leave-one-out NLL over the spec pairs and the query pair of every task."""
     del t, key  # deterministic model, no schedule
     xs, ys, mask = with_query_pair(batch)
-    nll, exact = jax.vmap(_task_loss, in_axes=(None, 0, 0, 0, 0))(model, xs, ys, mask, mask)
+    nll, exact = jax.vmap(loo_task_loss, in_axes=(None, 0, 0, 0, 0))(model, xs, ys, mask, mask)
     loss = nll.mean()
     return loss, {"loss": loss, "nll": loss, "pair_accuracy": exact.mean()}
 

@@ -1,7 +1,10 @@
-"""Shared building blocks of every model kind: a pre-norm transformer encoder with optional FiLM conditioning.
+"""Shared building blocks of every model kind: a pre-norm transformer with relative-position attention and
+optional FiLM conditioning. NLI and every baseline are built from `Transformer`, so comparisons share one backbone.
 
-NLI's inductor and step network and the baselines' encoders and decoders are all built from `Transformer`, so
-that comparisons use the same backbone at the same sizes.
+Attention carries a learned relative-position bias per head (T5-style) whose table starts *sharp and random*
+(std `rel_init`): each head attends to a few particular offsets from the first step. Measured on the shift
+family, a per-pair transformer inductor with zero-initialised or absolute positions stayed at chance accuracy
+for 700+ steps at classifying the shift of a pair, and learned it in ~200 steps with this init.
 """
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-__all__ = ["MLP", "Block", "Transformer", "sinusoidal_positions"]
+__all__ = ["MLP", "Attention", "Block", "Transformer", "sinusoidal_positions"]
 
 
 def sinusoidal_positions(length: int, width: int) -> Float[Array, "L D"]:
@@ -43,19 +46,58 @@ class MLP(eqx.Module):
         return f(x)
 
 
+class Attention(eqx.Module):
+    """Multi-head self-attention with a learned relative-position bias per head.
+
+    Positions are sequence indices unless given; tokens with position -1 (e.g. learned query tokens) get no bias.
+    Offsets beyond `span` share the bias of the largest offset.
+    """
+
+    qkv: eqx.nn.Linear
+    out: eqx.nn.Linear
+    rel_bias: Float[Array, "H R"]
+    heads: int = eqx.field(static=True)
+    span: int = eqx.field(static=True)
+
+    def __init__(self, width: int, heads: int, *, span: int = 256, rel_init: float = 3.0, key: PRNGKeyArray):
+        if width % heads:
+            raise ValueError(f"heads ({heads}) must divide width ({width})")
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.qkv = eqx.nn.Linear(width, 3 * width, key=k1)
+        self.out = eqx.nn.Linear(width, width, key=k2)
+        self.rel_bias = rel_init * jax.random.normal(k3, (heads, 2 * span - 1))
+        self.heads = heads
+        self.span = span
+
+    def __call__(self, x: Float[Array, "N D"], positions: Int[Array, " N"] | None = None) -> Float[Array, "N D"]:
+        N, D = x.shape
+        if positions is None:
+            positions = jnp.arange(N)
+        q, k, v = jnp.split(jax.vmap(self.qkv)(x), 3, axis=-1)
+        q, k, v = (a.reshape(N, self.heads, D // self.heads) for a in (q, k, v))
+        scores = jnp.einsum("nhd,mhd->hnm", q, k) / jnp.sqrt(jnp.asarray(D // self.heads, x.dtype))
+        offset = jnp.clip(positions[None, :] - positions[:, None], 1 - self.span, self.span - 1) + self.span - 1
+        has_pos = (positions[:, None] >= 0) & (positions[None, :] >= 0)
+        bias = jnp.where(has_pos[None], self.rel_bias[:, offset], 0.0)
+        attn = jax.nn.softmax(scores + bias, axis=-1)
+        return jax.vmap(self.out)(jnp.einsum("hnm,mhd->nhd", attn, v).reshape(N, D))
+
+
 class Block(eqx.Module):
     """Pre-norm self-attention + MLP block; `cond` (width D) adds a FiLM scale/shift after each norm."""
 
     norm1: eqx.nn.LayerNorm
-    attn: eqx.nn.MultiheadAttention
+    attn: Attention
     norm2: eqx.nn.LayerNorm
     mlp: MLP
     film: eqx.nn.Linear | None
 
-    def __init__(self, width: int, heads: int, mlp_ratio: int, *, film: bool, key: PRNGKeyArray):
+    def __init__(
+        self, width: int, heads: int, mlp_ratio: int, *, film: bool, rel_init: float = 3.0, key: PRNGKeyArray
+    ):
         k1, k2, k3 = jax.random.split(key, 3)
         self.norm1 = eqx.nn.LayerNorm(width)
-        self.attn = eqx.nn.MultiheadAttention(heads, width, key=k1)
+        self.attn = Attention(width, heads, rel_init=rel_init, key=k1)
         self.norm2 = eqx.nn.LayerNorm(width)
         self.mlp = MLP(width, mlp_ratio * width, width, key=k2)
         if film:
@@ -66,12 +108,14 @@ class Block(eqx.Module):
         else:
             self.film = None
 
-    def __call__(self, x: Float[Array, "N D"], cond: Float[Array, " D"] | None = None) -> Float[Array, "N D"]:
+    def __call__(
+        self, x: Float[Array, "N D"], cond: Float[Array, " D"] | None = None, positions: Int[Array, " N"] | None = None
+    ) -> Float[Array, "N D"]:
         h = jax.vmap(self.norm1)(x)
         if self.film is not None and cond is not None:
             s1, b1, s2, b2 = jnp.split(self.film(cond), 4)
             h = h * (1 + s1)[None, :] + b1[None, :]
-        x = x + self.attn(h, h, h)
+        x = x + self.attn(h, positions)
         h = jax.vmap(self.norm2)(x)
         if self.film is not None and cond is not None:
             h = h * (1 + s2)[None, :] + b2[None, :]
@@ -84,12 +128,25 @@ class Transformer(eqx.Module):
     blocks: tuple[Block, ...]
     norm: eqx.nn.LayerNorm
 
-    def __init__(self, layers: int, width: int, heads: int, mlp_ratio: int, *, film: bool = False, key: PRNGKeyArray):
+    def __init__(
+        self,
+        layers: int,
+        width: int,
+        heads: int,
+        mlp_ratio: int,
+        *,
+        film: bool = False,
+        rel_init: float = 3.0,
+        key: PRNGKeyArray,
+    ):
         keys = jax.random.split(key, layers)
-        self.blocks = tuple(Block(width, heads, mlp_ratio, film=film, key=k) for k in keys)
+        self.blocks = tuple(Block(width, heads, mlp_ratio, film=film, rel_init=rel_init, key=k) for k in keys)
         self.norm = eqx.nn.LayerNorm(width)
 
-    def __call__(self, x: Float[Array, "N D"], cond: Float[Array, " D"] | None = None) -> Float[Array, "N D"]:
+    def __call__(
+        self, x: Float[Array, "N D"], cond: Float[Array, " D"] | None = None, positions: Int[Array, " N"] | None = None
+    ) -> Float[Array, "N D"]:
+        """Args: x tokens; cond FiLM vector (film blocks only); positions per token (-1: none; default index)."""
         for block in self.blocks:  # a handful of layers, unrolled at trace time (not program steps)
-            x = block(x, cond)
+            x = block(x, cond, positions)
         return jax.vmap(self.norm)(x)

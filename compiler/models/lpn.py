@@ -19,9 +19,9 @@ from nlic.compiler.kinds import MODEL_KINDS, Batch, ModelKind, Shapes, Solution
 from nlic.compiler.models.in_context import (
     Decoder,
     PairEncoder,
-    _masked_mean,
     check_method,
     held_out_masks,
+    masked_mean,
     sequence_nll,
     with_query_pair,
 )
@@ -79,7 +79,7 @@ class LPN(eqx.Module):
     def spec_nll(self, z: Float[Array, " d"], xs: Array, ys: Array, mask: Array) -> Float[Array, ""]:
         """Mean NLL of the real pairs under latent z (the objective of latent search)."""
         nll, _ = sequence_nll(jax.vmap(self.decode, in_axes=(None, 0))(z, xs), ys)
-        return _masked_mean(nll, mask)
+        return masked_mean(nll, mask)
 
 
 def _lpn_task_loss(model: LPN, xs, ys, mask, key):
@@ -94,7 +94,7 @@ def _lpn_task_loss(model: LPN, xs, ys, mask, key):
         grads = jax.vmap(jax.grad(model.spec_nll), in_axes=(0, None, None, 0))(zs, xs, ys, ctx)
         zs = zs - model.latent.inner_lr * jax.lax.stop_gradient(grads)
     nll, exact = sequence_nll(jax.vmap(model.decode)(zs, xs), ys)
-    return _masked_mean(nll, mask), _masked_mean(kl, mask), _masked_mean(exact, mask)
+    return masked_mean(nll, mask), masked_mean(kl, mask), masked_mean(exact, mask)
 
 
 def lpn_loss(model: LPN, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray):
@@ -149,7 +149,7 @@ def latent_solution(model: Any, decode: Callable, zs: Array, batch: Batch, soft_
 
     def fit(z, xs, ys, mask, xq):
         nll, exact = sequence_nll(jax.vmap(decode, in_axes=(None, 0))(z, xs), ys)
-        return _masked_mean(exact, mask), -_masked_mean(nll, mask), jnp.argmax(decode(z, xq), axis=-1)
+        return masked_mean(exact, mask), -masked_mean(nll, mask), jnp.argmax(decode(z, xq), axis=-1)
 
     per_task = jax.vmap(fit, in_axes=(0, None, None, None, None))
     spec_fit, loglik, outputs = jax.vmap(per_task)(

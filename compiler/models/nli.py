@@ -66,14 +66,21 @@ class Inductor(eqx.Module):
     pos_embed: Float[Array, "L D"]
     segment: Float[Array, "2 D"]
     queries: Float[Array, "T D"]
+    relation_x: eqx.nn.Linear | None
+    relation_y: eqx.nn.Linear | None
     encoder: Transformer
     head: MLP
 
     def __init__(self, spec: Spec, cfg: NLIConfig, *, key: PRNGKeyArray):
         s = spec.model.inductor
         D = s.width
-        k = jax.random.split(key, 5)
+        k = jax.random.split(key, 7)
         self.value_embed = 0.5 * jax.random.normal(k[0], (cfg.values, D))
+        if s.relations:
+            self.relation_x = eqx.nn.Linear(cfg.positions, D, key=k[5])
+            self.relation_y = eqx.nn.Linear(cfg.positions, D, key=k[6])
+        else:
+            self.relation_x = self.relation_y = None
         # Sinusoidal init gives attention relative-position structure from step 0; the table stays learnable.
         self.pos_embed = sinusoidal_positions(cfg.positions, D)
         self.segment = 0.5 * jax.random.normal(k[1], (2, D))
@@ -85,6 +92,11 @@ class Inductor(eqx.Module):
         """Slot embeddings of one (input, output) pair."""
         ex = self.value_embed[x] + self.pos_embed + self.segment[0][None, :]
         ey = self.value_embed[y] + self.pos_embed + self.segment[1][None, :]
+        if self.relation_x is not None and self.relation_y is not None:
+            # eq[j, i] = (y_j == x_i): where each output value comes from, and where each input value goes.
+            eq = (y[:, None] == x[None, :]).astype(ex.dtype)
+            ey = ey + jax.vmap(self.relation_y)(eq)
+            ex = ex + jax.vmap(self.relation_x)(eq.T)
         seq = jnp.concatenate([self.queries, ex, ey], axis=0)
         return self.encoder(seq)[: self.queries.shape[0]]
 

@@ -15,11 +15,11 @@ from jaxtyping import Array, PRNGKeyArray
 from nlic.compiler.kinds import MODEL_KINDS, Batch, ModelKind, Solution
 from nlic.compiler.models.in_context import (
     InContext,
-    _task_loss,
     build_in_context,
     check_method,
     in_context_logits,
     in_context_loss,
+    loo_task_loss,
     solution_from_logits,
 )
 from nlic.compiler.spec import SearchSpec
@@ -44,7 +44,7 @@ def fine_tune(model: InContext, xs: Array, ys: Array, mask: Array, search: Searc
     optim = optax.adam(search.lr)
 
     def loss_fn(p):
-        nll, _ = _task_loss(eqx.combine(p, static), xs, ys, mask, mask)
+        nll, _ = loo_task_loss(eqx.combine(p, static), xs, ys, mask, mask)
         return nll
 
     def step(carry, _):

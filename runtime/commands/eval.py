@@ -13,7 +13,8 @@ __all__ = ["add_arguments", "run", "parse_list"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml, .yml or .nls); names must differ")
-    parser.add_argument("--splits", metavar="LIST", help="evaluation splits, e.g. id,ood (default: each spec's eval.splits)")
+    parser.add_argument("--splits", metavar="LIST",
+                        help="evaluation splits, e.g. id,ood (default: each spec's eval.splits)")
     parser.add_argument("--seeds", default="0", metavar="LIST", help="training seeds, e.g. 0,1,2 (default: 0)")
     parser.add_argument(
         "--budgets", metavar="LIST",
