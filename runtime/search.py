@@ -225,8 +225,8 @@ def _gradient(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNG
 
 # ---------------------------------------------------------------------------------------------- enumerate
 def _enumerate(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
-    """Exhaustive search over every program of up to `search.depth` non-skip tokens (plus the inductor's
-    argmax program), scored exactly with hard tokens.
+    """Exhaustive search over every program of up to `search.depth` non-skip tokens, every repetition of one
+    token up to `max_length`, and the inductor's argmax program, all scored exactly with hard tokens.
 
     Programs sharing a prefix share its execution: level i applies every token once to each state of level
     i - 1, so the cost is sum_i (K-1)^i single steps rather than i times that.
@@ -265,6 +265,21 @@ def _enumerate(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRN
         better = _score(fit[idx], ll[idx]) > _score(best[1], best[2])
         best = jax.tree.map(lambda a, b: jnp.where(better, a, b), (prog, fit[idx], ll[idx]), best)
         states = vals
+
+    # Repetitions t^n of every token up to max_length: learned primitives are reused (shift by 8 = 8 x "shift by
+    # 1"), so long programs of one repeated token are likely and cost only (K-1) steps per length.
+    def repeat(carry, n):
+        states, best = carry
+        vals, lp = jax.vmap(lambda st, op: jax.vmap(lambda x: one_step(x, op))(st))(states, ops)
+        fit, ll = scores(vals, lp)
+        idx = jnp.argmax(_score(fit, ll))
+        prog = jnp.where(jnp.arange(cfg.max_length) < n, ops[idx], cfg.skip_token).astype(jnp.int32)
+        better = _score(fit[idx], ll[idx]) > _score(best[1], best[2])
+        best = jax.tree.map(lambda a, b: jnp.where(better, a, b), (prog, fit[idx], ll[idx]), best)
+        return (vals, best), None
+
+    reps0 = jnp.broadcast_to(task.inputs[None], (n_ops,) + task.inputs.shape)
+    (_, best), _ = jax.lax.scan(repeat, (reps0, best), jnp.arange(1, cfg.max_length + 1))
     prog, fit, _ = best
     tau_e, tau_d = _end_temps(search)
     soft_ll = _soft_spec_loglik(model, slots, task, tau_e, tau_d, key=key, noise=False)
@@ -299,7 +314,7 @@ def _cost_gradient(model: NLI, search: SearchSpec) -> int:
 def _cost_enumerate(model: NLI, search: SearchSpec) -> int:
     # Level i runs one step for each of (K-1)^i programs; an execution is max_length steps.
     k = model.cfg.vocab - 1
-    steps = sum(k**i for i in range(1, search.depth + 1))
+    steps = sum(k**i for i in range(1, search.depth + 1)) + k * model.cfg.max_length
     return 1 + -(-steps // model.cfg.max_length)
 
 
@@ -322,7 +337,7 @@ SEARCH_METHODS.register(
 )
 SEARCH_METHODS.register(
     "enumerate",
-    SearchMethod("enumerate", _runner(_enumerate), _cost_enumerate, "every program of up to `depth` non-skip tokens"),
+    SearchMethod("enumerate", _runner(_enumerate), _cost_enumerate, "every program of up to `depth` tokens, and every token repeated"),
 )
 SEARCH_METHODS.register(
     "cascade",
