@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", type=int, default=None, help="tasks per split (default: the spec's eval.tasks)")
     p.add_argument("--steps", type=int, default=None, help="override training.steps (default: the spec's)")
     p.add_argument("--methods", nargs="+", default=list(METHODS))
-    p.add_argument("--budget", default="1x10,4x25,16x50", help="OOD gradient budgets as STARTSxSTEPS, comma separated")
+    p.add_argument("--budget", default="1x10,4x25", help="OOD gradient budgets as STARTSxSTEPS, comma separated")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench"), help="parent of the run directories")
     args = p.parse_args(argv)
 

@@ -134,6 +134,11 @@ class InductorSpec:
         True, "nli: add each position's value-equality pattern against the other datum (y_j == x_i for all i) to "
         "the pair embedding, so cross-position relations (moves, reversals) are visible before any attention is learned.",
     )
+    positions: Literal["sequence", "datum"] = _f(
+        "sequence", "nli: attention positions of the per-pair encoder: the index in the concatenated [slots, input, "
+        "output] sequence, or the position within the datum (input and output share them, so offset 0 pairs x_i "
+        "with y_i and offset k a move by k; slots have none).", choices=("sequence", "datum"),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +150,14 @@ class ExecutorSpec:
     conditioning: Literal["add", "film"] = _f(
         "film", "How the token embedding enters the step network: added to every position, or FiLM.",
         choices=("add", "film"),
+    )
+    routing: bool = _f(
+        False, "Let the token also choose where each position reads from: its code adds a per-head bias over "
+        "relative offsets to the step network's attention (data movement such as shifts becomes one token).",
+    )
+    mirrors: bool = _f(
+        False, "With routing, the code also biases attention by the sum of the two positions, so mirror images "
+        "(reverse) are one token too.",
     )
 
 
@@ -205,7 +218,11 @@ class SearchSpec:
         "exact", "Keep the start whose discrete program fits the spec best (exact matches, then likelihood), "
         "or the one with the highest soft likelihood.", choices=("likelihood", "exact"),
     )
-    depth: int = _f(2, "Longest program (non-skip tokens) the enumerate search tries exhaustively.", min=0, max=6)
+    depth: int = _f(2, "Longest program (non-skip tokens) the enumerate search tries exhaustively.", min=0, max=64)
+    branch: int = _f(
+        0, "Tokens the enumerate search tries at each position: the task's `branch` most probable non-skip tokens "
+        "under the inductor (0 = every token). Fewer tokens reach deeper programs at the same cost.", min=0,
+    )
     batch: int = _f(16, "Tasks solved at once.", min=1)
 
 

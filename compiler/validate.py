@@ -384,6 +384,10 @@ def _resolve_paths(params: tuple, keys: Any, base: Path) -> tuple:
     return tuple((k, fix(v) if k in keys else v) for k, v in params)
 
 
+MAX_ENUMERATED = 1_000_000
+"""Most programs one level of the enumerate search may hold (each is a state of every spec pair in memory)."""
+
+
 def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths: bool) -> Spec:
     """Checks between fields and against the registries; returns the spec with path params resolved."""
     ok = lambda *names: not any(n in c.bad for n in names)  # noqa: E731
@@ -403,6 +407,17 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
     if ok("language.skip_token", "language.vocab") and lang.skip_token >= lang.vocab:
         c.error(c.loc_of("language.skip_token"), f"language.skip_token ({lang.skip_token}) must be below "
                 f"language.vocab ({lang.vocab})", f"use a token id in 0..{lang.vocab - 1}")
+
+    search = spec.search
+    if ok("search.depth", "search.branch", "language.vocab", "language.max_length"):
+        width = min(search.branch or lang.vocab - 1, lang.vocab - 1)
+        if search.depth > lang.max_length:
+            c.error(c.loc_of("search.depth"), f"search.depth ({search.depth}) is longer than language.max_length "
+                    f"({lang.max_length})", f"set depth to at most {lang.max_length}")
+        elif width ** search.depth > MAX_ENUMERATED:
+            fit = max(d for d in range(search.depth + 1) if width**d <= MAX_ENUMERATED)
+            c.error(c.loc_of("search.depth"), f"enumerating {width}^{search.depth} programs per task is too many "
+                    f"(limit {MAX_ENUMERATED:,})", f"lower search.depth to {fit} or set search.branch below {width}")
 
     registry, kinds = _model_kinds()
     if ok("model.kind") and spec.model.kind not in kinds:

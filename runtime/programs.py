@@ -119,7 +119,7 @@ def _meta_value(v: Any) -> int | float | str:
     if isinstance(v, (float, np.floating)):
         v = float(v)
         # Four decimals keep files readable and stable across platforms' last-bit differences.
-        return round(v, 4) if math.isfinite(v) else repr(v)
+        return round(v, 4) + 0.0 if math.isfinite(v) else repr(v)  # + 0.0: no "-0.0"
     return str(v)
 
 

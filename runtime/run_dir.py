@@ -329,7 +329,11 @@ def load_model(run: Path, spec: Any, like: Any) -> Any:
             "model weights are corrupt (checksum mismatch)", loc=Loc(str(path)), hint="re-run `nlic train --resume`"
         )
     if meta.get("spec_hash") != spec_hash(spec):
-        diff = spec_diff(meta["spec"], spec_data(spec)) if isinstance(meta.get("spec"), dict) else []
+        diff = spec_diff(meta["spec"], spec_data(spec)) if isinstance(meta.get("spec"), dict) else ["spec hash differs"]
+        # A field this nlic added after the run was trained takes its default in the loaded spec (which lacks it
+        # too); new fields default to the old behaviour, so only other differences refuse the model.
+        diff = [d for d in diff if ': "<absent>" != ' not in d]
+    if meta.get("spec_hash") != spec_hash(spec) and diff:
         shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
         raise CheckpointError(
             f"the model was trained for another spec (trained != {SPEC_FILE}: {shown or 'spec hash differs'})",

@@ -148,11 +148,15 @@ def _prior(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKey
 
 
 # ----------------------------------------------------------------------------------------------- gradient
-def _gradient_core(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
+def _gradient_core(
+    model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray, seed_best: tuple | None = None
+) -> tuple:
     """Adam on the pooled slot embeddings from `starts` points (all starts in one vectorised loop).
 
     Every step re-checks each start's argmax program exactly on the spec and keeps the best one seen; the loop
-    stops early once some start's discrete program reproduces every spec pair.
+    stops early once some start's discrete program reproduces every spec pair. `seed_best` (a program found
+    by another method, with its fit and likelihood) counts as start 0's best from the beginning, so a task it
+    already solves costs no gradient step.
 
     Returns:
         Final slot embeddings [S, Tmax, D] and each start's best discrete program, exact fit and hard likelihood.
@@ -197,6 +201,9 @@ def _gradient_core(model: NLI, task: Task, search: SearchSpec, hyper: dict, key:
         return i + 1, e, state, best
 
     best0 = jax.vmap(evaluate)(starts)
+    if seed_best is not None:
+        better = _score(seed_best[1], seed_best[2]) > _score(best0[1][0], best0[2][0])
+        best0 = jax.tree.map(lambda b, s: b.at[0].set(jnp.where(better, s, b[0])), best0, seed_best)
     state0 = jax.vmap(opt.init)(starts)
     _, finals, _, (progs, fits, lls) = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), starts, state0, best0))
     return finals, progs, fits, lls
@@ -224,15 +231,28 @@ def _gradient(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNG
 
 
 # ---------------------------------------------------------------------------------------------- enumerate
-def _enumerate(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
-    """Exhaustive search over every program of up to `search.depth` non-skip tokens, every repetition of one
-    token up to `max_length`, and the inductor's argmax program, all scored exactly with hard tokens.
+def _likely_tokens(model: NLI, task: Task, every: Int[Array, " N"], n: int) -> Int[Array, " n"]:
+    """The `n` non-skip tokens the inductor finds most likely for this task: the largest probability each token
+    gets in any slot of the program induced from any single spec pair (per-pair programs see more of an unseen
+    task's parts than the pooled one does)."""
+    slots = model.pair_slots(task.inputs, task.outputs)  # m T D
+    prob = jax.nn.softmax(jax.vmap(model.token_logits)(slots), axis=-1)  # m T K
+    prob = jnp.where(task.mask[:, None, None], prob, 0.0).max(axis=(0, 1))[every]
+    return every[jax.lax.top_k(prob, n)[1]]
+
+
+def _enumerate_best(model: NLI, task: Task, search: SearchSpec) -> tuple:
+    """Exhaustive search over every program of up to `search.depth` non-skip tokens (drawn from the task's
+    `search.branch` likeliest tokens, or all), every repetition of one token up to `max_length`, and the
+    inductor's argmax program, all scored exactly with hard tokens.
 
     Programs sharing a prefix share its execution: level i applies every token once to each state of level
-    i - 1, so the cost is sum_i (K-1)^i single steps rather than i times that.
+    i - 1, so the cost is sum_i b^i single steps (b = branch, or K-1) rather than i times that.
     """
     cfg = model.cfg
-    ops = jnp.asarray([k for k in range(cfg.vocab) if k != cfg.skip_token], jnp.int32)
+    every = jnp.asarray([k for k in range(cfg.vocab) if k != cfg.skip_token], jnp.int32)
+    narrow = 0 < search.branch < every.shape[0]
+    ops = _likely_tokens(model, task, every, search.branch) if narrow else every
     n_ops = ops.shape[0]
     w = task.mask.astype(jnp.float32)
     n = jnp.maximum(w.sum(), 1.0)
@@ -252,8 +272,8 @@ def _enumerate(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRN
         return vals, lp
 
     states = task.inputs[None]  # level 0: the empty program
-    # The depth is a small static bound (<= 6) and each level has a different number of programs, so the levels
-    # are unrolled; the program steps inside each level are vectorised.
+    # Each level has a different number of programs (validation caps it), so the levels are unrolled; the
+    # program steps inside each level are vectorised.
     for level in range(1, search.depth + 1):
         vals, lp = jax.vmap(lambda st: jax.vmap(lambda op: jax.vmap(lambda x: one_step(x, op))(st))(ops))(states)
         vals = vals.reshape((-1,) + vals.shape[2:])
@@ -266,35 +286,43 @@ def _enumerate(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRN
         best = jax.tree.map(lambda a, b: jnp.where(better, a, b), (prog, fit[idx], ll[idx]), best)
         states = vals
 
-    # Repetitions t^n of every token up to max_length: learned primitives are reused (shift by 8 = 8 x "shift by
-    # 1"), so long programs of one repeated token are likely and cost only (K-1) steps per length.
+    # Repetitions t^n of every token (not only the likeliest) up to max_length: learned primitives are reused
+    # (shift by 8 = 8 x "shift by 1"), so long programs of one repeated token are likely and cost only (K-1)
+    # steps per length.
     def repeat(carry, n):
         states, best = carry
-        vals, lp = jax.vmap(lambda st, op: jax.vmap(lambda x: one_step(x, op))(st))(states, ops)
+        vals, lp = jax.vmap(lambda st, op: jax.vmap(lambda x: one_step(x, op))(st))(states, every)
         fit, ll = scores(vals, lp)
         idx = jnp.argmax(_score(fit, ll))
-        prog = jnp.where(jnp.arange(cfg.max_length) < n, ops[idx], cfg.skip_token).astype(jnp.int32)
+        prog = jnp.where(jnp.arange(cfg.max_length) < n, every[idx], cfg.skip_token).astype(jnp.int32)
         better = _score(fit[idx], ll[idx]) > _score(best[1], best[2])
         best = jax.tree.map(lambda a, b: jnp.where(better, a, b), (prog, fit[idx], ll[idx]), best)
         return (vals, best), None
 
-    reps0 = jnp.broadcast_to(task.inputs[None], (n_ops,) + task.inputs.shape)
+    reps0 = jnp.broadcast_to(task.inputs[None], (every.shape[0],) + task.inputs.shape)
     (_, best), _ = jax.lax.scan(repeat, (reps0, best), jnp.arange(1, cfg.max_length + 1))
-    prog, fit, _ = best
+    return best, slots
+
+
+def _enumerate(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
+    # No soft program is searched: the likelihood reported is the found program's hard-token one.
+    (prog, fit, ll), slots = _enumerate_best(model, task, search)
     tau_e, tau_d = _end_temps(search)
-    soft_ll = _soft_spec_loglik(model, slots, task, tau_e, tau_d, key=key, noise=False)
-    return prog, _discrete_outputs(model, prog, task), fit, soft_ll, _soft_predict(model, slots, task.query, tau_e, tau_d)
+    return prog, _discrete_outputs(model, prog, task), fit, ll, _soft_predict(model, slots, task.query, tau_e, tau_d)
 
 
-def _cascade_run(model: NLI, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray) -> Solution:
-    """`enumerate`, then `gradient` only when some task of the batch is still unsolved; keeps the better one."""
+def _cascade(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
+    """`enumerate`, then `gradient` seeded with its best program: a task enumeration solves costs no gradient
+    step (the loop over a batch ends as soon as every task in it is solved). The exact fit decides."""
     k1, k2 = jax.random.split(key)
-    first = SEARCH_METHODS.get("enumerate").run(model, batch, search, key=k1)
-    if bool(jnp.all(first.spec_fit >= 1.0)):
-        return first
-    second = SEARCH_METHODS.get("gradient").run(model, batch, search, key=k2)
-    take = second.spec_fit > first.spec_fit
-    return Solution(*(jnp.where(take.reshape((-1,) + (1,) * (a.ndim - 1)), b, a) for a, b in zip(first, second)))
+    found, _ = _enumerate_best(model, task, search)
+    finals, progs, fits, lls = _gradient_core(model, task, search, hyper, k1, seed_best=found)
+    picked = _pick(model, task, search, finals, progs, fits, lls, k2)
+    prog, fit, ll, soft = picked[0], picked[2], picked[3], picked[4]
+    keep = fit >= found[1]  # enumeration's program stays unless gradient search fits the spec as well
+    prog = jnp.where(keep, prog, found[0])
+    enumerated = jnp.all(prog == found[0])  # then its likelihood is the hard-token one, as in `enumerate`
+    return prog, _discrete_outputs(model, prog, task), jnp.maximum(fit, found[1]), jnp.where(enumerated, found[2], ll), soft
 
 
 def _cost_none(model: NLI, search: SearchSpec) -> int:
@@ -312,9 +340,10 @@ def _cost_gradient(model: NLI, search: SearchSpec) -> int:
 
 
 def _cost_enumerate(model: NLI, search: SearchSpec) -> int:
-    # Level i runs one step for each of (K-1)^i programs; an execution is max_length steps.
+    # Level i runs one step for each of b^i programs (b = branch or K-1); an execution is max_length steps.
     k = model.cfg.vocab - 1
-    steps = sum(k**i for i in range(1, search.depth + 1)) + k * model.cfg.max_length
+    b = min(search.branch or k, k)
+    steps = sum(b**i for i in range(1, search.depth + 1)) + k * model.cfg.max_length
     return 1 + -(-steps // model.cfg.max_length)
 
 
@@ -341,5 +370,5 @@ SEARCH_METHODS.register(
 )
 SEARCH_METHODS.register(
     "cascade",
-    SearchMethod("cascade", _cascade_run, _cost_cascade, "enumerate, then gradient for batches with unsolved tasks"),
+    SearchMethod("cascade", _runner(_cascade), _cost_cascade, "enumerate, then gradient where that fails"),
 )

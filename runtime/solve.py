@@ -9,7 +9,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import nlic.compiler.models.nli  # noqa: F401  (registers the "nli" kind)
@@ -30,7 +29,8 @@ class SolveResult:
         outputs: int [n, L] query predictions made with the discrete programs.
         soft_outputs: int [n, L] query predictions made with the soft programs.
         spec_fit: float [n] fraction of spec pairs the discrete program reproduces exactly.
-        spec_loglik: float [n] mean spec log-likelihood of the selected soft program.
+        spec_loglik: float [n] mean spec log-likelihood of the selected program: of its soft relaxation for
+            gradient-type methods, of its hard tokens where the program was enumerated.
         correct: bool [n] exact match of `outputs` with the query output (False where there is no target).
         has_target: bool [n] whether the task's query output is known.
         accuracy: mean of `correct` over tasks with targets; None if no task has one.
@@ -124,5 +124,3 @@ def solve(
         seconds=seconds,
     )
 
-
-_ = jnp

@@ -135,6 +135,66 @@ def test_soft_run_with_one_hot_tokens_matches_hard_run():
     np.testing.assert_array_equal(jnp.argmax(soft, -1), hard)
 
 
+def test_routing_lets_one_token_move_data():
+    """With routing, a token's code biases attention by relative offset: a code that selects offset -1 (and +7
+    for the wrap-around) in every head, and a step network whose attention copies values, is a cyclic shift."""
+    from nlic.compiler.models.nli import build
+    from nlic.compiler.spec import ExecutorSpec
+    from nlic.runtime.tasks import sample_split, shapes_of
+
+    spec = tiny_spec()
+    ex = dataclasses.replace(spec.model.executor, routing=True)
+    spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, executor=ex))
+    model = build(spec, shapes_of(spec), key=jax.random.key(0))
+    block = model.executor.step.blocks[0]
+    assert block.route is not None and not bool(jnp.any(block.route.weight)), "routing starts at zero"
+    L, D, V = 8, 16, 5
+    H, R = block.attn.rel_bias.shape
+    assert R == 2 * L - 1
+    # Hand-set weights: attention reads only the routing bias and copies the value embedding; no MLP, no residual
+    # preference (the readout sees the attended value far above the position's own).
+    table = jnp.full((H, R), -50.0).at[:, L - 1 - 1].set(50.0).at[:, L - 1 + L - 1].set(50.0)
+    route = eqx.tree_at(lambda m: (m.weight, m.bias), block.route, (jnp.zeros_like(block.route.weight), table.reshape(-1)))
+    qkv = block.attn.qkv
+    w = jnp.zeros_like(qkv.weight).at[2 * D:].set(jnp.eye(D) * 10.0)
+    attn = eqx.tree_at(lambda a: (a.qkv.weight, a.qkv.bias, a.rel_bias, a.out.weight, a.out.bias), block.attn,
+                       (w, jnp.zeros_like(qkv.bias), jnp.zeros((H, R)), jnp.eye(D), jnp.zeros(D)))
+    mlp = eqx.tree_at(lambda m: (m.fc2.weight, m.fc2.bias), block.mlp, (jnp.zeros_like(block.mlp.fc2.weight), jnp.zeros(D)))
+    norm = eqx.nn.LayerNorm(D, use_weight=False, use_bias=False)
+    block = eqx.tree_at(lambda b: (b.route, b.attn, b.mlp, b.film), block, (route, attn, mlp, None),
+                        is_leaf=lambda x: x is None)
+    step = eqx.tree_at(lambda s: (s.blocks, s.norm), model.executor.step, ((block,), norm))
+    value = jnp.eye(V, D) * 3.0
+    executor = eqx.tree_at(lambda e: (e.step, e.value_embed, e.pos_embed, e.readout.weight, e.readout.bias),
+                           model.executor, (step, value, jnp.zeros((L, D)), value, jnp.zeros(V)))
+    model = eqx.tree_at(lambda m: m.executor, model, executor)
+    x = jnp.asarray(sample_split(spec, "train", 4, seed=0).query_inputs)
+    prog = jnp.asarray([1, 0, 0, 0, 0, 0])
+    out = jax.vmap(lambda xi: model.run_hard(prog, xi)[0])(x)
+    np.testing.assert_array_equal(out, jnp.roll(x, 1, axis=-1))
+
+
+def test_datum_positions_and_mirrors_build_train_and_keep_skip_exact():
+    from nlic.compiler.models.nli import execute
+
+    spec = tiny_spec()
+    m = spec.model
+    m = dataclasses.replace(m, inductor=dataclasses.replace(m.inductor, positions="datum"),
+                            executor=dataclasses.replace(m.executor, routing=True, mirrors=True))
+    spec = dataclasses.replace(spec, model=m)
+    model, tasks = setup(spec)
+    assert model.inductor.datum_positions and model.executor.step.blocks[0].mirror
+    value, metrics = jloss(model, tasks.batch(), jnp.asarray(0.5), key=jax.random.key(0))
+    assert bool(jnp.isfinite(value)) and metrics["nll"].shape == ()
+    x = jnp.asarray(tasks.query_inputs)
+    skip = np.full((4, spec.language.max_length), spec.language.skip_token)
+    np.testing.assert_array_equal(execute(model, skip, x), x)
+    # The mirror table has one entry per position sum (0 .. 2L-2), as many as relative offsets.
+    route = model.executor.step.blocks[0].route
+    H, R = model.executor.step.blocks[0].attn.rel_bias.shape
+    assert route.weight.shape[0] == 2 * H * R
+
+
 @pytest.mark.parametrize(
     "relax",
     [

@@ -124,3 +124,42 @@ def test_solve_without_targets(model_tasks):
     blind = dataclasses.replace(tasks, has_target=np.zeros(len(tasks), bool))
     res = solve(spec, model, blind, search=_search(method="none"))
     assert res.accuracy is None and not res.correct.any()
+
+
+def test_enumerate_branch_restricts_tokens_and_all_tokens_is_the_default(model_tasks):
+    """branch = K-1 is plain enumeration; a smaller branch enumerates only the task's likeliest tokens."""
+    from nlic.runtime.search import _likely_tokens, _tasks
+    from nlic.runtime.solve import solve
+
+    spec, model, tasks = model_tasks
+    K = spec.language.vocab
+    full = solve(spec, model, tasks, search=_search(method="enumerate", depth=2))
+    same = solve(spec, model, tasks, search=_search(method="enumerate", depth=2, branch=K - 1))
+    np.testing.assert_array_equal(full.programs, same.programs)
+    narrow = solve(spec, model, tasks, search=_search(method="enumerate", depth=3, branch=2))
+    every = jnp.asarray([k for k in range(K) if k != spec.language.skip_token], jnp.int32)
+    task = jax.tree.map(lambda a: a[0], _tasks(tasks.batch()))
+    likely = np.asarray(_likely_tokens(model, task, every, 2))
+    assert len(set(likely.tolist())) == 2 and spec.language.skip_token not in likely
+    assert narrow.programs.shape == full.programs.shape
+
+
+def test_cascade_is_never_worse_than_enumerate(model_tasks):
+    from nlic.runtime.solve import solve
+
+    spec, model, tasks = model_tasks
+    e = solve(spec, model, tasks, search=_search(method="enumerate"))
+    c = solve(spec, model, tasks, search=_search(method="cascade", starts=2, steps=3))
+    assert np.all(c.spec_fit >= e.spec_fit - 1e-6)
+
+
+def test_cascade_compiles_under_jit(model_tasks):
+    """`nlic compile` lowers the search with abstract inputs: no Python decision may depend on a traced value."""
+    from nlic.runtime.search import SEARCH_METHODS
+
+    spec, model, tasks = model_tasks
+    batch = tasks.take(slice(0, 2)).batch()
+    s = _search(method="cascade", starts=2, steps=2)
+    jax.jit(lambda m, b, k: tuple(SEARCH_METHODS.get("cascade").run(m, b, s, key=k))).lower(
+        model, batch, jax.random.key(0)
+    )

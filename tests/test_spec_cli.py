@@ -72,7 +72,7 @@ def test_binary_spec_alone_exits_2_without_traceback():
 def test_validate_prints_a_one_line_summary():
     r = nlic("validate", "specs/shift_l.yaml")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("ok specs/shift_l.yaml: shift_l (kind nli, family shift, K=16, T=8, hash ")
+    assert r.stdout.startswith("ok specs/shift_l.yaml: shift_l (kind nli, family shift, K=8, T=6, hash ")
     assert len(r.stdout.splitlines()) == 1
 
 
@@ -108,3 +108,16 @@ def test_fmt_keeps_relative_data_paths_as_written(tmp_path):
     r = nlic("fmt", spec, "--to", "nls", cwd=ROOT / "specs")  # not the spec's directory
     assert r.returncode == 0, r.stderr
     assert "train \"data/t.jsonl\"" in r.stdout
+
+
+def test_installed_package_works_from_outside_the_source_tree(tmp_path):
+    """The CLI runs from any folder: `nlic` is the installed package (the source tree has no `nlic/` folder), and
+    the grammars ship as package data."""
+    from nlic import grammar
+
+    spec = tmp_path / "mine.yaml"
+    spec.write_text((ROOT / "specs" / "shift_l.yaml").read_text())
+    r = nlic("validate", spec.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ok mine.yaml: shift_l ")
+    assert list(Path(grammar.__file__).parent.glob("*.lark")), "grammars are installed as package data"

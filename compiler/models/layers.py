@@ -69,7 +69,16 @@ class Attention(eqx.Module):
         self.heads = heads
         self.span = span
 
-    def __call__(self, x: Float[Array, "N D"], positions: Int[Array, " N"] | None = None) -> Float[Array, "N D"]:
+    def __call__(
+        self,
+        x: Float[Array, "N D"],
+        positions: Int[Array, " N"] | None = None,
+        offset_bias: Float[Array, "H R"] | None = None,
+        mirror_bias: Float[Array, "H R"] | None = None,
+    ) -> Float[Array, "N D"]:
+        """Args: x tokens; positions per token (-1: none); offset_bias an extra bias per head and relative offset
+        (R = 2 * span - 1, offset o at index o + span - 1) and mirror_bias one per head and position sum
+        (i + j at index i + j), both e.g. chosen by a conditioning code."""
         N, D = x.shape
         if positions is None:
             positions = jnp.arange(N)
@@ -78,7 +87,12 @@ class Attention(eqx.Module):
         scores = jnp.einsum("nhd,mhd->hnm", q, k) / jnp.sqrt(jnp.asarray(D // self.heads, x.dtype))
         offset = jnp.clip(positions[None, :] - positions[:, None], 1 - self.span, self.span - 1) + self.span - 1
         has_pos = (positions[:, None] >= 0) & (positions[None, :] >= 0)
-        bias = jnp.where(has_pos[None], self.rel_bias[:, offset], 0.0)
+        table = self.rel_bias if offset_bias is None else self.rel_bias + offset_bias
+        bias = table[:, offset]
+        if mirror_bias is not None:
+            total = jnp.clip(positions[None, :] + positions[:, None], 0, mirror_bias.shape[1] - 1)
+            bias = bias + mirror_bias[:, total]
+        bias = jnp.where(has_pos[None], bias, 0.0)
         attn = jax.nn.softmax(scores + bias, axis=-1)
         return jax.vmap(self.out)(jnp.einsum("hnm,mhd->nhd", attn, v).reshape(N, D))
 
@@ -91,13 +105,32 @@ class Block(eqx.Module):
     norm2: eqx.nn.LayerNorm
     mlp: MLP
     film: eqx.nn.Linear | None
+    route: eqx.nn.Linear | None
+    mirror: bool = eqx.field(static=True)
 
     def __init__(
-        self, width: int, heads: int, mlp_ratio: int, *, film: bool, rel_init: float = 3.0, key: PRNGKeyArray
+        self,
+        width: int,
+        heads: int,
+        mlp_ratio: int,
+        *,
+        film: bool,
+        rel_init: float = 3.0,
+        route_span: int = 0,
+        mirror: bool = False,
+        key: PRNGKeyArray,
     ):
-        k1, k2, k3 = jax.random.split(key, 3)
+        k1, k2, k3, k4 = jax.random.split(key, 4)
         self.norm1 = eqx.nn.LayerNorm(width)
-        self.attn = Attention(width, heads, rel_init=rel_init, key=k1)
+        span = route_span or 256
+        self.attn = Attention(width, heads, span=span, rel_init=rel_init, key=k1)
+        if route_span:
+            # cond -> bias per head and relative offset; zero at init, so routing is learned from the data.
+            lin = eqx.nn.Linear(width, heads * (2 * span - 1) * (2 if mirror else 1), key=k4)
+            self.route = eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))
+        else:
+            self.route = None
+        self.mirror = bool(route_span and mirror)
         self.norm2 = eqx.nn.LayerNorm(width)
         self.mlp = MLP(width, mlp_ratio * width, width, key=k2)
         if film:
@@ -115,7 +148,11 @@ class Block(eqx.Module):
         if self.film is not None and cond is not None:
             s1, b1, s2, b2 = jnp.split(self.film(cond), 4)
             h = h * (1 + s1)[None, :] + b1[None, :]
-        x = x + self.attn(h, positions)
+        route = mirror = None
+        if self.route is not None and cond is not None:
+            route = self.route(cond).reshape(self.attn.heads, 2 if self.mirror else 1, -1)
+            route, mirror = route[:, 0], (route[:, 1] if self.mirror else None)
+        x = x + self.attn(h, positions, route, mirror)
         h = jax.vmap(self.norm2)(x)
         if self.film is not None and cond is not None:
             h = h * (1 + s2)[None, :] + b2[None, :]
@@ -137,10 +174,17 @@ class Transformer(eqx.Module):
         *,
         film: bool = False,
         rel_init: float = 3.0,
+        route_span: int = 0,
+        mirror: bool = False,
         key: PRNGKeyArray,
     ):
+        """`route_span` > 0: each block's conditioning code also biases attention over relative offsets up to
+        that span (sequences of at most `route_span` positions), and with `mirror` over position sums i + j."""
         keys = jax.random.split(key, layers)
-        self.blocks = tuple(Block(width, heads, mlp_ratio, film=film, rel_init=rel_init, key=k) for k in keys)
+        self.blocks = tuple(
+            Block(width, heads, mlp_ratio, film=film, rel_init=rel_init, route_span=route_span, mirror=mirror, key=k)
+            for k in keys
+        )
         self.norm = eqx.nn.LayerNorm(width)
 
     def __call__(

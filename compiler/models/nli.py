@@ -7,7 +7,6 @@ Registered as model kind "nli"; test-time search methods live in `nlic.runtime.s
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -70,6 +69,7 @@ class Inductor(eqx.Module):
     relation_y: eqx.nn.Linear | None
     encoder: Transformer
     head: MLP
+    datum_positions: bool = eqx.field(static=True)
 
     def __init__(self, spec: Spec, cfg: NLIConfig, *, key: PRNGKeyArray):
         s = spec.model.inductor
@@ -87,6 +87,7 @@ class Inductor(eqx.Module):
         self.queries = 0.5 * jax.random.normal(k[2], (cfg.length, D))
         self.encoder = Transformer(s.layers, D, s.heads, s.mlp_ratio, key=k[3])
         self.head = MLP(D, s.head_hidden, cfg.vocab, key=k[4])
+        self.datum_positions = s.positions == "datum"
 
     def encode(self, x: Int[Array, " L"], y: Int[Array, " L"]) -> Float[Array, "T D"]:
         """Slot embeddings of one (input, output) pair."""
@@ -98,7 +99,11 @@ class Inductor(eqx.Module):
             ey = ey + jax.vmap(self.relation_y)(eq)
             ex = ex + jax.vmap(self.relation_x)(eq.T)
         seq = jnp.concatenate([self.queries, ex, ey], axis=0)
-        return self.encoder(seq)[: self.queries.shape[0]]
+        T, L = self.queries.shape[0], x.shape[0]
+        positions = None
+        if self.datum_positions:  # slots have no position; x_i and y_i share position i
+            positions = jnp.concatenate([jnp.full(T, -1), jnp.arange(L), jnp.arange(L)])
+        return self.encoder(seq, positions=positions)[:T]
 
 
 class Executor(eqx.Module):
@@ -119,7 +124,8 @@ class Executor(eqx.Module):
         self.value_embed = jax.random.normal(k[1], (cfg.values, D))
         self.pos_embed = sinusoidal_positions(cfg.positions, D)
         self.film = s.conditioning == "film"
-        self.step = Transformer(s.layers, D, s.heads, s.mlp_ratio, film=self.film, key=k[2])
+        self.step = Transformer(s.layers, D, s.heads, s.mlp_ratio, film=self.film,
+                                route_span=cfg.positions if s.routing else 0, mirror=s.mirrors, key=k[2])
         readout = eqx.nn.Linear(D, cfg.values, key=k[3])
         # Tied init: logits start as the match of each position's features with the value embeddings, so a fresh
         # step network is close to the identity and the value state survives many steps from the first update
@@ -132,7 +138,7 @@ class Executor(eqx.Module):
         h = hidden + self.pos_embed
         if self.film:
             return self.step(h, code)
-        return self.step(h + code[None, :])
+        return self.step(h + code[None, :], code)  # cond reaches only the routing bias (no FiLM layers)
 
     def logits(self, hidden: Float[Array, "L D"]) -> Float[Array, "L V"]:
         return jax.vmap(self.readout)(hidden)
@@ -446,4 +452,3 @@ NLI_KIND = ModelKind(
 
 MODEL_KINDS.register("nli", NLI_KIND)
 
-_ = Any
