@@ -408,6 +408,10 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
         c.error(c.loc_of("language.skip_token"), f"language.skip_token ({lang.skip_token}) must be below "
                 f"language.vocab ({lang.vocab})", f"use a token id in 0..{lang.vocab - 1}")
 
+    ex = spec.model.executor
+    if ok("model.executor.mirrors", "model.executor.routing") and ex.mirrors and not ex.routing:
+        c.error(c.loc_of("model.executor.mirrors"), "model.executor.mirrors needs model.executor.routing",
+                "set routing: true, or remove mirrors")
     search = spec.search
     if ok("search.depth", "search.branch", "language.vocab", "language.max_length"):
         width = min(search.branch or lang.vocab - 1, lang.vocab - 1)

@@ -328,15 +328,16 @@ def load_model(run: Path, spec: Any, like: Any) -> Any:
         raise CheckpointError(
             "model weights are corrupt (checksum mismatch)", loc=Loc(str(path)), hint="re-run `nlic train --resume`"
         )
+    diff: list[str] = []
     if meta.get("spec_hash") != spec_hash(spec):
         diff = spec_diff(meta["spec"], spec_data(spec)) if isinstance(meta.get("spec"), dict) else ["spec hash differs"]
         # A field this nlic added after the run was trained takes its default in the loaded spec (which lacks it
         # too); new fields default to the old behaviour, so only other differences refuse the model.
         diff = [d for d in diff if ': "<absent>" != ' not in d]
-    if meta.get("spec_hash") != spec_hash(spec) and diff:
+    if diff:
         shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
         raise CheckpointError(
-            f"the model was trained for another spec (trained != {SPEC_FILE}: {shown or 'spec hash differs'})",
+            f"the model was trained for another spec (trained != {SPEC_FILE}: {shown})",
             loc=Loc(str(run / MODEL_META_FILE)),
             hint=f"{SPEC_FILE} was edited after training, or this nlic's spec defaults changed; restore it or retrain",
         )
