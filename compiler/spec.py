@@ -225,6 +225,10 @@ class SearchSpec:
     )
     batch: int = _f(16, "Tasks solved at once.", min=1)
 
+    def branch_width(self, vocab: int) -> int:
+        """Tokens the enumerate search tries per position in a language of `vocab` tokens (skip excluded)."""
+        return min(self.branch or vocab - 1, vocab - 1)
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:

@@ -414,7 +414,7 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
                 "set routing: true, or remove mirrors")
     search = spec.search
     if ok("search.depth", "search.branch", "language.vocab", "language.max_length"):
-        width = min(search.branch or lang.vocab - 1, lang.vocab - 1)
+        width = search.branch_width(lang.vocab)
         if search.depth > lang.max_length:
             c.error(c.loc_of("search.depth"), f"search.depth ({search.depth}) is longer than language.max_length "
                     f"({lang.max_length})", f"set depth to at most {lang.max_length}")

@@ -102,14 +102,21 @@ def spec_hash(spec: Any) -> str:
     return canonical_hash(spec)
 
 
-def spec_diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Dotted paths whose values differ between two `spec_data` dicts, as `path: a != b` lines."""
+def spec_diff(
+    a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "", *, only_in_b_is_new: bool = False
+) -> list[str]:
+    """Dotted paths whose values differ between two `spec_data` dicts, as `path: a != b` lines.
+
+    `only_in_b_is_new`: a key `a` lacks is a field added since `a` was written (it takes its default, which keeps
+    the old behaviour) and is not a difference.
+    """
     out: list[str] = []
-    for k in sorted(set(a) | set(b)):
+    keys = set(b) if not only_in_b_is_new else set()
+    for k in sorted(set(a) | keys):
         path = f"{prefix}{k}"
         va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
         if isinstance(va, Mapping) and isinstance(vb, Mapping):
-            out.extend(spec_diff(va, vb, path + "."))
+            out.extend(spec_diff(va, vb, path + ".", only_in_b_is_new=only_in_b_is_new))
         elif va != vb:
             out.append(f"{path}: {json.dumps(va, default=str)} != {json.dumps(vb, default=str)}")
     return out
@@ -330,10 +337,11 @@ def load_model(run: Path, spec: Any, like: Any) -> Any:
         )
     diff: list[str] = []
     if meta.get("spec_hash") != spec_hash(spec):
-        diff = spec_diff(meta["spec"], spec_data(spec)) if isinstance(meta.get("spec"), dict) else ["spec hash differs"]
         # A field this nlic added after the run was trained takes its default in the loaded spec (which lacks it
         # too); new fields default to the old behaviour, so only other differences refuse the model.
-        diff = [d for d in diff if ': "<absent>" != ' not in d]
+        trained = meta.get("spec")
+        diff = spec_diff(trained, spec_data(spec), only_in_b_is_new=True) if isinstance(trained, dict) else [
+            "spec hash differs"]
     if diff:
         shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
         raise CheckpointError(

@@ -251,8 +251,8 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec) -> tuple:
     """
     cfg = model.cfg
     every = jnp.asarray([k for k in range(cfg.vocab) if k != cfg.skip_token], jnp.int32)
-    narrow = 0 < search.branch < every.shape[0]
-    ops = _likely_tokens(model, task, every, search.branch) if narrow else every
+    width = search.branch_width(cfg.vocab)
+    ops = every if width == every.shape[0] else _likely_tokens(model, task, every, width)
     n_ops = ops.shape[0]
     w = task.mask.astype(jnp.float32)
     n = jnp.maximum(w.sum(), 1.0)
@@ -342,7 +342,7 @@ def _cost_gradient(model: NLI, search: SearchSpec) -> int:
 def _cost_enumerate(model: NLI, search: SearchSpec) -> int:
     # Level i runs one step for each of b^i programs (b = branch or K-1); an execution is max_length steps.
     k = model.cfg.vocab - 1
-    b = min(search.branch or k, k)
+    b = search.branch_width(model.cfg.vocab)
     steps = sum(b**i for i in range(1, search.depth + 1)) + k * model.cfg.max_length
     return 1 + -(-steps // model.cfg.max_length)
 
