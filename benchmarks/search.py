@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from nlic.runtime.run_dir import load_run
     from nlic.runtime.search import search_cost
-    from nlic.runtime.solve import solve
+    from nlic.runtime.solve import solve, warm_up
     from nlic.runtime.tasks import sample_split
 
     spec, model = load_run(args.run_dir)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for text in args.config or DEFAULT_CONFIGS:
         search = parse_config(text, spec.search)
-        solve(spec, model, tasks.take(slice(0, 1)), search=search)  # compile outside the timing
+        warm_up(spec, model, tasks, search=search)  # compile outside the timing
         r = solve(spec, model, tasks, search=search, seed=spec.seed)
         per = r.seconds / len(tasks)
         print(f"| {text} | {r.accuracy:.2f} | {per:.3f} | {r.correct.sum() / max(r.seconds, 1e-9):.1f} | "

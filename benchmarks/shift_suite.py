@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from nlic.compiler import load_spec
     from nlic.runtime.search import search_cost
-    from nlic.runtime.solve import solve
+    from nlic.runtime.solve import solve, warm_up
     from nlic.runtime.tasks import sample_split
     from nlic.runtime.train import train
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             search = dataclasses.replace(spec.search, method=method)
             accs, per_task = {}, {}
             for split, tasks in data.items():
-                solve(spec, model, tasks.take(slice(0, 1)), search=search)  # compile outside the timing
+                warm_up(spec, model, tasks, search=search)  # compile outside the timing
                 r = solve(spec, model, tasks, search=search, seed=spec.seed)
                 accs[split], per_task[split] = r.accuracy, r.seconds / len(tasks)
             cost = search_cost(model, search)
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         for b in args.budget.split(","):
             starts, steps = (int(v) for v in b.lower().split("x"))
             search = dataclasses.replace(spec.search, method="gradient", starts=starts, steps=steps)
-            solve(spec, model, data["ood"].take(slice(0, 1)), search=search)
+            warm_up(spec, model, data["ood"], search=search)
             r = solve(spec, model, data["ood"], search=search, seed=spec.seed)
             budgets.append([spec.name, f"{starts}x{steps}", f"{r.accuracy:.2f}", f"{r.seconds / len(data['ood']):.3f}"])
             print(_row(budgets[-1], [8, 7, 4, 6]), flush=True)

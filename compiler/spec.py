@@ -205,6 +205,10 @@ class TrainingSpec:
     checkpoint_every: int = _f(500, "Steps between checkpoints (0: only at the end).", min=0)
 
 
+DEEPENED_METHODS = ("enumerate", "cascade")
+"""Search methods `search.deepen` applies to."""
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchSpec:
     method: str = _f("gradient", "Test-time search: none, prior, gradient (and any registered method).")
@@ -223,11 +227,26 @@ class SearchSpec:
         0, "Tokens the enumerate search tries at each position: the task's `branch` most probable non-skip tokens "
         "under the inductor (0 = every token). Fewer tokens reach deeper programs at the same cost.", min=0,
     )
+    deepen: bool = _f(
+        False, "enumerate and cascade: search depth 1, 2, ... `depth` in turn, each over only the tasks that no "
+        "shallower search solved (cascade's gradient search then runs on the rest). A task ends at the first depth "
+        "that fits its spec exactly, so the cost falls with the share of tasks short programs solve.",
+    )
     batch: int = _f(16, "Tasks solved at once.", min=1)
 
     def branch_width(self, vocab: int) -> int:
         """Tokens the enumerate search tries per position in a language of `vocab` tokens (skip excluded)."""
         return min(self.branch or vocab - 1, vocab - 1)
+
+    def stages(self) -> tuple[SearchSpec, ...]:
+        """The searches `solve` runs in turn, each on the tasks no earlier one solved: this search itself, or with
+        `deepen` enumerate at depth 1, 2, ..., `depth` (then, for cascade, gradient search from the inductor)."""
+        if not self.deepen or self.method not in DEEPENED_METHODS:
+            return (self,)
+        stages = [dataclasses.replace(self, method="enumerate", depth=d, deepen=False) for d in range(1, self.depth + 1)]
+        if self.method == "cascade" and self.steps > 0:
+            stages.append(dataclasses.replace(self, method="gradient", deepen=False))
+        return tuple(stages)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nlic.compiler import spec as spec_module
-from nlic.compiler.spec import IntRange, Schedule, Spec
+from nlic.compiler.spec import DEEPENED_METHODS, IntRange, Schedule, Spec
 from nlic.grammar.errors import Diagnostic, Loc, NlicError, SpecError, did_you_mean
 from nlic.grammar.spec_parser import parse_expression, parse_nls
 from nlic.grammar.tree import Call, Document, ListNode, MappingNode, Node, Range, Scalar
@@ -431,6 +431,9 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
         if spec.search.method not in methods:
             c.error(c.loc_of("search.method"), f"search method '{spec.search.method}' is not available for model "
                     f"kind '{spec.model.kind}'", did_you_mean(spec.search.method, methods))
+        elif ok("search.deepen") and spec.search.deepen and spec.search.method not in DEEPENED_METHODS:
+            c.error(c.loc_of("search.deepen"), f"search.deepen applies to {' and '.join(DEEPENED_METHODS)}, not to "
+                    f"search method '{spec.search.method}'", "remove deepen, or use method: cascade")
 
     families, names = _families()
     if not ok("task.family"):

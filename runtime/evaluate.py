@@ -34,7 +34,7 @@ __all__ = [
     "plot_budget",
 ]
 
-DEFAULT_METHODS = ("none", "prior", "gradient")
+DEFAULT_METHODS = ("none", "prior", "gradient", "cascade")
 """Search modes evaluated when `methods` is not given (those the kind supports)."""
 
 DATA_SEED = 20260
@@ -102,8 +102,9 @@ def search_plan(
 
 
 def trained_model(spec: Spec, *, runs: Path, retrain: bool = False, progress: bool | None = None) -> tuple[Any, str]:
-    """The trained model of `spec` from `runs/<name>-seed<seed>`, trained there unless a finished run of the same
-    spec (same hash) is already there.
+    """The trained model of `spec` from `runs/<name>-seed<seed>`, trained there unless a finished run is already
+    there whose spec differs from `spec` at most in sections training never reads (`search`, `eval`) or in fields
+    nlic added since: changing a search budget does not retrain.
 
     Returns:
         The model and what happened (`"reused"` or `"trained"`).
@@ -122,8 +123,8 @@ def trained_model(spec: Spec, *, runs: Path, retrain: bool = False, progress: bo
             saved = json.loads(meta.read_text())
         except (OSError, ValueError):
             saved = {}
-        if isinstance(saved, dict) and saved.get("spec_hash") == rd.spec_hash(spec):
-            return rd.load_model(run, spec, abstract_model(spec)), "reused"
+        if isinstance(saved, dict) and not rd.trained_spec_diff(saved.get("spec"), spec, ignore=rd.UNTRAINED_SECTIONS):
+            return rd.load_model(run, spec, abstract_model(spec), ignore=rd.UNTRAINED_SECTIONS), "reused"
     try:
         result = train(spec, out=run, resume=not retrain, force=retrain, progress=progress)
     except CheckpointError as e:
@@ -152,8 +153,12 @@ def solve_flops(kind: Any, model: Any, tasks: Any, search: SearchSpec) -> float:
 
     XLA counts the body of a loop once whatever its trip count, so for step-budget methods the cost is
     extrapolated from one and zero steps: F(b) = F(1) + (b - 1) * (F(1) - F(0)), exact for a fixed-length scan
-    and an upper bound for searches that stop early. NaN when the solve cannot be lowered as one function.
+    and an upper bound for searches that stop early. A staged search (`deepen`) counts every stage, the cost of a
+    task no stage before the last solves (an upper bound). NaN when the solve cannot be lowered as one function.
     """
+    stages = search.stages()
+    if len(stages) > 1:
+        return float(sum(solve_flops(kind, model, tasks, stage) for stage in stages))
     size = max(1, min(search.batch, len(tasks)))
     batch = tasks.take(np.arange(size) % len(tasks)).batch()
     try:

@@ -35,6 +35,8 @@ __all__ = [
     "spec_data",
     "spec_hash",
     "spec_diff",
+    "trained_spec_diff",
+    "UNTRAINED_SECTIONS",
     "weight_leaves",
     "fingerprint",
     "atomic_write",
@@ -322,8 +324,30 @@ def check_leaves(loaded: Any, like: Any, where: Path) -> None:
             )
 
 
-def load_model(run: Path, spec: Any, like: Any) -> Any:
-    """Read `model.eqx` into the structure of `like`, checking checksum, spec hash and shapes."""
+UNTRAINED_SECTIONS = ("search", "eval")
+"""Spec sections training never reads: a run trained under other values of them has the same weights."""
+
+
+def trained_spec_diff(trained: Any, spec: Any, *, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Differences between a run's recorded spec data (`model.json`'s `spec`) and `spec`, as `spec_diff` lines.
+
+    Fields added to nlic since the run was trained are not differences (they default to the old behaviour), nor
+    is anything under the top-level sections in `ignore` (e.g. `UNTRAINED_SECTIONS`).
+    """
+    if not isinstance(trained, Mapping):
+        return ["spec hash differs"]
+    now = spec_data(spec)
+    trained = {k: v for k, v in trained.items() if k not in ignore}
+    now = {k: v for k, v in now.items() if k not in ignore}
+    return spec_diff(trained, now, only_in_b_is_new=True)
+
+
+def load_model(run: Path, spec: Any, like: Any, *, ignore: tuple[str, ...] = ()) -> Any:
+    """Read `model.eqx` into the structure of `like`, checking checksum, spec hash and shapes.
+
+    `ignore`: top-level spec sections allowed to differ from the ones the run was trained with (see
+    `UNTRAINED_SECTIONS`); by default the whole spec must match.
+    """
     run = Path(run)
     meta = _read_json(run / MODEL_META_FILE, "model metadata")
     path = run / MODEL_FILE
@@ -339,9 +363,7 @@ def load_model(run: Path, spec: Any, like: Any) -> Any:
     if meta.get("spec_hash") != spec_hash(spec):
         # A field this nlic added after the run was trained takes its default in the loaded spec (which lacks it
         # too); new fields default to the old behaviour, so only other differences refuse the model.
-        trained = meta.get("spec")
-        diff = spec_diff(trained, spec_data(spec), only_in_b_is_new=True) if isinstance(trained, dict) else [
-            "spec hash differs"]
+        diff = trained_spec_diff(meta.get("spec"), spec, ignore=ignore)
     if diff:
         shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
         raise CheckpointError(

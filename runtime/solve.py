@@ -1,5 +1,8 @@
 """The Python API for test-time search: `solve(spec, model, tasks)` runs a model kind's search over a `TaskSet`
 in fixed-size batches (one jit trace) and scores the predictions against the known query outputs.
+
+A search with several stages (`SearchSpec.stages`, e.g. `deepen`) runs each stage only on the tasks that the
+earlier ones left unsolved (spec fit below 1), with the same batch shape, so each stage is traced once.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from nlic.compiler.kinds import MODEL_KINDS, ModelKind
 from nlic.compiler.spec import SearchSpec, Spec
 from nlic.runtime.tasks.base import TaskSet
 
-__all__ = ["SolveResult", "solve"]
+__all__ = ["SolveResult", "solve", "warm_up"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,37 @@ def _pad(tasks: TaskSet, size: int) -> TaskSet:
     return tasks.take(np.concatenate([np.arange(n), np.full(size - n, n - 1)]))
 
 
+def _assign(rows: np.ndarray, where: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A copy of rows with rows[where] = values (every stage's programs have the model's max_length slots)."""
+    rows = rows.copy()
+    rows[where] = values
+    return rows
+
+
+def _stage_label(stages: tuple[SearchSpec, ...], s: int) -> str:
+    if len(stages) == 1:
+        return ""
+    st = stages[s]
+    return f" [{st.method} depth {st.depth}]" if st.method == "enumerate" else f" [{st.method}]"
+
+
+def _solve_batches(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, size: int, key, *,
+                   progress: bool, label: str, t0: float) -> tuple[np.ndarray, ...] | None:
+    """Run one search over `tasks` in batches of `size` (the last one padded); None when there are no tasks."""
+    n = len(tasks)
+    parts = []
+    for b, start in enumerate(range(0, n, size)):
+        chunk = tasks.take(slice(start, start + size))
+        sol = kind.solve(model, _pad(chunk, size).batch(), search, key=jax.random.fold_in(key, b))
+        parts.append(jax.tree.map(lambda a: np.asarray(a)[: len(chunk)], tuple(sol)))
+        if progress:
+            done = min(start + size, n)
+            print(f"solve{label}: {done}/{n} tasks, {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+    if not parts:
+        return None
+    return tuple(np.concatenate(p) for p in zip(*parts))
+
+
 def solve(
     spec: Spec | ModelKind,
     model,
@@ -88,26 +122,31 @@ def solve(
         kind = MODEL_KINDS.get(spec.model.kind)
         search = spec.search if search is None else search
     n = len(tasks)
-    size = max(1, min(search.batch, n))
+    size = max(1, min(search.batch, n))  # every stage and batch has this shape: one trace per stage
     key = jax.random.key(seed)
-    parts = []
+    stages = search.stages()
     t0 = time.perf_counter()
-    for b, start in enumerate(range(0, n, size)):
-        chunk = tasks.take(slice(start, start + size))
-        sol = kind.solve(model, _pad(chunk, size).batch(), search, key=jax.random.fold_in(key, b))
-        sol = jax.tree.map(lambda a: np.asarray(a)[: len(chunk)], tuple(sol))
-        parts.append(sol)
-        if progress:
-            done = min(start + size, n)
-            print(f"solve: {done}/{n} tasks, {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+    L = tasks.query_inputs.shape[-1]
+    rows: tuple[np.ndarray, ...] = (np.zeros((n, 1), np.int32), np.zeros((n, L), np.int32),
+                                    np.zeros((n,), np.float32), np.zeros((n,), np.float32), np.zeros((n, L), np.int32))
+    todo = np.arange(n)
+    for s, stage in enumerate(stages):
+        stage_key = key if len(stages) == 1 else jax.random.fold_in(key, 1000 + s)
+        part = _solve_batches(kind, model, tasks.take(todo), stage, size, stage_key,
+                              progress=progress, label=_stage_label(stages, s), t0=t0)
+        if part is None:
+            break
+        if s == 0:
+            rows = part
+        else:
+            # A later stage replaces an earlier result only where its program fits more spec pairs.
+            better = part[2] > rows[2][todo]
+            rows = tuple(_assign(r, todo[better], p[better]) for r, p in zip(rows, part))
+        todo = np.flatnonzero(rows[2] < 1.0)
+        if not len(todo):
+            break
     seconds = time.perf_counter() - t0
-    if parts:
-        programs, outputs, fit, ll, soft = (np.concatenate(p) for p in zip(*parts))
-    else:
-        L = tasks.query_inputs.shape[-1]
-        programs = np.zeros((0, 1), np.int32)
-        outputs = soft = np.zeros((0, L), np.int32)
-        fit = ll = np.zeros((0,), np.float32)
+    programs, outputs, fit, ll, soft = rows
     has_target = np.asarray(tasks.has_target, bool)
     correct = np.all(outputs == tasks.query_outputs, axis=-1) & has_target
     accuracy = float(correct[has_target].mean()) if has_target.any() else None
@@ -124,3 +163,13 @@ def solve(
         seconds=seconds,
     )
 
+
+def warm_up(spec: Spec | ModelKind, model, tasks: TaskSet, *, search: SearchSpec | None = None) -> None:
+    """Compile everything `solve(spec, model, tasks, search=search)` runs, so that timing it measures the search
+    alone: every stage of the search on one batch of the shape that call uses."""
+    search = spec.search if search is None and not isinstance(spec, ModelKind) else search
+    if search is None:
+        raise TypeError("warm_up(kind, ...) needs search=SearchSpec(...)")
+    warm = tasks.take(slice(0, max(1, min(search.batch, len(tasks)))))
+    for stage in search.stages():
+        solve(spec, model, warm, search=stage)

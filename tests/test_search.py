@@ -164,3 +164,42 @@ def test_cascade_compiles_under_jit(model_tasks):
     jax.jit(lambda m, b, k: tuple(SEARCH_METHODS.get("cascade").run(m, b, s, key=k))).lower(
         model, batch, jax.random.key(0)
     )
+
+
+def test_deepen_stages_and_shortest_programs(model_tasks):
+    """`deepen` runs enumerate at depth 1, 2, ... on the tasks still unsolved (then gradient, for cascade): it solves
+    every planted task the full enumeration solves, deterministically."""
+    from nlic.compiler.models.nli import execute
+    from nlic.runtime.solve import solve
+
+    s = _search(method="cascade", depth=3, deepen=True)
+    assert [(st.method, st.depth) for st in s.stages()] == [("enumerate", 1), ("enumerate", 2), ("enumerate", 3),
+                                                           ("gradient", 3)]
+    assert _search(method="enumerate", depth=2).stages() == (_search(method="enumerate", depth=2),)
+    assert len(_search(method="gradient", deepen=True).stages()) == 1  # only enumerate and cascade deepen
+
+    spec, model, tasks = model_tasks
+    n, m, L = tasks.inputs.shape
+    skip = spec.language.skip_token
+    prog = np.full((n, spec.language.max_length), skip)
+    prog[:, 0] = 3
+    prog[n // 2 :, 1] = 5  # half the tasks need two tokens (unless one token happens to do the same)
+    outs = np.stack([np.asarray(execute(model, prog, tasks.inputs[:, j])) for j in range(m)], axis=1)
+    planted = dataclasses.replace(tasks, outputs=outs, query_outputs=np.asarray(execute(model, prog, tasks.query_inputs)))
+    full = solve(spec, model, planted, search=_search(method="enumerate"))
+    deep = solve(spec, model, planted, search=_search(method="enumerate", deepen=True))
+    assert np.all(full.spec_fit == 1.0) and np.all(deep.spec_fit == 1.0)
+    np.testing.assert_array_equal(execute(model, deep.programs, planted.query_inputs), deep.outputs)
+    a = solve(spec, model, planted, search=_search(method="cascade", deepen=True), seed=1)
+    b = solve(spec, model, planted, search=_search(method="cascade", deepen=True), seed=1)
+    np.testing.assert_array_equal(a.programs, b.programs)
+
+
+def test_deepen_keeps_the_best_stage_on_unsolved_tasks(model_tasks):
+    """On tasks no stage solves exactly, the deepened search's fit equals the best of its stages' fits."""
+    from nlic.runtime.solve import solve
+
+    spec, model, tasks = model_tasks
+    deep = solve(spec, model, tasks, search=_search(method="enumerate", deepen=True))
+    stages = [solve(spec, model, tasks, search=st) for st in _search(method="enumerate", deepen=True).stages()]
+    np.testing.assert_allclose(deep.spec_fit, np.max([r.spec_fit for r in stages], axis=0))
