@@ -81,6 +81,17 @@ def test_eval_writes_csv_table_and_plot_and_reuses_runs(tmp_path, capsys):
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
     assert all(math.isnan(float(r["flops"])) for r in again)
 
+    # Another search budget is the same training: the run is reused, not retrained.
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    text = (tmp_path / "tiny_lpn.yaml").read_text().replace("starts: 2, steps: 2", "starts: 3, steps: 4")
+    (edited / "tiny_lpn.yaml").write_text(text)
+    model = (runs / "tiny_lpn-seed0" / "model.eqx").read_bytes()
+    assert main(["eval", str(edited / "tiny_lpn.yaml"), "--seeds", "0", "--budgets", "0", "--tasks", "4",
+                 "--steps", "0", "--runs", str(runs), "--out", str(tmp_path / "res4"), "--no-flops"]) == 0
+    assert "model reused" in capsys.readouterr().err
+    assert (runs / "tiny_lpn-seed0" / "model.eqx").read_bytes() == model
+
     # --steps 1 is another spec (the training budget is part of it): the finished run is not overwritten.
     model = (runs / "tiny_ic-seed0" / "model.eqx").read_bytes()
     argv = ["eval", specs[0], "--steps", "1", "--runs", str(runs), "--out", str(tmp_path / "res3"), "--quiet"]
