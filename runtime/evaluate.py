@@ -159,7 +159,9 @@ def solve_flops(kind: Any, model: Any, tasks: Any, search: SearchSpec) -> float:
     stages = search.stages()
     if len(stages) > 1:
         return float(sum(solve_flops(kind, model, tasks, stage) for stage in stages))
-    size = max(1, min(search.batch, len(tasks)))
+    from nlic.runtime.solve import batch_size
+
+    size = batch_size(search, len(tasks))
     batch = tasks.take(np.arange(size) % len(tasks)).batch()
     try:
         if search.method in _STEP_METHODS and search.steps > 1:

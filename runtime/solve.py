@@ -19,7 +19,7 @@ from nlic.compiler.kinds import MODEL_KINDS, ModelKind
 from nlic.compiler.spec import SearchSpec, Spec
 from nlic.runtime.tasks.base import TaskSet
 
-__all__ = ["SolveResult", "solve", "warm_up"]
+__all__ = ["SolveResult", "batch_size", "solve", "warm_up"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +58,20 @@ def _pad(tasks: TaskSet, size: int) -> TaskSet:
     if n == size:
         return tasks
     return tasks.take(np.concatenate([np.arange(n), np.full(size - n, n - 1)]))
+
+
+def batch_size(search: SearchSpec, n: int) -> int:
+    """Tasks per compiled batch when `solve` runs `search` on n tasks (the last batch is padded to it)."""
+    return max(1, min(search.batch, n))
+
+
+def _kind_and_search(spec: Spec | ModelKind, search: SearchSpec | None, caller: str) -> tuple[ModelKind, SearchSpec]:
+    """The model kind and the search to run: `search`, or the spec's own when it is None."""
+    if isinstance(spec, ModelKind):
+        if search is None:
+            raise TypeError(f"{caller}(kind, ...) needs search=SearchSpec(...)")
+        return spec, search
+    return MODEL_KINDS.get(spec.model.kind), spec.search if search is None else search
 
 
 def _assign(rows: np.ndarray, where: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -114,29 +128,21 @@ def solve(
     Returns:
         A `SolveResult`.
     """
-    if isinstance(spec, ModelKind):
-        kind = spec
-        if search is None:
-            raise TypeError("solve(kind, ...) needs search=SearchSpec(...)")
-    else:
-        kind = MODEL_KINDS.get(spec.model.kind)
-        search = spec.search if search is None else search
+    kind, search = _kind_and_search(spec, search, "solve")
     n = len(tasks)
-    size = max(1, min(search.batch, n))  # every stage and batch has this shape: one trace per stage
+    size = batch_size(search, n)  # every stage and batch has this shape: one trace per stage
     key = jax.random.key(seed)
     stages = search.stages()
     t0 = time.perf_counter()
-    L = tasks.query_inputs.shape[-1]
-    rows: tuple[np.ndarray, ...] = (np.zeros((n, 1), np.int32), np.zeros((n, L), np.int32),
-                                    np.zeros((n,), np.float32), np.zeros((n,), np.float32), np.zeros((n, L), np.int32))
+    rows: tuple[np.ndarray, ...] | None = None
     todo = np.arange(n)
     for s, stage in enumerate(stages):
         stage_key = key if len(stages) == 1 else jax.random.fold_in(key, 1000 + s)
         part = _solve_batches(kind, model, tasks.take(todo), stage, size, stage_key,
                               progress=progress, label=_stage_label(stages, s), t0=t0)
-        if part is None:
+        if part is None:  # no tasks
             break
-        if s == 0:
+        if rows is None:
             rows = part
         else:
             # A later stage replaces an earlier result only where its program fits more spec pairs.
@@ -146,6 +152,10 @@ def solve(
         if not len(todo):
             break
     seconds = time.perf_counter() - t0
+    if rows is None:
+        L = tasks.query_inputs.shape[-1]
+        rows = (np.zeros((0, 1), np.int32), np.zeros((0, L), np.int32), np.zeros((0,), np.float32),
+                np.zeros((0,), np.float32), np.zeros((0, L), np.int32))
     programs, outputs, fit, ll, soft = rows
     has_target = np.asarray(tasks.has_target, bool)
     correct = np.all(outputs == tasks.query_outputs, axis=-1) & has_target
@@ -167,9 +177,7 @@ def solve(
 def warm_up(spec: Spec | ModelKind, model, tasks: TaskSet, *, search: SearchSpec | None = None) -> None:
     """Compile everything `solve(spec, model, tasks, search=search)` runs, so that timing it measures the search
     alone: every stage of the search on one batch of the shape that call uses."""
-    search = spec.search if search is None and not isinstance(spec, ModelKind) else search
-    if search is None:
-        raise TypeError("warm_up(kind, ...) needs search=SearchSpec(...)")
-    warm = tasks.take(slice(0, max(1, min(search.batch, len(tasks)))))
+    _, search = _kind_and_search(spec, search, "warm_up")
+    warm = tasks.take(slice(0, batch_size(search, len(tasks))))
     for stage in search.stages():
         solve(spec, model, warm, search=stage)
