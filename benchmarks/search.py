@@ -30,12 +30,15 @@ DEFAULT_CONFIGS = (
 
 
 def parse_config(text: str, base):
-    """`"METHOD key=value ..."` -> the base SearchSpec with those fields replaced (ints or floats)."""
+    """`"METHOD key=value ..."` -> the base SearchSpec with those fields replaced (ints, floats, true/false)."""
     method, *pairs = text.split()
     fields = {"method": method}
     for pair in pairs:
         k, v = pair.split("=", 1)
-        fields[k] = float(v) if "." in v or "e" in v else int(v)
+        if v.lower() in ("true", "false"):
+            fields[k] = v.lower() == "true"
+        else:
+            fields[k] = float(v) if "." in v or "e" in v else int(v)
     return dataclasses.replace(base, **fields)
 
 
