@@ -72,19 +72,14 @@ def _eval_sets(spec, n: int) -> dict[str, object]:
 def run_split(args: argparse.Namespace, experiment: str, out: Path, configs) -> dict[str, object]:
     """Train (or, with --reuse, load) one ExeDec split's model and evaluate it; returns the split's results."""
     from benchmarks.search import parse_config
-    from nlic.runtime.run_dir import load_run
+    from nlic.runtime.evaluate import trained_model
     from nlic.runtime.solve import solve, warm_up
-    from nlic.runtime.train import train
 
     spec = _spec(args, experiment)
-    run = out / spec.name
     t0 = time.perf_counter()
-    if args.reuse and (run / "model.eqx").exists():
-        _, model = load_run(run)
-        train_s = None
-    else:
-        model = train(spec, out=run, progress=False, force=True).model
-        train_s = time.perf_counter() - t0
+    # nlic eval's run reuse: OUT/<name>-seed<seed>, reused only when trained from this spec (search aside).
+    model, how = trained_model(spec, runs=out, retrain=not args.reuse, progress=False)
+    train_s = None if how == "reused" else time.perf_counter() - t0
     sets = _eval_sets(spec, args.tasks)
     rows = []
     for text in configs:
@@ -111,12 +106,14 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"search configuration, as in benchmarks/search.py (repeatable; default: {DEFAULT_CONFIGS})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run directories (default: a temporary folder)")
-    p.add_argument("--reuse", action="store_true", help="load models already trained under --out")
+    p.add_argument("--reuse", action="store_true",
+                   help="load models already trained under --out from the same spec (default: retrain)")
     p.add_argument("--json", default=None, help="also write the results as JSON here")
     args = p.parse_args(argv)
 
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     sys.path.insert(0, str(ROOT))
+    from nlic.grammar.errors import NlicError
     from nlic.runtime.tasks.deepcoder_dsl import EXPERIMENTS
 
     splits = [s.strip().upper() for s in (args.splits or ",".join(EXPERIMENTS)).split(",") if s.strip()]
@@ -135,7 +132,11 @@ def main(argv: list[str] | None = None) -> int:
               "s/task (ood loo) | train s |")
         print("|---|---|" + "---|" * (len(EVAL_SETS) + 3))
         for exp in splits:
-            res = results[exp] = run_split(args, exp, out, configs)
+            try:
+                res = results[exp] = run_split(args, exp, out, configs)
+            except NlicError as e:  # e.g. a run under --out trained from another spec, or no ExeDec test files
+                print(e.render(), file=sys.stderr)
+                return 2
             train_s = "reused" if res["train_s"] is None else f"{res['train_s']:.0f}"
             for text in configs:
                 by = {r["set"]: r for r in res["rows"] if r["config"] == text}
