@@ -1,16 +1,18 @@
-"""DeepCoder benchmark: train the NLI on each ExeDec split's generated training data and solve the shipped tests.
+"""DeepCoder benchmark: train the NLI and the baselines on each ExeDec split's generated data, solve the shipped tests.
 
-Per split, one model is trained on generated input/output data (2 spec pairs + 1 query per task, no program
-labels) and evaluated on three task sets:
+Per split and model kind (`--kinds`: the NLI, TTT, whose no-search row is the in-context baseline, and LPN by
+default), one model is trained on generated input/output data (2 spec pairs + 1 query per task, no program labels)
+at the same width and depth, and evaluated on three task sets:
     id         fresh tasks of the split's training distribution (2 spec pairs, query = 3rd example);
     ood loo    the shipped test tasks, leave-one-out: examples 1-2 are the spec, example 3 the query;
     ood fresh  the shipped test tasks, all 3 examples as the spec and a fresh query input run through the
                ground-truth program (the inductor pools over pairs, so the 2-pair model reads 3 pairs).
-Every search configuration is compiled outside the timing; `s/task` is wall-clock search time per task.
+Every search configuration is compiled outside the timing; `s/task` is wall-clock search time per task. A
+`--config` applies to every kind that has its method; `KIND:METHOD ...` to one kind only.
 
-    .venv/bin/python benchmarks/deepcoder.py --steps 1500 --tasks 200 --out runs/deepcoder   # the README table
+    .venv/bin/python benchmarks/deepcoder.py --steps 1500 --tasks 1000 --out runs/deepcoder   # the README table
     .venv/bin/python benchmarks/deepcoder.py --splits NONE --steps 20 --tasks 8 \
-        --config none --config "gradient starts=2 steps=3"                                    # smoke
+        --config none --config "gradient starts=2 steps=3"                                     # smoke
 """
 
 from __future__ import annotations
@@ -27,25 +29,34 @@ from pathlib import Path
 __all__ = ["main", "run_split", "DEFAULT_CONFIGS"]
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIGS = ("none", "enumerate depth=2 branch=0 deepen=true")
-"""No search, and every program of 1 then 2 tokens (all of them: 1 + K - 1 + (K - 1)^2 executions). Gradient
-search (`--config "cascade ..."`) costs seconds per unsolved task here on a CPU, and most tasks stay unsolved."""
+DEFAULT_CONFIGS = {
+    "nli": ("none", "enumerate depth=2 branch=0 deepen=true"),
+    "ttt": ("none", "gradient steps=20 lr=1e-4 batch=8"),
+    "lpn": ("none", "gradient steps=50 lr=0.1"),
+    "dlpn": ("none", "gradient steps=50"),
+    "in_context": ("none",),
+}
+"""Per kind. NLI: no search, and every program of 1 then 2 tokens (all of them: 1 + K - 1 + (K - 1)^2 executions);
+gradient search (`--config "cascade ..."`) costs seconds per unsolved task here on a CPU, and most tasks stay
+unsolved. TTT: `none` is the in-context model (TTT fine-tunes that network), `gradient` 20 fine-tuning steps at the
+paper's lr. LPN: `gradient` is 50 Adam steps on the latent (LPN's lr 0.1), keeping the best latent."""
+DEFAULT_KINDS = ("nli", "ttt", "lpn")
 EVAL_SETS = ("id", "ood loo", "ood fresh")
 
 
-def _spec(args: argparse.Namespace, experiment: str):
+def _spec(args: argparse.Namespace, experiment: str, kind: str = "nli"):
     from nlic.compiler import load_spec
 
     spec = load_spec(args.spec)
     params = {**dict(spec.task.params), "split": experiment, "pool": args.pool, "query": "loo"}
     r = dataclasses.replace
-    model = spec.model
+    model = r(spec.model, kind=kind)
     if args.width:
         model = r(model, inductor=r(model.inductor, width=args.width, layers=args.layers),
                   executor=r(model.executor, width=args.width, layers=args.layers))
     return r(
         spec,
-        name=f"deepcoder_{experiment.lower()}",
+        name=f"deepcoder_{experiment.lower()}" + ("" if kind == "nli" else f"_{kind}"),
         seed=args.seed,
         task=r(spec.task, params=tuple(sorted(params.items())), pairs=2),
         model=model,
@@ -55,7 +66,7 @@ def _spec(args: argparse.Namespace, experiment: str):
     )
 
 
-def _eval_sets(spec, n: int) -> dict[str, object]:
+def _eval_sets(spec, n: int, n_id: int) -> dict[str, object]:
     from nlic.runtime.tasks import sample_split
     from nlic.runtime.train import derive_seed
 
@@ -63,24 +74,44 @@ def _eval_sets(spec, n: int) -> dict[str, object]:
     fresh = r(spec, task=r(spec.task, pairs=3, params=tuple(sorted({**dict(spec.task.params),
                                                                     "query": "fresh"}.items()))))
     return {
-        "id": sample_split(spec, "id", n, seed=derive_seed(spec.seed, "eval", "id")),
+        "id": sample_split(spec, "id", n_id, seed=derive_seed(spec.seed, "eval", "id")),
         "ood loo": sample_split(spec, "ood", n, seed=derive_seed(spec.seed, "eval", "ood")),
         "ood fresh": sample_split(fresh, "ood", n, seed=derive_seed(spec.seed, "eval", "ood_fresh")),
     }
 
 
-def run_split(args: argparse.Namespace, experiment: str, out: Path, configs) -> dict[str, object]:
-    """Train (or, with --reuse, load) one ExeDec split's model and evaluate it; returns the split's results."""
+def kind_configs(kind: str, given: list[str] | None) -> tuple[str, ...]:
+    """The search configurations one kind runs: its defaults, or the `--config`s with a method it has."""
+    import nlic.compiler.models  # noqa: F401  (registers the kinds)
+    from nlic.compiler.kinds import MODEL_KINDS
+
+    if not given:
+        return DEFAULT_CONFIGS.get(kind, ("none",))
+    methods = MODEL_KINDS.get(kind).search_methods
+    out = []
+    for text in given:
+        target, sep, rest = text.partition(":")
+        if sep and " " not in target.strip():
+            if target.strip() == kind:
+                out.append(rest.strip())
+        elif text.split()[0] in methods:
+            out.append(text.strip())
+    return tuple(out)
+
+
+def run_split(args: argparse.Namespace, experiment: str, out: Path, configs, kind: str = "nli") -> dict[str, object]:
+    """Train (or, with --reuse, load) one ExeDec split's model of one kind and evaluate it; returns its results."""
     from benchmarks.search import parse_config
     from nlic.runtime.evaluate import trained_model
     from nlic.runtime.solve import solve, warm_up
 
-    spec = _spec(args, experiment)
+    spec = _spec(args, experiment, kind)
     t0 = time.perf_counter()
     # nlic eval's run reuse: OUT/<name>-seed<seed>, reused only when trained from this spec (search aside).
-    model, how = trained_model(spec, runs=out, retrain=not args.reuse, progress=False)
+    model, how = trained_model(spec, runs=out, retrain=not args.reuse, progress=False,
+                               fix="drop --reuse to train it again, or pass another --out")
     train_s = None if how == "reused" else time.perf_counter() - t0
-    sets = _eval_sets(spec, args.tasks)
+    sets = _eval_sets(spec, args.tasks, args.id_tasks or args.tasks)
     rows = []
     for text in configs:
         search = parse_config(text, spec.search)
@@ -96,14 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--spec", default=str(ROOT / "specs" / "deepcoder.yaml"))
     p.add_argument("--splits", default=None, help="comma-separated ExeDec experiments (default: all 6)")
+    p.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
+                   help=f"comma-separated model kinds (default: {','.join(DEFAULT_KINDS)})")
     p.add_argument("--steps", type=int, default=1500, help="training steps per split")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--width", type=int, default=64, help="inductor/executor width (0: the spec's)")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--pool", type=int, default=4096, help="training task pool per split")
-    p.add_argument("--tasks", type=int, default=200, help="evaluation tasks per set (ood: the first of 1000)")
+    p.add_argument("--tasks", type=int, default=1000, help="evaluation tasks per set (ood: the first N of 1000)")
+    p.add_argument("--id-tasks", type=int, default=200,
+                   help="tasks of the generated in-distribution set (0: as --tasks)")
     p.add_argument("--config", action="append",
-                   help=f"search configuration, as in benchmarks/search.py (repeatable; default: {DEFAULT_CONFIGS})")
+                   help="search configuration, as in benchmarks/search.py, for every kind with that method, or "
+                        "'KIND:METHOD ...' for one kind (repeatable; default: DEFAULT_CONFIGS per kind)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run directories (default: a temporary folder)")
     p.add_argument("--reuse", action="store_true",
@@ -113,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     sys.path.insert(0, str(ROOT))
+    import nlic.compiler.models  # noqa: F401  (registers the kinds)
+    from nlic.compiler.kinds import MODEL_KINDS
     from nlic.grammar.errors import NlicError
     from nlic.runtime.tasks.deepcoder_dsl import EXPERIMENTS
 
@@ -121,31 +159,51 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown split(s) {unknown}; expected {', '.join(EXPERIMENTS)}", file=sys.stderr)
         return 2
-    configs = tuple(args.config or DEFAULT_CONFIGS)
-    results = {}
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in MODEL_KINDS.names()]
+    if bad or not kinds:
+        print(f"unknown model kind(s) {bad}; expected some of {', '.join(MODEL_KINDS.names())}", file=sys.stderr)
+        return 2
+    configs = {k: kind_configs(k, args.config) for k in kinds}
+    for k, c in configs.items():
+        if not c:
+            print(f"no --config applies to kind {k!r} (its search methods: "
+                  f"{', '.join(MODEL_KINDS.get(k).search_methods)}); add one or prefix one with '{k}:'",
+                  file=sys.stderr)
+            return 2
+    results: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
-        print(f"NLI on ExeDec DeepCoder: {args.steps} steps x batch {args.batch}, width {args.width}, "
-              f"{args.layers} layers, {args.tasks} tasks per set, seed {args.seed}, {os.cpu_count()} CPUs")
+        print(f"ExeDec DeepCoder ({', '.join(kinds)}): {args.steps} steps x batch {args.batch}, width {args.width}, "
+              f"{args.layers} layers, {args.tasks} tasks per ood set, {args.id_tasks or args.tasks} id, seed {args.seed}, {os.cpu_count()} CPUs")
         print()
-        print("| split | search | " + " | ".join(f"{s} acc" for s in EVAL_SETS) + " | ood loo spec fit | "
+        print("| split | model | search | " + " | ".join(f"{s} acc" for s in EVAL_SETS) + " | ood loo spec fit | "
               "s/task (ood loo) | train s |")
-        print("|---|---|" + "---|" * (len(EVAL_SETS) + 3))
+        print("|---|---|---|" + "---|" * (len(EVAL_SETS) + 3))
         for exp in splits:
-            try:
-                res = results[exp] = run_split(args, exp, out, configs)
-            except NlicError as e:  # e.g. a run under --out trained from another spec, or no ExeDec test files
-                print(e.render(), file=sys.stderr)
-                return 2
-            train_s = "reused" if res["train_s"] is None else f"{res['train_s']:.0f}"
-            for text in configs:
-                by = {r["set"]: r for r in res["rows"] if r["config"] == text}
-                print(f"| {exp} | {text} | " + " | ".join(f"{by[s]['accuracy']:.3f}" for s in EVAL_SETS) +
-                      f" | {by['ood loo']['spec_fit']:.3f} | {by['ood loo']['s_per_task']:.3f} | {train_s} |",
-                      flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "splits": results}, indent=1, sort_keys=True))
+            for kind in kinds:
+                try:
+                    res = run_split(args, exp, out, configs[kind], kind)
+                except NlicError as e:  # e.g. a run under --out trained from another spec, or no ExeDec test files
+                    print(e.render(), file=sys.stderr)
+                    return 2
+                results.setdefault(exp, {})[kind] = res
+                train_s = "reused" if res["train_s"] is None else f"{res['train_s']:.0f}"
+                for text in configs[kind]:
+                    by = {r["set"]: r for r in res["rows"] if r["config"] == text}
+                    print(f"| {exp} | {kind} | {text} | " +
+                          " | ".join(f"{by[s]['accuracy']:.3f}" for s in EVAL_SETS) +
+                          f" | {by['ood loo']['spec_fit']:.3f} | {by['ood loo']['s_per_task']:.3f} | {train_s} |",
+                          flush=True)
+                if args.json:  # after every model, so that a long run's finished part is kept
+                    _write_json(Path(args.json), {"args": vars(args), "splits": results})
     return 0
+
+
+def _write_json(path: Path, obj: object) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

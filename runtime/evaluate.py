@@ -53,7 +53,8 @@ class Row:
         spec: spec name; kind: model kind; task: task label (e.g. `shift_l`); search: search method.
         budget: search steps (gradient-type methods), programs sampled (`prior`), 0 for `none`.
         seed: training seed; split: evaluation split; accuracy: exact-match accuracy on the query outputs.
-        n: tasks scored; seconds: wall-clock seconds of the search (compilation included).
+        n: tasks scored; seconds: wall-clock seconds of the search (compilation excluded: every mode is compiled
+            on one batch of the split's shape first, once per spec).
         flops: XLA-estimated test-time FLOPs per task (NaN when not measured).
     """
 
@@ -101,10 +102,19 @@ def search_plan(
     return plan
 
 
-def trained_model(spec: Spec, *, runs: Path, retrain: bool = False, progress: bool | None = None) -> tuple[Any, str]:
+def trained_model(
+    spec: Spec,
+    *,
+    runs: Path,
+    retrain: bool = False,
+    progress: bool | None = None,
+    fix: str = "pass --retrain to overwrite it, or --runs DIR to train somewhere else",
+) -> tuple[Any, str]:
     """The trained model of `spec` from `runs/<name>-seed<seed>`, trained there unless a finished run is already
     there whose spec differs from `spec` at most in sections training never reads (`search`, `eval`) or in fields
     nlic added since: changing a search budget does not retrain.
+
+    `fix` is the hint of the error below, in the caller's own flags (nlic eval's by default).
 
     Returns:
         The model and what happened (`"reused"` or `"trained"`).
@@ -130,8 +140,8 @@ def trained_model(spec: Spec, *, runs: Path, retrain: bool = False, progress: bo
     except CheckpointError as e:
         note = Diagnostic(
             Loc(str(run)),
-            "nlic eval reuses a run directory only when it was trained from the same spec",
-            "pass --retrain to overwrite it, or --runs DIR to train somewhere else",
+            "a run directory is reused only when it was trained from the same spec",
+            fix,
         )
         raise CheckpointError(diagnostics=(*e.diagnostics, note)) from None
     return result.model, "trained"
@@ -217,7 +227,7 @@ def evaluate(
         SpecError: duplicate spec names, or a search mode that no spec's kind supports.
     """
     from nlic.compiler.lower import kind_of
-    from nlic.runtime.solve import solve
+    from nlic.runtime.solve import solve, warm_up
     from nlic.runtime.tasks import sample_split
 
     log = log or (lambda _msg: None)
@@ -240,6 +250,7 @@ def evaluate(
         # Sampled from the spec's task section only (not its seed): identical for every seed and kind.
         task_sets = {split: sample_split(spec, split, n, seed=data_seed) for split in eval_splits}
         costs: dict[tuple[str, int], float] = {}
+        warm: set[tuple[str, int]] = set()  # compiled once per spec and mode: every seed's model has its shapes
         for seed in seeds:
             run_spec = dataclasses.replace(spec, seed=int(seed))
             if steps is not None:
@@ -250,6 +261,9 @@ def evaluate(
             for method, budget, search in plan:
                 if flops and (method, budget) not in costs:
                     costs[(method, budget)] = solve_flops(kind, model, task_sets[eval_splits[0]], search)
+                if (method, budget) not in warm:  # so that `seconds` times the search, not its compilation
+                    warm_up(run_spec, model, task_sets[eval_splits[0]], search=search)
+                    warm.add((method, budget))
                 for split in eval_splits:
                     result = solve(run_spec, model, task_sets[split], search=search, seed=int(seed))
                     acc = math.nan if result.accuracy is None else float(result.accuracy)

@@ -203,3 +203,19 @@ def test_deepen_keeps_the_best_stage_on_unsolved_tasks(model_tasks):
     deep = solve(spec, model, tasks, search=_search(method="enumerate", deepen=True))
     stages = [solve(spec, model, tasks, search=st) for st in _search(method="enumerate", deepen=True).stages()]
     np.testing.assert_allclose(deep.spec_fit, np.max([r.spec_fit for r in stages], axis=0))
+
+
+def test_exact_ties_are_broken_by_likelihood_in_float32():
+    """Programs that reproduce the spec equally well are ranked by likelihood, however close: folding both into
+    one float32 score (fit * 1e6 + ll) lost differences below ~0.06 and kept whichever exact program came first."""
+    import jax.numpy as jnp
+
+    from nlic.runtime.search import _best_index, _better
+
+    fit = jnp.asarray([1.0, 1.0, 0.75, 1.0], jnp.float32)
+    ll = jnp.asarray([-7.5e-4, -4.8e-5, 0.0, -jnp.nan], jnp.float32)
+    assert int(_best_index(fit, ll)) == 1
+    assert bool(_better(fit[1], ll[1], fit[0], ll[0])) and not bool(_better(fit[0], ll[0], fit[1], ll[1]))
+    assert bool(_better(fit[0], ll[0], fit[2], ll[2]))  # more exact pairs beat any likelihood
+    assert not bool(_better(fit[3], ll[3], fit[0], ll[0]))  # NaN likelihood never wins
+    assert int(_best_index(jnp.asarray([0.5, 0.5]), jnp.asarray([-jnp.inf, -jnp.inf]))) == 0
