@@ -111,7 +111,7 @@ def run_split(args: argparse.Namespace, experiment: str, out: Path, configs, kin
     model, how = trained_model(spec, runs=out, retrain=not args.reuse, progress=False,
                                fix="drop --reuse to train it again, or pass another --out")
     train_s = None if how == "reused" else time.perf_counter() - t0
-    sets = _eval_sets(spec, args.tasks, args.id_tasks or args.tasks)
+    sets = _eval_sets(spec, args.tasks, args.id_tasks)
     rows = []
     for text in configs:
         search = parse_config(text, spec.search)
@@ -146,12 +146,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="load models already trained under --out from the same spec (default: retrain)")
     p.add_argument("--json", default=None, help="also write the results as JSON here")
     args = p.parse_args(argv)
+    args.id_tasks = args.id_tasks or args.tasks
 
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     sys.path.insert(0, str(ROOT))
     import nlic.compiler.models  # noqa: F401  (registers the kinds)
     from nlic.compiler.kinds import MODEL_KINDS
     from nlic.grammar.errors import NlicError
+    from nlic.runtime.run_dir import atomic_write
     from nlic.runtime.tasks.deepcoder_dsl import EXPERIMENTS
 
     splits = [s.strip().upper() for s in (args.splits or ",".join(EXPERIMENTS)).split(",") if s.strip()]
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
         print(f"ExeDec DeepCoder ({', '.join(kinds)}): {args.steps} steps x batch {args.batch}, width {args.width}, "
-              f"{args.layers} layers, {args.tasks} tasks per ood set, {args.id_tasks or args.tasks} id, seed {args.seed}, {os.cpu_count()} CPUs")
+              f"{args.layers} layers, {args.tasks} tasks per ood set, {args.id_tasks} id, seed {args.seed}, {os.cpu_count()} CPUs")
         print()
         print("| split | model | search | " + " | ".join(f"{s} acc" for s in EVAL_SETS) + " | ood loo spec fit | "
               "s/task (ood loo) | train s |")
@@ -196,14 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                           f" | {by['ood loo']['spec_fit']:.3f} | {by['ood loo']['s_per_task']:.3f} | {train_s} |",
                           flush=True)
                 if args.json:  # after every model, so that a long run's finished part is kept
-                    _write_json(Path(args.json), {"args": vars(args), "splits": results})
+                    atomic_write(Path(args.json), json.dumps({"args": vars(args), "splits": results}, indent=1,
+                                                             sort_keys=True))
     return 0
-
-
-def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
