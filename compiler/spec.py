@@ -153,7 +153,8 @@ class ExecutorSpec:
     )
     routing: bool = _f(
         False, "Let the token also choose where each position reads from: its code adds a per-head bias over "
-        "relative offsets to the step network's attention (data movement such as shifts becomes one token).",
+        "relative offsets to the step network's attention (data movement such as shifts becomes one token). "
+        "Baseline decoders get the same bias from their latent (lpn, dlpn) or mean context token (in_context, ttt).",
     )
     mirrors: bool = _f(
         False, "With routing, the code also biases attention by the sum of the two positions, so mirror images "

@@ -16,6 +16,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from nlic.compiler.kinds import Batch, Solution
 from nlic.compiler.models.nli import NLI, _pair_loglik, pad_program, relax_tokens, spec_scores
+from nlic.compiler.ranking import best_index, better
 from nlic.compiler.registry import Registry
 from nlic.compiler.spec import SearchSpec
 
@@ -49,26 +50,6 @@ class SearchMethod:
 
 
 SEARCH_METHODS: Registry[SearchMethod] = Registry("search method")
-
-_LL_FLOOR = -1e6  # log-likelihoods are clipped here, so that -inf or NaN never wins or blocks a comparison
-
-
-def _ll(ll: Float[Array, "..."]) -> Float[Array, "..."]:
-    return jnp.clip(jnp.nan_to_num(ll, nan=_LL_FLOOR), _LL_FLOOR, 0.0)
-
-
-def _better(fit: Float[Array, "..."], ll: Float[Array, "..."], fit0: Float[Array, "..."], ll0: Float[Array, "..."]) -> Bool[Array, "..."]:
-    """Whether (fit, ll) beats (fit0, ll0) lexicographically: more of the spec reproduced exactly, then a higher
-    likelihood. Compared as a pair, never folded into one float: in float32, `fit * 1e6 + ll` cannot tell
-    log-likelihoods -7e-4 and -5e-5 apart, and such ties between exact programs are what the likelihood decides
-    (a less reliable token repeated 7 times against a reliable one)."""
-    return (fit > fit0) | ((fit == fit0) & (_ll(ll) > _ll(ll0)))
-
-
-def _best_index(fit: Float[Array, " N"], ll: Float[Array, " N"]) -> Int[Array, ""]:
-    """Index of the lexicographically best (fit, ll) candidate; the first one among exact ties."""
-    return jnp.argmax(jnp.where(fit == fit.max(), _ll(ll), -jnp.inf))
-
 
 def _soft_spec_loglik(
     model: NLI, slots: Float[Array, "T D"], task: Task, tau_e: Array, tau_d: Array, *, key: PRNGKeyArray, noise: bool
@@ -151,7 +132,7 @@ def _prior(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKey
     progs = jnp.concatenate([jnp.argmax(logits, -1)[None], sampled], axis=0).astype(jnp.int32)
     progs = pad_program(progs, cfg.max_length, cfg.skip_token)
     fit, ll = jax.vmap(lambda p: spec_scores(model, p, task.inputs, task.outputs, task.mask))(progs)
-    best = _best_index(fit, ll)
+    best = best_index(fit, ll)
     prog = progs[best]
     tau_e, tau_d = _end_temps(search)
     ext = model.extend_slots(slots)
@@ -197,8 +178,8 @@ def _gradient_core(
         upd, state = opt.update(g, state, e)
         e = optax.apply_updates(e, upd)
         prog, fit, ll = evaluate(e)
-        better = _better(fit, ll, best[1], best[2])
-        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), (prog, fit, ll), best)
+        wins = better(fit, ll, best[1], best[2])
+        best = jax.tree.map(lambda new, old: jnp.where(wins, new, old), (prog, fit, ll), best)
         return e, state, best
 
     def cond(carry):
@@ -214,8 +195,8 @@ def _gradient_core(
 
     best0 = jax.vmap(evaluate)(starts)
     if seed_best is not None:
-        better = _better(seed_best[1], seed_best[2], best0[1][0], best0[2][0])
-        best0 = jax.tree.map(lambda b, s: b.at[0].set(jnp.where(better, s, b[0])), best0, seed_best)
+        wins = better(seed_best[1], seed_best[2], best0[1][0], best0[2][0])
+        best0 = jax.tree.map(lambda b, s: b.at[0].set(jnp.where(wins, s, b[0])), best0, seed_best)
     state0 = jax.vmap(opt.init)(starts)
     _, finals, _, (progs, fits, lls) = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), starts, state0, best0))
     return finals, progs, fits, lls
@@ -226,7 +207,7 @@ def _pick(model: NLI, task: Task, search: SearchSpec, finals, progs, fits, lls, 
     tau_e, tau_d = _end_temps(search)
     soft_lls = jax.vmap(lambda e: _soft_spec_loglik(model, e, task, tau_e, tau_d, key=key, noise=False))(finals)
     if search.select == "exact":
-        best = _best_index(fits, lls)
+        best = best_index(fits, lls)
         prog, fit = progs[best], fits[best]
     else:
         best = jnp.argmax(soft_lls)
@@ -291,11 +272,11 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec) -> tuple:
         vals = vals.reshape((-1,) + vals.shape[2:])
         lp = lp.reshape((-1,) + lp.shape[2:])
         fit, ll = scores(vals, lp)
-        idx = _best_index(fit, ll)
+        idx = best_index(fit, ll)
         digits = (idx // (n_ops ** jnp.arange(level - 1, -1, -1))) % n_ops  # first token is the most significant
         prog = pad_program(ops[digits][None], cfg.max_length, cfg.skip_token)[0]
-        better = _better(fit[idx], ll[idx], best[1], best[2])
-        best = jax.tree.map(lambda a, b: jnp.where(better, a, b), (prog, fit[idx], ll[idx]), best)
+        wins = better(fit[idx], ll[idx], best[1], best[2])
+        best = jax.tree.map(lambda a, b: jnp.where(wins, a, b), (prog, fit[idx], ll[idx]), best)
         states = vals
 
     # Repetitions t^n of every token (not only the likeliest) up to max_length: learned primitives are reused
@@ -305,10 +286,10 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec) -> tuple:
         states, best = carry
         vals, lp = jax.vmap(lambda st, op: jax.vmap(lambda x: one_step(x, op))(st))(states, every)
         fit, ll = scores(vals, lp)
-        idx = _best_index(fit, ll)
+        idx = best_index(fit, ll)
         prog = jnp.where(jnp.arange(cfg.max_length) < n, every[idx], cfg.skip_token).astype(jnp.int32)
-        better = _better(fit[idx], ll[idx], best[1], best[2])
-        best = jax.tree.map(lambda a, b: jnp.where(better, a, b), (prog, fit[idx], ll[idx]), best)
+        wins = better(fit[idx], ll[idx], best[1], best[2])
+        best = jax.tree.map(lambda a, b: jnp.where(wins, a, b), (prog, fit[idx], ll[idx]), best)
         return (vals, best), None
 
     reps0 = jnp.broadcast_to(task.inputs[None], (every.shape[0],) + task.inputs.shape)

@@ -210,3 +210,48 @@ def test_kinds_are_registered():
     from nlic.compiler.kinds import MODEL_KINDS
 
     assert set(KINDS) <= set(MODEL_KINDS.names())
+
+
+@pytest.mark.parametrize("kind_name", KINDS)
+def test_routing_reaches_every_baseline_decoder(kind_name):
+    """`model.executor.routing` (and `mirrors`) is not NLI-only: each baseline decoder gets the per-offset
+    attention bias from its code, so a spec that turns it on trains those weights (a zero gradient would mean the
+    option is silently ignored); a spec that leaves it off builds no route layers."""
+    from nlic.compiler.kinds import MODEL_KINDS, Shapes
+
+    spec, kind, plain = setup(kind_name)
+    ex = dataclasses.replace(spec.model.executor, routing=True, mirrors=True)
+    spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, executor=ex))
+    model = kind.build(spec, Shapes(length=L, values=V, pairs=M), key=jax.random.key(0))
+    assert all(b.route is None for b in plain.decoder.body.blocks)
+    blocks = model.decoder.body.blocks
+    assert all(b.route is not None and b.mirror for b in blocks)
+    batch = shift_batch(4, seed=0)
+    grads = eqx.filter_grad(lambda m: kind.loss(m, batch, jnp.asarray(0.0), key=jax.random.key(1))[0])(model)
+    assert all(float(jnp.abs(b.route.weight).sum()) > 0 for b in grads.decoder.body.blocks)
+
+
+@pytest.mark.parametrize("routing", [False, True])
+def test_in_context_reads_at_test_time_what_training_holds_out(routing):
+    """At test time the query is the held-out pair: the decoder must read the same context slots as in training
+    (m spec pairs plus the query's slot as padding), so the query prediction equals training's prediction of the
+    query pair held out. A decoder reading one slot fewer scored ID 0.65 where training fit every pair."""
+    from nlic.compiler.kinds import Shapes
+    from nlic.compiler.models.in_context import held_out_masks, in_context_logits, with_query_pair
+
+    spec, kind, model = setup("in_context")
+    if routing:
+        ex = dataclasses.replace(spec.model.executor, routing=True)
+        spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, executor=ex))
+        model = kind.build(spec, Shapes(length=L, values=V, pairs=M), key=jax.random.key(0))
+    batch = shift_batch(3, seed=4)
+    query, loo = in_context_logits(model, batch)
+    xs, ys, mask = with_query_pair(batch)
+    for b in range(3):
+        enc = model.encode(xs[b], ys[b])
+        ctx = held_out_masks(mask[b])
+        held_query = model.predict(enc, ctx[M], xs[b, M])
+        np.testing.assert_allclose(np.asarray(query[b]), np.asarray(held_query), atol=1e-5)
+        # Spec fit: pair j predicted from the other spec pairs, the query's slot and j's own slot padding.
+        ctx_j = ctx[0] & (jnp.arange(M + 1) < M)
+        np.testing.assert_allclose(np.asarray(loo[b, 0]), np.asarray(model.predict(enc, ctx_j, xs[b, 0])), atol=1e-5)

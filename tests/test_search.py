@@ -210,7 +210,7 @@ def test_exact_ties_are_broken_by_likelihood_in_float32():
     one float32 score (fit * 1e6 + ll) lost differences below ~0.06 and kept whichever exact program came first."""
     import jax.numpy as jnp
 
-    from nlic.runtime.search import _best_index, _better
+    from nlic.compiler.ranking import best_index as _best_index, better as _better
 
     fit = jnp.asarray([1.0, 1.0, 0.75, 1.0], jnp.float32)
     ll = jnp.asarray([-7.5e-4, -4.8e-5, 0.0, -jnp.nan], jnp.float32)

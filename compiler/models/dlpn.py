@@ -24,6 +24,7 @@ from nlic.compiler.models.in_context import (
 )
 from nlic.compiler.models.layers import MLP, sinusoidal_positions
 from nlic.compiler.models.lpn import latent_solution, pool
+from nlic.compiler.ranking import best_index, clip_loglik
 from nlic.compiler.spec import RelaxationSpec, SearchSpec, Spec
 
 __all__ = ["DLPN", "DLPN_KIND", "build_dlpn", "dlpn_loss", "dlpn_solve", "dlpn_execute"]
@@ -55,7 +56,7 @@ class DLPN(eqx.Module):
         # Unit scale, like the sinusoidal slot positions they are added to.
         self.codes = jax.random.normal(k3, (lang.vocab, spec.model.executor.width))
         film = spec.model.executor.conditioning == "film"
-        self.decoder = Decoder(spec, shapes.values, film=film, key=k4)
+        self.decoder = Decoder(spec, shapes.values, film=film, length=shapes.length, key=k4)
 
     def pad(self, z: Float[Array, "T K"]) -> Float[Array, "Tmax K"]:
         """Pad soft or one-hot tokens with the skip token up to `max_length` slots."""
@@ -119,8 +120,8 @@ def _scores(model: DLPN, zs: Float[Array, "S Tmax K"], xs, ys, mask) -> tuple[Ar
 def _select(fit: Array, loglik: Array, select: str) -> Array:
     """Index of the best candidate: most exact matches then highest likelihood, or highest likelihood."""
     if select == "likelihood":
-        return jnp.argmax(loglik)
-    return jnp.argmax(jnp.where(fit == fit.max(), loglik, -jnp.inf))
+        return jnp.argmax(clip_loglik(loglik))
+    return best_index(fit, loglik)
 
 
 DLPN_METHODS = ("none", "prior", "gradient")

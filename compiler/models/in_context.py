@@ -22,6 +22,7 @@ __all__ = [
     "InContext",
     "IN_CONTEXT",
     "with_query_pair",
+    "with_query_slot",
     "held_out_masks",
     "sequence_nll",
     "check_method",
@@ -71,6 +72,12 @@ class Decoder(eqx.Module):
 
     The context tokens (width of the executor) are prepended to the embedded input; `cond` enters as FiLM when
     the decoder was built with `film=True` and is added to every input position otherwise.
+
+    With `model.executor.routing` (as in the NLI specs of the shift suite) the decoder's attention also gets a
+    per-head bias over relative offsets between input positions chosen by a code, exactly as NLI's step network
+    gets one from each token: the code is `cond` when given (the latent of `lpn`/`dlpn`), else `route` (the mean
+    token of the real context pairs for `in_context` and `ttt`); `model.executor.mirrors` adds the bias over position sums. Context tokens then
+    carry no position, so offsets are those within the datum.
     """
 
     embed: eqx.nn.Embedding
@@ -78,14 +85,19 @@ class Decoder(eqx.Module):
     body: Transformer
     out: eqx.nn.Linear
     film: bool = eqx.field(static=True)
+    routing: bool = eqx.field(static=True)
 
-    def __init__(self, spec: Spec, values: int, *, film: bool, key: PRNGKeyArray):
+    def __init__(self, spec: Spec, values: int, *, film: bool, length: int, key: PRNGKeyArray):
         ex = spec.model.executor
         k1, k2, k3, k4 = jax.random.split(key, 4)
         self.film = film
+        self.routing = ex.routing
         self.embed = eqx.nn.Embedding(values, ex.width, key=k1)
         self.segment = 0.02 * jax.random.normal(k2, (2, ex.width))
-        self.body = Transformer(ex.layers, ex.width, ex.heads, ex.mlp_ratio, film=film, key=k3)
+        self.body = Transformer(
+            ex.layers, ex.width, ex.heads, ex.mlp_ratio, film=film,
+            route_span=length if ex.routing else 0, mirror=ex.routing and ex.mirrors, key=k3,
+        )
         self.out = eqx.nn.Linear(ex.width, values, key=k4)
 
     def __call__(
@@ -93,14 +105,29 @@ class Decoder(eqx.Module):
         x: Int[Array, " L"],
         context: Float[Array, "C D"] | None = None,
         cond: Float[Array, " D"] | None = None,
+        route: Float[Array, " D"] | None = None,
     ) -> Float[Array, "L V"]:
+        """`route`: the routing code (default `cond`, else the mean context token); ignored without routing."""
         length, width = x.shape[0], self.segment.shape[1]
         h = jax.vmap(self.embed)(x) + sinusoidal_positions(length, width) + self.segment[1][None, :]
         if cond is not None and not self.film:
             h = h + cond[None, :]
+        body_cond = cond if self.film else None
+        positions = None
+        if self.routing:
+            if route is None:
+                route = cond if cond is not None else context.mean(axis=0) if context is not None else None
+            if route is None:
+                raise ValueError("a routing decoder needs a routing code, a conditioning vector or context tokens")
+            if self.film and cond is not None and route is not cond:
+                raise ValueError("a FiLM decoder routes by its conditioning vector; pass cond or route, not both")
+            body_cond = route
+            positions = jnp.arange(length)
+            if context is not None:
+                positions = jnp.concatenate([jnp.full((context.shape[0],), -1), positions])
         if context is not None:
             h = jnp.concatenate([context + self.segment[0][None, :], h], axis=0)
-        h = self.body(h, cond if self.film else None)
+        h = self.body(h, body_cond, positions)
         return jax.vmap(self.out)(h[h.shape[0] - length :])
 
 
@@ -114,6 +141,22 @@ def with_query_pair(batch: Batch) -> tuple[Int[Array, "B P L"], Int[Array, "B P 
     ys = jnp.concatenate([batch.outputs, batch.query_output[:, None, :]], axis=1)
     mask = jnp.concatenate([batch.pair_mask, jnp.ones_like(batch.pair_mask[:, :1])], axis=1)
     return xs, ys, mask
+
+
+def with_query_slot(
+    xs: Int[Array, "m L"], ys: Int[Array, "m L"], mask: Bool[Array, " m"]
+) -> tuple[Int[Array, "P L"], Int[Array, "P L"], Bool[Array, " P"]]:
+    """The m spec pairs plus an empty slot where the query pair would be (P = m + 1, the new slot masked out).
+
+    Training reads P = m + 1 context slots with the held-out one as padding; at test time the query is the
+    held-out pair, so its slot must be there as padding too, or the decoder reads one slot fewer than it was
+    trained on (for in_context and ttt, whose decoder reads every slot's tokens).
+    """
+    return (
+        jnp.concatenate([xs, xs[:1]], axis=0),
+        jnp.concatenate([ys, ys[:1]], axis=0),
+        jnp.concatenate([mask, jnp.zeros_like(mask[:1])], axis=0),
+    )
 
 
 def held_out_masks(mask: Bool[Array, " P"]) -> Bool[Array, "P P"]:
@@ -171,7 +214,7 @@ class InContext(eqx.Module):
         self.proj = eqx.nn.Linear(spec.model.inductor.width, width, key=k2)
         self.pad = 0.02 * jax.random.normal(k3, (width,))
         self.slot = 0.02 * jax.random.normal(k4, (self.slots, width))
-        self.decoder = Decoder(spec, shapes.values, film=False, key=k5)
+        self.decoder = Decoder(spec, shapes.values, film=False, length=shapes.length, key=k5)
 
     def encode(self, xs: Int[Array, "P L"], ys: Int[Array, "P L"]) -> Float[Array, "P C D"]:
         """Per-pair context tokens (in the decoder's width)."""
@@ -179,9 +222,15 @@ class InContext(eqx.Module):
         return jax.vmap(jax.vmap(self.proj))(enc) + self.slot[None, :, :]
 
     def predict(self, enc: Float[Array, "P C D"], ctx: Bool[Array, " P"], x: Int[Array, " L"]) -> Float[Array, "L V"]:
-        """Logits of y for input x given the encodings of the pairs selected by `ctx` (others are padding)."""
+        """Logits of y for input x given the encodings of the pairs selected by `ctx` (others are padding).
+
+        With routing, the decoder's routing code is the mean token of the selected pairs (padding excluded)."""
         tokens = jnp.where(ctx[:, None, None], enc, self.pad[None, None, :])
-        return self.decoder(x, tokens.reshape(-1, tokens.shape[-1]))
+        route = None
+        if self.decoder.routing:
+            w = ctx.astype(enc.dtype)[:, None, None]
+            route = (w * enc).sum(axis=(0, 1)) / jnp.maximum(w.sum() * enc.shape[1], 1.0)
+        return self.decoder(x, tokens.reshape(-1, tokens.shape[-1]), route=route)
 
 
 def build_in_context(spec: Spec, shapes: Shapes, *, key: PRNGKeyArray) -> InContext:
@@ -211,9 +260,11 @@ def in_context_logits(model: InContext, batch: Batch) -> tuple[Float[Array, "B L
     """Query logits from all spec pairs, and leave-one-out logits of every spec pair (for spec fit)."""
 
     def one(xs, ys, mask, xq):
+        m = xs.shape[0]
+        xs, ys, mask = with_query_slot(xs, ys, mask)  # the query's slot is padding, as in training
         enc = model.encode(xs, ys)
         query = model.predict(enc, mask, xq)
-        loo = jax.vmap(model.predict, in_axes=(None, 0, 0))(enc, held_out_masks(mask), xs)
+        loo = jax.vmap(model.predict, in_axes=(None, 0, 0))(enc, held_out_masks(mask)[:m], xs[:m])
         return query, loo
 
     return jax.vmap(one)(batch.inputs, batch.outputs, batch.pair_mask, batch.query_input)

@@ -64,7 +64,7 @@ class LPN(eqx.Module):
         self.head = eqx.nn.Linear(spec.model.inductor.width, 2 * self.latent.dim, key=k2)
         self.proj = eqx.nn.Linear(self.latent.dim, spec.model.executor.width, key=k3)
         film = spec.model.executor.conditioning == "film"
-        self.decoder = Decoder(spec, shapes.values, film=film, key=k4)
+        self.decoder = Decoder(spec, shapes.values, film=film, length=shapes.length, key=k4)
 
     def encode(self, xs: Int[Array, "P L"], ys: Int[Array, "P L"]) -> tuple[Float[Array, "P d"], Float[Array, "P d"]]:
         """Per-pair latent mean and log-variance."""

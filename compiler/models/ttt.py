@@ -21,6 +21,7 @@ from nlic.compiler.models.in_context import (
     in_context_loss,
     loo_task_loss,
     solution_from_logits,
+    with_query_slot,
 )
 from nlic.compiler.spec import SearchSpec
 
@@ -43,8 +44,11 @@ def fine_tune(model: InContext, xs: Array, ys: Array, mask: Array, search: Searc
     params, static = eqx.partition(model, eqx.is_inexact_array)
     optim = optax.adam(search.lr)
 
+    # Each spec pair is predicted from the others with the query's slot as padding too: the slot count of training.
+    xs_q, ys_q, mask_q = with_query_slot(xs, ys, mask)
+
     def loss_fn(p):
-        nll, _ = loo_task_loss(eqx.combine(p, static), xs, ys, mask, mask)
+        nll, _ = loo_task_loss(eqx.combine(p, static), xs_q, ys_q, mask_q, mask_q)
         return nll
 
     def step(carry, _):
