@@ -233,6 +233,11 @@ class SearchSpec:
         "shallower search solved (cascade's gradient search then runs on the rest). A task ends at the first depth "
         "that fits its spec exactly, so the cost falls with the share of tasks short programs solve.",
     )
+    grow: bool = _f(
+        False, "gradient and cascade: every start after the first also writes 1, 2, ... copies of the program's "
+        "likeliest operator into its skip slots (spread over the starts), so that programs longer than the "
+        "inductor's are within reach: a slot saturated at the skip token gets almost no gradient.",
+    )
     batch: int = _f(16, "Tasks solved at once.", min=1)
 
     def branch_width(self, vocab: int) -> int:

@@ -219,3 +219,33 @@ def test_exact_ties_are_broken_by_likelihood_in_float32():
     assert bool(_better(fit[0], ll[0], fit[2], ll[2]))  # more exact pairs beat any likelihood
     assert not bool(_better(fit[3], ll[3], fit[0], ll[0]))  # NaN likelihood never wins
     assert int(_best_index(jnp.asarray([0.5, 0.5]), jnp.asarray([-jnp.inf, -jnp.inf]))) == 0
+
+
+def test_grow_starts_span_longer_programs_of_the_likeliest_operator(model_tasks):
+    """`search.grow`: start 0 is the inductor's own embedding; start s writes the likeliest operator slot into the
+    first ceil(s * free / (S - 1)) skip slots, so the starts' programs run up to every slot in use (a slot saturated
+    at skip gets almost no gradient, so descent alone rarely lengthens a program)."""
+    from nlic.runtime.search import _grown
+
+    spec, model, tasks = model_tasks
+    b = tasks.batch()
+    skip = spec.language.skip_token
+    e0 = model.extend_slots(model.pooled_slots(b.inputs[0], b.outputs[0], b.pair_mask[0]))
+    n = 5
+    grown = _grown(model, e0, jnp.broadcast_to(e0, (n,) + e0.shape))  # no noise: the programs are exact
+    progs = np.asarray(jnp.argmax(jax.vmap(model.token_logits)(grown), axis=-1))
+    base = progs[0]
+    np.testing.assert_array_equal(base, np.asarray(jnp.argmax(model.token_logits(e0), axis=-1)))
+    free = int((base == skip).sum())
+    used = [(p != skip).sum() for p in progs]
+    assert used[0] == len(base) - free
+    assert used == sorted(used) and used[-1] == len(base)  # lengths grow with s, the last start fills every slot
+    for p in progs[1:]:  # only skip slots change, and they change to one operator
+        changed = p != base
+        assert np.all(base[changed] == skip) and len(set(p[changed].tolist())) <= 1
+    grad = _search(method="gradient", starts=4, steps=3, grow=True)
+    from nlic.runtime.solve import solve
+
+    res = solve(spec, model, tasks, search=grad)
+    none = solve(spec, model, tasks, search=_search(method="none"))
+    assert np.all(res.spec_fit >= none.spec_fit - 1e-6)

@@ -214,7 +214,11 @@ class InContext(eqx.Module):
         self.proj = eqx.nn.Linear(spec.model.inductor.width, width, key=k2)
         self.pad = 0.02 * jax.random.normal(k3, (width,))
         self.slot = 0.02 * jax.random.normal(k4, (self.slots, width))
-        self.decoder = Decoder(spec, shapes.values, film=False, length=shapes.length, key=k5)
+        # Without routing the decoder reads the context by attention only (no conditioning vector). With routing it
+        # is conditioned on the pooled context as LPN's decoder is on its latent: routing bias, and FiLM when
+        # `conditioning: film`.
+        ex = spec.model.executor
+        self.decoder = Decoder(spec, shapes.values, film=ex.routing and ex.conditioning == "film", length=shapes.length, key=k5)
 
     def encode(self, xs: Int[Array, "P L"], ys: Int[Array, "P L"]) -> Float[Array, "P C D"]:
         """Per-pair context tokens (in the decoder's width)."""
@@ -224,12 +228,15 @@ class InContext(eqx.Module):
     def predict(self, enc: Float[Array, "P C D"], ctx: Bool[Array, " P"], x: Int[Array, " L"]) -> Float[Array, "L V"]:
         """Logits of y for input x given the encodings of the pairs selected by `ctx` (others are padding).
 
-        With routing, the decoder's routing code is the mean token of the selected pairs (padding excluded)."""
+        With routing, the decoder's routing code (and FiLM vector, with `conditioning: film`) is the mean token of
+        the selected pairs (padding excluded)."""
         tokens = jnp.where(ctx[:, None, None], enc, self.pad[None, None, :])
         route = None
         if self.decoder.routing:
             w = ctx.astype(enc.dtype)[:, None, None]
             route = (w * enc).sum(axis=(0, 1)) / jnp.maximum(w.sum() * enc.shape[1], 1.0)
+        if self.decoder.film:
+            return self.decoder(x, tokens.reshape(-1, tokens.shape[-1]), cond=route)
         return self.decoder(x, tokens.reshape(-1, tokens.shape[-1]), route=route)
 
 
