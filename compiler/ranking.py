@@ -22,7 +22,9 @@ def clip_loglik(ll: Float[Array, "..."]) -> Float[Array, "..."]:
     return jnp.clip(jnp.nan_to_num(ll, nan=LL_FLOOR), LL_FLOOR, 0.0)
 
 
-def better(fit: Float[Array, "..."], ll: Float[Array, "..."], fit0: Float[Array, "..."], ll0: Float[Array, "..."]) -> Bool[Array, "..."]:
+def better(
+    fit: Float[Array, "..."], ll: Float[Array, "..."], fit0: Float[Array, "..."], ll0: Float[Array, "..."]
+) -> Bool[Array, "..."]:
     """Whether (fit, ll) beats (fit0, ll0) lexicographically: more of the spec reproduced exactly, then a higher
     likelihood."""
     return (fit > fit0) | ((fit == fit0) & (clip_loglik(ll) > clip_loglik(ll0)))

@@ -75,9 +75,10 @@ class Decoder(eqx.Module):
 
     With `model.executor.routing` (as in the NLI specs of the shift suite) the decoder's attention also gets a
     per-head bias over relative offsets between input positions chosen by a code, exactly as NLI's step network
-    gets one from each token: the code is `cond` when given (the latent of `lpn`/`dlpn`), else `route` (the mean
-    token of the real context pairs for `in_context` and `ttt`); `model.executor.mirrors` adds the bias over position sums. Context tokens then
-    carry no position, so offsets are those within the datum.
+    gets one from each token: the code is `route` when given, else `cond` (the latent of `lpn`/`dlpn`; for
+    `in_context`/`ttt` the mean token of the real context pairs, passed as one or the other), else the mean context
+    token; `model.executor.mirrors` adds a bias over position sums. Context tokens then carry no position, so
+    offsets are those within the datum.
     """
 
     embed: eqx.nn.Embedding
@@ -218,7 +219,8 @@ class InContext(eqx.Module):
         # is conditioned on the pooled context as LPN's decoder is on its latent: routing bias, and FiLM when
         # `conditioning: film`.
         ex = spec.model.executor
-        self.decoder = Decoder(spec, shapes.values, film=ex.routing and ex.conditioning == "film", length=shapes.length, key=k5)
+        film = ex.routing and ex.conditioning == "film"
+        self.decoder = Decoder(spec, shapes.values, film=film, length=shapes.length, key=k5)
 
     def encode(self, xs: Int[Array, "P L"], ys: Int[Array, "P L"]) -> Float[Array, "P C D"]:
         """Per-pair context tokens (in the decoder's width)."""
