@@ -141,12 +141,12 @@ def _prior(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKey
 
 
 # ----------------------------------------------------------------------------------------------- gradient
-def _grown(model: NLI, e0: Float[Array, "Tmax D"], starts: Float[Array, "S Tmax D"]) -> Float[Array, "S Tmax D"]:
-    """`search.grow`: start s >= 1 writes the likeliest operator slot's embedding (plus that start's noise) into the
-    first g_s skip slots of the inductor's program, g_s = ceil(s * free / (S - 1)) for `free` skip slots, so the
-    starts span every longer program of that operator; start 0 stays the inductor's own embedding."""
+def _grown(model: NLI, e0: Float[Array, "Tmax D"], noise: Float[Array, "S Tmax D"]) -> Float[Array, "S Tmax D"]:
+    """`search.grow`: the starts `e0 + noise`, except that start s >= 1 has the likeliest operator slot's embedding
+    in the first g_s skip slots of the inductor's program, g_s = ceil(s * free / (S - 1)) for `free` skip slots, so
+    the starts span every longer program of that operator; start 0 keeps the inductor's own program."""
     skip = model.cfg.skip_token
-    n = starts.shape[0]
+    n = noise.shape[0]
     prob = jax.nn.softmax(model.token_logits(e0), axis=-1)  # Tmax K
     is_skip = jnp.argmax(prob, axis=-1) == skip
     op_prob = prob.at[:, skip].set(0.0).max(axis=-1)
@@ -155,8 +155,7 @@ def _grown(model: NLI, e0: Float[Array, "Tmax D"], starts: Float[Array, "S Tmax 
     rank = jnp.cumsum(is_skip)  # 1-based rank of each skip slot
     grow = jnp.ceil(jnp.arange(n) * free / max(n - 1, 1))  # [S]; 0 for start 0
     fill = is_skip[None, :] & (rank[None, :] <= grow[:, None])  # S Tmax
-    noise = starts - e0[None]
-    return jnp.where(fill[..., None], e0[src][None, None, :] + noise, starts)
+    return jnp.where(fill[..., None], e0[src][None, None, :], e0[None]) + noise
 
 
 def _gradient_core(
@@ -176,9 +175,7 @@ def _gradient_core(
     k_init, k_run = jax.random.split(key)
     noise = jax.random.normal(k_init, (search.starts,) + e0.shape) * hyper["init_noise"]
     noise = noise.at[0].set(0.0)  # the inductor's own embedding is always one of the starts
-    starts = e0[None] + noise
-    if search.grow and search.starts > 1:
-        starts = _grown(model, e0, starts)
+    starts = _grown(model, e0, noise) if search.grow and search.starts > 1 else e0[None] + noise
     opt = optax.adam(hyper["lr"])
     steps = search.steps
     denom = max(steps - 1, 1)

@@ -76,8 +76,8 @@ class Decoder(eqx.Module):
     With `model.executor.routing` (as in the NLI specs of the shift suite) the decoder's attention also gets a
     per-head bias over relative offsets between input positions chosen by a code, exactly as NLI's step network
     gets one from each token: the code is `route` when given, else `cond` (the latent of `lpn`/`dlpn`; for
-    `in_context`/`ttt` the mean token of the real context pairs, passed as one or the other), else the mean context
-    token; `model.executor.mirrors` adds a bias over position sums. Context tokens then carry no position, so
+    `in_context`/`ttt` the mean token of the real context pairs, passed as one or the other);
+    `model.executor.mirrors` adds a bias over position sums. Context tokens then carry no position, so
     offsets are those within the datum.
     """
 
@@ -108,7 +108,7 @@ class Decoder(eqx.Module):
         cond: Float[Array, " D"] | None = None,
         route: Float[Array, " D"] | None = None,
     ) -> Float[Array, "L V"]:
-        """`route`: the routing code (default `cond`, else the mean context token); ignored without routing."""
+        """`route`: the routing code (default `cond`); ignored without routing."""
         length, width = x.shape[0], self.segment.shape[1]
         h = jax.vmap(self.embed)(x) + sinusoidal_positions(length, width) + self.segment[1][None, :]
         if cond is not None and not self.film:
@@ -116,10 +116,9 @@ class Decoder(eqx.Module):
         body_cond = cond if self.film else None
         positions = None
         if self.routing:
+            route = cond if route is None else route
             if route is None:
-                route = cond if cond is not None else context.mean(axis=0) if context is not None else None
-            if route is None:
-                raise ValueError("a routing decoder needs a routing code, a conditioning vector or context tokens")
+                raise ValueError("a routing decoder needs a routing code or a conditioning vector")
             if self.film and cond is not None and route is not cond:
                 raise ValueError("a FiLM decoder routes by its conditioning vector; pass cond or route, not both")
             body_cond = route
