@@ -22,7 +22,7 @@ from nlic.compiler.models.in_context import (
     sequence_nll,
     with_query_pair,
 )
-from nlic.compiler.models.layers import MLP, sinusoidal_positions
+from nlic.compiler.models.layers import MLP
 from nlic.compiler.models.lpn import latent_solution, pool
 from nlic.compiler.ranking import best_index, clip_loglik
 from nlic.compiler.spec import RelaxationSpec, SearchSpec, Spec
@@ -40,6 +40,7 @@ class DLPN(eqx.Module):
     encoder: PairEncoder
     head: MLP
     codes: Float[Array, "K D"]
+    proj: eqx.nn.Linear
     decoder: Decoder
     slots: int = eqx.field(static=True)
     max_length: int = eqx.field(static=True)
@@ -47,14 +48,15 @@ class DLPN(eqx.Module):
     relaxation: RelaxationSpec = eqx.field(static=True)
 
     def __init__(self, spec: Spec, shapes: Shapes, *, key: PRNGKeyArray):
-        k1, k2, k3, k4 = jax.random.split(key, 4)
+        k1, k2, k3, k4, k5 = jax.random.split(key, 5)
         lang, ind = spec.language, spec.model.inductor
         self.slots, self.max_length, self.skip = lang.length, max(lang.max_length, lang.length), lang.skip_token
         self.relaxation = spec.relaxation
         self.encoder = PairEncoder(spec, shapes.values, lang.length, key=k1)
         self.head = MLP(ind.width, ind.head_hidden, lang.vocab, key=k2)
-        # Unit scale, like the sinusoidal slot positions they are added to.
-        self.codes = jax.random.normal(k3, (lang.vocab, spec.model.executor.width))
+        width = spec.model.executor.width
+        self.codes = jax.random.normal(k3, (lang.vocab, width))
+        self.proj = eqx.nn.Linear(self.max_length * width, width, key=k5)
         film = spec.model.executor.conditioning == "film"
         self.decoder = Decoder(spec, shapes.values, film=film, length=shapes.length, key=k4)
 
@@ -64,9 +66,10 @@ class DLPN(eqx.Module):
         return jnp.concatenate([z, extra], axis=0)
 
     def decode(self, z: Float[Array, "Tmax K"], x: Int[Array, " L"]) -> Float[Array, "L V"]:
-        """Logits of y given input x and a (soft or one-hot) program of `max_length` slots."""
-        tokens = z @ self.codes + sinusoidal_positions(z.shape[0], self.codes.shape[1])
-        return self.decoder(x, tokens, tokens.mean(axis=0))
+        """Logits of y given input x and a (soft or one-hot) program of `max_length` slots: the slots' code
+        vectors, concatenated in order and projected, condition the decoder as LPN's latent does (an earlier
+        version fed them as context tokens with their mean as the code: it never left the loss plateau)."""
+        return self.decoder(x, None, self.proj((z @ self.codes).reshape(-1)))
 
     def spec_nll(self, z: Float[Array, "Tmax K"], xs: Array, ys: Array, mask: Array) -> Float[Array, ""]:
         nll, _ = sequence_nll(jax.vmap(self.decode, in_axes=(None, 0))(z, xs), ys)
@@ -173,7 +176,8 @@ def _descend(model: DLPN, e: Array, xs, ys, mask, search: SearchSpec, key: PRNGK
     steps = search.steps
 
     def objective(e, tau, key):
-        z = _relax(model.head(e), tau, key, gumbel=True, straight_through=model.relaxation.straight_through)
+        z = _relax(model.head(e), tau, key, gumbel=model.relaxation.inductor_gumbel,
+                   straight_through=model.relaxation.straight_through)
         return model.spec_nll(model.pad(z), xs, ys, mask)
 
     def step(carry, i):
