@@ -195,6 +195,17 @@ def test_dlpn_programs_replay_to_the_reported_outputs():
         np.testing.assert_array_equal(np.asarray(kind.execute(model, short, batch.query_input)), sol.outputs)
 
 
+def test_dlpn_decoder_reads_which_tokens_and_in_what_order():
+    # The program conditions the decoder as LPN's latent does (its code vectors concatenated in order, projected):
+    # an earlier design fed them as unordered context and trained to a plateau that ignored the latent.
+    spec, _, model, _, _ = trained("dlpn")  # trained: the conditioning starts as the identity
+    x = jnp.arange(L) % V
+    hot = lambda toks: model.pad(jax.nn.one_hot(jnp.asarray(toks), spec.language.vocab))  # noqa: E731
+    a, b, swapped = (model.decode(hot(t), x) for t in ([1, 2], [3, 2], [2, 1]))
+    assert not np.allclose(a, b, atol=1e-4)
+    assert not np.allclose(a, swapped, atol=1e-4)
+
+
 def test_dlpn_prior_search_is_at_least_as_good_as_the_mode():
     spec, kind, model, _, solve = trained("dlpn")
     batch = shift_batch(4, seed=2)
