@@ -197,7 +197,7 @@ def test_dlpn_programs_replay_to_the_reported_outputs():
 
 def test_dlpn_decoder_reads_which_tokens_and_in_what_order():
     # The program conditions the decoder as LPN's latent does (its code vectors concatenated in order, projected):
-    # an earlier design fed them as unordered context and trained to a plateau that ignored the latent.
+    # different tokens, and the same tokens in another order, are different programs.
     spec, _, model, _, _ = trained("dlpn")  # trained: the conditioning starts as the identity
     x = jnp.arange(L) % V
     hot = lambda toks: model.pad(jax.nn.one_hot(jnp.asarray(toks), spec.language.vocab))  # noqa: E731

@@ -67,8 +67,7 @@ class DLPN(eqx.Module):
 
     def decode(self, z: Float[Array, "Tmax K"], x: Int[Array, " L"]) -> Float[Array, "L V"]:
         """Logits of y given input x and a (soft or one-hot) program of `max_length` slots: the slots' code
-        vectors, concatenated in order and projected, condition the decoder as LPN's latent does (an earlier
-        version fed them as context tokens with their mean as the code: it never left the loss plateau)."""
+        vectors, concatenated in order and projected, condition the decoder as LPN's latent does."""
         return self.decoder(x, None, self.proj((z @ self.codes).reshape(-1)))
 
     def spec_nll(self, z: Float[Array, "Tmax K"], xs: Array, ys: Array, mask: Array) -> Float[Array, ""]:
