@@ -24,6 +24,7 @@ from nlic.compiler.models.in_context import (
 )
 from nlic.compiler.models.layers import MLP
 from nlic.compiler.models.lpn import latent_solution, pool
+from nlic.compiler.models.nli import relax_tokens
 from nlic.compiler.ranking import best_index, clip_loglik
 from nlic.compiler.spec import RelaxationSpec, SearchSpec, Spec
 
@@ -75,23 +76,11 @@ class DLPN(eqx.Module):
         return masked_mean(nll, mask)
 
 
-def _relax(logits: Array, tau: Array, key: PRNGKeyArray, *, gumbel: bool, straight_through: bool) -> Array:
-    """Gumbel-Softmax tokens at temperature tau (hard forward, soft backward when straight-through)."""
-    if gumbel:
-        logits = logits + jax.random.gumbel(key, logits.shape)
-    soft = jax.nn.softmax(logits / tau, axis=-1)
-    if not straight_through:
-        return soft
-    hard = jax.nn.one_hot(jnp.argmax(soft, axis=-1), soft.shape[-1], dtype=soft.dtype)
-    return hard + soft - jax.lax.stop_gradient(soft)
-
-
 def _dlpn_task_loss(model: DLPN, xs, ys, mask, tau, key):
     emb = jax.vmap(model.encoder)(xs, ys)  # [P, T, D]
     ctx = held_out_masks(mask)
     logits = model.head(pool(ctx, emb))  # [P, T, K]
-    rel = model.relaxation
-    z = _relax(logits, tau, key, gumbel=rel.inductor_gumbel, straight_through=rel.straight_through)
+    z = relax_tokens(logits, tau, model.relaxation, key=key)
     nll, exact = sequence_nll(jax.vmap(model.decode)(jax.vmap(model.pad)(z), xs), ys)
     # log P(token k never used at slot j) over this task's held-out pairs; summed over tasks in the batch.
     never = (jnp.log1p(-jax.nn.softmax(logits, axis=-1) + 1e-6) * mask[:, None, None]).sum(axis=0)
@@ -175,8 +164,7 @@ def _descend(model: DLPN, e: Array, xs, ys, mask, search: SearchSpec, key: PRNGK
     steps = search.steps
 
     def objective(e, tau, key):
-        z = _relax(model.head(e), tau, key, gumbel=model.relaxation.inductor_gumbel,
-                   straight_through=model.relaxation.straight_through)
+        z = relax_tokens(model.head(e), tau, model.relaxation, key=key)
         return model.spec_nll(model.pad(z), xs, ys, mask)
 
     def step(carry, i):
