@@ -3,7 +3,10 @@
 Each configuration is compiled once on a one-task batch outside the timing, then timed on the whole split
 (wall-clock seconds on this machine; `execs/task` is the method's budget in program executions on one spec pair).
 
-Usage: python benchmarks/search.py RUN_DIR [--split ood] [--tasks 100]
+Each --config starts from a base search section, the run's saved one or, with `--spec FILE`, that spec file's
+(a run directory keeps the search section it was trained with; the spec file may have moved on since).
+
+Usage: python benchmarks/search.py RUN_DIR [--spec SPEC] [--split ood] [--tasks 100]
            [--config "enumerate depth=6 branch=3" --config "gradient starts=8 steps=30" ...]
 """
 
@@ -49,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", type=int, default=100)
     p.add_argument("--seed", type=int, default=12345, help="seed of the sampled tasks")
     p.add_argument("--config", action="append", help="search configuration (repeatable); default: a fixed sweep")
+    p.add_argument("--spec", help="take the base search section from this spec file instead of the run's")
     args = p.parse_args(argv)
 
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -58,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     from nlic.runtime.tasks import sample_split
 
     spec, model = load_run(args.run_dir)
+    if args.spec:
+        from nlic.compiler import load_spec
+
+        spec = dataclasses.replace(spec, search=load_spec(args.spec).search)
     tasks = sample_split(spec, args.split, args.tasks, seed=args.seed)
     print(f"# {spec.name}: {args.tasks} {args.split} tasks, {os.cpu_count()} CPUs")
     print("| search | accuracy | s/task | tasks solved per s | execs/task |")
@@ -73,4 +81,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nlic.grammar.errors import NlicError
+
+    try:
+        sys.exit(main())
+    except NlicError as e:  # a bad run directory or spec file: the located message, not a traceback
+        print(e.render(), file=sys.stderr)
+        sys.exit(2)

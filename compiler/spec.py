@@ -131,13 +131,14 @@ class InductorSpec:
     mlp_ratio: int = _f(2, "Hidden size of each transformer MLP as a multiple of width.", min=1, max=16)
     head_hidden: int = _f(128, "Hidden size of the shared slot MLP that maps slot embeddings to codebook logits.", min=1)
     relations: bool = _f(
-        True, "nli: add each position's value-equality pattern against the other datum (y_j == x_i for all i) to "
-        "the pair embedding, so cross-position relations (moves, reversals) are visible before any attention is learned.",
+        True, "nli and dlpn (whose encoder is the NLI inductor): add each position's value-equality pattern against "
+        "the other datum (y_j == x_i for all i) to the pair embedding, so cross-position relations (moves, reversals) "
+        "are visible before any attention is learned.",
     )
     positions: Literal["sequence", "datum"] = _f(
-        "sequence", "nli: attention positions of the per-pair encoder: the index in the concatenated [slots, input, "
-        "output] sequence, or the position within the datum (input and output share them, so offset 0 pairs x_i "
-        "with y_i and offset k a move by k; slots have none).", choices=("sequence", "datum"),
+        "sequence", "nli and dlpn: attention positions of the per-pair encoder: the index in the concatenated "
+        "[slots, input, output] sequence, or the position within the datum (input and output share them, so offset 0 "
+        "pairs x_i with y_i and offset k a move by k; slots have none).", choices=("sequence", "datum"),
     )
 
 
@@ -238,7 +239,18 @@ class SearchSpec:
         "likeliest operator into its skip slots (spread over the starts), so that programs longer than the "
         "inductor's are within reach: a slot saturated at the skip token gets almost no gradient.",
     )
+    length: int = _f(
+        0, "Program slots the NLI searches none, prior, gradient and cascade work on: the inductor's language.length "
+        "slots plus skip slots to grow into (0 = language.max_length). A gradient step costs in proportion to it, "
+        "so a language whose programs are short searches faster with fewer slots; found programs are padded with "
+        "the skip token to language.max_length.", min=0, max=4096,
+    )
     batch: int = _f(16, "Tasks solved at once.", min=1)
+
+    def slots(self, length: int, max_length: int) -> int:
+        """Slots the search works on for a language of `length` trained and `max_length` allowed slots (a value
+        outside [length, max_length], e.g. from a command-line override, is clamped into it)."""
+        return max(length, min(self.length or max_length, max_length))
 
     def branch_width(self, vocab: int) -> int:
         """Tokens the enumerate search tries per position in a language of `vocab` tokens (skip excluded)."""

@@ -423,6 +423,13 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
             c.error(c.loc_of("search.depth"), f"enumerating {width}^{search.depth} programs per task is too many "
                     f"(limit {MAX_ENUMERATED:,})", f"lower search.depth to {fit} or set search.branch below {width}")
 
+    if ok("search.length", "language.length", "language.max_length") and search.length and not (
+        lang.length <= search.length <= lang.max_length
+    ):
+        c.error(c.loc_of("search.length"), f"search.length ({search.length}) is outside language.length .. "
+                f"language.max_length ({lang.length} .. {lang.max_length})",
+                f"use a length in {lang.length}..{lang.max_length}, or 0 for language.max_length")
+
     registry, kinds = _model_kinds()
     if ok("model.kind") and spec.model.kind not in kinds:
         c.error(c.loc_of("model.kind"), f"unknown model kind '{spec.model.kind}'", did_you_mean(spec.model.kind, kinds))

@@ -85,6 +85,13 @@ def _discrete_outputs(model: NLI, program: Int[Array, " T"], task: Task) -> Int[
     return out
 
 
+def _slots(model: NLI, task: Task, search: SearchSpec) -> Float[Array, "S D"]:
+    """The pooled slot embeddings padded to the search's `search.slots` slots (see `NLI.extend_slots`)."""
+    cfg = model.cfg
+    return model.extend_slots(model.pooled_slots(task.inputs, task.outputs, task.mask),
+                              search.slots(cfg.length, cfg.max_length))
+
+
 def _tasks(batch: Batch) -> Task:
     return Task(batch.inputs, batch.outputs, batch.pair_mask, batch.query_input)
 
@@ -105,6 +112,7 @@ def _runner(per_task: Callable[..., tuple]) -> Callable[..., Solution]:
     def run(model: NLI, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray) -> Solution:
         hyper = {"lr": jnp.asarray(search.lr, jnp.float32), "init_noise": jnp.asarray(search.init_noise, jnp.float32)}
         prog, out, fit, ll, soft = batched(model, batch, _statics(search), hyper, key)
+        prog = pad_program(prog, model.cfg.max_length, model.cfg.skip_token)  # searched on search.slots slots
         if model.program_proj is not None:
             out = soft
         return Solution(programs=prog, outputs=out, spec_fit=fit, spec_loglik=ll, soft_outputs=soft)
@@ -115,7 +123,7 @@ def _runner(per_task: Callable[..., tuple]) -> Callable[..., Solution]:
 
 # --------------------------------------------------------------------------------------------------- none
 def _none(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
-    slots = model.extend_slots(model.pooled_slots(task.inputs, task.outputs, task.mask))
+    slots = _slots(model, task, search)
     prog = jnp.argmax(model.token_logits(slots), axis=-1).astype(jnp.int32)
     fit, _ = spec_scores(model, prog, task.inputs, task.outputs, task.mask)
     tau_e, tau_d = _end_temps(search)
@@ -130,12 +138,13 @@ def _prior(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKey
     logits = model.token_logits(slots)  # T K
     sampled = jax.random.categorical(key, logits, axis=-1, shape=(search.starts - 1, cfg.length))
     progs = jnp.concatenate([jnp.argmax(logits, -1)[None], sampled], axis=0).astype(jnp.int32)
-    progs = pad_program(progs, cfg.max_length, cfg.skip_token)
+    n_slots = search.slots(cfg.length, cfg.max_length)
+    progs = pad_program(progs, n_slots, cfg.skip_token)
     fit, ll = jax.vmap(lambda p: spec_scores(model, p, task.inputs, task.outputs, task.mask))(progs)
     best = best_index(fit, ll)
     prog = progs[best]
     tau_e, tau_d = _end_temps(search)
-    ext = model.extend_slots(slots)
+    ext = model.extend_slots(slots, n_slots)
     soft_ll = _soft_spec_loglik(model, ext, task, tau_e, tau_d, key=key, noise=False)
     return prog, _discrete_outputs(model, prog, task), fit[best], soft_ll, _soft_predict(model, ext, task.query, tau_e, tau_d)
 
@@ -169,9 +178,10 @@ def _gradient_core(
     already solves costs no gradient step.
 
     Returns:
-        Final slot embeddings [S, Tmax, D] and each start's best discrete program, exact fit and hard likelihood.
+        Final slot embeddings [starts, search slots, D] and each start's best discrete program (padded to
+        max_length), exact fit and hard likelihood.
     """
-    e0 = model.extend_slots(model.pooled_slots(task.inputs, task.outputs, task.mask))  # Tmax D
+    e0 = _slots(model, task, search)  # S D: search.slots slots
     k_init, k_run = jax.random.split(key)
     noise = jax.random.normal(k_init, (search.starts,) + e0.shape) * hyper["init_noise"]
     noise = noise.at[0].set(0.0)  # the inductor's own embedding is always one of the starts
@@ -180,10 +190,10 @@ def _gradient_core(
     steps = search.steps
     denom = max(steps - 1, 1)
 
-    def evaluate(e):
+    def evaluate(e):  # programs padded to max_length, so that a seed_best of any method fits beside them
         prog = jnp.argmax(model.token_logits(e), axis=-1).astype(jnp.int32)
         fit, ll = spec_scores(model, prog, task.inputs, task.outputs, task.mask)
-        return prog, fit, ll
+        return pad_program(prog, model.cfg.max_length, model.cfg.skip_token), fit, ll
 
     def objective(e, t, k):
         tau_e = jnp.asarray(search.tau_inductor.at(t), jnp.float32)
@@ -230,6 +240,7 @@ def _pick(model: NLI, task: Task, search: SearchSpec, finals, progs, fits, lls, 
         best = jnp.argmax(soft_lls)
         prog = jnp.argmax(model.token_logits(finals[best]), axis=-1).astype(jnp.int32)
         fit, _ = spec_scores(model, prog, task.inputs, task.outputs, task.mask)
+        prog = pad_program(prog, model.cfg.max_length, model.cfg.skip_token)
     e = finals[best]
     return prog, _discrete_outputs(model, prog, task), fit, soft_lls[best], _soft_predict(model, e, task.query, tau_e, tau_d)
 
@@ -272,9 +283,10 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec) -> tuple:
         ll = jax.vmap(jax.vmap(_pair_loglik))(lp, jnp.broadcast_to(task.outputs[None], vals.shape))
         return (exact * w[None]).sum(-1) / n, (ll * w[None]).sum(-1) / n
 
-    slots = model.extend_slots(model.pooled_slots(task.inputs, task.outputs, task.mask))
+    slots = _slots(model, task, search)
     prog0 = jnp.argmax(model.token_logits(slots), axis=-1).astype(jnp.int32)
     fit0, ll0 = spec_scores(model, prog0, task.inputs, task.outputs, task.mask)
+    prog0 = pad_program(prog0, cfg.max_length, cfg.skip_token)
     best = (prog0, fit0, ll0)
 
     def one_step(x, op):
@@ -345,8 +357,10 @@ def _cost_prior(model: NLI, search: SearchSpec) -> int:
 
 def _cost_gradient(model: NLI, search: SearchSpec) -> int:
     # A soft forward + backward pass counts as 3 executions, plus one hard check per step (upper bound: the
-    # loop stops early once the spec is solved).
-    return search.starts * (1 + 4 * search.steps)
+    # loop stops early once the spec is solved); an execution of search.slots slots is that fraction of one.
+    cfg = model.cfg
+    runs = search.starts * (1 + 4 * search.steps) * search.slots(cfg.length, cfg.max_length)
+    return -(-runs // cfg.max_length)
 
 
 def _cost_enumerate(model: NLI, search: SearchSpec) -> int:

@@ -249,3 +249,27 @@ def test_grow_starts_span_longer_programs_of_the_likeliest_operator(model_tasks)
     res = solve(spec, model, tasks, search=grad)
     none = solve(spec, model, tasks, search=_search(method="none"))
     assert np.all(res.spec_fit >= none.spec_fit - 1e-6)
+
+
+@pytest.mark.parametrize("method", ["none", "prior", "gradient", "cascade"])
+def test_search_length_works_on_fewer_slots_and_pads_to_max_length(model_tasks, method):
+    """`search.length`: the search's programs use only the first `length` slots (the rest is skip, so the padded
+    program means the same), each is scored exactly, and a gradient search costs in proportion to the slots."""
+    from nlic.compiler.models.nli import execute
+    from nlic.runtime.search import search_cost
+    from nlic.runtime.solve import solve
+
+    spec, model, tasks = model_tasks
+    lang = spec.language
+    short = _search(method=method, length=lang.length)
+    res = solve(spec, model, tasks, search=short)
+    assert res.programs.shape == (len(tasks), lang.max_length)
+    if method != "cascade":  # enumeration's repetitions may still use every slot
+        assert np.all(res.programs[:, lang.length:] == lang.skip_token)
+    np.testing.assert_array_equal(execute(model, res.programs, tasks.query_inputs), res.outputs)
+    # A length outside [language.length, max_length] (a command-line override, say) is clamped into it.
+    assert dataclasses.replace(short, length=1).slots(lang.length, lang.max_length) == lang.length
+    assert dataclasses.replace(short, length=99).slots(lang.length, lang.max_length) == lang.max_length
+    if method == "gradient":
+        full = search_cost(model, dataclasses.replace(short, length=0))
+        assert search_cost(model, short) == -(-full * lang.length // lang.max_length)

@@ -146,6 +146,13 @@ def test_cross_field_checks():
     assert "max_length (4) is shorter than language.length (9)" in messages
 
 
+def test_search_length_must_lie_between_the_trained_and_the_longest_program():
+    (d,) = errors(MINIMAL + "language: {length: 4, max_length: 8}\nsearch:\n  length: 9\n")
+    assert "search.length (9) is outside language.length .. language.max_length (4 .. 8)" in d.message
+    assert (d.loc.line, d.loc.col) == (5, 11) and "0 for language.max_length" in d.hint
+    assert parse_spec(MINIMAL + "language: {length: 4, max_length: 8}\nsearch: {length: 4}\n", "s.yaml").search.length == 4
+
+
 def test_a_bad_field_does_not_cause_follow_up_errors():
     # width is rejected, so heads is not checked against the default width.
     (d,) = errors(MINIMAL + "model:\n  inductor: {width: wide, heads: 7}\n")

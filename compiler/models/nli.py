@@ -207,11 +207,11 @@ class NLI(eqx.Module):
         w = mask.astype(e.dtype)
         return jnp.einsum("m,mtd->td", w, e) / jnp.maximum(w.sum(), 1.0)
 
-    def extend_slots(self, slots: Float[Array, "T D"]) -> Float[Array, "Tmax D"]:
-        """Pad T slot embeddings to `max_length`; extra slots copy the slot most likely to be skip, so they
-        start as (near-)no-ops and search can turn them into operators for longer programs."""
-        extra = self.cfg.max_length - slots.shape[0]
-        if extra == 0:
+    def extend_slots(self, slots: Float[Array, "T D"], length: int | None = None) -> Float[Array, "Tmax D"]:
+        """Pad T slot embeddings to `length` (default `max_length`); extra slots copy the slot most likely to be
+        skip, so they start as (near-)no-ops and search can turn them into operators for longer programs."""
+        extra = (self.cfg.max_length if length is None else length) - slots.shape[0]
+        if extra <= 0:
             return slots
         p_skip = jax.nn.softmax(self.token_logits(slots), axis=-1)[:, self.cfg.skip_token]
         fill = slots[jnp.argmax(p_skip)]
