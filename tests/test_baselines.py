@@ -206,6 +206,20 @@ def test_dlpn_decoder_reads_which_tokens_and_in_what_order():
     assert not np.allclose(a, swapped, atol=1e-4)
 
 
+def test_dlpn_encoder_is_the_nli_inductor():
+    # D-LPN and NLI differ only in how a program is executed: the same per-pair inductor, with its relation
+    # features (`inductor.relations`) and positions, writes both programs.
+    from nlic.compiler.models.nli import Inductor
+
+    spec, _, model, _, _ = trained("dlpn")
+    assert isinstance(model.encoder, Inductor) and spec.model.inductor.relations
+    assert model.encoder.relation_x is not None
+    x = jnp.arange(L) % V
+    slots = model.encoder.encode(x, jnp.roll(x, 1))
+    assert slots.shape == (spec.language.length, spec.model.inductor.width)
+    assert model.encoder.head(slots).shape == (spec.language.length, spec.language.vocab)
+
+
 def test_dlpn_prior_search_is_at_least_as_good_as_the_mode():
     spec, kind, model, _, solve = trained("dlpn")
     batch = shift_batch(4, seed=2)

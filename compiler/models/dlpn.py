@@ -15,16 +15,14 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from nlic.compiler.kinds import MODEL_KINDS, Batch, ModelKind, Shapes, Solution
 from nlic.compiler.models.in_context import (
     Decoder,
-    PairEncoder,
     check_method,
     held_out_masks,
     masked_mean,
     sequence_nll,
     with_query_pair,
 )
-from nlic.compiler.models.layers import MLP
 from nlic.compiler.models.lpn import latent_solution, pool
-from nlic.compiler.models.nli import relax_tokens
+from nlic.compiler.models.nli import Inductor, NLIConfig, relax_tokens
 from nlic.compiler.ranking import best_index, clip_loglik
 from nlic.compiler.spec import RelaxationSpec, SearchSpec, Spec
 
@@ -38,8 +36,7 @@ class DLPN(eqx.Module):
     so that searched and replayed programs of any length up to `max_length` are in distribution.
     """
 
-    encoder: PairEncoder
-    head: MLP
+    encoder: Inductor
     codes: Float[Array, "K D"]
     proj: eqx.nn.Linear
     decoder: Decoder
@@ -49,12 +46,15 @@ class DLPN(eqx.Module):
     relaxation: RelaxationSpec = eqx.field(static=True)
 
     def __init__(self, spec: Spec, shapes: Shapes, *, key: PRNGKeyArray):
-        k1, k2, k3, k4, k5 = jax.random.split(key, 5)
-        lang, ind = spec.language, spec.model.inductor
+        k1, _, k3, k4, k5 = jax.random.split(key, 5)  # k2 was the separate head's key; keys stay as they were
+        lang = spec.language
         self.slots, self.max_length, self.skip = lang.length, max(lang.max_length, lang.length), lang.skip_token
         self.relaxation = spec.relaxation
-        self.encoder = PairEncoder(spec, shapes.values, lang.length, key=k1)
-        self.head = MLP(ind.width, ind.head_hidden, lang.vocab, key=k2)
+        # The encoder is NLI's inductor (per-pair transformer, its `relations` and `positions` options, slot MLP
+        # to codebook logits), so D-LPN and NLI differ only in how the program is executed.
+        cfg = NLIConfig(vocab=lang.vocab, length=lang.length, max_length=self.max_length, skip_token=lang.skip_token,
+                        values=lang.values or shapes.values, positions=shapes.length, relaxation=spec.relaxation)
+        self.encoder = Inductor(spec, cfg, key=k1)
         width = spec.model.executor.width
         self.codes = jax.random.normal(k3, (lang.vocab, width))
         self.proj = eqx.nn.Linear(self.max_length * width, width, key=k5)
@@ -77,9 +77,9 @@ class DLPN(eqx.Module):
 
 
 def _dlpn_task_loss(model: DLPN, xs, ys, mask, tau, key):
-    emb = jax.vmap(model.encoder)(xs, ys)  # [P, T, D]
+    emb = jax.vmap(model.encoder.encode)(xs, ys)  # [P, T, D]
     ctx = held_out_masks(mask)
-    logits = model.head(pool(ctx, emb))  # [P, T, K]
+    logits = model.encoder.head(pool(ctx, emb))  # [P, T, K]
     z = relax_tokens(logits, tau, model.relaxation, key=key)
     nll, exact = sequence_nll(jax.vmap(model.decode)(jax.vmap(model.pad)(z), xs), ys)
     # log P(token k never used at slot j) over this task's held-out pairs; summed over tasks in the batch.
@@ -127,8 +127,8 @@ def dlpn_solve(model: DLPN, batch: Batch, search: SearchSpec, *, key: PRNGKeyArr
     hot = lambda logits: jax.nn.one_hot(jnp.argmax(logits, axis=-1), vocab)  # noqa: E731
 
     def infer(xs, ys, mask, key):
-        pooled = pool(mask[None, :], jax.vmap(model.encoder)(xs, ys))[0]  # [T, D]
-        logits = model.head(pooled)
+        pooled = pool(mask[None, :], jax.vmap(model.encoder.encode)(xs, ys))[0]  # [T, D]
+        logits = model.encoder.head(pooled)
         if search.method == "prior":
             samples = jax.random.categorical(key, logits, shape=(search.starts, *logits.shape[:1]))
             samples = samples.at[0].set(jnp.argmax(logits, axis=-1))  # the mode is always a candidate
@@ -143,7 +143,7 @@ def dlpn_solve(model: DLPN, batch: Batch, search: SearchSpec, *, key: PRNGKeyArr
             ends = jax.vmap(_descend, in_axes=(None, 0, None, None, None, None, 0))(
                 model, starts, xs, ys, mask, search, jax.random.split(k_run, search.starts)
             )
-            end_logits = model.head(ends)  # [S, T, K]
+            end_logits = model.encoder.head(ends)  # [S, T, K]
             hard = jax.vmap(model.pad)(hot(end_logits))
             soft = jax.vmap(model.pad)(jax.nn.softmax(end_logits / tau_end, axis=-1))
             # One scoring pass over both candidate sets (one decoder call site keeps compilation short).
@@ -164,7 +164,7 @@ def _descend(model: DLPN, e: Array, xs, ys, mask, search: SearchSpec, key: PRNGK
     steps = search.steps
 
     def objective(e, tau, key):
-        z = relax_tokens(model.head(e), tau, model.relaxation, key=key)
+        z = relax_tokens(model.encoder.head(e), tau, model.relaxation, key=key)
         return model.spec_nll(model.pad(z), xs, ys, mask)
 
     def step(carry, i):
