@@ -52,9 +52,7 @@ class DLPN(eqx.Module):
         self.relaxation = spec.relaxation
         # The encoder is NLI's inductor (per-pair transformer, its `relations` and `positions` options, slot MLP
         # to codebook logits), so D-LPN and NLI differ only in how the program is executed.
-        cfg = NLIConfig(vocab=lang.vocab, length=lang.length, max_length=self.max_length, skip_token=lang.skip_token,
-                        values=lang.values or shapes.values, positions=shapes.length, relaxation=spec.relaxation)
-        self.encoder = Inductor(spec, cfg, key=k1)
+        self.encoder = Inductor(spec, NLIConfig.of(spec, shapes), key=k1)
         width = spec.model.executor.width
         self.codes = jax.random.normal(k3, (lang.vocab, width))
         self.proj = eqx.nn.Linear(self.max_length * width, width, key=k5)

@@ -57,6 +57,13 @@ class NLIConfig:
     positions: int
     relaxation: RelaxationSpec
 
+    @classmethod
+    def of(cls, spec: Spec, shapes: Shapes) -> NLIConfig:
+        """The configuration of `spec` on data of `shapes` (V from language.values, or the data's alphabet)."""
+        lang = spec.language
+        return cls(vocab=lang.vocab, length=lang.length, max_length=lang.max_length, skip_token=lang.skip_token,
+                   values=lang.values or shapes.values, positions=shapes.length, relaxation=spec.relaxation)
+
 
 class Inductor(eqx.Module):
     """Per-pair transformer with T learned query tokens; a shared MLP maps slot embeddings to codebook logits."""
@@ -171,15 +178,7 @@ class NLI(eqx.Module):
                 f"language.max_length = {lang.max_length} is shorter than language.length = {lang.length}",
                 hint=f"set max_length >= {lang.length}",
             )
-        self.cfg = NLIConfig(
-            vocab=lang.vocab,
-            length=lang.length,
-            max_length=lang.max_length,
-            skip_token=lang.skip_token,
-            values=V,
-            positions=shapes.length,
-            relaxation=spec.relaxation,
-        )
+        self.cfg = NLIConfig.of(spec, shapes)
         k1, k2, k3 = jax.random.split(key, 3)
         self.inductor = Inductor(spec, self.cfg, key=k1)
         self.executor = Executor(spec, self.cfg, key=k2)
