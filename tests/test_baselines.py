@@ -179,6 +179,25 @@ def test_lpn_search_never_worse_than_its_start():
     assert (grad.spec_loglik >= none.spec_loglik - 1e-5).all()
 
 
+def test_lpn_inner_step_scores_each_held_out_latent_on_the_other_pairs_only():
+    # The training inner step gathers the P - 1 other pairs of each held-out pair (P (P - 1) decodes); it must be
+    # the same step as scoring all P pairs with the held-out one (and padding pairs) masked out.
+    from nlic.compiler.models.in_context import held_out_masks, with_query_pair
+    from nlic.compiler.models.lpn import _others, pool
+
+    spec, _, model, _, _ = trained("lpn")
+    xs, ys, mask = (a[0] for a in with_query_pair(shift_batch(2, seed=3)))  # task 0 has a padding pair
+    assert not bool(mask.all())
+    z = jax.random.normal(jax.random.key(1), (xs.shape[0], spec.model.latent.dim))
+    ctx = held_out_masks(mask)
+    zs = pool(ctx, z)
+    masked = jax.vmap(jax.grad(model.spec_nll), in_axes=(0, None, None, 0))(zs, xs, ys, ctx)
+    o = _others(xs.shape[0])
+    assert all(j not in row for j, row in enumerate(o.tolist())) and o.shape == (xs.shape[0], xs.shape[0] - 1)
+    gathered = jax.vmap(jax.grad(model.spec_nll))(zs, xs[o], ys[o], mask[o])
+    np.testing.assert_allclose(gathered, masked, rtol=1e-5, atol=1e-7)
+
+
 def test_dlpn_programs_replay_to_the_reported_outputs():
     spec, kind, model, _, solve = trained("dlpn")
     assert kind.discrete_programs and kind.execute is not None

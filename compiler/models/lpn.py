@@ -12,6 +12,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
@@ -82,16 +83,23 @@ class LPN(eqx.Module):
         return masked_mean(nll, mask)
 
 
+def _others(p: int) -> np.ndarray:
+    """Row j: the indices of the p - 1 pairs other than j, in order."""
+    return np.array([[i for i in range(p) if i != j] for j in range(p)], dtype=np.int32).reshape(p, p - 1)
+
+
 def _lpn_task_loss(model: LPN, xs, ys, mask, key):
     mean, logvar = model.encode(xs, ys)
     z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
     kl = 0.5 * (jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar).sum(axis=-1)
-    ctx = held_out_masks(mask)
-    zs = pool(ctx, z)
+    zs = pool(held_out_masks(mask), z)
     # "Grad N" training: a few ascent steps on each pooled latent over its context pairs. The gradient is a
     # constant (stop-gradient), so the encoder learns to land where one step helps, without second order terms.
+    # Each held-out pair's latent is scored on the P - 1 others only (gathered), not on all P with the held-out
+    # one masked: P (P - 1) decoder passes per step instead of P^2 (20 instead of 25 at P = 5).
+    others = _others(xs.shape[0])
     for _ in range(model.latent.inner_steps):
-        grads = jax.vmap(jax.grad(model.spec_nll), in_axes=(0, None, None, 0))(zs, xs, ys, ctx)
+        grads = jax.vmap(jax.grad(model.spec_nll))(zs, xs[others], ys[others], mask[others])
         zs = zs - model.latent.inner_lr * jax.lax.stop_gradient(grads)
     nll, exact = sequence_nll(jax.vmap(model.decode)(zs, xs), ys)
     return masked_mean(nll, mask), masked_mean(kl, mask), masked_mean(exact, mask)
