@@ -30,3 +30,14 @@ def getkey():
         return sub
 
     return _getkey
+
+
+def skip_without_exedec():
+    """Skip the calling test when the ExeDec DeepCoder test files (outside the repository) cannot be found."""
+    from nlic.grammar.errors import DataError
+    from nlic.runtime.tasks.deepcoder import find_data_dir
+
+    try:
+        find_data_dir()
+    except DataError as e:
+        pytest.skip(f"ExeDec data not available: {e}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import skip_without_exedec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p for p in (ROOT / "specs").rglob("*") if p.suffix in (".yaml", ".nls"))
@@ -59,6 +60,8 @@ def test_spec_lowers(path):
     from nlic.runtime.tasks import sample_split, shapes_of
 
     spec = shrink(load_spec(path))
+    if spec.task.family == "deepcoder":
+        skip_without_exedec()
     kind = kind_of(spec)
     model = kind.build(spec, shapes_of(spec), key=jax.random.key(0))
     batch = sample_split(spec, spec.task.train_split, spec.training.batch, seed=0).batch()
