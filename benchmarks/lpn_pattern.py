@@ -119,10 +119,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from nlic.grammar.errors import NlicError
+    from nlic.runtime.cli import guarded
 
-    try:
-        sys.exit(main())
-    except NlicError as e:  # a bad run directory or spec file: the located message, not a traceback
-        print(e.render(), file=sys.stderr)
-        sys.exit(2)
+    sys.exit(guarded(main))  # bad input: the located message and exit code 2, not a traceback

@@ -66,4 +66,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nlic.runtime.cli import guarded
+
+    sys.exit(guarded(main))  # bad input: the located message and exit code 2, not a traceback

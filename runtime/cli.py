@@ -10,10 +10,12 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from nlic.grammar.errors import NlicError
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["main", "guarded", "COMMANDS"]
 
 # name -> (module under nlic.runtime.commands, one-line help). Each module defines
 # `add_arguments(parser)` and `run(args) -> int`.
@@ -59,8 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     debug = args.debug or bool(os.environ.get("NLIC_DEBUG"))
     mod = importlib.import_module(f"nlic.runtime.commands.{args._module}")
+    return guarded(lambda: mod.run(args), debug=debug)
+
+
+def guarded(fn: Callable[[], Any], *, debug: bool = False) -> int:
+    """Run `fn()` and return its exit code: bad input (an `NlicError`, a missing or unreadable path) prints its
+    located message and gives 2, never a traceback; Ctrl-C gives 130, a closed pipe 0; `debug` re-raises instead.
+
+    The `nlic` commands and the `benchmarks/` scripts (`sys.exit(guarded(main))`) share it.
+    """
     try:
-        return int(mod.run(args) or 0)
+        return int(fn() or 0)
     except NlicError as e:
         if debug:
             raise
@@ -77,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
