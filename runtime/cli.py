@@ -89,5 +89,6 @@ def guarded(fn: Callable[[], Any], *, debug: bool = False) -> int:
     except BrokenPipeError:
         return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

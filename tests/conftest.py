@@ -33,11 +33,12 @@ def getkey():
 
 
 def skip_without_exedec():
-    """Skip the calling test when the ExeDec DeepCoder test files (outside the repository) cannot be found."""
+    """The ExeDec DeepCoder test folder; skips the calling test when it cannot be found (it lives outside the
+    repository)."""
     from nlic.grammar.errors import DataError
     from nlic.runtime.tasks.deepcoder import find_data_dir
 
     try:
-        find_data_dir()
+        return find_data_dir()
     except DataError as e:
         pytest.skip(f"ExeDec data not available: {e}")

@@ -5,19 +5,14 @@ import random
 
 import numpy as np
 import pytest
+from conftest import skip_without_exedec
 
 from nlic.runtime.tasks import deepcoder_dsl as dsl
 
 
 @pytest.fixture(scope="module")
 def data_dir():
-    from nlic.grammar.errors import DataError
-    from nlic.runtime.tasks.deepcoder import find_data_dir
-
-    try:
-        return find_data_dir()
-    except DataError as e:  # the benchmark files live outside the repository
-        pytest.skip(f"ExeDec data not available: {e}")
+    return skip_without_exedec()
 
 
 def _spec(pairs=2, **params):
