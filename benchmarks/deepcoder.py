@@ -26,6 +26,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from nlic.compiler import load_spec
+from nlic.compiler.families import sample_split
+from nlic.compiler.families.deepcoder_dsl import EXPERIMENTS
+from nlic.compiler.kinds import MODEL_KINDS
+from nlic.compiler.seeds import derive_seed
+from nlic.grammar.errors import NlicError
+from nlic.runtime.evaluate import trained_model
+from nlic.runtime.files import atomic_write
+from nlic.runtime.solve import solve, warm_up
+from nlic.runtime.cli import guarded
+
 __all__ = ["main", "run_split", "DEFAULT_CONFIGS"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +56,6 @@ EVAL_SETS = ("id", "ood loo", "ood fresh")
 
 
 def _spec(args: argparse.Namespace, experiment: str, kind: str = "nli"):
-    from nlic.compiler import load_spec
-
     spec = load_spec(args.spec)
     params = {**dict(spec.task.params), "split": experiment, "pool": args.pool, "query": "loo"}
     r = dataclasses.replace
@@ -67,9 +76,6 @@ def _spec(args: argparse.Namespace, experiment: str, kind: str = "nli"):
 
 
 def _eval_sets(spec, n: int, n_id: int) -> dict[str, object]:
-    from nlic.runtime.tasks import sample_split
-    from nlic.runtime.train import derive_seed
-
     r = dataclasses.replace
     fresh = r(spec, task=r(spec.task, pairs=3, params=tuple(sorted({**dict(spec.task.params),
                                                                     "query": "fresh"}.items()))))
@@ -82,9 +88,6 @@ def _eval_sets(spec, n: int, n_id: int) -> dict[str, object]:
 
 def kind_configs(kind: str, given: list[str] | None) -> tuple[str, ...]:
     """The search configurations one kind runs: its defaults, or the `--config`s with a method it has."""
-    import nlic.compiler.models  # noqa: F401  (registers the kinds)
-    from nlic.compiler.kinds import MODEL_KINDS
-
     if not given:
         return DEFAULT_CONFIGS.get(kind, ("none",))
     methods = MODEL_KINDS.get(kind).search_methods
@@ -102,8 +105,6 @@ def kind_configs(kind: str, given: list[str] | None) -> tuple[str, ...]:
 def run_split(args: argparse.Namespace, experiment: str, out: Path, configs, kind: str = "nli") -> dict[str, object]:
     """Train (or, with --reuse, load) one ExeDec split's model of one kind and evaluate it; returns its results."""
     from benchmarks.search import parse_config
-    from nlic.runtime.evaluate import trained_model
-    from nlic.runtime.solve import solve, warm_up
 
     spec = _spec(args, experiment, kind)
     t0 = time.perf_counter()
@@ -148,13 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.id_tasks = args.id_tasks or args.tasks
 
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
     sys.path.insert(0, str(ROOT))
-    import nlic.compiler.models  # noqa: F401  (registers the kinds)
-    from nlic.compiler.kinds import MODEL_KINDS
-    from nlic.grammar.errors import NlicError
-    from nlic.runtime.run_dir import atomic_write
-    from nlic.runtime.tasks.deepcoder_dsl import EXPERIMENTS
 
     splits = [s.strip().upper() for s in (args.splits or ",".join(EXPERIMENTS)).split(",") if s.strip()]
     unknown = [s for s in splits if s not in EXPERIMENTS]
@@ -204,6 +199,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from nlic.runtime.cli import guarded
-
     sys.exit(guarded(main))  # bad input: the located message and exit code 2, not a traceback

@@ -23,6 +23,11 @@ import sys
 import time
 from pathlib import Path
 
+from nlic.compiler import init_state, kind_of, load_spec, make_optimizer, make_train_step, sample_split, shapes_of
+from nlic.runtime import load_run, solve
+from nlic.runtime.solve import warm_up
+from nlic.runtime.cli import guarded
+
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,17 +40,13 @@ def speed(spec_path: str, batch: int, repeats: int) -> None:
     import jax
     import jax.numpy as jnp
 
-    from nlic.compiler import load_spec
-    from nlic.runtime import train as T
-    from nlic.runtime.tasks import sample_split, shapes_of
-
     spec = load_spec(spec_path)
     spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, batch=batch))
-    kind = T.get_kind(spec)
-    optim = T.make_optimizer(spec.training)
-    model, opt_state, key = T.init_state(spec, kind, shapes_of(spec), optim)
+    kind = kind_of(spec)
+    optim = make_optimizer(spec.training)
+    model, opt_state, key = init_state(spec, kind, shapes_of(spec), optim)
     tasks = sample_split(spec, "train", batch, seed=0).batch()
-    step = T.make_train_step(kind, optim)
+    step = make_train_step(kind, optim)
     args = (model, opt_state, tasks, jnp.float32(0.0), jnp.int32(0), key)
     t0 = time.perf_counter()
     compiled = step.lower(*args).compile()
@@ -71,10 +72,6 @@ def speed(spec_path: str, batch: int, repeats: int) -> None:
 def search(run: str, split: str, n: int, budgets: list[int], seed: int) -> None:
     """Print no search against gradient search of each budget on `n` tasks of `split` of a trained run."""
     import numpy as np
-
-    from nlic.runtime.run_dir import load_run
-    from nlic.runtime.solve import solve, warm_up
-    from nlic.runtime.tasks import sample_split
 
     spec, model = load_run(run)
     tasks = sample_split(spec, split, n, seed=seed)
@@ -110,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
         budgets = [int(b) for b in args.search_steps.split(",") if b.strip()]
     except ValueError:
         p.error(f"--search-steps takes integers separated by commas, not {args.search_steps!r}")
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
     if args.run:
         search(args.run, args.split, args.tasks, budgets, args.seed)
     else:
@@ -119,6 +115,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from nlic.runtime.cli import guarded
-
     sys.exit(guarded(main))  # bad input: the located message and exit code 2, not a traceback

@@ -17,6 +17,13 @@ import dataclasses
 import os
 import sys
 
+from nlic.compiler import load_spec
+from nlic.compiler.families import sample_split
+from nlic.compiler.models.nli.search import search_cost
+from nlic.runtime.run_dir import load_run
+from nlic.runtime.solve import solve, warm_up
+from nlic.runtime.cli import guarded
+
 __all__ = ["main", "DEFAULT_CONFIGS"]
 
 DEFAULT_CONFIGS = (
@@ -55,15 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spec", help="take the base search section from this spec file instead of the run's")
     args = p.parse_args(argv)
 
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from nlic.runtime.run_dir import load_run
-    from nlic.runtime.search import search_cost
-    from nlic.runtime.solve import solve, warm_up
-    from nlic.runtime.tasks import sample_split
 
     spec, model = load_run(args.run_dir)
     if args.spec:
-        from nlic.compiler import load_spec
 
         spec = dataclasses.replace(spec, search=load_spec(args.spec).search)
     tasks = sample_split(spec, args.split, args.tasks, seed=args.seed)
@@ -81,6 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from nlic.runtime.cli import guarded
-
     sys.exit(guarded(main))  # bad input: the located message and exit code 2, not a traceback

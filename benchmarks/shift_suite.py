@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
+
+from nlic.compiler import load_spec
+from nlic.compiler.families import sample_split
+from nlic.compiler.models.nli.search import search_cost
+from nlic.runtime.solve import solve, warm_up
+from nlic.runtime.train import train
+from nlic.runtime.cli import guarded
 
 __all__ = ["main"]
 
@@ -34,12 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "runs" / "bench"), help="parent of the run directories")
     args = p.parse_args(argv)
 
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from nlic.compiler import load_spec
-    from nlic.runtime.search import search_cost
-    from nlic.runtime.solve import solve, warm_up
-    from nlic.runtime.tasks import sample_split
-    from nlic.runtime.train import train
 
     table = []
     budgets = []
@@ -90,6 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from nlic.runtime.cli import guarded
-
     sys.exit(guarded(main))  # bad input: the located message and exit code 2, not a traceback

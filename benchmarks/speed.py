@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
+
+from nlic.compiler import load_spec
+from nlic.compiler.families import sample_split, shapes_of
+from nlic.compiler.models.nli import build, execute
+from nlic.compiler.models.nli.search import search_cost
+from nlic.runtime.solve import solve
+from nlic.runtime.cli import guarded
 
 __all__ = ["main"]
 
@@ -36,15 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
 
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
     import numpy as np
-
-    from nlic.compiler import load_spec
-    from nlic.compiler.models.nli import build, execute
-    from nlic.runtime.search import search_cost
-    from nlic.runtime.solve import solve
-    from nlic.runtime.tasks import sample_split, shapes_of
 
     spec = load_spec(args.spec)
     model = build(spec, shapes_of(spec), key=jax.random.key(spec.seed))
@@ -66,6 +65,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from nlic.runtime.cli import guarded
-
     sys.exit(guarded(main))  # bad input: the located message and exit code 2, not a traceback

@@ -10,6 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from nlic.runtime.cli import main as nlic
+from nlic.runtime.cli import guarded
+
 __all__ = ["main", "spec_paths"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +45,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="also train the separate in_context specs (their 'none' row equals ttt's)")
     args = parser.parse_args(argv)
 
-    from nlic.runtime.cli import main as nlic
-
     command = ["eval", *spec_paths([s.strip() for s in args.splits.split(",") if s.strip()], in_context=args.in_context_spec),
                "--seeds", args.seeds, "--budgets", args.budgets, "--out", args.out, "--runs", args.runs]
     if args.steps is not None:
@@ -55,6 +56,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from nlic.runtime.cli import guarded
-
     sys.exit(guarded(main))  # bad input: the located message and exit code 2, not a traceback

@@ -11,12 +11,12 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import jax
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int
 
-from nlic.compiler.registry import Registry
+from nlic.grammar.errors import Loc
+from nlic.grammar.registry import Registry
 
-__all__ = ["Shapes", "Batch", "Solution", "ModelKind", "MODEL_KINDS"]
+__all__ = ["Shapes", "Batch", "Solution", "ModelKind", "MODEL_KINDS", "kind_of"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +90,13 @@ class ModelKind:
 
 
 MODEL_KINDS: Registry[ModelKind] = Registry("model kind")
+"""Filled by `nlic.compiler.models` (imported by `nlic.compiler`), so a lookup never finds it empty."""
 
-# Silence "unused" for re-exported typing helpers used in annotations by implementers.
-_ = (jax, PRNGKeyArray)
+
+def kind_of(spec: Any) -> ModelKind:
+    """The registered `ModelKind` of `spec.model.kind`.
+
+    Raises:
+        SpecError: no such kind (listing the registered ones).
+    """
+    return MODEL_KINDS.get(spec.model.kind, loc=Loc("model.kind"))

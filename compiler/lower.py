@@ -1,18 +1,16 @@
 """Lowering: build a spec's model at its shapes, AOT-compile train step, search and executor, export the executor.
 
-The exported executor (`jax.export`, serialised StableHLO) replays programs without nlic's model code.
+The exported executor (`jax.export`, serialised StableHLO) replays programs without nlic's model code. Nothing
+here writes files: `nlic.runtime.build.write_build` writes a `CompiledSpec` as a build directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
-import io
-import json
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import equinox as eqx
@@ -20,28 +18,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nlic.grammar.errors import ArtifactError, DataError, Loc, ProgramError
+from nlic.compiler.families import shapes_of
+from nlic.compiler.identity import spec_hash
+from nlic.compiler.kinds import Batch, ModelKind, Shapes, kind_of
+from nlic.compiler.optim import init_fn, make_optimizer, train_step_fn
+from nlic.compiler.spec import Spec
 
 __all__ = [
     "ARTIFACT_FORMAT",
     "ARTIFACT_VERSION",
     "FAST_COMPILE",
-    "kind_of",
+    "CompiledSpec",
     "abstract_model",
     "count_parameters",
     "export_executor",
     "compile_spec",
     "format_summary",
-    "Artifact",
-    "load_artifact",
 ]
 
 ARTIFACT_FORMAT = "nlic-executor"
 ARTIFACT_VERSION = 1
-EXPORT_FILE = "executor.jaxexport"
-EXPORT_META_FILE = "executor.json"
-WEIGHTS_FILE = "weights.npz"
-SUMMARY_FILE = "summary.json"
 EXPORT_PLATFORMS = ("cpu", "cuda")
 
 
@@ -49,29 +45,8 @@ def _is_leaf_array(x: Any) -> bool:
     return eqx.is_array(x) or isinstance(x, jax.ShapeDtypeStruct)
 
 
-def kind_of(spec: Any) -> Any:
-    """The registered `ModelKind` of `spec.model.kind`, importing `nlic.compiler.models.<kind>` on demand.
-
-    Raises:
-        SpecError: no such kind (listing the registered ones).
-    """
-    from nlic.compiler.kinds import MODEL_KINDS
-
-    name = spec.model.kind
-    if name not in MODEL_KINDS:
-        importlib.import_module("nlic.compiler.models")
-        try:
-            importlib.import_module(f"nlic.compiler.models.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"nlic.compiler.models.{name}":
-                raise
-    return MODEL_KINDS.get(name, loc=Loc("model.kind"))
-
-
 def abstract_model(spec: Any) -> Any:
     """The spec's model with `jax.ShapeDtypeStruct` leaves (no computation): a template to load weights into."""
-    from nlic.runtime.tasks import shapes_of
-
     kind = kind_of(spec)
     return eqx.filter_eval_shape(kind.build, spec, shapes_of(spec), key=jax.random.key(0))
 
@@ -128,8 +103,6 @@ def _compile_all(lowered: dict[str, tuple[Any, float]], options: dict[str, Any] 
 
     Returns name -> (compiled, seconds of lowering plus compiling that function).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     def one(item):
         name, (low, lower_s) = item
         t0 = time.perf_counter()
@@ -164,9 +137,7 @@ def _costs(compiled: Any, seconds: float) -> dict[str, Any]:
     }
 
 
-def _abstract_batch(shapes: Any, n: int) -> Any:
-    from nlic.compiler.kinds import Batch
-
+def _abstract_batch(shapes: Shapes, n: int) -> Batch:
     i32 = jnp.int32
     return Batch(
         inputs=jax.ShapeDtypeStruct((n, shapes.pairs, shapes.length), i32),
@@ -195,8 +166,6 @@ def export_executor(spec: Any, kind: Any, model: Any, shapes: Any) -> tuple[byte
     The exported function takes `(weights: list of leaves, programs: int32[b, max_length], inputs: int32[b, L])`
     and returns int32[b, L].
     """
-    from nlic.runtime.run_dir import spec_hash
-
     run, leaves = _executor_fn(kind, model)
     (b,) = jax.export.symbolic_shape("b")
     tmax = int(spec.language.max_length)
@@ -228,26 +197,43 @@ def export_executor(spec: Any, kind: Any, model: Any, shapes: Any) -> tuple[byte
     return blob, meta
 
 
-def compile_spec(spec: Any, *, out: Path | None = None, log: Callable[[str], None] | None = None,
-                 optimize: bool = False) -> dict[str, Any]:
-    """Build, AOT-compile and (with `out`) write the build directory of `spec`; returns the summary.
+@dataclasses.dataclass(frozen=True)
+class CompiledSpec:
+    """What `compile_spec` returns: the summary it reports and what a build directory holds.
 
-    Compiles the training step (one batch of `training.batch` tasks), the search (`kind.solve` on `search.batch`
-    tasks with `spec.search`) and, for kinds with discrete programs, the executor (one datum, a program of
-    `language.max_length` tokens; XLA counts the scanned step once, so its FLOPs are those of one executor step),
-    then exports the executor. All compile at once (with the initialiser) on a thread pool.
+    Attributes:
+        spec: the spec compiled.
+        kind: its model kind.
+        summary: name, kind, spec hash, shapes, parameters, per-function FLOPs / memory / compile seconds,
+            backend, devices and total seconds (what `format_summary` prints and `summary.json` holds).
+        model: the initial model, as `nlic train` starts from it (same seed, same initialiser).
+        executor: the serialised `jax.export` of the executor; None for kinds without discrete programs.
+        executor_meta: its description (`executor.json`); None with `executor`.
+    """
+
+    spec: Spec
+    kind: ModelKind
+    summary: dict[str, Any]
+    model: Any
+    executor: bytes | None = None
+    executor_meta: dict[str, Any] | None = None
+
+
+def compile_spec(spec: Spec, *, log: Callable[[str], None] | None = None, optimize: bool = False) -> CompiledSpec:
+    """Build and AOT-compile `spec`'s functions, and export its executor.
+
+    Compiles the training step that `nlic train` runs (`nlic.compiler.optim.train_step_fn` on one batch of
+    `training.batch` tasks), the search (`kind.solve` on `search.batch` tasks with `spec.search`) and, for kinds
+    with discrete programs, the executor (one datum, a program of `language.max_length` tokens; XLA counts the
+    scanned step once, so its FLOPs are those of one executor step), then exports the executor. All compile at
+    once (with the initialiser) on a thread pool.
 
     Args:
         spec: the validated spec.
-        out: build directory to write (spec.yaml, summary.json, executor.jaxexport, executor.json, weights.npz).
         log: called with one line per stage.
         optimize: compile with XLA's full CPU code generation (as training does) instead of the fast
             `FAST_COMPILE` options; the FLOP and memory estimates are the same, only compile times differ.
     """
-    from nlic.runtime import run_dir as rd
-    from nlic.runtime.tasks import shapes_of
-    from nlic.runtime.train import init_state, make_optimizer
-
     say = log or (lambda _s: None)
     options = None if optimize else FAST_COMPILE
     t_start = time.perf_counter()
@@ -257,24 +243,17 @@ def compile_spec(spec: Any, *, out: Path | None = None, log: Callable[[str], Non
     rest: list[Any] = []
     # Trace the initialiser once; every other function is traced at its output *shapes*, so the initialiser
     # compiles and runs while they are traced and compiled.
-    lowered = {"init": _lower(lambda seed: init_state(spec, kind, shapes, optim), jax.ShapeDtypeStruct((), jnp.uint32),
+    lowered = {"init": _lower(init_fn(spec, kind, shapes, optim), jax.ShapeDtypeStruct((), jnp.uint32),
                               static_out=rest)}
     model, opt_state, key = eqx.combine(lowered["init"][0].out_info, rest[0])
     params = count_parameters(model)
-
-    def train_step(model, opt_state, batch, t, step, key):
-        k = jax.random.fold_in(key, step)
-        (loss, _), grads = eqx.filter_value_and_grad(lambda m: kind.loss(m, batch, t, key=k), has_aux=True)(model)
-        updates, opt_state = optim.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
-        return eqx.apply_updates(model, updates), opt_state, loss
-
     search = spec.search
 
     def solve(model, batch, key):
         return kind.solve(model, batch, search, key=key)
 
     lowered |= {
-        "train_step": _lower(train_step, model, opt_state, _abstract_batch(shapes, spec.training.batch),
+        "train_step": _lower(train_step_fn(kind, optim), model, opt_state, _abstract_batch(shapes, spec.training.batch),
                              jax.ShapeDtypeStruct((), jnp.float32), jax.ShapeDtypeStruct((), jnp.int32), key),
         "search": _lower(solve, model, _abstract_batch(shapes, search.batch), key),
     }
@@ -311,7 +290,7 @@ def compile_spec(spec: Any, *, out: Path | None = None, log: Callable[[str], Non
     summary = {
         "name": spec.name,
         "kind": kind.name,
-        "spec_hash": rd.spec_hash(spec),
+        "spec_hash": spec_hash(spec),
         "shapes": dataclasses.asdict(shapes),
         "parameters": params,
         "functions": functions,
@@ -321,19 +300,7 @@ def compile_spec(spec: Any, *, out: Path | None = None, log: Callable[[str], Non
         "build_s": round(build_s, 3),
         "total_s": round(time.perf_counter() - t_start, 3),
     }
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        rd.write_spec(out, spec)
-        if blob is not None:
-            rd.atomic_write(out / EXPORT_FILE, blob)
-            rd.atomic_write(out / EXPORT_META_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-            buf = io.BytesIO()
-            np.savez(buf, **{f"leaf_{i:05d}": x for i, x in enumerate(rd.weight_leaves(model))})
-            rd.atomic_write(out / WEIGHTS_FILE, buf.getvalue())
-        summary["total_s"] = round(time.perf_counter() - t_start, 3)
-        rd.atomic_write(out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    return summary
+    return CompiledSpec(spec=spec, kind=kind, summary=summary, model=model, executor=blob, executor_meta=meta)
 
 
 def _num(n: float) -> str:
@@ -375,143 +342,3 @@ def format_summary(summary: dict[str, Any]) -> str:
             else "fast code generation; --optimize compiles as training does")
     lines.append(f"total {summary['total_s']:.1f} s ({mode})")
     return "\n".join(lines)
-
-
-# --- the artifact ---------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Artifact:
-    """A loaded build directory: the exported executor and its metadata (no nlic model code needed to run it).
-
-    Attributes:
-        directory: the build directory.
-        meta: `executor.json` (format, version, kind, spec_hash, length, values, vocab, max_length, skip_token,
-            leaves, sha256).
-        exported: the deserialised `jax.export.Exported`.
-    """
-
-    directory: Path
-    meta: dict[str, Any]
-    exported: Any
-
-    @property
-    def spec_hash(self) -> str:
-        return self.meta["spec_hash"]
-
-    def weights(self) -> list[np.ndarray]:
-        """The initial weights written by `nlic compile` (`weights.npz`)."""
-        return self.load_weights(self.directory / WEIGHTS_FILE)
-
-    def load_weights(self, path: Path | str) -> list[np.ndarray]:
-        """Leaves from a weights file (`weights.npz` or a run's `executor_weights.npz`), checked against the export."""
-        from nlic.grammar.errors import CheckpointError
-        from nlic.runtime.run_dir import load_executor_weights
-
-        try:
-            leaves = load_executor_weights(Path(path))
-        except CheckpointError as e:
-            raise ArtifactError(diagnostics=e.diagnostics) from None
-        self._check_weights(leaves, Path(path))
-        return leaves
-
-    def _check_weights(self, weights: Sequence[Any], where: Path | None = None) -> None:
-        spec = self.meta["leaves"]
-        loc = Loc(str(where)) if where is not None else Loc(str(self.directory / EXPORT_META_FILE))
-        if len(weights) != len(spec):
-            raise ArtifactError(f"{len(weights)} weight arrays given, the executor takes {len(spec)}", loc=loc,
-                                hint="use the weights of a run of the same spec")
-        for i, (w, s) in enumerate(zip(weights, spec)):
-            if list(np.shape(w)) != s["shape"] or np.dtype(np.asarray(w).dtype).name != s["dtype"]:
-                raise ArtifactError(
-                    f"weight {i} is {np.asarray(w).dtype.name}{list(np.shape(w))}, the executor takes "
-                    f"{s['dtype']}{s['shape']}",
-                    loc=loc, hint="use the weights of a run of the same spec",
-                )
-
-    def run(self, weights: Sequence[np.ndarray], programs: Any, inputs: Any) -> np.ndarray:
-        """Run discrete programs on inputs with the exported executor.
-
-        Args:
-            weights: leaves in export order (from `weights()`, `load_weights` or a run's `executor_weights.npz`).
-            programs: int [B, T] token ids, T <= max_length (padded here with the skip token).
-            inputs: int [B, L] data in [0, V).
-
-        Returns:
-            int32 [B, L] outputs.
-
-        Raises:
-            ArtifactError: weights of other shapes. ProgramError: tokens out of range or programs too long.
-            DataError: inputs of the wrong length or out-of-range values.
-        """
-        m = self.meta
-        self._check_weights(weights)
-        programs = np.asarray(programs)
-        inputs = np.asarray(inputs)
-        if programs.ndim != 2 or inputs.ndim != 2 or len(programs) != len(inputs):
-            raise DataError(f"expected programs [B, T] and inputs [B, L] with the same B, got {list(programs.shape)} "
-                            f"and {list(inputs.shape)}")
-        if programs.shape[1] > m["max_length"]:
-            raise ProgramError(f"a program of {programs.shape[1]} tokens is longer than the language's maximum "
-                               f"of {m['max_length']}", hint="drop skip tokens or raise language.max_length")
-        if programs.size and (programs.min() < 0 or programs.max() >= m["vocab"]):
-            raise ProgramError(f"program tokens must lie in [0, {m['vocab']})",
-                               hint="check the program file's language")
-        if inputs.shape[1] != m["length"]:
-            raise DataError(f"inputs have length {inputs.shape[1]}, the executor reads {m['length']}")
-        if inputs.size and (inputs.min() < 0 or inputs.max() >= m["values"]):
-            raise DataError(f"input values must lie in [0, {m['values']})")
-        here = jax.default_backend()
-        if here not in self.exported.platforms and not (here == "gpu" and "cuda" in self.exported.platforms):
-            raise ArtifactError(f"the executor was exported for {', '.join(self.exported.platforms)}, not {here}",
-                                loc=Loc(str(self.directory)), hint="re-run `nlic compile` on this machine")
-        pad = m["max_length"] - programs.shape[1]
-        programs = np.pad(programs.astype(np.int32), ((0, 0), (0, pad)), constant_values=m["skip_token"])
-        out = self.exported.call([jnp.asarray(w) for w in weights], jnp.asarray(programs),
-                                 jnp.asarray(inputs, jnp.int32))
-        return np.asarray(out)
-
-
-def load_artifact(build_dir: Path | str) -> Artifact:
-    """Load the exported executor of a build directory written by `nlic compile`.
-
-    Raises:
-        ArtifactError: missing, corrupt (checksum), unsupported or inconsistent files.
-    """
-    d = Path(build_dir)
-    meta_path = d / EXPORT_META_FILE
-    if not d.is_dir():
-        raise ArtifactError("no such build directory", loc=Loc(str(d)),
-                            hint="create it with `nlic compile SPEC --out DIR`")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"no exported executor ({EXPORT_META_FILE} is missing)", loc=Loc(str(d)),
-                            hint="only kinds with discrete programs export one; run `nlic compile SPEC --out DIR`") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"corrupt executor metadata: {e}", loc=Loc(str(meta_path)),
-                            hint="re-run `nlic compile`") from None
-    need = ("format", "version", "spec_hash", "length", "values", "vocab", "max_length", "skip_token", "leaves", "sha256")
-    if not isinstance(meta, dict) or meta.get("format") != ARTIFACT_FORMAT or any(k not in meta for k in need):
-        raise ArtifactError("not an nlic executor description", loc=Loc(str(meta_path)), hint="re-run `nlic compile`")
-    if meta["version"] != ARTIFACT_VERSION:
-        raise ArtifactError(f"executor format version {meta['version']} is not supported (this nlic reads "
-                            f"{ARTIFACT_VERSION})", loc=Loc(str(meta_path)), hint="re-run `nlic compile`")
-    blob_path = d / EXPORT_FILE
-    try:
-        blob = blob_path.read_bytes()
-    except FileNotFoundError:
-        raise ArtifactError("the exported executor is missing", loc=Loc(str(blob_path)),
-                            hint="re-run `nlic compile`") from None
-    if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
-        raise ArtifactError("the exported executor is corrupt (checksum mismatch)", loc=Loc(str(blob_path)),
-                            hint="re-run `nlic compile`")
-    try:
-        exported = jax.export.deserialize(bytearray(blob))
-    except Exception as e:  # flatbuffer / version errors come in several types
-        raise ArtifactError(f"cannot deserialise the exported executor: {e}", loc=Loc(str(blob_path)),
-                            hint="was it written by a newer jax? re-run `nlic compile`") from None
-    if len(exported.in_avals) != len(meta["leaves"]) + 2:
-        raise ArtifactError("executor.json does not describe the exported function's arguments",
-                            loc=Loc(str(meta_path)), hint="re-run `nlic compile`")
-    return Artifact(directory=d, meta=meta, exported=exported)

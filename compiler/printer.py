@@ -1,4 +1,4 @@
-"""Canonical text of a `Spec` in YAML or the native `.nls` syntax, and the spec hash built on it.
+"""Canonical text of a `Spec` in YAML or the native `.nls` syntax (the spec hash is built on it: `identity`).
 
 Every field is printed in schema order (`version` first, task params sorted), floats in shortest round-trip
 form, so print -> parse -> print is the identity and equal specs print to equal text.
@@ -7,7 +7,6 @@ form, so print -> parse -> print is the identity and equal specs print to equal 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from nlic.compiler.spec import IntRange, Schedule, Spec, _num
 from nlic.grammar.tree import type_plain_scalar
 
-__all__ = ["format_spec", "spec_hash", "SYNTAXES"]
+__all__ = ["format_spec", "SYNTAXES"]
 
 SYNTAXES = ("yaml", "nls")
 _YAML_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")
@@ -95,8 +94,3 @@ def format_spec(spec: Spec, syntax: str = "yaml", *, comments: bool = False) -> 
     if syntax not in SYNTAXES:
         raise ValueError(f"unknown syntax {syntax!r}; expected one of {SYNTAXES}")
     return "\n".join(_lines(spec, syntax, 0, comments)) + "\n"
-
-
-def spec_hash(spec: Spec) -> str:
-    """sha256 hex digest of the canonical YAML text: equal specs, whatever their source syntax, hash equal."""
-    return hashlib.sha256(format_spec(spec, "yaml").encode("utf-8")).hexdigest()

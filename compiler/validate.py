@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from nlic.compiler import spec as spec_module
+from nlic.compiler.families import FAMILIES
+from nlic.compiler.kinds import MODEL_KINDS
 from nlic.compiler.spec import DEEPENED_METHODS, IntRange, Schedule, Spec
 from nlic.grammar.errors import Diagnostic, Loc, NlicError, SpecError, did_you_mean
 from nlic.grammar.spec_parser import parse_expression, parse_nls
@@ -28,10 +30,6 @@ __all__ = ["load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax
 
 MAX_SPEC_BYTES = 1 << 20
 MAX_DIAGNOSTICS = 100  # a file of garbage should not print a million lines
-# Used when the registries are still empty (kinds or families not written or not importable yet).
-_FALLBACK_KINDS = ("dlpn", "in_context", "lpn", "nli", "ttt")
-_FALLBACK_METHODS = ("gradient", "none", "prior")
-_FALLBACK_FAMILIES = ("deepcoder", "files", "pattern", "shift", "string_rules")
 _INT_LIMIT = 2**63 - 1
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _SYNTAXES = {".yaml": "yaml", ".yml": "yaml", ".nls": "nls"}
@@ -349,26 +347,6 @@ def _show(value: Any) -> str:
 # -- cross-field checks -----------------------------------------------------------------------------------
 
 
-def _model_kinds() -> tuple[Any, tuple[str, ...]]:
-    from nlic.compiler.kinds import MODEL_KINDS
-
-    try:
-        import nlic.compiler.models  # noqa: F401  (registers the kinds)
-    except ImportError:
-        pass
-    names = tuple(MODEL_KINDS.names())
-    return (MODEL_KINDS, names) if names else (None, _FALLBACK_KINDS)
-
-
-def _families() -> tuple[Any, tuple[str, ...]]:
-    try:
-        from nlic.runtime.tasks import FAMILIES
-    except ImportError:
-        return None, _FALLBACK_FAMILIES
-    names = tuple(FAMILIES.names())
-    return (FAMILIES, names) if names else (None, _FALLBACK_FAMILIES)
-
-
 def _resolve_paths(params: tuple, keys: Any, base: Path) -> tuple:
     """Relative path values of the `keys` params joined to `base` (`keys` may be any container: a family can
     treat every key as a path)."""
@@ -430,11 +408,11 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
                 f"language.max_length ({lang.length} .. {lang.max_length})",
                 f"use a length in {lang.length}..{lang.max_length}, or 0 for language.max_length")
 
-    registry, kinds = _model_kinds()
+    kinds = MODEL_KINDS.names()
     if ok("model.kind") and spec.model.kind not in kinds:
         c.error(c.loc_of("model.kind"), f"unknown model kind '{spec.model.kind}'", did_you_mean(spec.model.kind, kinds))
     elif ok("model.kind", "search.method"):
-        methods = registry.get(spec.model.kind).search_methods if registry is not None else _FALLBACK_METHODS
+        methods = MODEL_KINDS.get(spec.model.kind).search_methods
         if spec.search.method not in methods:
             c.error(c.loc_of("search.method"), f"search method '{spec.search.method}' is not available for model "
                     f"kind '{spec.model.kind}'", did_you_mean(spec.search.method, methods))
@@ -442,16 +420,16 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
             c.error(c.loc_of("search.deepen"), f"search.deepen applies to {' and '.join(DEEPENED_METHODS)}, not to "
                     f"search method '{spec.search.method}'", "remove deepen, or use method: cascade")
 
-    families, names = _families()
+    names = FAMILIES.names()
     if not ok("task.family"):
         return spec
     if spec.task.family not in names:
         c.error(c.loc_of("task.family"), f"unknown task family '{spec.task.family}'",
                 did_you_mean(spec.task.family, names))
         return spec
-    if families is None or not ok("task.params"):
+    if not ok("task.params"):
         return spec
-    family = families.get(spec.task.family)
+    family = FAMILIES.get(spec.task.family)
     params = spec.task.params
     resolved = params
     if base_dir is not None and getattr(family, "path_params", ()):

@@ -1,4 +1,5 @@
-"""Front ends of nlic: the `.lark` grammars (specs, programs), their parsers, and the error hierarchy."""
+"""Front ends of nlic: the `.lark` grammars (specs, programs) and their parsers, plus the base layer every package
+uses: the error hierarchy (`errors.py`) and the generic `Registry`."""
 
 from nlic.grammar.errors import (
     ArtifactError,
@@ -12,6 +13,7 @@ from nlic.grammar.errors import (
     SpecError,
     did_you_mean,
 )
+from nlic.grammar.registry import Registry
 from nlic.grammar.spec_parser import parse_expression, parse_nls
 from nlic.grammar.tree import Document
 from nlic.grammar.yaml_front import parse_yaml
@@ -26,6 +28,7 @@ __all__ = [
     "NlicError",
     "ProgramError",
     "ProgramSyntaxError",
+    "Registry",
     "SpecError",
     "did_you_mean",
     "parse_expression",

@@ -1,1 +1,36 @@
-"""The runtime: task data, training, search, program execution, serialisation and the CLI."""
+"""The runtime: files, loops and the CLI around the compiler: train, solve, replay, evaluate.
+
+The public Python API; the `nlic` commands (`nlic.runtime.cli`) and the `benchmarks/` scripts are thin callers
+of it.
+
+    >>> from nlic.compiler import parse_spec
+    >>> from nlic.runtime import train, solve_to_files, replay
+"""
+
+from nlic.runtime.build import Artifact as Artifact, load_artifact as load_artifact, write_build as write_build
+from nlic.runtime.evaluate import evaluate as evaluate, trained_model as trained_model
+from nlic.runtime.replay import replay as replay
+from nlic.runtime.run_dir import load_run as load_run
+from nlic.runtime.solve import (
+    SolvedFiles as SolvedFiles,
+    SolveResult as SolveResult,
+    solve as solve,
+    solve_to_files as solve_to_files,
+)
+from nlic.runtime.train import TrainResult as TrainResult, train as train
+
+__all__ = [
+    "Artifact",
+    "SolveResult",
+    "SolvedFiles",
+    "TrainResult",
+    "evaluate",
+    "load_artifact",
+    "load_run",
+    "replay",
+    "solve",
+    "solve_to_files",
+    "train",
+    "trained_model",
+    "write_build",
+]

@@ -5,17 +5,17 @@ A checkpoint is one JSON header line (format, spec hash, step, payload checksum)
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import equinox as eqx
 
+from nlic.compiler.identity import spec_data, spec_diff, spec_hash
 from nlic.grammar.errors import CheckpointError, Loc
-from nlic.runtime.run_dir import atomic_write, check_leaves, spec_data, spec_diff, spec_hash
+from nlic.runtime.files import atomic_write, read_sealed, seal, write_sealed
+from nlic.runtime.run_dir import check_leaves
 
 __all__ = [
     "FORMAT",
@@ -32,7 +32,6 @@ FORMAT = "nlic-checkpoint"
 VERSION = 1
 LATEST = "latest"
 _NAME = re.compile(r"^step_(\d{8})\.eqx$")
-_MAX_HEADER = 1 << 20  # the header holds the spec; anything longer is not ours
 
 
 def _name(step: int) -> str:
@@ -58,17 +57,10 @@ def save_checkpoint(directory: Path, state: Any, *, step: int, spec: Any, keep: 
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, state)
     payload = buf.getvalue()
-    header = {
-        "format": FORMAT,
-        "version": VERSION,
-        "spec_hash": spec_hash(spec),
-        "step": int(step),
-        "sha256": hashlib.sha256(payload).hexdigest(),
-        "bytes": len(payload),
-        "spec": spec_data(spec),
-    }
+    header = seal(payload, format=FORMAT, version=VERSION, spec_hash=spec_hash(spec), step=int(step),
+                  spec=spec_data(spec))
     path = directory / _name(step)
-    atomic_write(path, json.dumps(header, sort_keys=True, default=str).encode() + b"\n" + payload)
+    write_sealed(path, payload, header)
     atomic_write(directory / LATEST, path.name + "\n")
     for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         if old != path:
@@ -100,26 +92,10 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 
 def _split(path: Path) -> tuple[dict[str, Any], bytes]:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError("no such checkpoint", loc=Loc(str(path))) from None
-    end = data.find(b"\n", 0, _MAX_HEADER)
-    try:
-        if end < 0:
-            raise ValueError("no header line")
-        header = json.loads(data[:end])
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise ValueError("wrong format tag")
-    except (ValueError, UnicodeDecodeError):
-        raise CheckpointError("not an nlic checkpoint (unreadable header)", loc=Loc(str(path)),
-                              hint="the file is corrupt or was not written by `nlic train`") from None
-    if header.get("version") != VERSION:
-        raise CheckpointError(
-            f"checkpoint format version {header.get('version')} is not supported (this nlic reads {VERSION})",
-            loc=Loc(str(path)), hint="train again with this version of nlic",
-        )
-    return header, data[end + 1 :]
+    """The checked header and payload of a checkpoint (`CheckpointError` if truncated, corrupt or foreign)."""
+    return read_sealed(Path(path), format=FORMAT, version=VERSION, error=CheckpointError, what="checkpoint",
+                       hint="the file is corrupt or was not written by `nlic train`; delete it and --resume uses "
+                            "the previous checkpoint")
 
 
 def read_header(path: Path) -> dict[str, Any]:
@@ -136,11 +112,6 @@ def load_checkpoint(path: Path, like: Any, *, spec: Any) -> tuple[Any, int]:
     """
     path = Path(path)
     header, payload = _split(path)
-    if len(payload) != header.get("bytes") or hashlib.sha256(payload).hexdigest() != header.get("sha256"):
-        raise CheckpointError(
-            f"checkpoint is truncated or corrupt ({len(payload)} of {header.get('bytes')} payload bytes, checksum "
-            "mismatch)", loc=Loc(str(path)), hint="delete it; --resume then uses the previous checkpoint",
-        )
     if header.get("spec_hash") != spec_hash(spec):
         diff = spec_diff(header.get("spec") or {}, spec_data(spec))
         shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")

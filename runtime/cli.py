@@ -7,29 +7,15 @@ traceback; `--debug` shows tracebacks.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from nlic.grammar.errors import NlicError
+from nlic.runtime.commands import COMMANDS
 
 __all__ = ["main", "guarded", "COMMANDS"]
-
-# name -> (module under nlic.runtime.commands, one-line help). Each module defines
-# `add_arguments(parser)` and `run(args) -> int`.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "validate": ("validate", "check a spec and report every error at once"),
-    "fmt": ("fmt", "print a spec as canonical text (YAML or native .nls)"),
-    "compile": ("compile", "validate, lower and XLA-compile a spec; write a build directory"),
-    "train": ("train", "train the inductor and executor end to end"),
-    "solve": ("solve", "induce a program for each task and write them as text"),
-    "run": ("run", "replay a program file on new inputs"),
-    "data": ("data", "show or export the tasks of a spec"),
-    "eval": ("eval", "train and evaluate several specs side by side"),
-}
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlic", description="Compiler and runtime for neural program languages.")
@@ -37,15 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
-        try:
-            mod = importlib.import_module(f"nlic.runtime.commands.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"nlic.runtime.commands.{module}":
-                raise
-            p.set_defaults(_missing=True)
-            continue
-        mod.add_arguments(p)
+        p.set_defaults(_run=module.run)
+        module.add_arguments(p)
     return parser
 
 
@@ -56,12 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    if getattr(args, "_missing", False):
-        print(f"nlic {args.command}: not available in this build", file=sys.stderr)
-        return 2
     debug = args.debug or bool(os.environ.get("NLIC_DEBUG"))
-    mod = importlib.import_module(f"nlic.runtime.commands.{args._module}")
-    return guarded(lambda: mod.run(args), debug=debug)
+    return guarded(lambda: args._run(args), debug=debug)
 
 
 def guarded(fn: Callable[[], Any], *, debug: bool = False) -> int:

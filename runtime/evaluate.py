@@ -14,10 +14,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
+import jax
 import numpy as np
 
+from nlic.compiler.families import sample_split
+from nlic.compiler.identity import UNTRAINED_SECTIONS, trained_spec_diff
+from nlic.compiler.kinds import kind_of
+from nlic.compiler.lower import abstract_model
 from nlic.compiler.spec import SearchSpec, Spec
 from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, SpecError, did_you_mean
+from nlic.runtime import run_dir as rd
+from nlic.runtime.files import atomic_write
+from nlic.runtime.solve import batch_size, solve, warm_up
+from nlic.runtime.train import train
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -122,10 +132,6 @@ def trained_model(
     Raises:
         CheckpointError: the run directory holds another spec's results (and `retrain` is False).
     """
-    from nlic.compiler.lower import abstract_model
-    from nlic.runtime import run_dir as rd
-    from nlic.runtime.train import train
-
     run = Path(runs) / f"{spec.name}-seed{spec.seed}"
     meta = run / rd.MODEL_META_FILE
     if not retrain and meta.is_file():
@@ -133,8 +139,8 @@ def trained_model(
             saved = json.loads(meta.read_text())
         except (OSError, ValueError):
             saved = {}
-        if isinstance(saved, dict) and not rd.trained_spec_diff(saved.get("spec"), spec, ignore=rd.UNTRAINED_SECTIONS):
-            return rd.load_model(run, spec, abstract_model(spec), ignore=rd.UNTRAINED_SECTIONS), "reused"
+        if isinstance(saved, dict) and not trained_spec_diff(saved.get("spec"), spec, ignore=UNTRAINED_SECTIONS):
+            return rd.load_model(run, spec, abstract_model(spec), ignore=UNTRAINED_SECTIONS), "reused"
     try:
         result = train(spec, out=run, resume=not retrain, force=retrain, progress=progress)
     except CheckpointError as e:
@@ -148,9 +154,6 @@ def trained_model(
 
 
 def _compiled_flops(kind: Any, model: Any, batch: Any, search: SearchSpec) -> float:
-    import equinox as eqx
-    import jax
-
     lowered = eqx.filter_jit(kind.solve).lower(model, batch, search, key=jax.random.key(0))
     cost = lowered.lowered.compile().cost_analysis()  # equinox's wrapper keeps jax's `Lowered` as `.lowered`
     if isinstance(cost, (list, tuple)):
@@ -169,8 +172,6 @@ def solve_flops(kind: Any, model: Any, tasks: Any, search: SearchSpec) -> float:
     stages = search.stages()
     if len(stages) > 1:
         return float(sum(solve_flops(kind, model, tasks, stage) for stage in stages))
-    from nlic.runtime.solve import batch_size
-
     size = batch_size(search, len(tasks))
     batch = tasks.take(np.arange(size) % len(tasks)).batch()
     try:
@@ -226,10 +227,6 @@ def evaluate(
     Raises:
         SpecError: duplicate spec names, or a search mode that no spec's kind supports.
     """
-    from nlic.compiler.lower import kind_of
-    from nlic.runtime.solve import solve, warm_up
-    from nlic.runtime.tasks import sample_split
-
     log = log or (lambda _msg: None)
     names = [s.name for s in specs]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -337,7 +334,7 @@ def results_markdown(rows: Sequence[Row]) -> str:
 
 def plot_budget(rows: Sequence[Row], path: Path) -> None:
     """Accuracy (mean over seeds, ± std) against search budget, one panel per split, one line per spec and mode."""
-    import matplotlib
+    import matplotlib  # matplotlib loads only where a plot is drawn: it takes a second to import
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -366,15 +363,11 @@ def plot_budget(rows: Sequence[Row], path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    from nlic.runtime.run_dir import atomic_write
-
     atomic_write(Path(path), buf.getvalue())
 
 
 def write_results(rows: Sequence[Row], out: Path | str) -> dict[str, Path]:
     """Write `results.csv`, `results.md` and `budget.png` into `out` (each file atomically)."""
-    from nlic.runtime.run_dir import atomic_write
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"csv": out / "results.csv", "markdown": out / "results.md", "plot": out / "budget.png"}

@@ -1,19 +1,17 @@
 """Run directories: the locked spec, environment, metrics, checkpoints and final weights of one training run.
 
-Also the identity of a trained language: `spec_hash` (the canonical spec) and `fingerprint` (spec + weights).
+The identity of what they hold (spec hash, fingerprint) is `nlic.compiler.identity`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import io
 import json
-import os
 import platform
 import shutil
 import sys
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,12 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from nlic.compiler.identity import fingerprint, spec_data, spec_hash, trained_spec_diff, weight_leaves
+from nlic.compiler.lower import abstract_model
+from nlic.compiler.printer import format_spec
+from nlic.compiler.validate import load_spec
 from nlic.grammar.errors import CheckpointError, Loc
+from nlic.runtime.files import atomic_write, read_sealed, seal, write_sealed
 
 __all__ = [
     "SPEC_FILE",
@@ -32,14 +35,6 @@ __all__ = [
     "EXECUTOR_WEIGHTS_FILE",
     "CHECKPOINT_DIR",
     "RESULT_FILES",
-    "spec_data",
-    "spec_hash",
-    "spec_diff",
-    "trained_spec_diff",
-    "UNTRAINED_SECTIONS",
-    "weight_leaves",
-    "fingerprint",
-    "atomic_write",
     "env_info",
     "prepare",
     "write_spec",
@@ -50,6 +45,7 @@ __all__ = [
     "save_model",
     "load_model",
     "check_leaves",
+    "executor_weights_npz",
     "save_executor_weights",
     "load_executor_weights",
     "load_run",
@@ -65,118 +61,14 @@ CHECKPOINT_DIR = "checkpoints"
 # Everything a run writes; `--force` removes exactly these and nothing else a user may have put there.
 RESULT_FILES = (SPEC_FILE, ENV_FILE, METRICS_FILE, MODEL_FILE, MODEL_META_FILE, EXECUTOR_WEIGHTS_FILE, CHECKPOINT_DIR)
 MODEL_FORMAT = 1
-
-
-# --- identity -------------------------------------------------------------------------------------------------
-
-
-def _plain(x: Any) -> Any:
-    """A JSON-able, order-stable view of spec values (schedules and ranges as their canonical text)."""
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        # Schedules and ranges are values users write as text; keep that text so diffs read like the spec.
-        if type(x).__name__ in ("Schedule", "IntRange"):
-            return str(x)
-        return {f.name: _plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
-    if isinstance(x, (tuple, list)):
-        # task.params is a tuple of (key, value) pairs: show it as the mapping users wrote.
-        if x and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in x):
-            return {k: _plain(v) for k, v in x}
-        return [_plain(v) for v in x]
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, Path):
-        return str(x)
-    if isinstance(x, float) and x == int(x) and abs(x) < 1e15:
-        return int(x)  # 1.0 and 1 are the same setting; do not let the hash tell them apart
-    return x
-
-
-def spec_data(spec: Any) -> dict[str, Any]:
-    """The spec as a plain nested dict (the basis of `spec_hash` and of mismatch messages)."""
-    return _plain(spec)
-
-
-def spec_hash(spec: Any) -> str:
-    """Hex hash of the canonical spec text (`nlic.compiler.spec_hash`): equal specs hash equal, whatever their
-    source syntax."""
-    from nlic.compiler import spec_hash as canonical_hash
-
-    return canonical_hash(spec)
-
-
-def spec_diff(
-    a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "", *, only_in_b_is_new: bool = False
-) -> list[str]:
-    """Dotted paths whose values differ between two `spec_data` dicts, as `path: a != b` lines.
-
-    `only_in_b_is_new`: a key `a` lacks is a field added since `a` was written (it takes its default, which keeps
-    the old behaviour) and is not a difference.
-    """
-    out: list[str] = []
-    keys = set(b) if not only_in_b_is_new else set()
-    for k in sorted(set(a) | keys):
-        path = f"{prefix}{k}"
-        va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
-        if isinstance(va, Mapping) and isinstance(vb, Mapping):
-            out.extend(spec_diff(va, vb, path + ".", only_in_b_is_new=only_in_b_is_new))
-        elif va != vb:
-            out.append(f"{path}: {json.dumps(va, default=str)} != {json.dumps(vb, default=str)}")
-    return out
-
-
-def weight_leaves(model: Any) -> list[np.ndarray]:
-    """The model's array leaves as NumPy, in `jax.tree_util` order: the order the exported executor takes them."""
-    return [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))]
-
-
-def fingerprint(spec: Any, model: Any) -> str:
-    """Short hex hash of the canonical spec and the weights' bytes; identifies a trained language."""
-    h = hashlib.sha256(spec_hash(spec).encode())
-    for leaf in weight_leaves(model):
-        h.update(f"{leaf.dtype.str}{leaf.shape}".encode())
-        h.update(np.ascontiguousarray(leaf).tobytes())
-    return h.hexdigest()[:16]
+MODEL_FORMAT_TAG = "nlic-model"
 
 
 # --- files ----------------------------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write `path` so that readers see the old or the new content, never a mix (temp + fsync + replace)."""
-    path = Path(path)
-    if isinstance(data, str):
-        data = data.encode()
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename itself is only durable once the directory entry is on disk.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def env_info() -> dict[str, Any]:
     """Versions, backend and devices of this process (written to `env.json` for reproducibility)."""
-    from importlib import metadata
-
     versions = {}
     for pkg in ("nlic", "jax", "jaxlib", "equinox", "optax", "numpy", "lark", "PyYAML"):
         try:
@@ -231,8 +123,6 @@ def prepare(run: Path, *, resume: bool, force: bool) -> bool:
 
 def write_spec(run: Path, spec: Any) -> None:
     """Write the canonical locked spec (`spec.yaml`), the spec every later command reads back."""
-    from nlic.compiler import format_spec  # H-spec's canonical printer
-
     atomic_write(Path(run) / SPEC_FILE, format_spec(spec, syntax="yaml"))
 
 
@@ -270,38 +160,17 @@ def truncate_metrics(run: Path, step: int) -> None:
 
 
 def save_model(run: Path, spec: Any, model: Any, *, step: int) -> str:
-    """Write `model.eqx` (equinox leaves) and `model.json` (spec hash, checksum, fingerprint); returns the
+    """Write `model.eqx` (equinox leaves) sealed by `model.json` (spec hash, checksum, fingerprint); returns the
     fingerprint."""
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, model)
     payload = buf.getvalue()
     fp = fingerprint(spec, model)
-    meta = {
-        "format": "nlic-model",
-        "version": MODEL_FORMAT,
-        "kind": spec.model.kind,
-        "spec_hash": spec_hash(spec),
-        "step": int(step),
-        "sha256": hashlib.sha256(payload).hexdigest(),
-        "bytes": len(payload),
-        "fingerprint": fp,
-        "spec": spec_data(spec),  # to name what differs if the spec later reads back differently
-    }
-    atomic_write(Path(run) / MODEL_FILE, payload)
-    atomic_write(Path(run) / MODEL_META_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    # `spec`: to name what differs if the spec later reads back differently.
+    header = seal(payload, format=MODEL_FORMAT_TAG, version=MODEL_FORMAT, kind=spec.model.kind,
+                  spec_hash=spec_hash(spec), step=int(step), fingerprint=fp, spec=spec_data(spec))
+    write_sealed(Path(run) / MODEL_FILE, payload, header, header_path=Path(run) / MODEL_META_FILE)
     return fp
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"missing {what}", loc=Loc(str(path)), hint="is this a finished run directory?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"corrupt {what}: {e}", loc=Loc(str(path)), hint="re-run `nlic train`") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"corrupt {what}: not a JSON object", loc=Loc(str(path)), hint="re-run `nlic train`")
-    return data
 
 
 def check_leaves(loaded: Any, like: Any, where: Path) -> None:
@@ -324,24 +193,6 @@ def check_leaves(loaded: Any, like: Any, where: Path) -> None:
             )
 
 
-UNTRAINED_SECTIONS = ("search", "eval")
-"""Spec sections training never reads: a run trained under other values of them has the same weights."""
-
-
-def trained_spec_diff(trained: Any, spec: Any, *, ignore: tuple[str, ...] = ()) -> list[str]:
-    """Differences between a run's recorded spec data (`model.json`'s `spec`) and `spec`, as `spec_diff` lines.
-
-    Fields added to nlic since the run was trained are not differences (they default to the old behaviour), nor
-    is anything under the top-level sections in `ignore` (e.g. `UNTRAINED_SECTIONS`).
-    """
-    if not isinstance(trained, Mapping):
-        return ["spec hash differs"]
-    now = spec_data(spec)
-    trained = {k: v for k, v in trained.items() if k not in ignore}
-    now = {k: v for k, v in now.items() if k not in ignore}
-    return spec_diff(trained, now, only_in_b_is_new=True)
-
-
 def load_model(run: Path, spec: Any, like: Any, *, ignore: tuple[str, ...] = ()) -> Any:
     """Read `model.eqx` into the structure of `like`, checking checksum, spec hash and shapes.
 
@@ -349,16 +200,10 @@ def load_model(run: Path, spec: Any, like: Any, *, ignore: tuple[str, ...] = ())
     `UNTRAINED_SECTIONS`); by default the whole spec must match.
     """
     run = Path(run)
-    meta = _read_json(run / MODEL_META_FILE, "model metadata")
     path = run / MODEL_FILE
-    try:
-        payload = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError("missing model weights", loc=Loc(str(path)), hint="did training finish?") from None
-    if hashlib.sha256(payload).hexdigest() != meta.get("sha256"):
-        raise CheckpointError(
-            "model weights are corrupt (checksum mismatch)", loc=Loc(str(path)), hint="re-run `nlic train --resume`"
-        )
+    meta, payload = read_sealed(path, format=MODEL_FORMAT_TAG, version=MODEL_FORMAT, error=CheckpointError,
+                                what="model", header_path=run / MODEL_META_FILE,
+                                hint="is this a finished run directory? re-run `nlic train --resume`")
     diff: list[str] = []
     if meta.get("spec_hash") != spec_hash(spec):
         # A field this nlic added after the run was trained takes its default in the loaded spec (which lacks it
@@ -380,11 +225,16 @@ def load_model(run: Path, spec: Any, like: Any, *, ignore: tuple[str, ...] = ())
     return model
 
 
-def save_executor_weights(run: Path, model: Any) -> None:
-    """Write the flat array leaves as `executor_weights.npz` (`leaf_00000`, ...: the exported executor's order)."""
+def executor_weights_npz(model: Any) -> bytes:
+    """The model's array leaves as an `.npz` (`leaf_00000`, ...: the exported executor's order)."""
     buf = io.BytesIO()
     np.savez(buf, **{f"leaf_{i:05d}": x for i, x in enumerate(weight_leaves(model))})
-    atomic_write(Path(run) / EXECUTOR_WEIGHTS_FILE, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_executor_weights(run: Path, model: Any) -> None:
+    """Write `executor_weights.npz` (`executor_weights_npz`), the weights a build's exported executor takes."""
+    atomic_write(Path(run) / EXECUTOR_WEIGHTS_FILE, executor_weights_npz(model))
 
 
 def load_executor_weights(path: Path) -> list[np.ndarray]:
@@ -412,9 +262,6 @@ def load_run(run_dir: Path | str) -> tuple[Any, Any]:
     Raises:
         CheckpointError: the directory is missing, incomplete, corrupt, or its files disagree.
     """
-    from nlic.compiler import load_spec
-    from nlic.compiler.lower import abstract_model
-
     run = Path(run_dir)
     if not run.is_dir():
         raise CheckpointError("no such run directory", loc=Loc(str(run)), hint="train one with `nlic train SPEC`")

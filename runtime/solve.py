@@ -1,5 +1,6 @@
 """The Python API for test-time search: `solve(spec, model, tasks)` runs a model kind's search over a `TaskSet`
-in fixed-size batches (one jit trace) and scores the predictions against the known query outputs.
+in fixed-size batches (one jit trace) and scores the predictions against the known query outputs;
+`solve_to_files` is `nlic solve`: solve a run's tasks and write its program and prediction files.
 
 A search with several stages (`SearchSpec.stages`, e.g. `deepen`) runs each stage only on the tasks that the
 earlier ones left unsolved (spec fit below 1), with the same batch shape, so each stage is traced once.
@@ -10,16 +11,26 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
 
-import nlic.compiler.models.nli  # noqa: F401  (registers the "nli" kind)
-from nlic.compiler.kinds import MODEL_KINDS, ModelKind
+from nlic.compiler.families import TaskSet, codec_of, family_of, load_tasks, params_of, sample_split
+from nlic.compiler.identity import fingerprint
+from nlic.compiler.kinds import MODEL_KINDS, ModelKind, kind_of
+from nlic.compiler.seeds import derive_seed
 from nlic.compiler.spec import SearchSpec, Spec
-from nlic.runtime.tasks.base import TaskSet
+from nlic.grammar.errors import Loc, SpecError, did_you_mean
+from nlic.grammar.program import ProgramFile, format_programs
+from nlic.runtime.files import atomic_write
+from nlic.runtime.replay import Language, jsonl, program_file
+from nlic.runtime.run_dir import load_run
 
-__all__ = ["SolveResult", "batch_size", "solve", "warm_up"]
+__all__ = ["SolveResult", "SolvedFiles", "batch_size", "load_task_source", "search_spec", "solve", "solve_to_files",
+           "warm_up"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,3 +192,170 @@ def warm_up(spec: Spec | ModelKind, model, tasks: TaskSet, *, search: SearchSpec
     warm = tasks.take(slice(0, batch_size(search, len(tasks))))
     for stage in search.stages():
         solve(spec, model, warm, search=stage)
+
+
+# --- solve and write: `nlic solve` ---------------------------------------------------------------------------
+
+
+def _positive(value: int | None, flag: str) -> None:
+    if value is not None and value < 1:
+        raise SpecError(f"{flag} must be at least 1, got {value}", loc=Loc(flag))
+
+
+def search_spec(spec: Any, kind: Any, method: str | None, starts: int | None, steps: int | None) -> Any:
+    """The spec's `SearchSpec` with command-line overrides, checked against the kind's search methods."""
+    search = spec.search
+    if method is not None:
+        if method not in kind.search_methods:
+            raise SpecError(
+                f"model kind '{kind.name}' has no search method '{method}'", loc=Loc("--search"),
+                hint=did_you_mean(method, kind.search_methods),
+            )
+        search = dataclasses.replace(search, method=method)
+    _positive(starts, "--starts")
+    if steps is not None and steps < 0:
+        raise SpecError(f"--steps must be at least 0, got {steps}", loc=Loc("--steps"))
+    if starts is not None:
+        search = dataclasses.replace(search, starts=starts)
+    if steps is not None:
+        search = dataclasses.replace(search, steps=steps)
+    return search
+
+
+def load_task_source(spec: Any, source: str, n: int | None, seed: int) -> tuple[Any, str]:
+    """Tasks from a file/directory or a split name, and a short name for output files.
+
+    Raises:
+        DataError: a malformed task file. SpecError: neither an existing path nor a split of the family.
+    """
+    path = Path(source)
+    if path.exists():
+        tasks = load_tasks(path, spec)
+        if n is not None:
+            tasks = tasks.take(slice(0, n))
+        return tasks, path.stem or "tasks"
+    family = family_of(spec)
+    splits = family.splits(params_of(spec))
+    if source not in splits:
+        raise SpecError(
+            f"'{source}' is neither a task file nor a split of task family '{family.name}'", loc=Loc(source),
+            hint=did_you_mean(source, splits) + " (or give the path of a task file)",
+        )
+    # The evaluation seed of `nlic train`: `nlic solve RUN ood` solves the tasks training reported on.
+    count = n if n is not None else spec.eval.tasks
+    return sample_split(spec, source, count, seed=derive_seed(seed, "eval", source)), source
+
+
+@dataclasses.dataclass(frozen=True)
+class SolvedFiles:
+    """What `solve_to_files` did.
+
+    Attributes:
+        result: the search results.
+        tasks: the tasks solved.
+        name: the task source's short name (a split, or a file's stem).
+        programs: the program file written (None for kinds without discrete programs).
+        program_file: its parsed content (None likewise).
+        predictions: the predictions file written (JSONL: id, input, output, and target/correct where known).
+    """
+
+    result: SolveResult
+    tasks: TaskSet
+    name: str
+    programs: Path | None
+    program_file: ProgramFile | None
+    predictions: Path
+
+
+def solve_to_files(
+    run_dir: str | Path,
+    tasks_source: str | Path,
+    *,
+    method: str | None = None,
+    starts: int | None = None,
+    steps: int | None = None,
+    n: int | None = None,
+    seed: int | None = None,
+    out: str | Path | None = None,
+    predictions: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> SolvedFiles:
+    """Solve tasks with a trained run and write the programs found (`RUN/programs/NAME.nlp`) and predictions.
+
+    Args:
+        run_dir: a trained run directory.
+        tasks_source: a task file or directory, or a split of the spec's family (sampled as training evaluates it).
+        method, starts, steps: overrides of the spec's search section.
+        n: solve only the first n tasks of a file, or sample n of a split (default: `eval.tasks`).
+        seed: search (and split sampling) seed; default the spec's.
+        out, predictions: where to write (defaults under `RUN/programs/`).
+        log: called with one progress line at a time (default: silent).
+
+    Raises:
+        CheckpointError: not a finished run. SpecError: bad overrides or an unknown split. DataError: bad tasks.
+    """
+    say = log or (lambda _line: None)
+    _positive(n, "-n")
+    spec, model = load_run(run_dir)
+    kind = kind_of(spec)
+    search = search_spec(spec, kind, method, starts, steps)
+    seed = spec.seed if seed is None else seed
+    tasks, name = load_task_source(spec, tasks_source, n, seed)
+    if len(tasks) == 0:
+        raise SpecError("no tasks to solve", loc=Loc(str(tasks_source)), hint="check the file or -n")
+
+    gradient = "gradient" in search.method  # the methods that take steps (gradient, gradient+edit)
+    budget = "no search" if search.method == "none" else f"{search.starts} starts" + (
+        f" x {search.steps} steps" if gradient else "")
+    say(f"solving {len(tasks)} tasks of '{name}' with {kind.name}, search '{search.method}' ({budget})")
+    t0 = time.perf_counter()
+    # progress: one line per batch of tasks on stderr.
+    result = solve(spec, model, tasks, search=search, seed=seed, progress=log is not None)
+    seconds = time.perf_counter() - t0
+    say(f"solved {len(tasks)} tasks in {seconds:.1f} s ({len(tasks) / max(seconds, 1e-9):.1f} tasks/s)")
+
+    out = Path(out) if out else Path(run_dir) / "programs" / f"{name}.nlp"
+    predictions = Path(predictions) if predictions else out.with_name(out.stem + ".predictions.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    predictions.parent.mkdir(parents=True, exist_ok=True)
+
+    ids = list(result.ids)
+    has_target = np.asarray(tasks.has_target, bool)
+    correct = np.asarray(result.correct, bool)
+    pf = None
+    if kind.discrete_programs:
+        meta = []
+        for i in range(len(ids)):
+            fields: dict[str, Any] = {
+                "fit": float(result.spec_fit[i]), "loglik": float(result.spec_loglik[i]), "search": search.method,
+            }
+            if search.method != "none":
+                fields["starts"] = search.starts
+            if gradient:
+                fields["steps"] = search.steps
+            if has_target[i]:
+                fields["correct"] = bool(correct[i])
+            meta.append(fields)
+        language = Language.of(spec, fingerprint(spec, model))
+        pf = program_file(language, ids, np.asarray(result.programs), meta)
+        atomic_write(out, format_programs(pf))
+        fits = int(np.sum(np.asarray(result.spec_fit) >= 1.0))
+        mean_len = float(np.mean([len(p.tokens) for p in pf.programs])) if pf.programs else 0.0
+        say(f"wrote {len(ids)} programs to {out} (mean length {mean_len:.1f} tokens; {fits}/{len(ids)} "
+            "reproduce every spec pair)")
+    else:
+        say(f"model kind '{kind.name}' has no discrete programs: no program file written, predictions only")
+
+    codec = codec_of(spec)
+    rows = []
+    for i, pid in enumerate(ids):
+        row = {"id": pid, "input": codec.decode(tasks.query_inputs[i]), "output": codec.decode(result.outputs[i])}
+        if has_target[i]:
+            row["target"] = codec.decode(tasks.query_outputs[i])
+            row["correct"] = bool(correct[i])
+        rows.append(row)
+    atomic_write(predictions, jsonl(rows))
+    say(f"wrote predictions to {predictions}")
+
+    return SolvedFiles(result=result, tasks=tasks, name=name, programs=out if kind.discrete_programs else None,
+                       program_file=pf, predictions=predictions)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,30 +16,29 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from nlic.compiler.kinds import Batch, ModelKind
+from nlic.compiler import families as task_api
+from nlic.compiler.kinds import ModelKind, kind_of
+from nlic.compiler.optim import init_state, lr_schedule, make_optimizer, make_train_step
+from nlic.compiler.printer import format_spec
+from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError, DataError, Loc, SpecError
 from nlic.runtime import checkpoint as ckpt
 from nlic.runtime import run_dir as rd
 from nlic.runtime.progress import Progress
+from nlic.runtime.solve import solve
 
 __all__ = [
     "TrainResult",
     "train",
     "default_run_dir",
-    "derive_seed",
-    "lr_schedule",
-    "make_optimizer",
-    "make_train_step",
-    "init_state",
     "device_mesh",
     "shard_batch",
     "pad_batch",
     "replicate",
-    "evaluate",
+    "quick_accuracy",
 ]
 
 KEEP_CHECKPOINTS = 3
@@ -55,60 +52,16 @@ class TrainResult(NamedTuple):
         step: optimiser steps done.
         metrics: the last training metrics row (step, loss, the kind's terms, grad_norm, lr, tasks_per_s).
         run_dir: where everything was written.
+        fingerprint: the trained language's fingerprint (spec and weights; `nlic.compiler.fingerprint`).
+        spec: the spec trained (with `steps` applied).
     """
 
     model: Any
     step: int
     metrics: dict[str, float]
     run_dir: Path
-
-
-# --- seeds, optimiser -----------------------------------------------------------------------------------------
-
-
-def derive_seed(seed: int, *parts: Any) -> int:
-    """A 31-bit seed for `parts` (e.g. ("train", step)), a pure function of the spec's seed: exact resume."""
-    text = json.dumps([int(seed), *[str(p) for p in parts]])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
-
-
-def lr_schedule(training: Any) -> Callable[[Any], Any]:
-    """Learning rate at an optimiser count: linear warm-up to `lr.at(0)`, then `training.lr` over the rest.
-
-    Works on jnp arrays (inside the optimiser) and on Python ints (for logging, without device work).
-    """
-    warmup, steps, sched = int(training.warmup), int(training.steps), training.lr
-
-    def lr(count: Any) -> Any:
-        if isinstance(count, (int, float)):
-            t = min(max((count - warmup) / max(steps - warmup - 1, 1), 0.0), 1.0)
-            return float(sched.at(t)) * (min(1.0, (count + 1.0) / warmup) if warmup > 0 else 1.0)
-        count = jnp.asarray(count, jnp.float32)
-        t = jnp.clip((count - warmup) / max(steps - warmup - 1, 1), 0.0, 1.0)
-        value = jnp.asarray(sched.at(t), jnp.float32)
-        if warmup > 0:
-            value = value * jnp.minimum(1.0, (count + 1.0) / warmup)
-        return value
-
-    return lr
-
-
-def make_optimizer(training: Any) -> optax.GradientTransformation:
-    """The `optax.chain` of the spec: global-norm clipping (when clip > 0), then adamw, adam or sgd."""
-    lr = lr_schedule(training)
-    parts = []
-    if training.clip > 0:
-        parts.append(optax.clip_by_global_norm(training.clip))
-    if training.optimizer == "adamw":
-        parts.append(optax.adamw(lr, weight_decay=training.weight_decay))
-    elif training.optimizer == "adam":
-        parts.append(optax.adam(lr))
-    elif training.optimizer == "sgd":
-        parts.append(optax.sgd(lr))
-    else:
-        raise SpecError(f"unknown optimizer '{training.optimizer}'", loc=Loc("training.optimizer"),
-                        hint="expected one of: adam, adamw, sgd")
-    return optax.chain(*parts)
+    fingerprint: str
+    spec: Any
 
 
 # --- sharding -------------------------------------------------------------------------------------------------
@@ -167,49 +120,6 @@ def replicate(tree: Any, mesh: Mesh | None = None) -> Any:
 # --- the step -------------------------------------------------------------------------------------------------
 
 
-def make_train_step(kind: ModelKind, optim: optax.GradientTransformation, *, max_traces: int | None = None) -> Callable:
-    """The jitted step `(model, opt_state, batch, t, step, key) -> (model, opt_state, loss, metrics, grad_norm)`.
-
-    `t` (progress in [0, 1]) and `step` are arrays and the step's key is `fold_in(key, step)` inside jit, so one
-    trace serves the whole run; `max_traces` makes a second trace an error (tests).
-    """
-
-    @eqx.filter_jit
-    @eqx.debug.assert_max_traces(max_traces=max_traces)
-    def train_step(model, opt_state, batch: Batch, t, step, key):
-        k = jax.random.fold_in(key, step)
-
-        def objective(m):
-            return kind.loss(m, batch, t, key=k)
-
-        (loss, metrics), grads = eqx.filter_value_and_grad(objective, has_aux=True)(model)
-        updates, opt_state = optim.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
-        model = eqx.apply_updates(model, updates)
-        return model, opt_state, loss, metrics, optax.tree.norm(grads)
-
-    return train_step
-
-
-def get_kind(spec: Any) -> ModelKind:
-    """The registered `ModelKind` of `spec.model.kind` (importing `nlic.compiler.models.<kind>` if needed)."""
-    from nlic.compiler.lower import kind_of
-
-    return kind_of(spec)
-
-
-def init_state(spec: Any, kind: ModelKind, shapes: Any, optim: optax.GradientTransformation) -> tuple[Any, Any, Any]:
-    """`(model, opt_state, train_key)` at step 0, all from `spec.seed`."""
-
-    # One compiled function instead of one small compilation per initialiser op (seconds on a busy CPU).
-    @eqx.filter_jit
-    def init(seed):
-        init_key, train_key = jax.random.split(jax.random.key(seed))
-        model = kind.build(spec, shapes, key=init_key)
-        return model, optim.init(eqx.filter(model, eqx.is_inexact_array)), train_key
-
-    return init(jnp.asarray(spec.seed, jnp.uint32))
-
-
 @functools.lru_cache(maxsize=8)
 def _cached_train_step(kind: ModelKind, training: Any) -> Callable:
     # Runs of the same kind and training section in one process (`nlic eval`) share one compiled step.
@@ -219,10 +129,9 @@ def _cached_train_step(kind: ModelKind, training: Any) -> Callable:
 # --- evaluation -----------------------------------------------------------------------------------------------
 
 
-def evaluate(spec: Any, model: Any, tasks: Any) -> dict[str, Any]:
-    """Accuracy of the cheap `none` search (the inductor's discrete program, no search) on `tasks`."""
-    from nlic.runtime.solve import solve
-
+def quick_accuracy(spec: Any, model: Any, tasks: Any) -> dict[str, Any]:
+    """Accuracy of the cheap `none` search (the inductor's discrete program, no search) on `tasks`: training's
+    own check (`nlic eval` / `evaluate` is the benchmark)."""
     search = dataclasses.replace(spec.search, method="none")
     result = solve(spec, model, tasks, search=search, seed=derive_seed(spec.seed, "eval-search"))
     return {
@@ -271,12 +180,10 @@ def train(
             corrupt or belongs to another spec.
         SpecError: the batch does not split over the devices, or the spec's kind/task is unknown.
     """
-    from nlic.runtime import tasks as task_api
-
     if steps is not None:
         spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, steps=int(steps)))
     tr = spec.training
-    kind = get_kind(spec)
+    kind = kind_of(spec)
     shapes = task_api.shapes_of(spec)
     mesh = device_mesh()
     if tr.batch % mesh.size:
@@ -363,7 +270,7 @@ def train(
                 bar.update(done, float(loss))
             if tr.eval_every > 0 and (done % tr.eval_every == 0 or is_last):
                 for split, ts in eval_sets.items():
-                    row = {"step": done, "split": split, **evaluate(spec, model, ts)}
+                    row = {"step": done, "split": split, **quick_accuracy(spec, model, ts)}
                     rd.append_metrics(run, row)
                     acc = "n/a" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
                     bar.message(f"step {done}: {split} accuracy {acc} ({row['tasks']} tasks)")
@@ -384,7 +291,7 @@ def train(
     if kind.execute is not None:
         rd.save_executor_weights(run, model)
     bar.message(f"done: {state[2]} steps, language {fp}, results in {run}")
-    return TrainResult(model=model, step=state[2], metrics=last_row, run_dir=run)
+    return TrainResult(model=model, step=state[2], metrics=last_row, run_dir=run, fingerprint=fp, spec=spec)
 
 
 def _check_same_spec(run: Path, spec: Any) -> None:
@@ -392,8 +299,6 @@ def _check_same_spec(run: Path, spec: Any) -> None:
     meta = run / rd.SPEC_FILE
     if not meta.exists():
         return
-    from nlic.compiler import format_spec
-
     if meta.read_text() != format_spec(spec, syntax="yaml"):
         raise CheckpointError(
             "this run directory was started with another spec", loc=Loc(str(meta)),

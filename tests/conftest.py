@@ -3,6 +3,9 @@
 import os
 import tempfile
 
+from nlic.compiler.families.deepcoder import find_data_dir
+from nlic.grammar.errors import DataError
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Tests run tiny models whose wall time is almost all XLA compilation; cheaper code generation roughly halves it
 # (measured on the train/solve tests). Subprocesses started by tests inherit this.
@@ -35,8 +38,6 @@ def getkey():
 def skip_without_exedec():
     """The ExeDec DeepCoder test folder; skips the calling test when it cannot be found (it lives outside the
     repository)."""
-    from nlic.grammar.errors import DataError
-    from nlic.runtime.tasks.deepcoder import find_data_dir
 
     try:
         return find_data_dir()

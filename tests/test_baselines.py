@@ -9,22 +9,21 @@ import numpy as np
 import optax
 import pytest
 
+import nlic.compiler.models.dlpn
+import nlic.compiler.models.in_context
+import nlic.compiler.models.lpn
+from nlic.compiler.kinds import Batch, MODEL_KINDS, Shapes
+from nlic.compiler.models.in_context import held_out_masks, in_context_logits, with_query_pair
+from nlic.compiler.models.lpn import _others, latent_search, pool
+from nlic.compiler.models.nli import Inductor
+from nlic.compiler.spec import ExecutorSpec, InductorSpec, LanguageSpec, LatentSpec, ModelSpec, SearchSpec, Spec, TaskSpec
+from nlic.grammar.errors import SpecError
+
 KINDS = ("in_context", "ttt", "lpn", "dlpn")
 L, V, M = 6, 4, 3
 
 
 def tiny_spec(kind, **latent):
-    from nlic.compiler.spec import (
-        ExecutorSpec,
-        InductorSpec,
-        LanguageSpec,
-        LatentSpec,
-        ModelSpec,
-        SearchSpec,
-        Spec,
-        TaskSpec,
-    )
-
     small = dict(layers=1, width=16, heads=2, mlp_ratio=1)
     return Spec(
         task=TaskSpec(pairs=M),
@@ -41,8 +40,6 @@ def tiny_spec(kind, **latent):
 
 def shift_batch(n, seed):
     """A local stand-in for the shift family: each task is a cyclic shift of L values by 1 or 2."""
-    from nlic.compiler.kinds import Batch
-
     rng = np.random.default_rng(seed)
     x = rng.integers(0, V, size=(n, M + 1, L))
     k = rng.integers(1, 3, size=n)
@@ -56,12 +53,6 @@ def shift_batch(n, seed):
 
 
 def setup(kind_name, **latent):
-    import nlic.compiler.models.dlpn  # noqa: F401  (registers the kinds)
-    import nlic.compiler.models.in_context  # noqa: F401
-    import nlic.compiler.models.lpn  # noqa: F401
-    import nlic.compiler.models.ttt  # noqa: F401
-    from nlic.compiler.kinds import MODEL_KINDS, Shapes
-
     spec = tiny_spec(kind_name, **latent)
     kind = MODEL_KINDS.get(kind_name)
     model = kind.build(spec, Shapes(length=L, values=V, pairs=M), key=jax.random.key(0))
@@ -126,8 +117,6 @@ def test_kind_trains_and_solves(kind_name):
 
 
 def test_unknown_search_method_is_a_spec_error():
-    from nlic.grammar.errors import SpecError
-
     spec, kind, model, _, _ = trained("lpn")
     with pytest.raises(SpecError, match="prior") as e:
         kind.solve(model, shift_batch(2, 0), dataclasses.replace(spec.search, method="prior"), key=jax.random.key(0))
@@ -150,8 +139,6 @@ def test_ttt_never_modifies_stored_weights_and_fits_the_spec():
 
 
 def test_lpn_search_never_worse_than_its_start():
-    from nlic.compiler.models.lpn import latent_search, pool
-
     spec, kind, model, _, solve = trained("lpn")
     batch = shift_batch(4, seed=1)
 
@@ -182,8 +169,6 @@ def test_lpn_search_never_worse_than_its_start():
 def test_lpn_inner_step_scores_each_held_out_latent_on_the_other_pairs_only():
     # The training inner step gathers the P - 1 other pairs of each held-out pair (P (P - 1) decodes); it must be
     # the same step as scoring all P pairs with the held-out one (and padding pairs) masked out.
-    from nlic.compiler.models.in_context import held_out_masks, with_query_pair
-    from nlic.compiler.models.lpn import _others, pool
 
     spec, _, model, _, _ = trained("lpn")
     xs, ys, mask = (a[0] for a in with_query_pair(shift_batch(2, seed=3)))  # task 0 has a padding pair
@@ -228,7 +213,6 @@ def test_dlpn_decoder_reads_which_tokens_and_in_what_order():
 def test_dlpn_encoder_is_the_nli_inductor():
     # D-LPN and NLI differ only in how a program is executed: the same per-pair inductor, with its relation
     # features (`inductor.relations`) and positions, writes both programs.
-    from nlic.compiler.models.nli import Inductor
 
     spec, _, model, _, _ = trained("dlpn")
     assert isinstance(model.encoder, Inductor) and spec.model.inductor.relations
@@ -251,7 +235,6 @@ def test_dlpn_prior_search_is_at_least_as_good_as_the_mode():
 
 def test_kinds_are_registered():
     setup("in_context")
-    from nlic.compiler.kinds import MODEL_KINDS
 
     assert set(KINDS) <= set(MODEL_KINDS.names())
 
@@ -261,7 +244,6 @@ def test_routing_reaches_every_baseline_decoder(kind_name):
     """`model.executor.routing` (and `mirrors`) is not NLI-only: each baseline decoder gets the per-offset
     attention bias from its code, so a spec that turns it on trains those weights (a zero gradient would mean the
     option is silently ignored); a spec that leaves it off builds no route layers."""
-    from nlic.compiler.kinds import MODEL_KINDS, Shapes
 
     spec, kind, plain = setup(kind_name)
     ex = dataclasses.replace(spec.model.executor, routing=True, mirrors=True)
@@ -280,8 +262,6 @@ def test_in_context_reads_at_test_time_what_training_holds_out(routing):
     """At test time the query is the held-out pair: the decoder must read the same context slots as in training
     (m spec pairs plus the query's slot as padding), so the query prediction equals training's prediction of the
     query pair held out. A decoder reading one slot fewer scored ID 0.65 where training fit every pair."""
-    from nlic.compiler.kinds import Shapes
-    from nlic.compiler.models.in_context import held_out_masks, in_context_logits, with_query_pair
 
     spec, kind, model = setup("in_context")
     if routing:

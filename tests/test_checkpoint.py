@@ -12,6 +12,7 @@ import pytest
 from nlic.compiler.spec import Spec
 from nlic.grammar.errors import CheckpointError
 from nlic.runtime import checkpoint as ck
+from nlic.runtime.train import train
 
 SPEC = Spec()
 
@@ -104,8 +105,6 @@ def test_latest_pointing_nowhere_is_an_error(tmp_path):
 
 def test_resume_from_a_corrupt_checkpoint_is_refused_before_training(tmp_path):
     from test_train import tiny_spec
-
-    from nlic.runtime.train import train
 
     spec = tiny_spec()
     run = tmp_path / "run"

@@ -4,6 +4,10 @@ import csv
 import dataclasses
 import math
 
+from nlic.compiler.spec import SearchSpec, Spec
+from nlic.runtime.cli import main
+from nlic.runtime.evaluate import Row, results_markdown, search_plan
+
 TINY = """version: 1
 name: {name}
 task:
@@ -37,8 +41,6 @@ def read_rows(path):
 
 
 def test_eval_writes_csv_table_and_plot_and_reuses_runs(tmp_path, capsys):
-    from nlic.runtime.cli import main
-
     specs = write_specs(tmp_path)
     out, runs = tmp_path / "res", tmp_path / "runs"
     # --steps 0: the runs are written (and reused below) without compiling a train step; training itself is
@@ -102,8 +104,6 @@ def test_eval_writes_csv_table_and_plot_and_reuses_runs(tmp_path, capsys):
 
 
 def test_eval_reports_user_errors_with_exit_2(tmp_path, capsys):
-    from nlic.runtime.cli import main
-
     specs = write_specs(tmp_path)
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY.format(name="bad", kind="lpn", method="gradient").replace("pairs: 2", "pairs: 2\n  pears: 3"))
@@ -120,9 +120,6 @@ def test_eval_reports_user_errors_with_exit_2(tmp_path, capsys):
 
 
 def test_search_plan_and_table_layout():
-    from nlic.compiler.spec import SearchSpec, Spec
-    from nlic.runtime.evaluate import Row, results_markdown, search_plan
-
     spec = Spec(search=SearchSpec(steps=7, starts=5))
     plan = search_plan(spec, ("none", "prior", "gradient"), ("none", "gradient", "prior"), [0, 10, 100])
     assert [(m, b) for m, b, _ in plan] == [

@@ -9,10 +9,15 @@ import numpy as np
 import optax
 import pytest
 
+from nlic.compiler.families import sample_split, shapes_of
+from nlic.compiler.kinds import MODEL_KINDS
+from nlic.compiler.models import nli
+from nlic.compiler.models.nli import build, execute, loss, solve
+from nlic.compiler.spec import ExecutorSpec, InductorSpec, IntRange, LanguageSpec, ModelSpec, RelaxationSpec, Schedule, SearchSpec, Spec, TaskSpec, TrainingSpec
+from nlic.runtime.solve import solve as solve_tasks
+
 
 def _range(lo, hi):
-    from nlic.compiler.spec import IntRange
-
     return IntRange(lo, hi)
 
 
@@ -21,17 +26,6 @@ _SHIFT_PARAMS = (("split", "shift_l"), ("length", 8), ("alphabet", 5), ("train_s
 
 
 def tiny_spec(**relax):
-    from nlic.compiler.spec import (
-        ExecutorSpec,
-        InductorSpec,
-        LanguageSpec,
-        ModelSpec,
-        RelaxationSpec,
-        Schedule,
-        Spec,
-        TaskSpec,
-    )
-
     return Spec(
         task=TaskSpec(family="shift", params=_SHIFT_PARAMS, pairs=3),
         language=LanguageSpec(vocab=6, length=3, max_length=6),
@@ -44,31 +38,21 @@ def tiny_spec(**relax):
 
 
 def jloss(model, batch, t, *, key):
-    from nlic.compiler.models.nli import loss
-
     return _jloss(model, batch, t, key)
 
 
 @eqx.filter_jit
 def _jloss(model, batch, t, key):
-    from nlic.compiler.models.nli import loss
-
     return loss(model, batch, t, key=key)
 
 
 def setup(spec, n=4, split="train", seed=0):
-    from nlic.compiler.models.nli import build
-    from nlic.runtime.tasks import sample_split, shapes_of
-
     model = build(spec, shapes_of(spec), key=jax.random.key(spec.seed))
     tasks = sample_split(spec, split, n, seed=seed)
     return model, tasks
 
 
 def test_kind_is_registered():
-    from nlic.compiler.kinds import MODEL_KINDS
-    from nlic.compiler.models import nli
-
     kind = MODEL_KINDS.get("nli")
     assert kind is nli.NLI_KIND and kind.discrete_programs and kind.execute is not None
     assert {"none", "prior", "gradient"} <= set(kind.search_methods)
@@ -98,8 +82,6 @@ def test_loss_shapes_metrics_and_mask():
 
 
 def test_skip_is_exact_noop(getkey):
-    from nlic.compiler.models.nli import execute
-
     spec = tiny_spec()
     model, tasks = setup(spec)
     skip = spec.language.skip_token
@@ -138,9 +120,6 @@ def test_soft_run_with_one_hot_tokens_matches_hard_run():
 def test_routing_lets_one_token_move_data():
     """With routing, a token's code biases attention by relative offset: a code that selects offset -1 (and +7
     for the wrap-around) in every head, and a step network whose attention copies values, is a cyclic shift."""
-    from nlic.compiler.models.nli import build
-    from nlic.compiler.spec import ExecutorSpec
-    from nlic.runtime.tasks import sample_split, shapes_of
 
     spec = tiny_spec()
     ex = dataclasses.replace(spec.model.executor, routing=True)
@@ -175,8 +154,6 @@ def test_routing_lets_one_token_move_data():
 
 
 def test_datum_positions_and_mirrors_build_train_and_keep_skip_exact():
-    from nlic.compiler.models.nli import execute
-
     spec = tiny_spec()
     m = spec.model
     m = dataclasses.replace(m, inductor=dataclasses.replace(m.inductor, positions="datum"),
@@ -204,9 +181,6 @@ def test_datum_positions_and_mirrors_build_train_and_keep_skip_exact():
     ],
 )
 def test_ablations_build_and_run(relax):
-    from nlic.compiler.models.nli import execute, solve
-    from nlic.compiler.spec import SearchSpec
-
     spec = tiny_spec(**relax)
     model, tasks = setup(spec)
     value, _ = jloss(model, tasks.batch(), jnp.asarray(0.5), key=jax.random.key(0))
@@ -220,8 +194,6 @@ def test_ablations_build_and_run(relax):
 
 
 def test_one_trace_train_step_and_execute():
-    from nlic.compiler.models.nli import execute, loss
-
     spec = tiny_spec()
     model, tasks = setup(spec)
     opt = optax.adamw(jnp.asarray(1e-3))
@@ -270,11 +242,6 @@ def test_loss_deterministic_given_key():
 
 def test_tiny_shift_learns_beyond_copying():
     """A tiny Shift-L model trained for a few hundred steps: loss falls and its discrete programs beat copying."""
-    from nlic.compiler.models.nli import loss
-    from nlic.compiler.spec import Schedule, TrainingSpec
-    from nlic.runtime.solve import solve
-    from nlic.runtime.tasks import sample_split
-
     spec = tiny_spec(tau_inductor=Schedule("exp", 4.0, 0.5), tau_executor=Schedule("exp", 2.0, 0.5), reg_weight=0.0)
     spec = dataclasses.replace(
         spec,
@@ -301,9 +268,8 @@ def test_tiny_shift_learns_beyond_copying():
         nlls.append(float(nll))
     assert np.mean(nlls[-20:]) < np.mean(nlls[:20]) - 0.3
     test = sample_split(spec, "id", 64, seed=2)
-    from nlic.compiler.spec import SearchSpec
 
-    res = solve(spec, model, test, search=SearchSpec(method="none", batch=32))
+    res = solve_tasks(spec, model, test, search=SearchSpec(method="none", batch=32))
     copy = float(np.all(test.query_inputs == test.query_outputs, axis=-1).mean())
     assert res.accuracy is not None and res.accuracy > copy + 0.75  # a constant program scores about 0.5
 

@@ -25,7 +25,8 @@ from nlic.grammar.program import (
     load_programs,
     parse_programs,
 )
-from nlic.runtime.programs import Language, check_programs, program_file
+from nlic.runtime.replay import Language, check_programs, program_file
+import nlic.grammar.program as module
 
 DATA = Path(__file__).parent / "data"
 GOOD = sorted(p for p in (DATA / "programs").glob("*.nlp") if not p.name.endswith(".input.nlp"))
@@ -218,8 +219,6 @@ def test_header_loc_and_programs_are_frozen_dataclasses():
 
 
 def test_format_example_in_module_docstring_parses():
-    import nlic.grammar.program as module
-
     doc = module.__doc__
     block = doc.split("::\n\n", 1)[1].split("\n\n- ", 1)[0]
     text = "\n".join(line[4:] for line in block.splitlines()) + "\n"

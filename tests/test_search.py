@@ -10,10 +10,16 @@ import pytest
 
 from test_nli import setup, tiny_spec
 
+from nlic.compiler.families import TaskSet
+from nlic.compiler.models.nli import execute, spec_scores
+from nlic.compiler.models.nli.search import SEARCH_METHODS, _grown, _likely_tokens, _statics, _tasks, search_cost
+from nlic.compiler.ranking import best_index, better
+from nlic.compiler.spec import SearchSpec
+from nlic.grammar.errors import SpecError
+from nlic.runtime.solve import solve
+
 
 def _search(**kw):
-    from nlic.compiler.spec import SearchSpec
-
     base = dict(starts=3, steps=3, depth=2, batch=4)
     base.update(kw)
     return SearchSpec(**base)
@@ -28,9 +34,6 @@ def model_tasks():
 
 @pytest.mark.parametrize("method", ["none", "prior", "gradient", "enumerate", "cascade"])
 def test_methods_return_discrete_programs_scored_exactly(model_tasks, method):
-    from nlic.compiler.models.nli import execute, spec_scores
-    from nlic.runtime.solve import solve
-
     spec, model, tasks = model_tasks
     res = solve(spec, model, tasks, search=_search(method=method))
     n, Tmax = len(tasks), spec.language.max_length
@@ -48,10 +51,6 @@ def test_methods_return_discrete_programs_scored_exactly(model_tasks, method):
 
 def test_enumerate_finds_a_planted_program(model_tasks):
     """Outputs made by a 2-token program are solved exactly (spec fit 1) by depth-2 enumeration."""
-    from nlic.compiler.models.nli import execute
-    from nlic.runtime.solve import solve
-    from nlic.runtime.tasks import TaskSet
-
     spec, model, tasks = model_tasks
     n, m, L = tasks.inputs.shape
     prog = np.full((n, spec.language.max_length), spec.language.skip_token)
@@ -74,8 +73,6 @@ def test_enumerate_finds_a_planted_program(model_tasks):
     ids=["gradient>=none", "cascade>=enumerate"],
 )
 def test_search_never_worse_on_spec_than_what_it_starts_from(model_tasks, base, better):
-    from nlic.runtime.solve import solve
-
     spec, model, tasks = model_tasks
     a = solve(spec, model, tasks, search=_search(**base))
     b = solve(spec, model, tasks, search=_search(**better))
@@ -83,8 +80,6 @@ def test_search_never_worse_on_spec_than_what_it_starts_from(model_tasks, base, 
 
 
 def test_solve_deterministic_and_padded_batches(model_tasks):
-    from nlic.runtime.solve import solve
-
     spec, model, tasks = model_tasks
     s = _search(method="gradient", batch=4)  # 6 tasks: a full batch and a padded one
     a = solve(spec, model, tasks, search=s, seed=3)
@@ -98,8 +93,6 @@ def test_solve_deterministic_and_padded_batches(model_tasks):
 
 
 def test_one_trace_per_search_spec(model_tasks):
-    from nlic.runtime.search import SEARCH_METHODS
-
     spec, model, tasks = model_tasks
     batch = tasks.take(slice(0, 4)).batch()
     for method in ("none", "gradient", "enumerate"):
@@ -107,7 +100,6 @@ def test_one_trace_per_search_spec(model_tasks):
         counted = eqx.debug.assert_max_traces(run.batched.__wrapped__, max_traces=1)
         jitted = eqx.filter_jit(counted)
         s = _search(method=method)
-        from nlic.runtime.search import _statics
 
         for seed, lr in ((0, 0.1), (1, 0.3)):  # a new learning rate is an array: no re-trace
             hyper = {"lr": jnp.asarray(lr), "init_noise": jnp.asarray(1.0)}
@@ -115,17 +107,12 @@ def test_one_trace_per_search_spec(model_tasks):
 
 
 def test_unknown_method_is_a_spec_error(model_tasks):
-    from nlic.grammar.errors import SpecError
-    from nlic.runtime.solve import solve
-
     spec, model, tasks = model_tasks
     with pytest.raises(SpecError, match="gradient"):
         solve(spec, model, tasks, search=_search(method="gradiant"))
 
 
 def test_solve_without_targets(model_tasks):
-    from nlic.runtime.solve import solve
-
     spec, model, tasks = model_tasks
     blind = dataclasses.replace(tasks, has_target=np.zeros(len(tasks), bool))
     res = solve(spec, model, blind, search=_search(method="none"))
@@ -134,9 +121,6 @@ def test_solve_without_targets(model_tasks):
 
 def test_enumerate_branch_restricts_tokens_and_all_tokens_is_the_default(model_tasks):
     """branch = K-1 is plain enumeration; a smaller branch enumerates only the task's likeliest tokens."""
-    from nlic.runtime.search import _likely_tokens, _tasks
-    from nlic.runtime.solve import solve
-
     spec, model, tasks = model_tasks
     K = spec.language.vocab
     full = solve(spec, model, tasks, search=_search(method="enumerate", depth=2))
@@ -156,8 +140,6 @@ def test_enumerate_branch_restricts_tokens_and_all_tokens_is_the_default(model_t
 
 def test_cascade_compiles_under_jit(model_tasks):
     """`nlic compile` lowers the search with abstract inputs: no Python decision may depend on a traced value."""
-    from nlic.runtime.search import SEARCH_METHODS
-
     spec, model, tasks = model_tasks
     batch = tasks.take(slice(0, 2)).batch()
     s = _search(method="cascade", starts=2, steps=2)
@@ -169,8 +151,6 @@ def test_cascade_compiles_under_jit(model_tasks):
 def test_deepen_stages_and_shortest_programs(model_tasks):
     """`deepen` runs enumerate at depth 1, 2, ... on the tasks still unsolved (then gradient, for cascade): it solves
     every planted task the full enumeration solves, deterministically."""
-    from nlic.compiler.models.nli import execute
-    from nlic.runtime.solve import solve
 
     s = _search(method="cascade", depth=3, deepen=True)
     assert [(st.method, st.depth) for st in s.stages()] == [("enumerate", 1), ("enumerate", 2), ("enumerate", 3),
@@ -197,8 +177,6 @@ def test_deepen_stages_and_shortest_programs(model_tasks):
 
 def test_deepen_keeps_the_best_stage_on_unsolved_tasks(model_tasks):
     """On tasks no stage solves exactly, the deepened search's fit equals the best of its stages' fits."""
-    from nlic.runtime.solve import solve
-
     spec, model, tasks = model_tasks
     deep = solve(spec, model, tasks, search=_search(method="enumerate", deepen=True))
     stages = [solve(spec, model, tasks, search=st) for st in _search(method="enumerate", deepen=True).stages()]
@@ -209,8 +187,6 @@ def test_exact_ties_are_broken_by_likelihood_in_float32():
     """Programs that reproduce the spec equally well are ranked by likelihood, however close: folding both into
     one float32 score (fit * 1e6 + ll) lost differences below ~0.06 and kept whichever exact program came first."""
     import jax.numpy as jnp
-
-    from nlic.compiler.ranking import best_index, better
 
     fit = jnp.asarray([1.0, 1.0, 0.75, 1.0], jnp.float32)
     ll = jnp.asarray([-7.5e-4, -4.8e-5, 0.0, -jnp.nan], jnp.float32)
@@ -225,7 +201,6 @@ def test_grow_starts_span_longer_programs_of_the_likeliest_operator(model_tasks)
     """`search.grow`: start 0 is the inductor's own embedding; start s writes the likeliest operator slot into the
     first ceil(s * free / (S - 1)) skip slots, so the starts' programs run up to every slot in use (a slot saturated
     at skip gets almost no gradient, so descent alone rarely lengthens a program)."""
-    from nlic.runtime.search import _grown
 
     spec, model, tasks = model_tasks
     b = tasks.batch()
@@ -244,7 +219,6 @@ def test_grow_starts_span_longer_programs_of_the_likeliest_operator(model_tasks)
         changed = p != base
         assert np.all(base[changed] == skip) and len(set(p[changed].tolist())) <= 1
     grad = _search(method="gradient", starts=4, steps=3, grow=True)
-    from nlic.runtime.solve import solve
 
     res = solve(spec, model, tasks, search=grad)
     none = solve(spec, model, tasks, search=_search(method="none"))
@@ -255,9 +229,6 @@ def test_grow_starts_span_longer_programs_of_the_likeliest_operator(model_tasks)
 def test_search_length_works_on_fewer_slots_and_pads_to_max_length(model_tasks, method):
     """`search.length`: the search's programs use only the first `length` slots (the rest is skip, so the padded
     program means the same), each is scored exactly, and a gradient search costs in proportion to the slots."""
-    from nlic.compiler.models.nli import execute
-    from nlic.runtime.search import search_cost
-    from nlic.runtime.solve import solve
 
     spec, model, tasks = model_tasks
     lang = spec.language

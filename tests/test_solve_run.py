@@ -8,10 +8,22 @@ import contextlib
 import io
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from nlic.compiler.families import sample_split, shapes_of
+from nlic.compiler.identity import fingerprint
+from nlic.compiler.kinds import kind_of
+from nlic.compiler.lower import export_executor
+from nlic.compiler.seeds import derive_seed
+from nlic.runtime.build import EXPORT_FILE, EXPORT_META_FILE
+from nlic.runtime.files import atomic_write
+from nlic.runtime.run_dir import load_run
+from nlic.runtime.solve import solve
+from nlic.runtime.train import train
 
 pytest.importorskip("nlic.runtime.solve", reason="H-nli's solve API is not available")
 pytest.importorskip("nlic.runtime.train", reason="H-train's training runtime is not available")
@@ -52,8 +64,6 @@ def _rows(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from nlic.runtime.train import train
-
     d = tmp_path_factory.mktemp("e2e")
     spec = parse_spec(SPEC, str(d / "tiny.yaml"))
     result = train(spec, out=d / "run", progress=False)
@@ -71,8 +81,6 @@ def solved(run_dir):
 
 
 def test_solve_writes_programs_predictions_and_accuracy(run_dir, solved):
-    from nlic.runtime.run_dir import fingerprint, load_run
-
     out, preds, stdout, stderr = solved
     assert re.fullmatch(r"accuracy: \d\.\d\d \(\d+/6\)", stdout.splitlines()[-1])
     assert "solving 6 tasks of 'ood'" in stderr and "6/6 tasks" in stderr
@@ -91,11 +99,6 @@ def test_solve_writes_programs_predictions_and_accuracy(run_dir, solved):
 
 
 def test_solve_matches_python_api_and_is_deterministic(run_dir, solved):
-    from nlic.runtime.run_dir import load_run
-    from nlic.runtime.solve import solve
-    from nlic.runtime.tasks import sample_split
-    from nlic.runtime.train import derive_seed
-
     spec, model = load_run(run_dir)
     tasks = sample_split(spec, "ood", 6, seed=derive_seed(spec.seed, "eval", "ood"))
     result = solve(spec, model, tasks, search=spec.search, seed=spec.seed)
@@ -197,9 +200,6 @@ def test_solve_rejects_unknown_split_and_search(run_dir):
 
 def test_artifact_replay_equals_python_replay(run_dir, solved, tmp_path):
     pytest.importorskip("flatbuffers", reason="jax.export serialisation needs flatbuffers")
-    from nlic.compiler.lower import EXPORT_FILE, EXPORT_META_FILE, export_executor, kind_of
-    from nlic.runtime.run_dir import atomic_write, load_run
-    from nlic.runtime.tasks import shapes_of
 
     # The build directory part `nlic run --artifact` reads (what `nlic compile` writes), without compiling the
     # training step again: the exported executor and its description.
@@ -228,10 +228,9 @@ def test_kind_without_programs_writes_predictions_only(run_dir, tmp_path, monkey
     # `discrete_programs`, so the tiny NLI run stands in for one (training a second model would double the time).
     import dataclasses
 
-    import nlic.compiler.lower as lower
-
-    real = lower.kind_of
-    monkeypatch.setattr(lower, "kind_of", lambda spec: dataclasses.replace(real(spec), discrete_programs=False))
+    solve_module = sys.modules["nlic.runtime.solve"]  # `nlic.runtime.solve` the attribute is the function
+    real = solve_module.kind_of
+    monkeypatch.setattr(solve_module, "kind_of", lambda spec: dataclasses.replace(real(spec), discrete_programs=False))
     out, preds = tmp_path / "p.nlp", tmp_path / "p.jsonl"
     # -n 6 keeps the batch shape of the fixture's solve, so the compiled search is reused.
     code, stdout, stderr = _cli("solve", run_dir, "id", "-n", "6", "--out", out, "--predictions", preds)

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from nlic import grammar
+from nlic.compiler import format_spec, load_spec
+
 ROOT = Path(__file__).resolve().parents[1]
 BAD = Path(__file__).parent / "data" / "bad_specs"
 BAD_SPECS = sorted(p for p in BAD.iterdir() if p.suffix in (".yaml", ".nls"))
@@ -82,7 +85,6 @@ def test_fmt_converts_and_writes_atomically(tmp_path):
     assert r.returncode == 0 and r.stdout == "", r.stderr
     assert out.read_text().startswith("version 1\nname shift_l\n")
     assert [p.name for p in tmp_path.iterdir()] == ["shift_l.nls"]  # no temporary file left behind
-    from nlic.compiler import format_spec, load_spec
 
     assert load_spec(out) == load_spec(ROOT / "specs" / "shift_l.yaml")
     assert out.read_text() == format_spec(load_spec(out), "nls")  # what --check compares against
@@ -113,7 +115,6 @@ def test_fmt_keeps_relative_data_paths_as_written(tmp_path):
 def test_installed_package_works_from_outside_the_source_tree(tmp_path):
     """The CLI runs from any folder: `nlic` is the installed package (the source tree has no `nlic/` folder), and
     the grammars ship as package data."""
-    from nlic import grammar
 
     spec = tmp_path / "mine.yaml"
     spec.write_text((ROOT / "specs" / "shift_l.yaml").read_text())

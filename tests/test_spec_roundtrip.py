@@ -7,6 +7,9 @@ import pytest
 
 from nlic.compiler import format_spec, load_spec, parse_spec, spec_hash
 from nlic.compiler.spec import IntRange, Schedule
+from nlic.compiler.families import FAMILIES
+from nlic.compiler.spec import Spec, TaskSpec, TrainingSpec
+from nlic.compiler.validate import _Checker, _parse_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(p for p in (ROOT / "specs").glob("*") if p.suffix in (".yaml", ".yml", ".nls"))
@@ -14,8 +17,6 @@ SNAPSHOTS = Path(__file__).parent / "data" / "spec_snapshots"
 
 
 def _load(path):
-    from nlic.runtime.tasks import FAMILIES
-
     text = path.read_text()
     family = next((line.split(":", 1)[1].strip() for line in text.splitlines()
                    if line.strip().startswith("family:")), None)
@@ -62,8 +63,6 @@ def test_canonical_text_snapshot(syntax):
 def test_awkward_values_round_trip():
     """Quoted strings, unicode, ranges, lists and near-float-limit numbers survive both printers (built directly,
     without a family that would check the params)."""
-    from nlic.compiler.spec import Spec, TaskSpec, TrainingSpec
-    from nlic.compiler.validate import _Checker, _parse_tree
 
     params = (("l", (1, 2.5, 'q"uote', "ü")), ("n", "12"), ("odd key", "a b"), ("r", IntRange(-3, 4)),
               ("s", Schedule("exp", 1e-3, 1e-9)), ("t", "yes"))

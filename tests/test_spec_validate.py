@@ -11,6 +11,8 @@ from nlic.grammar.errors import Loc, SpecError
 from nlic.grammar.spec_parser import parse_expression, parse_nls, spec_grammar
 from nlic.grammar.tree import Call, Range, Scalar, to_plain, type_plain_scalar
 from nlic.grammar.yaml_front import parse_yaml
+from nlic.compiler.families import FAMILIES
+from nlic.compiler.validate import _Checker
 
 MINIMAL = "name: demo\ntask: {family: shift, params: {split: shift_l}}\n"
 
@@ -32,7 +34,6 @@ def test_minimal_spec_takes_every_default():
 
 def test_every_schema_field_is_accepted_and_checked(tmp_path):
     """Walk the schema: every field can be written, and every numeric field's `max` is enforced."""
-
     def fields(cls, prefix=()):
         for f in dataclasses.fields(cls):
             if dataclasses.is_dataclass(f.type if not isinstance(f.type, str) else getattr(spec_module, f.type, None)):
@@ -98,8 +99,6 @@ def test_exp_schedules_need_positive_endpoints():
 
 
 def test_ranges_lists_and_schedules_in_params_are_sorted_by_key():
-    from nlic.compiler.validate import _Checker
-
     doc, _ = parse_yaml("{train: [a.json, b.json], r: 1..5, n: 3, t: linear(1 -> 0), s: x}")
     checker = _Checker("<s>")
     params = checker.params(doc.root, "task.params")
@@ -165,8 +164,6 @@ def test_search_method_must_fit_the_kind():
 
 
 def test_family_params_are_checked_by_the_family():
-    from nlic.runtime.tasks import FAMILIES
-
     if "shift" not in FAMILIES:
         pytest.skip("the shift family is not registered yet")
     diags = errors("name: d\ntask:\n  family: shift\n  params: {split: shift_l, lenght: 20}\n")
@@ -174,8 +171,6 @@ def test_family_params_are_checked_by_the_family():
 
 
 def test_relative_data_paths_resolve_against_the_spec_directory(tmp_path, monkeypatch):
-    from nlic.runtime.tasks import FAMILIES
-
     if "files" not in FAMILIES:
         pytest.skip("the files family is not registered yet")
     data = tmp_path / "data"
@@ -213,8 +208,6 @@ def test_huge_and_deep_inputs_fail_fast():
 
 def test_new_field_types_need_no_validator_change():
     """Optional values and lists of numbers follow from the annotations and metadata alone."""
-    from nlic.compiler.validate import _Checker
-
     @dataclasses.dataclass(frozen=True)
     class Extra:
         limit: int | None = dataclasses.field(default=3, metadata={"min": 1})

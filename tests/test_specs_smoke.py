@@ -14,6 +14,17 @@ import numpy as np
 import pytest
 from conftest import skip_without_exedec
 
+from nlic.compiler import load_spec
+from nlic.compiler.families import sample_split, shapes_of
+from nlic.compiler.identity import fingerprint
+from nlic.compiler.kinds import MODEL_KINDS, kind_of
+from nlic.compiler.lower import compile_spec
+from nlic.grammar.program import format_programs, parse_programs
+from nlic.runtime.replay import Language, execute_programs, program_file
+from nlic.runtime.run_dir import load_run
+from nlic.runtime.solve import solve
+from nlic.runtime.train import train
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p for p in (ROOT / "specs").rglob("*") if p.suffix in (".yaml", ".nls"))
 # One NLI spec per family whose data pipeline differs, and the one baseline with discrete programs.
@@ -55,10 +66,6 @@ def test_spec_lowers(path):
     import jax
     import jax.numpy as jnp
 
-    from nlic.compiler import load_spec
-    from nlic.compiler.lower import kind_of
-    from nlic.runtime.tasks import sample_split, shapes_of
-
     spec = shrink(load_spec(path))
     if spec.task.family == "deepcoder":
         skip_without_exedec()
@@ -77,20 +84,10 @@ def test_spec_lowers(path):
     "path", [p for p in SPECS if os.environ.get("NLIC_FULL_SMOKE") or _name(p) in FULL], ids=_name
 )
 def test_spec_smoke_path(path, tmp_path):
-    from nlic.compiler import load_spec
-    from nlic.compiler.kinds import MODEL_KINDS
-    from nlic.compiler.lower import compile_spec
-    from nlic.grammar.program import format_programs, parse_programs
-    from nlic.runtime.programs import Language, execute_programs, program_file
-    from nlic.runtime.run_dir import fingerprint, load_run
-    from nlic.runtime.solve import solve
-    from nlic.runtime.tasks import sample_split
-    from nlic.runtime.train import train
-
     spec = shrink(load_spec(path))
     kind = MODEL_KINDS.get(spec.model.kind)
 
-    summary = compile_spec(spec, out=tmp_path / "build")
+    summary = compile_spec(spec).summary
     assert summary["parameters"]["total"] > 0
     assert summary["functions"]["train_step"]["flops"] > 0
 

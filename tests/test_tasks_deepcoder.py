@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 from conftest import skip_without_exedec
 
-from nlic.runtime.tasks import deepcoder_dsl as dsl
+from nlic.compiler.families import deepcoder_dsl as dsl
+from nlic.compiler.families import FAMILIES, codec_of, sample_split, shapes_of
+from nlic.compiler.families.deepcoder import DeepCoderCodec, INT, LIST, PAD, load_test_tasks
+from nlic.compiler.spec import Spec, TaskSpec
+from nlic.grammar.errors import DataError, Loc, SpecError
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +20,6 @@ def data_dir():
 
 
 def _spec(pairs=2, **params):
-    from nlic.compiler.spec import Spec, TaskSpec
-
     return Spec(task=TaskSpec(family="deepcoder", params=tuple(params.items()), pairs=pairs))
 
 
@@ -110,9 +112,6 @@ def test_no_dead_code_and_deterministic():
 
 
 def test_codec_round_trip():
-    from nlic.grammar.errors import DataError
-    from nlic.runtime.tasks.deepcoder import INT, LIST, PAD, DeepCoderCodec
-
     c = DeepCoderCodec()
     t = c.encode({"x0": [1, -50, 50], "x1": 3})
     assert t.tolist() == [LIST, 51, 0, 100, PAD, PAD, INT, 53, PAD, PAD, PAD, PAD]
@@ -126,9 +125,6 @@ def test_codec_round_trip():
 
 
 def test_family_splits(data_dir):
-    from nlic.runtime.tasks import codec_of, sample_split, shapes_of
-    from nlic.runtime.tasks.deepcoder import load_test_tasks
-
     spec = _spec(split="length_generalization", pool=32)
     assert (shapes_of(spec).length, shapes_of(spec).values) == (12, 104)
     codec = codec_of(spec)
@@ -157,9 +153,6 @@ def test_family_splits(data_dir):
 
 
 def test_missing_data_dir_is_a_data_error(tmp_path, monkeypatch):
-    from nlic.grammar.errors import DataError, SpecError
-    from nlic.runtime.tasks import sample_split
-
     with pytest.raises(DataError, match="no NONE.jsonl"):
         sample_split(_spec(data_dir=str(tmp_path)), "ood", 2, seed=0)
     monkeypatch.setenv("NLIC_EXEDEC_DIR", str(tmp_path / "nowhere"))
@@ -170,9 +163,6 @@ def test_missing_data_dir_is_a_data_error(tmp_path, monkeypatch):
 
 
 def test_params_are_checked():
-    from nlic.grammar.errors import Loc
-    from nlic.runtime.tasks import FAMILIES
-
     fam = FAMILIES.get("deepcoder")
     diags = fam.check_params({"split": "COMPOSE_NEW_OPS", "qeury": "loo", "pool": -1},
                              {"split": Loc("s", 3, 5)}, Loc("s", 1, 1))

@@ -10,6 +10,11 @@ import numpy as np
 import pytest
 from conftest import skip_without_exedec
 
+from nlic.compiler.families import FAMILIES, GridCodec, codec_of, export_tasks, load_tasks, sample_split
+from nlic.compiler.spec import LanguageSpec, Spec, TaskSpec
+from nlic.grammar.errors import DataError
+from nlic.runtime.cli import main
+
 DATA = Path(__file__).parent / "data"
 BAD = DATA / "bad_data"
 GOOD = DATA / "tasks"
@@ -46,8 +51,6 @@ BAD_CASES = {
 
 
 def _spec(family="shift", pairs=2, values=0, **params):
-    from nlic.compiler.spec import LanguageSpec, Spec, TaskSpec
-
     return Spec(task=TaskSpec(family=family, params=tuple(params.items()), pairs=pairs),
                 language=LanguageSpec(values=values))
 
@@ -59,9 +62,6 @@ def test_every_bad_file_has_a_case():
 
 @pytest.mark.parametrize("name", sorted(BAD_CASES))
 def test_bad_data_is_a_located_data_error(name):
-    from nlic.grammar.errors import DataError
-    from nlic.runtime.tasks import load_tasks
-
     where, fragment = BAD_CASES[name]
     with pytest.raises(DataError) as e:
         load_tasks(BAD / name, _spec(length=4))
@@ -71,16 +71,11 @@ def test_bad_data_is_a_located_data_error(name):
 
 
 def test_files_family_infers_and_reports_bad_files():
-    from nlic.grammar.errors import DataError
-    from nlic.runtime.tasks import sample_split
-
     with pytest.raises(DataError, match="mixed_dims.jsonl:2: error"):
         sample_split(_spec("files", ood=str(BAD / "mixed_dims.jsonl")), "ood", 4, seed=0)
 
 
 def test_arc_json_with_two_test_pairs():
-    from nlic.runtime.tasks import load_tasks
-
     ts = load_tasks(GOOD / "reverse.json", _spec(length=4, pairs=4))
     assert ts.ids == ("reverse", "reverse#1")
     assert ts.pair_mask.tolist() == [[True, True, True, False]] * 2
@@ -92,8 +87,6 @@ def test_arc_json_with_two_test_pairs():
 
 
 def test_jsonl_and_a_list_of_paths():
-    from nlic.runtime.tasks import FAMILIES, sample_split
-
     spec = _spec("files", pairs=3, train=(str(GOOD / "tasks.jsonl"), str(GOOD / "reverse.json")))
     ts = sample_split(spec, "train", 100, seed=0)
     assert ts.ids == ("rot0", "rot1", "rot2", "reverse", "reverse#1")
@@ -104,8 +97,6 @@ def test_jsonl_and_a_list_of_paths():
 
 
 def test_grids_of_several_sizes_are_padded():
-    from nlic.runtime.tasks import GridCodec, codec_of, sample_split
-
     spec = _spec("files", pairs=2, ood=str(GOOD / "grids"))
     codec = codec_of(spec)
     assert codec == GridCodec(rows=3, cols=3, values=11, pad=10)
@@ -119,9 +110,6 @@ def test_grids_of_several_sizes_are_padded():
 
 
 def test_model_alphabet_limits_user_tasks(tmp_path):
-    from nlic.grammar.errors import DataError
-    from nlic.runtime.tasks import load_tasks
-
     f = tmp_path / "big.jsonl"
     f.write_text(json.dumps({"id": "big", "train": [{"input": [1, 2, 3, 14], "output": [1, 2, 3, 4]}], "test": [
         {"input": [1, 2, 3, 4]}]}) + "\n")
@@ -137,8 +125,6 @@ def test_model_alphabet_limits_user_tasks(tmp_path):
     ("deepcoder", {"split": "COMPOSE_NEW_OP"}),
 ])
 def test_export_round_trips(tmp_path, family, params):
-    from nlic.runtime.tasks import codec_of, export_tasks, load_tasks, sample_split
-
     if family == "deepcoder":  # its ood split reads the ExeDec test files, which live outside the repository
         skip_without_exedec()
     spec = _spec(family, pairs=2, **params)
@@ -155,9 +141,6 @@ def test_export_round_trips(tmp_path, family, params):
 
 
 def test_export_refuses_to_overwrite(tmp_path):
-    from nlic.grammar.errors import DataError
-    from nlic.runtime.tasks import codec_of, export_tasks, sample_split
-
     spec = _spec()
     ts = sample_split(spec, "id", 2, seed=0)
     (tmp_path / "keep.json").write_text("{}")
@@ -195,8 +178,6 @@ def test_cli_reports_bad_data_without_traceback(tmp_path, name):
 
 def _main(capsys, *args):
     """The CLI in-process (subprocess start-up is slow): (exit code, stdout, stderr)."""
-    from nlic.runtime.cli import main
-
     code = main(list(args))
     out = capsys.readouterr()
     return code, out.out, out.err

@@ -3,17 +3,19 @@
 import numpy as np
 import pytest
 
+from nlic.compiler.families import FAMILIES, GridCodec, SequenceCodec, codec_of, family_of, sample_split, shapes_of
+from nlic.compiler.families.pattern import generate as generate_pattern
+from nlic.compiler.families.string_rules import apply, generate as generate_rules, run_programs
+from nlic.compiler.spec import Spec, TaskSpec
+from nlic.grammar.errors import DataError, Loc
+
 
 def _spec(family, pairs=3, **params):
-    from nlic.compiler.spec import Spec, TaskSpec
-
     return Spec(task=TaskSpec(family=family, params=tuple(params.items()), pairs=pairs))
 
 
 @pytest.mark.parametrize("family", ["pattern", "string_rules"])
 def test_deterministic_per_seed_and_split(family):
-    from nlic.runtime.tasks import family_of, sample_split
-
     spec = _spec(family)
     for split in family_of(spec).splits({}):
         a, b = sample_split(spec, split, 32, seed=9), sample_split(spec, split, 32, seed=9)
@@ -23,15 +25,12 @@ def test_deterministic_per_seed_and_split(family):
 
 
 def test_pattern_tasks():
-    from nlic.runtime.tasks import codec_of, sample_split, shapes_of
-    from nlic.runtime.tasks.pattern import generate
-
     spec = _spec("pattern", pairs=4)
     s = shapes_of(spec)
     assert (s.length, s.values) == (100, 10)
     params = {}
     for split, density in (("train", 0.5), ("id", 0.5), ("ood_weak", 0.75), ("ood_strong", 1.0), ("ood", 1.0)):
-        ts, pats = generate(params, split, 400, 4, seed=0)
+        ts, pats = generate_pattern(params, split, 400, 4, seed=0)
         assert abs((pats > 0).mean() - density) < 0.03, split
         assert pats.min() >= 0 and pats.max() <= 9
         x = np.concatenate([ts.inputs, ts.query_inputs[:, None]], 1).reshape(400, 5, 10, 10)
@@ -48,9 +47,6 @@ def test_pattern_tasks():
 
 
 def test_pattern_params():
-    from nlic.grammar.errors import Loc
-    from nlic.runtime.tasks import FAMILIES
-
     fam = FAMILIES.get("pattern")
     diags = fam.check_params({"size": 12, "density": 1.5, "colour": 3}, {"density": Loc("p", 4, 2)}, Loc("p"))
     text = "\n".join(map(str, diags))
@@ -59,8 +55,6 @@ def test_pattern_params():
 
 
 def test_string_rules_semantics():
-    from nlic.runtime.tasks.string_rules import apply
-
     one = lambda v: np.array([v])  # noqa: E731
     x = np.array([[3, 1, 4, 4, 0]])
     # rule 1 (drop_right), k=2, m=1: 3-1>=2 -> 2; 4-0>=2 at i=3 -> 3; left to right, in place
@@ -74,12 +68,10 @@ def test_string_rules_semantics():
 
 
 def test_string_rules_splits_are_disjoint():
-    from nlic.runtime.tasks.string_rules import generate, run_programs
-
     params = {}
     counts = {}
     for split in ("train", "id", "ood", "ood_compose"):
-        ts, progs = generate(params, split, 300, 3, seed=2)
+        ts, progs = generate_rules(params, split, 300, 3, seed=2)
         kind = progs["kind"]
         live = (kind > 0).sum(1)
         both = ((kind == 1).any(1) & (kind == 4).any(1))
@@ -95,9 +87,6 @@ def test_string_rules_splits_are_disjoint():
 
 
 def test_string_rules_params():
-    from nlic.grammar.errors import Loc
-    from nlic.runtime.tasks import FAMILIES, sample_split
-
     fam = FAMILIES.get("string_rules")
     assert "must be longer" in str(fam.check_params({"ood_rules": "4..6"}, {}, Loc("s"))[0])
     assert "range" in str(fam.check_params({"rules": "three"}, {}, Loc("s"))[0])
@@ -106,9 +95,6 @@ def test_string_rules_params():
 
 
 def test_sequence_and_grid_codecs():
-    from nlic.grammar.errors import DataError
-    from nlic.runtime.tasks import GridCodec, SequenceCodec
-
     s = SequenceCodec(length=5, values=4, pad=3)
     assert s.encode([0, 2]).tolist() == [0, 2, 3, 3, 3] and s.decode(s.encode([0, 2])) == [0, 2]
     with pytest.raises(DataError, match="outside the alphabet 0..2"):

@@ -5,10 +5,13 @@ import dataclasses
 import numpy as np
 import pytest
 
+from nlic.compiler.families import FAMILIES, family_of, sample_split, shapes_of
+from nlic.compiler.families.shift import PRIMITIVES, generate
+from nlic.compiler.spec import IntRange, Spec, TaskSpec
+from nlic.grammar.errors import Loc, SpecError
+
 
 def _spec(**params):
-    from nlic.compiler.spec import Spec, TaskSpec
-
     return Spec(task=TaskSpec(family="shift", params=tuple(params.items()), pairs=3))
 
 
@@ -18,8 +21,6 @@ def _shift_of(x, y):
 
 
 def test_shapes_and_family():
-    from nlic.runtime.tasks import FAMILIES, family_of, shapes_of
-
     spec = _spec(length=12, alphabet=7)
     assert family_of(spec) is FAMILIES.get("shift")
     s = shapes_of(spec)
@@ -29,9 +30,6 @@ def test_shapes_and_family():
 
 
 def test_language_values_too_small_is_a_spec_error():
-    from nlic.grammar.errors import SpecError
-    from nlic.runtime.tasks import shapes_of
-
     spec = _spec()
     spec = dataclasses.replace(spec, language=dataclasses.replace(spec.language, values=5))
     with pytest.raises(SpecError, match="smaller than the task's alphabet"):
@@ -40,8 +38,6 @@ def test_language_values_too_small_is_a_spec_error():
 
 @pytest.mark.parametrize("split", ["train", "id", "ood"])
 def test_deterministic_per_seed(split):
-    from nlic.runtime.tasks import sample_split
-
     spec = _spec(split="comp_i")
     a, b, c = (sample_split(spec, split, 16, seed=s) for s in (5, 5, 6))
     for f in ("inputs", "outputs", "query_inputs", "query_outputs"):
@@ -51,8 +47,6 @@ def test_deterministic_per_seed(split):
 
 
 def test_train_and_id_streams_differ():
-    from nlic.runtime.tasks import sample_split
-
     spec = _spec()
     assert not np.array_equal(sample_split(spec, "train", 8, seed=0).inputs, sample_split(spec, "id", 8, seed=0).inputs)
 
@@ -61,8 +55,6 @@ def test_train_and_id_streams_differ():
     "suite,train,ood", [("shift_l", range(1, 6), range(6, 11)), ("shift_p", range(6, 11), range(1, 6))]
 )
 def test_shift_splits_are_disjoint(suite, train, ood):
-    from nlic.runtime.tasks import sample_split
-
     spec = _spec(split=suite)
     for split, allowed in (("train", train), ("id", train), ("ood", ood)):
         ts = sample_split(spec, split, 200, seed=1)
@@ -77,10 +69,6 @@ def test_shift_splits_are_disjoint(suite, train, ood):
 
 
 def test_shift_range_overrides_and_errors():
-    from nlic.compiler.spec import IntRange
-    from nlic.grammar.errors import Loc
-    from nlic.runtime.tasks import FAMILIES, sample_split
-
     spec = _spec(train_shifts="2..3", ood_shifts=IntRange(7, 7))
     ts = sample_split(spec, "ood", 10, seed=0)
     assert all(7 in _shift_of(ts.inputs[i, 0], ts.outputs[i, 0]) for i in range(10))
@@ -97,8 +85,6 @@ def test_shift_range_overrides_and_errors():
 
 
 def test_comp_i_programs():
-    from nlic.runtime.tasks.shift import PRIMITIVES, generate
-
     params = {"split": "comp_i", "length": 20, "alphabet": 10}
     ts, progs = generate(params, "ood", 300, 3, seed=0)
     assert len(PRIMITIVES) >= 6
@@ -119,10 +105,6 @@ def test_comp_i_programs():
 
 
 def test_unknown_split_and_family():
-    from nlic.compiler.spec import Spec, TaskSpec
-    from nlic.grammar.errors import SpecError
-    from nlic.runtime.tasks import family_of, sample_split
-
     with pytest.raises(SpecError, match="no split 'odd'") as e:
         sample_split(_spec(), "odd", 4, seed=0)
     assert "ood" in e.value.diagnostics[0].hint
@@ -132,8 +114,6 @@ def test_unknown_split_and_family():
 
 def test_fast_enough_for_training():
     import time
-
-    from nlic.runtime.tasks import sample_split
 
     spec = _spec(split="comp_i")
     t = time.perf_counter()

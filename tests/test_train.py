@@ -20,7 +20,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import MODEL_KINDS, ModelKind, Solution
+import nlic.compiler.families as tasks
+from nlic.compiler import parse_spec
+from nlic.compiler.families import sample_split, shapes_of
+from nlic.compiler.optim import init_state, lr_schedule, make_optimizer, make_train_step
+from nlic.compiler.seeds import derive_seed
+from nlic.compiler.spec import Schedule
+from nlic.grammar.errors import CheckpointError, DataError
+from nlic.runtime import run_dir as rd
+from nlic.runtime.progress import Progress
+from nlic.runtime.train import pad_batch, replicate, shard_batch, train
 
 TOY = "toy_h_train"
 TESTS = Path(__file__).resolve().parent
@@ -128,8 +139,6 @@ def tiny_text(steps: int = 6, ckpt: int = 2) -> str:
 
 
 def tiny_spec(steps: int = 6, ckpt: int = 2):
-    from nlic.compiler import parse_spec
-
     return parse_spec(tiny_text(steps, ckpt), "tiny.yaml")
 
 
@@ -143,9 +152,6 @@ def leaves_of(model) -> list[np.ndarray]:
 def test_lr_schedule_warms_up_then_follows_the_spec():
     import dataclasses
 
-    from nlic.compiler.spec import Schedule
-    from nlic.runtime.train import lr_schedule
-
     tr = dataclasses.replace(tiny_spec().training, steps=12, warmup=4, lr=Schedule("linear", 1.0, 0.0))
     lr = lr_schedule(tr)
     got = [float(lr(i)) for i in range(12)]
@@ -155,9 +161,6 @@ def test_lr_schedule_warms_up_then_follows_the_spec():
 
 
 def test_train_step_traces_once_and_learns():
-    from nlic.runtime.tasks import sample_split, shapes_of
-    from nlic.runtime.train import init_state, make_optimizer, make_train_step, replicate, shard_batch
-
     spec = tiny_spec()
     kind = MODEL_KINDS.get(TOY)
     optim = make_optimizer(spec.training)
@@ -177,9 +180,6 @@ def test_train_step_traces_once_and_learns():
 
 
 def test_pad_batch_and_shard_batch():
-    from nlic.grammar.errors import DataError
-    from nlic.runtime.train import pad_batch, shard_batch
-
     x = {"a": jnp.arange(6).reshape(3, 2)}
     padded, n = pad_batch(x, 4)
     assert n == 3 and padded["a"].shape == (4, 2) and np.array_equal(padded["a"][3], x["a"][2])
@@ -198,8 +198,6 @@ def trained(tmp_path_factory):
     """One tiny run (4 steps, checkpoints every 2, evaluation every 2) shared by the run-directory tests."""
     import dataclasses
 
-    from nlic.runtime.train import train
-
     spec = tiny_spec(steps=4, ckpt=2)
     spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, eval_every=2))
     run = tmp_path_factory.mktemp("trained") / "run"
@@ -207,8 +205,6 @@ def trained(tmp_path_factory):
 
 
 def test_train_writes_a_complete_run_directory(trained):
-    from nlic.runtime import run_dir as rd
-
     spec, res = trained
     run = res.run_dir
     assert res.step == 4
@@ -224,8 +220,8 @@ def test_train_writes_a_complete_run_directory(trained):
     assert all(np.array_equal(a, b) for a, b in zip(saved, leaves_of(res.model), strict=True))
     spec2, model2 = rd.load_run(run)
     assert spec2 == spec
-    assert rd.fingerprint(spec2, model2) == rd.fingerprint(spec, res.model)
-    assert len(rd.fingerprint(spec, res.model)) == 16
+    assert fingerprint(spec2, model2) == fingerprint(spec, res.model)
+    assert len(fingerprint(spec, res.model)) == 16
 
 
 def test_evaluation_rows_have_split_and_accuracy(trained):
@@ -237,10 +233,6 @@ def test_evaluation_rows_have_split_and_accuracy(trained):
 
 def test_existing_results_are_never_overwritten_without_resume_or_force(trained, tmp_path):
     import shutil
-
-    from nlic.grammar.errors import CheckpointError
-    from nlic.runtime import run_dir as rd
-    from nlic.runtime.train import train
 
     spec, res = trained
     run = tmp_path / "run"
@@ -258,15 +250,10 @@ def test_existing_results_are_never_overwritten_without_resume_or_force(trained,
 
 
 def test_ctrl_c_leaves_a_checkpoint_that_resumes_exactly(trained, tmp_path, monkeypatch):
-    import nlic.runtime.tasks as tasks
-    from nlic.runtime.train import train
-
     spec, full = trained
     real = tasks.sample_split
 
     def interrupt_at_step_3(spec_, split, n, *, seed):
-        from nlic.runtime.train import derive_seed
-
         if split == "train" and seed == derive_seed(spec_.seed, "train", 3):
             raise KeyboardInterrupt
         return real(spec_, split, n, seed=seed)
@@ -285,8 +272,6 @@ def test_ctrl_c_leaves_a_checkpoint_that_resumes_exactly(trained, tmp_path, monk
 
 def test_progress_bar_on_a_tty_and_plain_lines_elsewhere(monkeypatch):
     import io
-
-    from nlic.runtime.progress import Progress
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -314,9 +299,6 @@ def test_progress_bar_on_a_tty_and_plain_lines_elsewhere(monkeypatch):
 
 def test_load_run_refuses_missing_and_corrupt_runs(trained, tmp_path):
     import shutil
-
-    from nlic.grammar.errors import CheckpointError
-    from nlic.runtime import run_dir as rd
 
     with pytest.raises(CheckpointError, match="no such run directory"):
         rd.load_run(tmp_path / "nothing")
@@ -351,7 +333,8 @@ DRIVER = """\
 import os, sys, time
 sys.path.insert(0, {tests!r})
 import test_train  # registers the stand-in kind
-import nlic.runtime.tasks as tasks
+
+import nlic.compiler.families as tasks
 from nlic.runtime.cli import main
 if os.environ.get("SLOW_STEP"):  # slow data make a window to kill the run between checkpoints
     fast = tasks.sample_split
@@ -371,8 +354,6 @@ def run_cli(tmp_path: Path, *args: str, env: dict | None = None, wait: bool = Tr
 
 
 def test_cli_train_resume_after_sigkill_reaches_the_same_weights(tmp_path):
-    from nlic.runtime import run_dir as rd
-
     steps = 40
     (tmp_path / "spec.yaml").write_text(tiny_text(steps=steps, ckpt=5))
     # A slow step (sleep in the data path) gives time to kill the run between checkpoints.
@@ -431,8 +412,10 @@ import jax, jax.numpy as jnp
 from jax.sharding import Mesh
 import numpy as np
 import test_train
-from nlic.runtime.tasks import sample_split, shapes_of
-from nlic.runtime.train import init_state, make_optimizer, make_train_step, replicate, shard_batch
+
+from nlic.compiler.families import sample_split, shapes_of
+from nlic.compiler.optim import init_state, make_optimizer, make_train_step
+from nlic.runtime.train import replicate, shard_batch
 spec = test_train.tiny_spec()
 kind = test_train.MODEL_KINDS.get(test_train.TOY)
 optim = make_optimizer(spec.training)

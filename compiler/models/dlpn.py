@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from nlic.compiler.kinds import MODEL_KINDS, Batch, ModelKind, Shapes, Solution
+from nlic.compiler.kinds import Batch, ModelKind, Shapes, Solution
 from nlic.compiler.models.in_context import (
     Decoder,
     check_method,
@@ -191,15 +191,12 @@ def build_dlpn(spec: Spec, shapes: Shapes, *, key: PRNGKeyArray) -> DLPN:
     return DLPN(spec, shapes, key=key)
 
 
-DLPN_KIND = MODEL_KINDS.register(
-    "dlpn",
-    ModelKind(
-        name="dlpn",
-        build=build_dlpn,
-        loss=dlpn_loss,
-        solve=eqx.filter_jit(dlpn_solve),
-        search_methods=DLPN_METHODS,
-        execute=eqx.filter_jit(dlpn_execute),
-        discrete_programs=True,
-    ),
+DLPN_KIND = ModelKind(
+    name="dlpn",
+    build=build_dlpn,
+    loss=dlpn_loss,
+    solve=eqx.filter_jit(dlpn_solve),
+    search_methods=DLPN_METHODS,
+    execute=eqx.filter_jit(dlpn_execute),
+    discrete_programs=True,
 )

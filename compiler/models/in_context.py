@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from nlic.compiler.kinds import MODEL_KINDS, Batch, ModelKind, Shapes, Solution
+from nlic.compiler.kinds import Batch, ModelKind, Shapes, Solution
 from nlic.compiler.models.layers import Transformer, sinusoidal_positions
 from nlic.compiler.spec import SearchSpec, Spec
 from nlic.grammar.errors import Loc, SpecError, did_you_mean
@@ -303,13 +303,10 @@ def in_context_solve(model: InContext, batch: Batch, search: SearchSpec, *, key:
     return solution_from_logits(query, loo, batch, model.max_length)
 
 
-IN_CONTEXT = MODEL_KINDS.register(
-    "in_context",
-    ModelKind(
-        name="in_context",
-        build=build_in_context,
-        loss=in_context_loss,
-        solve=eqx.filter_jit(in_context_solve),
-        search_methods=("none",),
-    ),
+IN_CONTEXT = ModelKind(
+    name="in_context",
+    build=build_in_context,
+    loss=in_context_loss,
+    solve=eqx.filter_jit(in_context_solve),
+    search_methods=("none",),
 )

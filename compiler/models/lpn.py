@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from nlic.compiler.kinds import MODEL_KINDS, Batch, ModelKind, Shapes, Solution
+from nlic.compiler.kinds import Batch, ModelKind, Shapes, Solution
 from nlic.compiler.models.in_context import (
     Decoder,
     PairEncoder,
@@ -196,7 +196,4 @@ def build_lpn(spec: Spec, shapes: Shapes, *, key: PRNGKeyArray) -> LPN:
     return LPN(spec, shapes, key=key)
 
 
-LPN_KIND = MODEL_KINDS.register(
-    "lpn",
-    ModelKind(name="lpn", build=build_lpn, loss=lpn_loss, solve=eqx.filter_jit(lpn_solve), search_methods=LPN_METHODS),
-)
+LPN_KIND = ModelKind(name="lpn", build=build_lpn, loss=lpn_loss, solve=eqx.filter_jit(lpn_solve), search_methods=LPN_METHODS)

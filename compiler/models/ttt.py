@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
-from nlic.compiler.kinds import MODEL_KINDS, Batch, ModelKind, Solution
+from nlic.compiler.kinds import Batch, ModelKind, Solution
 from nlic.compiler.models.in_context import (
     InContext,
     build_in_context,
@@ -79,13 +79,10 @@ def ttt_solve(model: InContext, batch: Batch, search: SearchSpec, *, key: PRNGKe
     return solution_from_logits(query, loo, batch, model.max_length)
 
 
-TTT = MODEL_KINDS.register(
-    "ttt",
-    ModelKind(
-        name="ttt",
-        build=build_in_context,
-        loss=in_context_loss,
-        solve=eqx.filter_jit(ttt_solve),
-        search_methods=("none", "gradient"),  # `ttt` is accepted as an alias of `gradient`
-    ),
+TTT = ModelKind(
+    name="ttt",
+    build=build_in_context,
+    loss=in_context_loss,
+    solve=eqx.filter_jit(ttt_solve),
+    search_methods=("none", "gradient"),  # `ttt` is accepted as an alias of `gradient`
 )

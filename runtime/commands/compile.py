@@ -6,8 +6,13 @@ With `--out` (default build/<spec name>) also write the locked spec, summary.jso
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
+
+from nlic.compiler import compile_spec, format_summary, load_spec
+from nlic.runtime.build import EXPORT_META_FILE, write_build
 
 __all__ = ["add_arguments", "run"]
 
@@ -22,16 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    import time
-
-    from nlic.compiler import load_spec
-    from nlic.compiler.lower import compile_spec, format_summary
-
     t0 = time.perf_counter()
     spec = load_spec(args.spec)
     out = None if args.no_write else (Path(args.out) if args.out else Path("build") / spec.name)
-    summary = compile_spec(spec, out=out, log=lambda s: print(s, file=sys.stderr, flush=True), optimize=args.optimize)
+    compiled = compile_spec(spec, log=lambda s: print(s, file=sys.stderr, flush=True), optimize=args.optimize)
+    summary = compiled.summary
+    if out is not None:
+        write_build(compiled, out)
     summary["total_s"] = round(time.perf_counter() - t0, 3)  # including spec loading and imports
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -39,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(summary))
         if out is not None:
             print(f"wrote {out}/ (spec.yaml, summary.json" + (", executor.jaxexport, executor.json, weights.npz)"
-                                                               if (out / "executor.json").exists() else ")"))
+                                                               if (out / EXPORT_META_FILE).exists() else ")"))
     return 0

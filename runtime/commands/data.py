@@ -6,8 +6,13 @@ Exported tasks load back with the `files` family (or `nlic solve RUN_DIR DIR`), 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any
+
+from nlic.compiler import load_spec
+from nlic.compiler.families import codec_of, export_tasks, sample_split
+from nlic.grammar.errors import DataError, Loc
 
 __all__ = ["add_arguments", "run", "format_task"]
 
@@ -49,8 +54,6 @@ def _side_by_side(blocks: list[str], sep: str) -> str:
 
 
 def _visible_len(text: str) -> int:
-    import re
-
     return len(re.sub(r"\x1b\[[0-9;]*m", "", text))
 
 
@@ -75,10 +78,6 @@ def _indent(label: str, body: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nlic.compiler import load_spec
-    from nlic.grammar.errors import DataError, Loc
-    from nlic.runtime.tasks import codec_of, export_tasks, sample_split
-
     spec = load_spec(args.spec)
     split = args.split or spec.task.train_split
     seed = spec.seed if args.seed is None else args.seed

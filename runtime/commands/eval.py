@@ -8,6 +8,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from nlic.compiler import load_spec
+from nlic.grammar.errors import Loc, NlicError, SpecError
+from nlic.runtime.evaluate import DATA_SEED, evaluate, write_results
+
 __all__ = ["add_arguments", "run", "parse_list"]
 
 
@@ -37,8 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_list(text: str | None, flag: str, *, integer: bool, minimum: int = 0) -> list | None:
     """A comma-separated option value as a list; a `SpecError` located at the flag when an item is malformed."""
-    from nlic.grammar.errors import Loc, SpecError
-
     if text is None:
         return None
     items = [t.strip() for t in text.split(",") if t.strip()]
@@ -60,10 +62,6 @@ def parse_list(text: str | None, flag: str, *, integer: bool, minimum: int = 0) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from nlic.compiler import load_spec
-    from nlic.grammar.errors import Loc, NlicError, SpecError
-    from nlic.runtime.evaluate import DATA_SEED, evaluate, write_results
-
     seeds = parse_list(args.seeds, "--seeds", integer=True)
     budgets = parse_list(args.budgets, "--budgets", integer=True)
     splits = parse_list(args.splits, "--splits", integer=False)

@@ -7,16 +7,15 @@ Data paths stay as the user wrote them; comments are not kept (`--comments` docu
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from nlic.compiler.printer import SYNTAXES, format_spec
 from nlic.compiler.validate import load_spec, syntax_of
 from nlic.grammar.errors import Loc, SpecError
+from nlic.runtime.files import atomic_write
 
-__all__ = ["add_arguments", "run", "write_atomic"]
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,22 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--comments", action="store_true", help="document every field with a comment")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if FILE is not already in canonical form")
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` so that readers see the old or the new file, never a partial one."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         if Path(args.out).is_dir():
             raise SpecError("--out is a directory", loc=Loc(args.out), hint="give a file name")
-        write_atomic(args.out, text)
+        atomic_write(args.out, text)
     else:
         sys.stdout.write(text)
     return 0

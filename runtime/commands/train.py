@@ -8,6 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nlic.compiler import load_spec
+from nlic.grammar.errors import Loc, SpecError
+from nlic.runtime.train import default_run_dir, train
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -22,10 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nlic.compiler import load_spec
-    from nlic.grammar.errors import Loc, SpecError
-    from nlic.runtime.train import default_run_dir, train
-
     spec = load_spec(args.spec)
     if args.steps is not None and args.steps < 0:
         raise SpecError(f"--steps must be >= 0, got {args.steps}", loc=Loc("--steps"), hint="give a step count")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nlic.compiler.printer import spec_hash
+from nlic.compiler.identity import spec_hash
 from nlic.compiler.validate import load_spec
 from nlic.grammar.errors import NlicError
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nlic.grammar.errors import SpecError, did_you_mean
-from nlic.runtime.tasks.base import TaskSet
+from nlic.compiler.families.base import TaskSet
 
 __all__ = ["rng_for", "from_pairs", "check_split", "task_ids"]
 

@@ -10,10 +10,12 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+import jax.numpy as jnp
 import numpy as np
 
-from nlic.compiler.registry import Registry
+from nlic.compiler.kinds import Batch
 from nlic.grammar.errors import Diagnostic, Loc
+from nlic.grammar.registry import Registry
 
 __all__ = ["TaskSet", "Codec", "Family", "FAMILIES"]
 
@@ -56,10 +58,6 @@ class TaskSet:
 
     def batch(self):
         """The tasks as a `nlic.compiler.kinds.Batch` of jnp arrays."""
-        import jax.numpy as jnp
-
-        from nlic.compiler.kinds import Batch
-
         return Batch(
             inputs=jnp.asarray(self.inputs, jnp.int32),
             outputs=jnp.asarray(self.outputs, jnp.int32),

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from nlic.grammar.errors import Diagnostic, Loc, SpecError
-from nlic.runtime.tasks.base import FAMILIES, TaskSet
-from nlic.runtime.tasks.codecs import GridCodec
-from nlic.runtime.tasks.common import check_split, from_pairs, rng_for, task_ids
-from nlic.runtime.tasks.params import Param, check, resolve, resolve_valid
+from nlic.compiler.families.base import TaskSet
+from nlic.compiler.families.codecs import GridCodec
+from nlic.compiler.families.common import check_split, from_pairs, rng_for, task_ids
+from nlic.compiler.families.params import Param, check, resolve, resolve_valid
 
 __all__ = ["PatternFamily", "generate"]
 
@@ -98,4 +98,5 @@ class PatternFamily:
         return generate(params, split, n, pairs, seed=seed)[0]
 
 
-FAMILIES.register("pattern", PatternFamily())
+PATTERN = PatternFamily()
+"""The `pattern` family (registered by `nlic.compiler.families`)."""

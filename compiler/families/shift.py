@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from nlic.grammar.errors import Diagnostic, Loc, SpecError
-from nlic.runtime.tasks.base import FAMILIES, TaskSet
-from nlic.runtime.tasks.codecs import SequenceCodec
-from nlic.runtime.tasks.common import check_split, from_pairs, rng_for, task_ids
-from nlic.runtime.tasks.params import Param, check, resolve, resolve_valid
+from nlic.compiler.families.base import TaskSet
+from nlic.compiler.families.codecs import SequenceCodec
+from nlic.compiler.families.common import check_split, from_pairs, rng_for, task_ids
+from nlic.compiler.families.params import Param, check, resolve, resolve_valid
 
 __all__ = ["ShiftFamily", "PRIMITIVES", "DEFAULT_SHIFTS", "generate"]
 
@@ -146,4 +146,5 @@ class ShiftFamily:
         return generate(params, split, n, pairs, seed=seed)[0]
 
 
-FAMILIES.register("shift", ShiftFamily())
+SHIFT = ShiftFamily()
+"""The `shift` family (registered by `nlic.compiler.families`)."""

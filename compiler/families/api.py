@@ -5,13 +5,15 @@ Everything that trains, solves or evaluates gets its tasks through these functio
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
+from nlic.compiler.families.base import FAMILIES, Codec, Family, TaskSet
+from nlic.compiler.families.common import check_split
+from nlic.compiler.families.files import read_tasks
 from nlic.compiler.kinds import Shapes
 from nlic.grammar.errors import Loc, SpecError
-from nlic.runtime.tasks.base import FAMILIES, Codec, Family, TaskSet
-from nlic.runtime.tasks.common import check_split
 
 __all__ = ["family_of", "params_of", "codec_of", "shapes_of", "sample_split", "load_tasks"]
 
@@ -41,8 +43,6 @@ def codec_of(spec: Any) -> Codec:
             f"language.values = {values} is smaller than the task's alphabet of {codec.values} values",
             loc=Loc("language.values"), hint=f"use 0 (inferred) or at least {codec.values}",
         )
-    import dataclasses
-
     # A larger alphabet only widens what the executor can represent; the family still writes its own values.
     return dataclasses.replace(codec, values=values) if dataclasses.is_dataclass(codec) else codec
 
@@ -67,6 +67,4 @@ def load_tasks(path: str | os.PathLike[str], spec: Any) -> TaskSet:
     Raises:
         DataError: located by file and line (JSONL) or task id and pair, for any malformed or unfit task.
     """
-    from nlic.runtime.tasks.files import read_tasks
-
     return read_tasks(path, codec_of(spec), pairs=int(spec.task.pairs))

@@ -15,9 +15,9 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from nlic.compiler.kinds import Batch, Solution
-from nlic.compiler.models.nli import NLI, _pair_loglik, pad_program, relax_tokens, spec_scores
+from nlic.compiler.models.nli.model import NLI, _pair_loglik, pad_program, relax_tokens, spec_scores
 from nlic.compiler.ranking import best_index, better
-from nlic.compiler.registry import Registry
+from nlic.grammar.registry import Registry
 from nlic.compiler.spec import SearchSpec
 
 __all__ = ["SearchMethod", "SEARCH_METHODS", "Task", "search_cost"]

@@ -1,7 +1,7 @@
-"""Program files meet trained models: language checks, building files from search results, replay inputs.
+"""Program files meet trained models: language checks, building files from search results, and `replay`.
 
-Used by `nlic solve` (write the discrete programs it found) and `nlic run` (check a file against a run, read
-inputs, execute with hard tokens from Python or from the exported executor).
+`nlic solve` writes the discrete programs it found through `program_file`; `nlic run` is `replay`: check a file
+against a run, read inputs, execute with hard tokens from Python or from the exported executor.
 """
 
 from __future__ import annotations
@@ -14,12 +14,29 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
+import jax.numpy as jnp
 import numpy as np
 
-from nlic.grammar.errors import DataError, Diagnostic, Loc, ProgramError, did_you_mean
-from nlic.grammar.program import FORMAT_VERSION, Alias, Header, Program, ProgramFile
+from nlic.compiler.families import codec_of
+from nlic.compiler.identity import fingerprint, spec_hash
+from nlic.compiler.kinds import kind_of
+from nlic.compiler.validate import load_spec
+from nlic.grammar.errors import (
+    ArtifactError,
+    CheckpointError,
+    DataError,
+    Diagnostic,
+    Loc,
+    ProgramError,
+    did_you_mean,
+)
+from nlic.grammar.program import FORMAT_VERSION, Alias, Header, Program, ProgramFile, load_programs
+from nlic.runtime.build import Artifact, load_artifact
+from nlic.runtime.run_dir import EXECUTOR_WEIGHTS_FILE, SPEC_FILE, load_run
 
 __all__ = [
+    "replay",
     "Language",
     "check_programs",
     "program_file",
@@ -309,11 +326,6 @@ def execute_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.nda
     Raises:
         ProgramError: the model kind has no discrete programs.
     """
-    import equinox as eqx
-    import jax.numpy as jnp
-
-    from nlic.compiler.lower import kind_of
-
     kind = kind_of(spec)
     if kind.execute is None or not kind.discrete_programs:
         raise ProgramError(
@@ -354,3 +366,77 @@ def jsonl(rows: Iterable[Mapping[str, Any]]) -> str:
     """Rows as JSON Lines (compact, keys in the order given)."""
     return "".join(json.dumps(json_value(dict(r)), separators=(", ", ": ")) + "\n" for r in rows)
 
+
+
+def replay(run_dir: str | Path, programs: str | Path | ProgramFile, inputs: Sequence[str | Path | Mapping[str, Any]], *,
+           program: str | None = None, artifact: str | Path | None = None) -> list[dict[str, Any]]:
+    """Run a program file on inputs: what `nlic run` prints, as rows `{"id", "input", "output"}`.
+
+    Args:
+        run_dir: a trained run directory (the `--out` of `nlic train`).
+        programs: a program file (path) or a parsed `ProgramFile` of that run's language.
+        inputs: input files (JSONL rows with "input", or task files, whose query inputs are replayed), or rows
+            `{"id": program id, "input": value}` given directly.
+        program: run this program id on every input (default: the program whose id matches the input's).
+        artifact: a build directory: replay with its exported executor instead of nlic's model code.
+
+    Raises:
+        ProgramSyntaxError, ProgramError: the file does not parse or belongs to another language.
+        DataError: malformed inputs. CheckpointError, ArtifactError: unusable run or build directory.
+    """
+    # The program file first: it is cheap to check, and its errors are the likeliest.
+    pf = programs if isinstance(programs, ProgramFile) else load_programs(programs)
+    run = Path(run_dir)
+    if artifact is None:
+        spec, model = load_run(run)
+        language = Language.of(spec, fingerprint(spec, model))
+    else:
+        spec, art, weights, fp = artifact_of_run(run, Path(artifact))
+        language = Language.of(spec, fp)
+    check_programs(pf, language)
+    codec = codec_of(spec)
+    rows = [r for r in inputs if isinstance(r, Mapping)]
+    paths = [str(r) for r in inputs if not isinstance(r, Mapping)]
+    if rows and paths:
+        raise DataError("give inputs either as files or as rows, not both", loc=Loc("inputs"),
+                        hint='e.g. replay(run, programs, [{"id": "ood-0000", "input": [1, 2, 3]}])')
+    if rows:
+        lines = [json.dumps(json_value(dict(r))) for r in rows]
+        items = _jsonl_inputs(lines, "<inputs>", codec, pf, program)
+    else:
+        items = read_inputs(paths, codec, pf, program=program)
+    if not items:
+        raise DataError("no inputs to replay", loc=Loc("inputs"), hint="give at least one input")
+    tokens = pf.array([it.id for it in items], language.max_length)
+    x = np.stack([it.encoded for it in items])
+    if artifact is None:
+        outputs = execute_programs(spec, model, tokens, x)
+    else:
+        outputs = art.run(weights, tokens, x)
+    return [{"id": it.id, "input": it.value, "output": codec.decode(out)} for it, out in zip(items, outputs)]
+
+
+def artifact_of_run(run: Path, build: Path) -> tuple[Any, Artifact, list[np.ndarray], str]:
+    """Spec, artifact, weights and language fingerprint of a run replayed through an exported executor.
+
+    Raises:
+        CheckpointError: `run` is not a finished run. ArtifactError: the build is of another spec.
+    """
+    if not (run / SPEC_FILE).exists():
+        raise CheckpointError(f"not a run directory (no {SPEC_FILE})", loc=Loc(str(run)),
+                              hint="pass the --out of `nlic train`")
+    spec = load_spec(run / SPEC_FILE)
+    art = load_artifact(build)
+    if art.spec_hash != spec_hash(spec):
+        raise ArtifactError(
+            f"the build was compiled from spec {art.spec_hash}, the run was trained with spec {spec_hash(spec)}",
+            loc=Loc(str(build)), hint=f"compile the run's spec: nlic compile {run / SPEC_FILE} --out {build}",
+        )
+    weights_path = run / EXECUTOR_WEIGHTS_FILE
+    if not weights_path.exists():
+        raise CheckpointError(f"no {EXECUTOR_WEIGHTS_FILE} in the run", loc=Loc(str(run)),
+                              hint="did training finish? `nlic train` writes it at the end")
+    weights = art.load_weights(weights_path)
+    # The fingerprint hashes the spec and the weight leaves in export order, so the exported weights give the
+    # same fingerprint as the trained model.
+    return spec, art, weights, fingerprint(spec, weights)

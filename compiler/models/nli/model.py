@@ -1,7 +1,8 @@
 """The Neural Language Interpreter (NLI): a transformer inductor that writes discrete token programs and a
 recurrent interpreter that runs them over a per-position distribution of values (method.md sections 2-3).
 
-Registered as model kind "nli"; test-time search methods live in `nlic.runtime.search`.
+The model itself; its test-time search methods are `search.py` beside it, and `__init__.py` assembles both
+into the "nli" model kind.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from nlic.compiler.kinds import MODEL_KINDS, Batch, ModelKind, Shapes, Solution
+from nlic.compiler.kinds import Batch, Shapes
 from nlic.compiler.models.layers import MLP, Transformer, sinusoidal_positions
-from nlic.compiler.spec import RelaxationSpec, SearchSpec, Spec
+from nlic.compiler.spec import RelaxationSpec, Spec
 from nlic.grammar.errors import SpecError
 
 __all__ = [
@@ -25,10 +26,10 @@ __all__ = [
     "NLI",
     "build",
     "loss",
-    "solve",
     "execute",
+    "pad_program",
     "relax_tokens",
-    "NLI_KIND",
+    "spec_scores",
 ]
 
 _NEG = -1e9  # logit of a token the language does not have (the skip token in the no-skip ablation)
@@ -426,28 +427,3 @@ def execute(model: NLI, programs: Int[Array, "B T"], inputs: Int[Array, "B L"]) 
 @eqx.filter_jit
 def _execute(model: NLI, programs: Int[Array, "B T"], inputs: Int[Array, "B L"]) -> Int[Array, "B L"]:
     return model.execute(programs, inputs)
-
-
-def solve(model: NLI, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray) -> Solution:
-    """Induce and search a discrete program per task with the search method `search.method`."""
-    from nlic.runtime.search import SEARCH_METHODS  # runtime strategies; imported late to keep layers acyclic
-
-    return SEARCH_METHODS.get(search.method).run(model, batch, search, key=key)
-
-
-def _search_names() -> tuple[str, ...]:
-    return ("none", "prior", "gradient", "enumerate", "cascade")
-
-
-NLI_KIND = ModelKind(
-    name="nli",
-    build=build,
-    loss=loss,
-    solve=solve,
-    search_methods=_search_names(),
-    execute=execute,
-    discrete_programs=True,
-)
-
-MODEL_KINDS.register("nli", NLI_KIND)
-

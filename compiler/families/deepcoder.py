@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 
 from nlic.grammar.errors import DataError, Diagnostic, Loc, SpecError
-from nlic.runtime.tasks import deepcoder_dsl as dsl
-from nlic.runtime.tasks.base import FAMILIES, TaskSet
-from nlic.runtime.tasks.common import check_split, rng_for
-from nlic.runtime.tasks.params import Param, check, resolve
+from nlic.compiler.families import deepcoder_dsl as dsl
+from nlic.compiler.families.base import TaskSet
+from nlic.compiler.families.common import check_split, rng_for
+from nlic.compiler.families.params import Param, check, resolve
 
 __all__ = ["DeepCoderCodec", "DeepCoderFamily", "find_data_dir", "load_test_tasks", "PAD", "INT", "LIST"]
 
@@ -310,4 +310,5 @@ class DeepCoderFamily:
         return _assemble([t[0] for t in tasks], examples, pairs)
 
 
-FAMILIES.register("deepcoder", DeepCoderFamily())
+DEEPCODER = DeepCoderFamily()
+"""The `deepcoder` family (registered by `nlic.compiler.families`)."""

@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from nlic.compiler.families.base import Codec, TaskSet
+from nlic.compiler.families.codecs import GridCodec, SequenceCodec, is_int
+from nlic.compiler.families.common import rng_for
 from nlic.grammar.errors import DataError, Diagnostic, Loc, SpecError, did_you_mean
-from nlic.runtime.tasks.base import FAMILIES, Codec, TaskSet
-from nlic.runtime.tasks.codecs import GridCodec, SequenceCodec, is_int
 
 __all__ = ["RawTask", "read_raw", "read_tasks", "infer_codec", "export_tasks", "FilesFamily"]
 
@@ -447,10 +448,9 @@ class FilesFamily:
                      lambda: encode_tasks(self._raw(params, split), codec, pairs))
         if n >= len(ts):
             return ts
-        from nlic.runtime.tasks.common import rng_for
-
         idx = np.sort(rng_for(seed, split, "files").choice(len(ts), n, replace=False))
         return ts.take(idx)
 
 
-FAMILIES.register("files", FilesFamily())
+FILES = FilesFamily()
+"""The `files` family (registered by `nlic.compiler.families`)."""

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from nlic.grammar.errors import Diagnostic, Loc, SpecError
-from nlic.runtime.tasks.base import FAMILIES, TaskSet
-from nlic.runtime.tasks.codecs import SequenceCodec
-from nlic.runtime.tasks.common import check_split, from_pairs, rng_for, task_ids
-from nlic.runtime.tasks.params import Param, check, resolve, resolve_valid
+from nlic.compiler.families.base import TaskSet
+from nlic.compiler.families.codecs import SequenceCodec
+from nlic.compiler.families.common import check_split, from_pairs, rng_for, task_ids
+from nlic.compiler.families.params import Param, check, resolve, resolve_valid
 
 __all__ = ["StringRulesFamily", "RULES", "apply", "generate"]
 
@@ -171,4 +171,5 @@ class StringRulesFamily:
         return generate(params, split, n, pairs, seed=seed)[0]
 
 
-FAMILIES.register("string_rules", StringRulesFamily())
+STRING_RULES = StringRulesFamily()
+"""The `string_rules` family (registered by `nlic.compiler.families`)."""

@@ -1,0 +1,41 @@
+"""Task families: the TaskSet contract, the built-in families and users' own files, registered in `FAMILIES` here.
+
+A family fixes a spec's data shapes and splits, which validation and lowering need; `sample_split` and
+`load_tasks` are the entry points for training, solving and evaluation.
+"""
+
+from nlic.compiler.families.api import (
+    codec_of as codec_of,
+    family_of as family_of,
+    load_tasks as load_tasks,
+    params_of as params_of,
+    sample_split as sample_split,
+    shapes_of as shapes_of,
+)
+from nlic.compiler.families.base import FAMILIES as FAMILIES, Codec as Codec, Family as Family, TaskSet as TaskSet
+from nlic.compiler.families.codecs import GridCodec as GridCodec, SequenceCodec as SequenceCodec
+from nlic.compiler.families.deepcoder import DEEPCODER
+from nlic.compiler.families.files import FILES, export_tasks as export_tasks, read_tasks as read_tasks
+from nlic.compiler.families.pattern import PATTERN
+from nlic.compiler.families.shift import SHIFT
+from nlic.compiler.families.string_rules import STRING_RULES
+
+__all__ = [
+    "FAMILIES",
+    "Codec",
+    "Family",
+    "GridCodec",
+    "SequenceCodec",
+    "TaskSet",
+    "codec_of",
+    "export_tasks",
+    "family_of",
+    "load_tasks",
+    "params_of",
+    "read_tasks",
+    "sample_split",
+    "shapes_of",
+]
+
+for _family in (DEEPCODER, FILES, PATTERN, SHIFT, STRING_RULES):
+    FAMILIES.register(_family.name, _family)

@@ -1,0 +1,55 @@
+"""The NLI model kind: the model (`model.py`) and its test-time search methods (`search.py`), as one `ModelKind`."""
+
+from nlic.compiler.kinds import Batch, ModelKind, Solution
+from nlic.compiler.models.nli.model import (
+    NLI as NLI,
+    Executor as Executor,
+    Inductor as Inductor,
+    NLIConfig as NLIConfig,
+    build as build,
+    execute as execute,
+    loss as loss,
+    pad_program as pad_program,
+    relax_tokens as relax_tokens,
+    spec_scores as spec_scores,
+)
+from nlic.compiler.models.nli.search import (
+    SEARCH_METHODS as SEARCH_METHODS,
+    SearchMethod as SearchMethod,
+    search_cost as search_cost,
+)
+from nlic.compiler.spec import SearchSpec
+
+__all__ = [
+    "NLI",
+    "NLI_KIND",
+    "SEARCH_METHODS",
+    "Executor",
+    "Inductor",
+    "NLIConfig",
+    "SearchMethod",
+    "build",
+    "execute",
+    "loss",
+    "pad_program",
+    "relax_tokens",
+    "search_cost",
+    "solve",
+    "spec_scores",
+]
+
+
+def solve(model: NLI, batch: Batch, search: SearchSpec, *, key) -> Solution:
+    """Induce and search a discrete program per task with the search method `search.method`."""
+    return SEARCH_METHODS.get(search.method).run(model, batch, search, key=key)
+
+
+NLI_KIND = ModelKind(
+    name="nli",
+    build=build,
+    loss=loss,
+    solve=solve,
+    search_methods=tuple(SEARCH_METHODS.names()),
+    execute=execute,
+    discrete_programs=True,
+)

@@ -1,0 +1,167 @@
+"""Build directories: what `nlic compile --out DIR` writes (the exported executor, its weights, the summary), and
+`Artifact`, which replays programs with that executor alone, without nlic's model code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nlic.compiler.lower import ARTIFACT_FORMAT, ARTIFACT_VERSION, CompiledSpec
+from nlic.grammar.errors import ArtifactError, CheckpointError, DataError, Loc, ProgramError
+from nlic.runtime.files import atomic_write, read_sealed, write_sealed
+from nlic.runtime.run_dir import executor_weights_npz, load_executor_weights, write_spec
+
+__all__ = ["EXPORT_FILE", "EXPORT_META_FILE", "SUMMARY_FILE", "WEIGHTS_FILE", "Artifact", "load_artifact",
+           "write_build"]
+
+EXPORT_FILE = "executor.jaxexport"
+EXPORT_META_FILE = "executor.json"
+WEIGHTS_FILE = "weights.npz"
+SUMMARY_FILE = "summary.json"
+
+
+def write_build(compiled: CompiledSpec, out: Path | str) -> Path:
+    """Write a build directory: spec.yaml, summary.json and, for kinds with discrete programs, the exported
+    executor (executor.jaxexport sealed by executor.json) with its initial weights (weights.npz).
+
+    Returns:
+        The directory.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_spec(out, compiled.spec)
+    if compiled.executor is not None:
+        meta = {**compiled.executor_meta, "bytes": len(compiled.executor)}
+        write_sealed(out / EXPORT_FILE, compiled.executor, meta, header_path=out / EXPORT_META_FILE)
+        atomic_write(out / WEIGHTS_FILE, executor_weights_npz(compiled.model))
+    atomic_write(out / SUMMARY_FILE, json.dumps(compiled.summary, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """A loaded build directory: the exported executor and its metadata (no nlic model code needed to run it).
+
+    Attributes:
+        directory: the build directory.
+        meta: `executor.json` (format, version, kind, spec_hash, length, values, vocab, max_length, skip_token,
+            leaves, sha256).
+        exported: the deserialised `jax.export.Exported`.
+    """
+
+    directory: Path
+    meta: dict[str, Any]
+    exported: Any
+
+    @property
+    def spec_hash(self) -> str:
+        return self.meta["spec_hash"]
+
+    def weights(self) -> list[np.ndarray]:
+        """The initial weights written by `nlic compile` (`weights.npz`)."""
+        return self.load_weights(self.directory / WEIGHTS_FILE)
+
+    def load_weights(self, path: Path | str) -> list[np.ndarray]:
+        """Leaves from a weights file (`weights.npz` or a run's `executor_weights.npz`), checked against the export."""
+        try:
+            leaves = load_executor_weights(Path(path))
+        except CheckpointError as e:
+            raise ArtifactError(diagnostics=e.diagnostics) from None
+        self._check_weights(leaves, Path(path))
+        return leaves
+
+    def _check_weights(self, weights: Sequence[Any], where: Path | None = None) -> None:
+        spec = self.meta["leaves"]
+        loc = Loc(str(where)) if where is not None else Loc(str(self.directory / EXPORT_META_FILE))
+        if len(weights) != len(spec):
+            raise ArtifactError(f"{len(weights)} weight arrays given, the executor takes {len(spec)}", loc=loc,
+                                hint="use the weights of a run of the same spec")
+        for i, (w, s) in enumerate(zip(weights, spec)):
+            if list(np.shape(w)) != s["shape"] or np.dtype(np.asarray(w).dtype).name != s["dtype"]:
+                raise ArtifactError(
+                    f"weight {i} is {np.asarray(w).dtype.name}{list(np.shape(w))}, the executor takes "
+                    f"{s['dtype']}{s['shape']}",
+                    loc=loc, hint="use the weights of a run of the same spec",
+                )
+
+    def run(self, weights: Sequence[np.ndarray], programs: Any, inputs: Any) -> np.ndarray:
+        """Run discrete programs on inputs with the exported executor.
+
+        Args:
+            weights: leaves in export order (from `weights()`, `load_weights` or a run's `executor_weights.npz`).
+            programs: int [B, T] token ids, T <= max_length (padded here with the skip token).
+            inputs: int [B, L] data in [0, V).
+
+        Returns:
+            int32 [B, L] outputs.
+
+        Raises:
+            ArtifactError: weights of other shapes. ProgramError: tokens out of range or programs too long.
+            DataError: inputs of the wrong length or out-of-range values.
+        """
+        m = self.meta
+        self._check_weights(weights)
+        programs = np.asarray(programs)
+        inputs = np.asarray(inputs)
+        if programs.ndim != 2 or inputs.ndim != 2 or len(programs) != len(inputs):
+            raise DataError(f"expected programs [B, T] and inputs [B, L] with the same B, got {list(programs.shape)} "
+                            f"and {list(inputs.shape)}")
+        if programs.shape[1] > m["max_length"]:
+            raise ProgramError(f"a program of {programs.shape[1]} tokens is longer than the language's maximum "
+                               f"of {m['max_length']}", hint="drop skip tokens or raise language.max_length")
+        if programs.size and (programs.min() < 0 or programs.max() >= m["vocab"]):
+            raise ProgramError(f"program tokens must lie in [0, {m['vocab']})",
+                               hint="check the program file's language")
+        if inputs.shape[1] != m["length"]:
+            raise DataError(f"inputs have length {inputs.shape[1]}, the executor reads {m['length']}")
+        if inputs.size and (inputs.min() < 0 or inputs.max() >= m["values"]):
+            raise DataError(f"input values must lie in [0, {m['values']})")
+        here = jax.default_backend()
+        if here not in self.exported.platforms and not (here == "gpu" and "cuda" in self.exported.platforms):
+            raise ArtifactError(f"the executor was exported for {', '.join(self.exported.platforms)}, not {here}",
+                                loc=Loc(str(self.directory)), hint="re-run `nlic compile` on this machine")
+        pad = m["max_length"] - programs.shape[1]
+        programs = np.pad(programs.astype(np.int32), ((0, 0), (0, pad)), constant_values=m["skip_token"])
+        out = self.exported.call([jnp.asarray(w) for w in weights], jnp.asarray(programs),
+                                 jnp.asarray(inputs, jnp.int32))
+        return np.asarray(out)
+
+
+def load_artifact(build_dir: Path | str) -> Artifact:
+    """Load the exported executor of a build directory written by `nlic compile`.
+
+    Raises:
+        ArtifactError: missing, corrupt (checksum), unsupported or inconsistent files.
+    """
+    d = Path(build_dir)
+    meta_path = d / EXPORT_META_FILE
+    blob_path = d / EXPORT_FILE
+    if not d.is_dir():
+        raise ArtifactError("no such build directory", loc=Loc(str(d)),
+                            hint="create it with `nlic compile SPEC --out DIR`")
+    if not meta_path.exists() and not blob_path.exists():
+        raise ArtifactError(f"no exported executor ({EXPORT_META_FILE} is missing)", loc=Loc(str(d)),
+                            hint="only kinds with discrete programs export one; run `nlic compile SPEC --out DIR`")
+    meta, blob = read_sealed(blob_path, format=ARTIFACT_FORMAT, version=ARTIFACT_VERSION, error=ArtifactError,
+                             what="executor", header_path=meta_path, hint="re-run `nlic compile`")
+    need = ("spec_hash", "length", "values", "vocab", "max_length", "skip_token", "leaves")
+    if any(k not in meta for k in need):
+        raise ArtifactError("not an nlic executor description (fields missing)", loc=Loc(str(meta_path)),
+                            hint="re-run `nlic compile`")
+    try:
+        exported = jax.export.deserialize(bytearray(blob))
+    except Exception as e:  # flatbuffer / version errors come in several types
+        raise ArtifactError(f"cannot deserialise the exported executor: {e}", loc=Loc(str(blob_path)),
+                            hint="was it written by a newer jax? re-run `nlic compile`") from None
+    if len(exported.in_avals) != len(meta["leaves"]) + 2:
+        raise ArtifactError("executor.json does not describe the exported function's arguments",
+                            loc=Loc(str(meta_path)), hint="re-run `nlic compile`")
+    return Artifact(directory=d, meta=meta, exported=exported)
