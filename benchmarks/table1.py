@@ -1,7 +1,7 @@
 """Reproduce the NLI paper's Table 1 on the shift suite: NLI and the four baselines, ID and OOD, one `nlic eval`.
 
 Usage: `python benchmarks/table1.py [--splits shift_l,shift_p,comp_i] [--seeds 0,1,2] [--steps N] [--tasks N]
-[--budgets 0,50] [--out results/table1]`; prints the markdown table (also in OUT/results.md, with CSV and plot).
+[--budgets 0,50] [--out results/table1] [--force]`; prints the markdown table (also in OUT/results.md, with CSV and plot).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", default="0,50", help="search budgets (default: 0,50 = no search and the specs')")
     parser.add_argument("--out", default="results/table1", help="results directory")
     parser.add_argument("--runs", default="runs", help="parent of the run directories (reused when specs match)")
+    parser.add_argument("--force", action="store_true", help="replace results already in --out")
     parser.add_argument("--in-context-spec", action="store_true",
                         help="also train the separate in_context specs (their 'none' row equals ttt's)")
     args = parser.parse_args(argv)
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         command += ["--steps", str(args.steps)]
     if args.tasks is not None:
         command += ["--tasks", str(args.tasks)]
+    if args.force:
+        command.append("--force")
     print("nlic " + " ".join(command), file=sys.stderr, flush=True)
     return nlic(command)
 

@@ -22,6 +22,7 @@ from nlic.compiler.spec import Spec
 __all__ = [
     "UNTRAINED_SECTIONS",
     "fingerprint",
+    "format_diff",
     "spec_data",
     "spec_diff",
     "spec_hash",
@@ -112,3 +113,8 @@ def trained_spec_diff(trained: Any, spec: Any, *, ignore: tuple[str, ...] = ()) 
     trained = {k: v for k, v in trained.items() if k not in ignore}
     now = {k: v for k, v in now.items() if k not in ignore}
     return spec_diff(trained, now, only_in_b_is_new=True)
+
+
+def format_diff(diff: list[str], most: int = 5) -> str:
+    """`spec_diff` lines as one message clause: the first `most`, then how many more."""
+    return "; ".join(diff[:most]) + (f"; and {len(diff) - most} more" if len(diff) > most else "")

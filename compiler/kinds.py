@@ -16,7 +16,7 @@ from jaxtyping import Array, Bool, Float, Int
 from nlic.grammar.errors import Loc
 from nlic.grammar.registry import Registry
 
-__all__ = ["Shapes", "Batch", "Solution", "ModelKind", "MODEL_KINDS", "kind_of"]
+__all__ = ["Shapes", "Batch", "Solution", "ModelKind", "MODEL_KINDS", "kind_of", "search_method_names"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,3 +100,8 @@ def kind_of(spec: Any) -> ModelKind:
         SpecError: no such kind (listing the registered ones).
     """
     return MODEL_KINDS.get(spec.model.kind, loc=Loc("model.kind"))
+
+
+def search_method_names() -> list[str]:
+    """Every search method some registered kind offers (each kind's own are `ModelKind.search_methods`)."""
+    return sorted({m for name in MODEL_KINDS for m in MODEL_KINDS.get(name).search_methods})

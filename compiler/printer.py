@@ -11,6 +11,8 @@ import json
 import re
 from typing import Any
 
+from nlic.compiler.families import FAMILIES
+from nlic.compiler.kinds import MODEL_KINDS, search_method_names
 from nlic.compiler.spec import IntRange, Schedule, Spec, _num
 from nlic.grammar.tree import type_plain_scalar
 
@@ -22,12 +24,20 @@ _NLS_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 # Words other YAML readers (YAML 1.1) would take for booleans: quoted so the file means the same everywhere.
 _YAML11_WORDS = {"y", "n", "yes", "no", "on", "off"}
 _INDENT = "  "
+_YAML_KEY_LIMIT = 1024  # characters a YAML reader must accept in a `key: value` key
+_ASTRAL = re.compile("([\U00010000-\U0010ffff])")
 
 
 def _string(s: str, syntax: str) -> str:
     plain = _YAML_PLAIN if syntax == "yaml" else _NLS_PLAIN
     if plain.fullmatch(s) and type_plain_scalar(s) == s and s.lower() not in _YAML11_WORDS:
         return s
+    if syntax == "yaml" and _ASTRAL.search(s):
+        # JSON escapes a character beyond U+FFFF as a surrogate pair, which YAML reads as two separate (invalid)
+        # characters; YAML's own 8-digit escape keeps it whole. Other characters are escaped as JSON does.
+        parts = _ASTRAL.split(s)
+        return '"' + "".join(json.dumps(p, ensure_ascii=True)[1:-1] if i % 2 == 0 else f"\\U{ord(p):08x}"
+                             for i, p in enumerate(parts)) + '"'
     return json.dumps(s, ensure_ascii=True)
 
 
@@ -51,6 +61,19 @@ def _is_params(f: dataclasses.Field) -> bool:
     return f.name == "params"
 
 
+def _registered(registry: str | None) -> str:
+    """` One of: ...` for a field whose values are registry names: the docs read them from the registries."""
+    if registry == "family":
+        names = FAMILIES.names()
+    elif registry == "kind":
+        names = MODEL_KINDS.names()
+    elif registry == "method":
+        names = search_method_names()
+    else:
+        return ""
+    return " One of: " + ", ".join(names) + "."
+
+
 def _lines(obj: Any, syntax: str, depth: int, comments: bool) -> list[str]:
     out: list[str] = []
     pad = _INDENT * depth
@@ -58,7 +81,7 @@ def _lines(obj: Any, syntax: str, depth: int, comments: bool) -> list[str]:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if comments and f.metadata.get("doc"):
-            out.append(f"{pad}# {f.metadata['doc']}")
+            out.append(f"{pad}# {f.metadata['doc']}{_registered(f.metadata.get('registry'))}")
         if dataclasses.is_dataclass(value) and not isinstance(value, (Schedule, IntRange)):
             out.append(f"{pad}{f.name}:" if syntax == "yaml" else f"{pad}{f.name} {{")
             out.extend(_lines(value, syntax, depth + 1, comments))
@@ -70,7 +93,11 @@ def _lines(obj: Any, syntax: str, depth: int, comments: bool) -> list[str]:
                 continue
             out.append(f"{pad}{f.name}:" if syntax == "yaml" else f"{pad}{f.name} {{")
             for k, v in value:
-                out.append(f"{pad}{_INDENT}{_string(k, syntax)}{sep}{_value(v, syntax)}")
+                key = _string(k, syntax)
+                if syntax == "yaml" and len(key) > _YAML_KEY_LIMIT:  # YAML's explicit-key form has no limit
+                    out += [f"{pad}{_INDENT}? {key}", f"{pad}{_INDENT}: {_value(v, syntax)}"]
+                else:
+                    out.append(f"{pad}{_INDENT}{key}{sep}{_value(v, syntax)}")
             if syntax == "nls":
                 out.append(f"{pad}}}")
         else:

@@ -102,7 +102,7 @@ class IntRange:
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    family: str = _f("shift", "Registered task family (shift, deepcoder, pattern, string_rules, files).")
+    family: str = _f("shift", "Task family.", registry="family")
     params: tuple[tuple[str, Any], ...] = _f(
         (), "Family parameters (a mapping; each family documents and checks its own keys, e.g. shift: "
         "split: shift_l, length: 20, alphabet: 10)."
@@ -173,7 +173,7 @@ class LatentSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    kind: str = _f("nli", "Model kind: nli, lpn, dlpn, in_context, ttt.")
+    kind: str = _f("nli", "Model kind.", registry="kind")
     inductor: InductorSpec = _f(InductorSpec(), "Program inductor (encoder) architecture.")
     executor: ExecutorSpec = _f(ExecutorSpec(), "Interpreter (decoder) architecture.")
     latent: LatentSpec = _f(LatentSpec(), "Latent settings of the LPN-family baselines.")
@@ -213,7 +213,7 @@ DEEPENED_METHODS = ("enumerate", "cascade")
 
 @dataclasses.dataclass(frozen=True)
 class SearchSpec:
-    method: str = _f("gradient", "Test-time search: none, prior, gradient (and any registered method).")
+    method: str = _f("gradient", "Test-time search method (each model kind has its own).", registry="method")
     starts: int = _f(16, "Parallel starting points (gradient) or programs sampled (prior).", min=1, max=1_000_000)
     steps: int = _f(50, "Gradient steps per start (gradient, lpn search, ttt fine-tuning).", min=0, max=100_000)
     lr: float = _f(0.1, "Learning rate of the test-time optimiser.", min=0.0)

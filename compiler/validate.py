@@ -22,13 +22,13 @@ from nlic.compiler.families import FAMILIES
 from nlic.compiler.kinds import MODEL_KINDS
 from nlic.compiler.spec import DEEPENED_METHODS, IntRange, Schedule, Spec
 from nlic.grammar.errors import Diagnostic, Loc, NlicError, SpecError, did_you_mean
+from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.grammar.spec_parser import parse_expression, parse_nls
 from nlic.grammar.tree import Call, Document, ListNode, MappingNode, Node, Range, Scalar
 from nlic.grammar.yaml_front import parse_yaml
 
 __all__ = ["load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax_of", "MAX_SPEC_BYTES", "MAX_DIAGNOSTICS"]
 
-MAX_SPEC_BYTES = 1 << 20
 MAX_DIAGNOSTICS = 100  # a file of garbage should not print a million lines
 _INT_LIMIT = 2**63 - 1
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -79,7 +79,7 @@ def _describe(node: Node) -> str:
             return f"number {text}"
         return f"string '{text}'"
     if isinstance(node, Range):
-        return f"range {node.lo}..{node.hi}"
+        return f"range {_short(node.text or f'{node.lo}..{node.hi}')}"
     if isinstance(node, Call):
         return f"expression {node.name}(...)"
     if isinstance(node, ListNode):
@@ -302,7 +302,8 @@ class _Checker:
             return self.finite(node, name) if isinstance(node.value, (int, float)) else node.value
         if isinstance(node, Range):
             if abs(node.lo) > _INT_LIMIT or abs(node.hi) > _INT_LIMIT:
-                return self.error(node, f"range {node.lo}..{node.hi} is too large", "integers must fit in 64 bits")
+                text = node.text or f"{node.lo}..{node.hi}"
+                return self.error(node, f"range {_short(text)} is too large", "integers must fit in 64 bits")
             if node.lo > node.hi:
                 return self.error(node, f"'{name}': empty range {node.lo}..{node.hi}",
                                   f"write {node.hi}..{node.lo}")
@@ -562,32 +563,10 @@ def parse_spec(
 
 
 def read_spec_text(path: str | os.PathLike) -> str:
-    """The text of a spec file, refusing non-files, huge files and non-UTF-8 bytes with located errors."""
-    p = Path(path)
-    shown = str(path)
-    try:
-        if p.is_dir():
-            raise SpecError("this is a directory, not a spec file", loc=Loc(shown), hint="give a .yaml or .nls file")
-        with open(p, "rb") as fh:
-            data = fh.read(MAX_SPEC_BYTES + 1)
-    except OSError as e:
-        raise SpecError(f"cannot read spec: {e.strerror or e}", loc=Loc(shown), hint="check the path") from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise SpecError(f"the file is larger than {MAX_SPEC_BYTES} bytes", loc=Loc(shown, 1, 1),
-                        hint="a spec is a small text file; is this the right file?")
-    if b"\x00" in data:
-        i = data.index(b"\x00")
-        line = data.count(b"\n", 0, i) + 1
-        col = i - (data.rfind(b"\n", 0, i) + 1) + 1
-        raise SpecError("the file contains NUL bytes (binary data?)", loc=Loc(shown, line, col),
-                        hint="a spec is a UTF-8 text file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise SpecError(f"the file is not UTF-8 text (byte 0x{data[e.start]:02x})", loc=Loc(shown, line, col),
-                        hint="save the spec as UTF-8") from None
+    """The text of a spec file, refusing non-files (directories, devices), huge files and non-UTF-8 bytes with
+    located errors (see `nlic.grammar.reading`)."""
+    return read_text(path, limit=MAX_SPEC_BYTES, what="spec", error=SpecError,
+                     hint="a spec is a small text file; is this the right file?")
 
 
 def load_spec(path: str | os.PathLike, *, resolve_paths: bool = True) -> Spec:

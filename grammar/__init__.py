@@ -1,5 +1,5 @@
 """Front ends of nlic: the `.lark` grammars (specs, programs) and their parsers, plus the base layer every package
-uses: the error hierarchy (`errors.py`) and the generic `Registry`."""
+uses: the error hierarchy (`errors.py`), bounded file reading (`reading.py`) and the generic `Registry`."""
 
 from nlic.grammar.errors import (
     ArtifactError,
@@ -12,6 +12,17 @@ from nlic.grammar.errors import (
     ProgramSyntaxError,
     SpecError,
     did_you_mean,
+    escape,
+)
+from nlic.grammar.reading import (
+    MAX_DATA_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_NUMBER_DIGITS,
+    MAX_PROGRAM_BYTES,
+    MAX_SPEC_BYTES,
+    loads_json,
+    read_bytes,
+    read_text,
 )
 from nlic.grammar.registry import Registry
 from nlic.grammar.spec_parser import parse_expression, parse_nls
@@ -31,6 +42,15 @@ __all__ = [
     "Registry",
     "SpecError",
     "did_you_mean",
+    "escape",
+    "loads_json",
+    "read_bytes",
+    "read_text",
+    "MAX_DATA_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_NUMBER_DIGITS",
+    "MAX_PROGRAM_BYTES",
+    "MAX_SPEC_BYTES",
     "parse_expression",
     "parse_nls",
     "parse_yaml",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 
 __all__ = [
@@ -21,7 +22,33 @@ __all__ = [
     "CheckpointError",
     "ArtifactError",
     "did_you_mean",
+    "escape",
 ]
+
+# Characters that act on a terminal instead of showing: C0 and C1 controls (ESC starts colour and cursor
+# sequences, U+009B is a one-byte CSI), DEL, and the Unicode line separators and bidirectional overrides that
+# reorder what a reader sees.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _visible(m: re.Match[str]) -> str:
+    ch = m.group()
+    if ch in _NAMED:
+        return _NAMED[ch]
+    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+
+def escape(text: str, *, keep_newlines: bool = False) -> str:
+    """`text` with control characters made visible (`\\x1b`, `\\n`, `\\u202e`), safe to print to a terminal.
+
+    Args:
+        text: e.g. a message echoing a user's file name or task id.
+        keep_newlines: keep line breaks (text that is multi-line by design).
+    """
+    if keep_newlines:
+        return "\n".join(_INVISIBLE.sub(_visible, line) for line in text.split("\n"))
+    return _INVISIBLE.sub(_visible, text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +76,11 @@ class Diagnostic:
     hint: str | None = None
 
     def __str__(self) -> str:
+        # Messages echo what the user wrote (file names, task ids, keys): escaped here, once for every error,
+        # so that no input can move the cursor or recolour the terminal.
         where = f"{self.loc}: " if self.loc is not None else ""
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{where}error: {self.message}{hint}"
+        return escape(f"{where}error: {self.message}{hint}")
 
 
 class NlicError(Exception):

@@ -39,7 +39,6 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,9 @@ import lark
 import numpy as np
 
 from nlic.grammar.errors import Diagnostic, Loc, ProgramError, ProgramSyntaxError, did_you_mean
+from nlic.grammar.lark_grammar import load_grammar
+from nlic.grammar.reading import MAX_NUMBER_DIGITS, MAX_PROGRAM_BYTES, decode_utf8, read_bytes
+from nlic.grammar.tree import unpaired_surrogate
 
 __all__ = [
     "FORMAT_VERSION",
@@ -219,23 +221,8 @@ _READABLE = {
 _HEADER_HINT = "a program file starts with `nlic-programs 1`, `language \"NAME\" fingerprint HEX`, `vocab K skip t0 max_length N`"
 
 
-def _has_interegular() -> bool:
-    try:
-        import interegular  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@functools.cache
 def _parser() -> lark.Lark:
-    text = resources.files("nlic.grammar").joinpath("program.lark").read_text(encoding="utf-8")
-    # strict mode's terminal-collision check needs interegular (lark[interegular]); without it lark refuses
-    # strict mode altogether, so fall back to the (still conflict-free) non-strict parser.
-    return lark.Lark(
-        text, parser="lalr", lexer="contextual", strict=_has_interegular(), propagate_positions=True,
-        maybe_placeholders=False,
-    )
+    return load_grammar("program", positions=True)
 
 
 def _readable(names: Iterable[str]) -> str:
@@ -295,18 +282,8 @@ def decode_text(data: bytes, path: str) -> str:
     Raises:
         ProgramSyntaxError: binary (NUL bytes) or non-UTF-8 data, located at the first bad byte.
     """
-    if b"\x00" in data:
-        raise ProgramSyntaxError(
-            "binary file, not a program file", loc=Loc(path), hint="program files are UTF-8 text written by nlic solve"
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise ProgramSyntaxError(
-            f"not UTF-8 text (byte 0x{data[e.start]:02x})", loc=Loc(path, line, col), hint="save the file as UTF-8"
-        ) from None
+    return decode_utf8(data, path, what="program file", error=ProgramSyntaxError,
+                       binary="binary file, not a program file", not_utf8="not UTF-8 text")
 
 
 def parse_programs(text: str, path: str = "<programs>") -> ProgramFile:
@@ -327,6 +304,9 @@ def parse_programs(text: str, path: str = "<programs>") -> ProgramFile:
     if not text.strip():
         raise ProgramSyntaxError("empty program file", loc=Loc(path, 1, 1), hint=_HEADER_HINT)
     source = text if text.endswith("\n") else text + "\n"
+    fast = _parse_fast(source, path)
+    if fast is not None:
+        return fast
     try:
         tree = _parser().parse(source)
     except lark.exceptions.LarkError as e:
@@ -334,11 +314,130 @@ def parse_programs(text: str, path: str = "<programs>") -> ProgramFile:
     return _Builder(path).build(tree)
 
 
+# --- the fast path ---------------------------------------------------------------------------------------------
+# lark parses some 10^4-10^5 tokens/s, and a program line has about 30: a file of 100k programs took minutes.
+# Program lines of the shapes the grammar allows with blanks between tokens (what `format_programs` writes, with
+# any spacing and a trailing comment) are read by one regex each instead, mirroring program.lark's terminals;
+# lark parses the rest (header, aliases, comments) with those lines blanked, so that line numbers stay. Whatever
+# the fast path is not sure of (a program line the regex does not take, or anything to diagnose) sends the whole
+# file through lark and `_Builder`, so the result and every error are the same either way
+# (tests/test_hostile_inputs.py compares the two paths).
+
+_W = r"[\t ]*"
+_WORD = r"[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_])"  # NAME, never split in two by backtracking
+_STRING_LIT = r'"(?:[^"\\\n]|\\[^\n])*"'
+_NUMBER_LIT = r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?(?![A-Za-z0-9_.\-])"
+_FIELD = f"(?P<key>{_WORD}){_W}={_W}(?:(?P<number>{_NUMBER_LIT})|(?P<word>{_WORD})|(?P<string>{_STRING_LIT}))"
+_FIELD_RE = re.compile(_FIELD)
+_FAST_VOCAB = 1 << 16  # larger vocabularies (no spec allows one) take the lark path
+_WORD_RE = re.compile(_WORD)
+_INT_LIT = re.compile(r"-?[0-9]+")
+_PROGRAM_LINE = re.compile(
+    f"{_W}(?P<kw>program)[\\t ]+(?P<id>[A-Za-z0-9_.\\/\\-][A-Za-z0-9_.#\\/\\-]*|{_STRING_LIT}){_W}="
+    f"(?P<tokens>(?:{_W}{_WORD})*){_W}(?:\\[(?P<meta>(?:{_W}{_FIELD})*){_W}\\]{_W})?(?:#[^\\n]*)?"
+)
+
+
+def _parse_fast(source: str, path: str) -> ProgramFile | None:
+    """The `ProgramFile` of `source` when every program line has a regular shape and nothing needs a
+    diagnostic; None otherwise (then `parse_programs` parses with lark)."""
+    lines = source.split("\n")
+    matches: list[tuple[int, re.Match[str]]] = []
+    for n, line in enumerate(lines, 1):
+        m = _PROGRAM_LINE.fullmatch(line) if "program" in line else None
+        if m is not None:
+            matches.append((n, m))
+            lines[n - 1] = ""
+    if not matches:
+        return None
+    # lark's line-break terminal costs ~10 us per blank line it swallows: leave out the blanked lines after the
+    # last line lark must see (there are none after the programs in a file `nlic solve` wrote).
+    last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=1)
+    try:
+        tree = _parser().parse("\n".join(lines[:last]) + "\n")
+    except lark.exceptions.LarkError:
+        return None
+    header_tree, *statements = tree.children
+    if any(s.data == "program" for s in statements) or matches[0][0] <= header_tree.meta.end_line:
+        return None
+    builder = _Builder(path)
+    header = builder.header(header_tree)
+    aliases = builder.aliases([s for s in statements if s.data == "alias"], header)
+    if builder.syntax or builder.errors:
+        return None
+    if header.vocab > _FAST_VOCAB:
+        return None
+    # Every word a program may use, to its token id: t0..t<vocab-1> and the aliases.
+    words = {token_name(t): t for t in range(header.vocab)} | {a.name: a.token for a in aliases}
+    programs = []
+    seen: set[str] = set()
+    for n, m in matches:
+        program = _fast_program(path, n, m, header, words)
+        if program is None or program.id in seen:
+            return None
+        seen.add(program.id)
+        programs.append(program)
+    return ProgramFile(header, tuple(sorted(aliases, key=lambda a: a.token)), tuple(programs), path)
+
+
+def _fast_program(path: str, n: int, m: re.Match[str], header: Header, words: dict[str, int]) -> Program | None:
+    """The program of line `n` as `_Builder.program` makes it; None where the builder would diagnose something
+    (or for a token it reads another way, such as `t01`)."""
+    raw = m.group("id")
+    pid = _fast_string(raw) if raw.startswith('"') else raw
+    if not pid:
+        return None
+    tokens, locs = [], []
+    base = m.start("tokens") + 1
+    for w in _WORD_RE.finditer(m.group("tokens")):
+        tid = words.get(w.group(), -1)
+        if tid < 0:
+            return None
+        if tid != header.skip:
+            tokens.append(tid)
+            locs.append(Loc(path, n, base + w.start()))
+    if len(tokens) > header.max_length:
+        return None
+    meta: dict[str, MetaValue] = {}
+    for f in _FIELD_RE.finditer(m.group("meta") or ""):
+        key, number, word, string = f.group("key", "number", "word", "string")
+        value = _fast_number(number) if number is not None else word if word is not None else _fast_string(string)
+        if value is None or key in meta:
+            return None
+        meta[key] = value
+    return Program(pid, tuple(tokens), tuple(sorted(meta.items())), Loc(path, n, m.start("kw") + 1), tuple(locs))
+
+
+def _fast_string(literal: str) -> str | None:
+    """A quoted string's value, as `_Builder.string` reads it; None where it reports a problem."""
+    try:
+        value = json.loads(literal)
+    except json.JSONDecodeError:
+        return None
+    return None if unpaired_surrogate(value) is not None else value
+
+
+def _fast_number(literal: str) -> int | float | None:
+    """A metadata number's value, as `_Builder.value` reads it; None where it reports a problem."""
+    if len(literal) > MAX_NUMBER_DIGITS and max(map(len, re.findall(r"[0-9]+", literal))) > MAX_NUMBER_DIGITS:
+        return None
+    if _INT_LIT.fullmatch(literal):
+        return int(literal)
+    value = float(literal)
+    return value if math.isfinite(value) else None
+
+
 def load_programs(path: str | Path) -> ProgramFile:
-    """Reads and parses a program file (see `parse_programs`)."""
-    path = Path(path)
-    data = path.read_bytes()
-    return parse_programs(decode_text(data, str(path)), str(path))
+    """Reads (at most `MAX_PROGRAM_BYTES`) and parses a program file (see `parse_programs`).
+
+    Raises:
+        ProgramSyntaxError: the file cannot be read (missing, a directory or device, too large) or does not
+            parse. ProgramError: see `parse_programs`.
+    """
+    shown = str(path)
+    data = read_bytes(path, limit=MAX_PROGRAM_BYTES, what="program file", error=ProgramSyntaxError,
+                      hint="split the programs into several files")
+    return parse_programs(decode_text(data, shown), shown)
 
 
 def _loc(path: str, node: lark.Tree | lark.Token) -> Loc:
@@ -364,13 +463,28 @@ class _Builder:
         except json.JSONDecodeError as e:
             self.syntax.append(Diagnostic(self.loc(token), f"bad escape in string: {e.msg}", "write strings as JSON strings"))
             return str(token)[1:-1]
+        surrogate = unpaired_surrogate(value)
+        if surrogate is not None:  # no UTF-8 file could hold the string (a file nlic writes from it, say)
+            self.syntax.append(Diagnostic(self.loc(token), f"string holds the unpaired surrogate {surrogate[0]}",
+                                          "write the character itself, or both halves of its surrogate pair"))
+            return surrogate[1]
         return value
+
+    def number(self, token: lark.Token, text: str, default: int) -> int:
+        """`int(text)` of a number in `token`; `default` (and a diagnostic) when it has too many digits to be
+        anything nlic can use (Python would refuse to convert thousands of them)."""
+        digits = len(text.lstrip("-"))
+        if digits > MAX_NUMBER_DIGITS:
+            self.syntax.append(Diagnostic(self.loc(token), f"a number of {digits} digits, more than the "
+                                          f"{MAX_NUMBER_DIGITS} nlic reads", "write a smaller number"))
+            return default
+        return int(text)
 
     def token_id(self, token: lark.Token, vocab: int) -> int | None:
         """Id of a `t<id>` name, diagnosing ids out of the vocabulary; None for non-token names."""
         if not _TOKEN_RE.fullmatch(token):
             return None
-        tid = int(str(token)[1:])
+        tid = self.number(token, str(token)[1:], 0)
         if tid >= vocab:
             self.errors.append(Diagnostic(
                 self.loc(token), f"unknown token '{token}': the vocabulary has {vocab} tokens",
@@ -405,10 +519,11 @@ class _Builder:
 
     def header(self, node: lark.Tree) -> Header:
         version_line, language_line, vocab_line = node.children
-        magic, version = version_line.children
-        if int(version) != FORMAT_VERSION:
+        magic, version_tok = version_line.children
+        version = self.number(version_tok, str(version_tok), FORMAT_VERSION)
+        if version != FORMAT_VERSION:
             self.syntax.append(Diagnostic(
-                self.loc(version), f"unsupported program file version {int(version)}",
+                self.loc(version_tok), f"unsupported program file version {version}",
                 f"this nlic reads version {FORMAT_VERSION}",
             ))
         name = self.string(language_line.children[0])
@@ -419,7 +534,7 @@ class _Builder:
                 "copy the fingerprint nlic solve wrote, or drop `fingerprint ...` in a hand-written file",
             ))
         vocab_tok, skip_tok, max_tok = vocab_line.children
-        vocab, max_length = int(vocab_tok), int(max_tok)
+        vocab, max_length = self.number(vocab_tok, str(vocab_tok), 2), self.number(max_tok, str(max_tok), 1)
         if vocab < 2:
             self.errors.append(Diagnostic(self.loc(vocab_tok), f"vocab {vocab} is too small", "a language has at least 2 tokens, one of them skip"))
             vocab = 2
@@ -430,7 +545,7 @@ class _Builder:
             self.errors.append(Diagnostic(self.loc(skip_tok), f"skip must be a token like t0, not '{skip_tok}'", "aliases are not allowed in the header"))
             skip = 0
         lines = (self.loc(version_line), self.loc(language_line), self.loc(vocab_line))
-        return Header(int(version), name, fingerprint, vocab, skip, max_length, self.loc(node), lines)
+        return Header(version, name, fingerprint, vocab, skip, max_length, self.loc(node), lines)
 
     def aliases(self, nodes: list[lark.Tree], header: Header) -> list[Alias]:
         out: list[Alias] = []
@@ -516,8 +631,16 @@ class _Builder:
             return str(token)
         text = str(token)
         if re.fullmatch(r"-?[0-9]+", text):
-            return int(text)
-        return float(text)
+            return self.number(token, text, 0)
+        longest = max(re.findall(r"[0-9]+", text), key=len)
+        if len(longest) > MAX_NUMBER_DIGITS:
+            return float(self.number(token, longest, 0))  # diagnoses it
+        value = float(text)
+        if not math.isfinite(value):  # 1e999: no number prints back as it; `format_programs` writes "inf"
+            self.syntax.append(Diagnostic(self.loc(token), f"number {text} is out of range",
+                                          'write a finite number, or quote it ("inf") to keep it as text'))
+            return 0.0
+        return value
 
 
 # --- printing --------------------------------------------------------------------------------------------------

@@ -6,14 +6,13 @@ expression grammar. Syntax errors become located `SpecError`s whose hint lists t
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
 import json
 
 import lark
 from lark import Token, Transformer
 
 from nlic.grammar.errors import Diagnostic, Loc, SpecError
+from nlic.grammar.lark_grammar import load_grammar
 from nlic.grammar.tree import (
     MAX_DEPTH,
     Call,
@@ -24,7 +23,9 @@ from nlic.grammar.tree import (
     Node,
     Range,
     Scalar,
+    range_ends,
     type_plain_scalar,
+    unpaired_surrogate,
 )
 
 __all__ = ["parse_nls", "parse_expression", "spec_grammar", "check_depth", "drop_duplicates"]
@@ -46,26 +47,12 @@ _READABLE = {
     "RPAR": "')'",
     "$END": "end of file",
 }
+_SURROGATE_HINT = "write the character itself, or both halves of its surrogate pair (\\ud83d\\ude00)"
 
 
-def _strict_available() -> bool:
-    # lark's strict mode (regex-collision checks) needs interegular; without it the grammar is still LALR.
-    try:
-        import interegular  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@functools.cache
 def spec_grammar(strict: bool | None = None) -> lark.Lark:
     """The compiled spec grammar (cached); start symbols `start` (a file) and `expression` (one value)."""
-    text = importlib.resources.files("nlic.grammar").joinpath("spec.lark").read_text(encoding="utf-8")
-    if strict is None:
-        strict = _strict_available()
-    return lark.Lark(
-        text, parser="lalr", lexer="contextual", strict=strict, start=["start", "expression"], maybe_placeholders=False
-    )
+    return load_grammar("spec", strict=strict, start=("start", "expression"))
 
 
 class _Build(Transformer):
@@ -83,7 +70,7 @@ class _Build(Transformer):
 
     def _string(self, tok: Token) -> str:
         try:
-            return json.loads(tok)
+            value = json.loads(tok)
         except ValueError as e:
             line, col = self._pos(tok)
             self.diagnostics.append(
@@ -91,6 +78,12 @@ class _Build(Transformer):
                            'use \\" \\\\ \\n \\t or \\uXXXX inside strings')
             )
             return str(tok)[1:-1]
+        surrogate = unpaired_surrogate(value)
+        if surrogate is not None:
+            self.diagnostics.append(Diagnostic(Loc(self.path, *self._pos(tok)), f"string {tok} holds the unpaired "
+                                               f"surrogate {surrogate[0]}", _SURROGATE_HINT))
+            value = surrogate[1]
+        return value
 
     def start(self, children: list) -> MappingNode:
         return MappingNode(tuple(children), 1, 1)
@@ -120,8 +113,7 @@ class _Build(Transformer):
 
     def range(self, children: list) -> Range:
         tok = children[0]
-        lo, hi = str(tok).split("..")
-        return Range(int(lo), int(hi), *self._pos(tok))
+        return Range(*range_ends(str(tok)), *self._pos(tok), str(tok))
 
     def scalar(self, children: list) -> Scalar:
         tok = children[0]

@@ -21,6 +21,8 @@ __all__ = [
     "Document",
     "type_plain_scalar",
     "to_plain",
+    "range_ends",
+    "unpaired_surrogate",
     "MAX_DEPTH",
 ]
 
@@ -29,6 +31,10 @@ MAX_DEPTH = 32
 
 _INT = re.compile(r"[-+]?[0-9]+")
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Past 64 bits every integer is refused by validation, which quotes the source text; this one stands for the
+# literals Python will not convert at all (more than 4300 digits, `sys.get_int_max_str_digits`).
+_BEYOND_INT64 = 2**64
 
 
 def _pos() -> Any:
@@ -47,12 +53,13 @@ class Scalar:
 
 @dataclasses.dataclass(frozen=True)
 class Range:
-    """An inclusive integer range `lo..hi`."""
+    """An inclusive integer range `lo..hi`; `text` is the source text (see `range_ends` for huge ends)."""
 
     lo: int
     hi: int
     line: int = _pos()
     col: int = _pos()
+    text: str = dataclasses.field(compare=False, default="")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +137,34 @@ def type_plain_scalar(text: str) -> str | int | float | bool | None:
     if _FLOAT.fullmatch(text):
         return float(text)
     return text
+
+
+def _literal_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts
+        return -_BEYOND_INT64 if text.startswith("-") else _BEYOND_INT64
+
+
+def range_ends(text: str) -> tuple[int, int]:
+    """The ends of a range literal `lo..hi`; an end of thousands of digits becomes a number just beyond 64 bits
+    (of its sign), which validation refuses as too large, quoting the literal."""
+    lo, hi = text.split("..")
+    return _literal_int(lo), _literal_int(hi)
+
+
+def unpaired_surrogate(value: str) -> tuple[str, str] | None:
+    """The first UTF-16 surrogate in a string as its escape (`\\ud800`), and the string with every surrogate
+    replaced by U+FFFD; None if it has none.
+
+    Quoted strings can write one (`"\\ud800"` without its partner), but no UTF-8 file can hold it: front ends
+    report it (so that every spec and program prints to a file that can be saved) and go on with the
+    replacement, so that no later message carries it.
+    """
+    m = _SURROGATE.search(value)
+    if m is None:
+        return None
+    return f"\\u{ord(m.group()):04x}", _SURROGATE.sub("\ufffd", value)
 
 
 def to_plain(node: Node) -> Any:

@@ -21,7 +21,9 @@ from nlic.grammar.tree import (
     Node,
     Range,
     Scalar,
+    range_ends,
     type_plain_scalar,
+    unpaired_surrogate,
 )
 
 __all__ = ["parse_yaml"]
@@ -113,7 +115,7 @@ class _Convert:
                 self.diagnostics.append(Diagnostic(Loc(self.path, kl, kc), "a key must be a plain name",
                                                    "write 'name: value'"))
                 continue
-            key = k.value
+            key = self.check_text(k.value, kl, kc)
             if key in entries:
                 first = entries[key]
                 self.diagnostics.append(Diagnostic(
@@ -123,14 +125,26 @@ class _Convert:
             entries[key] = Entry(key, self.node(v), kl, kc)
         return MappingNode(tuple(entries.values()), line, col)
 
+    def check_text(self, text: str, line: int, col: int) -> str:
+        """`text`, after reporting what a double-quoted escape can write but no UTF-8 file can hold
+        (`"\\ud800"`; see `unpaired_surrogate`)."""
+        surrogate = unpaired_surrogate(text)
+        if surrogate is None:
+            return text
+        self.diagnostics.append(Diagnostic(
+            Loc(self.path, line, col), f"string holds the unpaired surrogate {surrogate[0]}",
+            "write the character itself, or its 8-digit escape (\\U0001f600)"))
+        return surrogate[1]
+
     def scalar(self, n: yaml.ScalarNode, line: int, col: int) -> Node:
         text = n.value
         if n.style is not None:  # quoted or block scalars are strings, whatever they look like
             # Positions inside a quoted string count from its first character, after the quote.
-            return Scalar(text, text, line, col + (n.style in ("'", '"')))
+            col += n.style in ("'", '"')
+            text = self.check_text(text, line, col)
+            return Scalar(text, text, line, col)
         if _RANGE.fullmatch(text):
-            lo, hi = text.split("..")
-            return Range(int(lo), int(hi), line, col)
+            return Range(*range_ends(text), line, col, text)
         if _CALL.match(text):
             try:
                 return parse_expression(text, self.path, line, col)

@@ -7,6 +7,10 @@ of it.
     >>> from nlic.runtime import train, solve_to_files, replay
 """
 
+from nlic.runtime.numerics import cap_cpu_isa
+
+cap_cpu_isa()  # before jax creates its CPU client: reproducible weights across x86-64 machines (see numerics.py)
+
 from nlic.runtime.build import Artifact as Artifact, load_artifact as load_artifact, write_build as write_build
 from nlic.runtime.evaluate import evaluate as evaluate, trained_model as trained_model
 from nlic.runtime.replay import replay as replay

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,33 +16,79 @@ import jax.numpy as jnp
 import numpy as np
 
 from nlic.compiler.lower import ARTIFACT_FORMAT, ARTIFACT_VERSION, CompiledSpec
+from nlic.compiler.printer import format_spec
 from nlic.grammar.errors import ArtifactError, CheckpointError, DataError, Loc, ProgramError
+from nlic.grammar.reading import MAX_WEIGHTS_BYTES, read_bytes
 from nlic.runtime.files import atomic_write, read_sealed, write_sealed
-from nlic.runtime.run_dir import executor_weights_npz, load_executor_weights, write_spec
+from nlic.runtime.run_dir import SPEC_FILE, executor_weights_npz, load_executor_weights, write_spec
 
-__all__ = ["EXPORT_FILE", "EXPORT_META_FILE", "SUMMARY_FILE", "WEIGHTS_FILE", "Artifact", "load_artifact",
-           "write_build"]
+__all__ = ["EXPORT_FILE", "EXPORT_META_FILE", "SUMMARY_FILE", "WEIGHTS_FILE", "WEIGHTS_SHA256", "Artifact",
+           "check_build_dir", "load_artifact", "write_build"]
 
 EXPORT_FILE = "executor.jaxexport"
 EXPORT_META_FILE = "executor.json"
 WEIGHTS_FILE = "weights.npz"
 SUMMARY_FILE = "summary.json"
+WEIGHTS_SHA256 = "weights_sha256"  # executor.json's checksum of weights.npz (absent in builds written before it)
+_BUILD_FILES = (SPEC_FILE, SUMMARY_FILE, EXPORT_FILE, EXPORT_META_FILE, WEIGHTS_FILE)
 
 
-def write_build(compiled: CompiledSpec, out: Path | str) -> Path:
+def check_build_dir(spec: Any, out: Path | str, *, force: bool = False) -> list[Path]:
+    """Check that `write_build` may write a build of `spec` into `out` (`nlic compile` asks before compiling).
+
+    Returns:
+        The old build files to remove first: those of a forced rebuild (none otherwise).
+
+    Raises:
+        ArtifactError: `out` is a file, or holds a build of another spec and not `force`.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ArtifactError("the build directory is a file", loc=Loc(str(out)), hint="choose another --out DIR")
+    old = [out / name for name in _BUILD_FILES if (out / name).is_file()]
+    if not old or force:
+        return old
+    spec_file = out / SPEC_FILE
+    try:
+        same = spec_file.read_text(encoding="utf-8") == format_spec(spec, syntax="yaml")
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        what = "a build of another spec" if spec_file.is_file() else "build files of an unknown spec"
+        raise ArtifactError(
+            f"the directory holds {what} ({', '.join(p.name for p in old)}); refusing to replace it",
+            loc=Loc(str(out)), hint="add --force to overwrite it, or write elsewhere with --out DIR",
+        )
+    return []
+
+
+def write_build(compiled: CompiledSpec, out: Path | str, *, force: bool = False) -> Path:
     """Write a build directory: spec.yaml, summary.json and, for kinds with discrete programs, the exported
     executor (executor.jaxexport sealed by executor.json) with its initial weights (weights.npz).
 
+    A directory that already holds a build is rebuilt only when that build is of the same spec (the same
+    canonical spec.yaml: the files come out the same), or with `force`, which first removes the old build files
+    so that none of another spec's is left behind. Other files in the directory are never touched.
+
     Returns:
         The directory.
+
+    Raises:
+        ArtifactError: `out` is a file, or holds a build of another spec and not `force`.
     """
     out = Path(out)
+    for p in check_build_dir(compiled.spec, out, force=force):
+        p.unlink()
     out.mkdir(parents=True, exist_ok=True)
     write_spec(out, compiled.spec)
     if compiled.executor is not None:
-        meta = {**compiled.executor_meta, "bytes": len(compiled.executor)}
+        weights = executor_weights_npz(compiled.model)
+        # The weights before the sealed description holding their checksum: a write cut short leaves no
+        # executor.json that vouches for weights it does not describe.
+        atomic_write(out / WEIGHTS_FILE, weights)
+        meta = {**compiled.executor_meta, "bytes": len(compiled.executor),
+                WEIGHTS_SHA256: hashlib.sha256(weights).hexdigest()}
         write_sealed(out / EXPORT_FILE, compiled.executor, meta, header_path=out / EXPORT_META_FILE)
-        atomic_write(out / WEIGHTS_FILE, executor_weights_npz(compiled.model))
     atomic_write(out / SUMMARY_FILE, json.dumps(compiled.summary, indent=2, sort_keys=True) + "\n")
     return out
 
@@ -53,7 +100,7 @@ class Artifact:
     Attributes:
         directory: the build directory.
         meta: `executor.json` (format, version, kind, spec_hash, length, values, vocab, max_length, skip_token,
-            leaves, sha256).
+            leaves, sha256, weights_sha256, header_sha256).
         exported: the deserialised `jax.export.Exported`.
     """
 
@@ -66,8 +113,27 @@ class Artifact:
         return self.meta["spec_hash"]
 
     def weights(self) -> list[np.ndarray]:
-        """The initial weights written by `nlic compile` (`weights.npz`)."""
-        return self.load_weights(self.directory / WEIGHTS_FILE)
+        """The initial weights written by `nlic compile` (`weights.npz`), checked against their checksum in
+        `executor.json` (builds written before it have none: their weights are checked by shape only).
+
+        Raises:
+            ArtifactError: the file is missing, truncated or corrupt, or does not fit the executor.
+        """
+        path = self.directory / WEIGHTS_FILE
+        want = self.meta.get(WEIGHTS_SHA256)
+        if want is not None:
+            try:
+                if not path.exists():
+                    raise FileNotFoundError(path)
+                data = read_bytes(path, limit=MAX_WEIGHTS_BYTES, what="executor weights", error=ArtifactError,
+                                  hint="re-run `nlic compile`", streams=False)
+            except FileNotFoundError:
+                raise ArtifactError(f"missing {WEIGHTS_FILE}", loc=Loc(str(path)),
+                                    hint="re-run `nlic compile`") from None
+            if hashlib.sha256(data).hexdigest() != want:
+                raise ArtifactError(f"{WEIGHTS_FILE} is truncated or corrupt (checksum mismatch)", loc=Loc(str(path)),
+                                    hint="re-run `nlic compile`")
+        return self.load_weights(path)
 
     def load_weights(self, path: Path | str) -> list[np.ndarray]:
         """Leaves from a weights file (`weights.npz` or a run's `executor_weights.npz`), checked against the export."""

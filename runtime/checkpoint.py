@@ -1,6 +1,7 @@
 """Training checkpoints: model, optimiser state, step and RNG state in one self-checking file, written atomically.
 
-A checkpoint is one JSON header line (format, spec hash, step, payload checksum) followed by the equinox leaves.
+A checkpoint is one JSON header line (format, spec hash, step, payload checksum, the header's own checksum)
+followed by the equinox leaves.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 
 import equinox as eqx
 
-from nlic.compiler.identity import spec_data, spec_diff, spec_hash
+from nlic.compiler.identity import format_diff, spec_data, spec_diff, spec_hash
 from nlic.grammar.errors import CheckpointError, Loc
-from nlic.runtime.files import atomic_write, read_sealed, seal, write_sealed
+from nlic.grammar.reading import read_text
+from nlic.runtime.files import atomic_write, read_sealed, remove_temp_files, seal, write_error, write_sealed
 from nlic.runtime.run_dir import check_leaves
 
 __all__ = [
@@ -50,21 +52,32 @@ def save_checkpoint(directory: Path, state: Any, *, step: int, spec: Any, keep: 
     """Write `state` (any pytree of arrays) as the checkpoint of `step`, point `latest` at it, keep the last `keep`.
 
     The file is complete before it gets its name, and `latest` moves only after that, so a crash at any moment
-    leaves the previous checkpoint usable.
+    leaves the previous checkpoint usable; so does a write that fails.
+
+    Raises:
+        CheckpointError: the directory is full, read-only or not writable (located at the file, with a hint);
+            `latest` and the previous checkpoints are as they were.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, state)
     payload = buf.getvalue()
     header = seal(payload, format=FORMAT, version=VERSION, spec_hash=spec_hash(spec), step=int(step),
                   spec=spec_data(spec))
     path = directory / _name(step)
-    write_sealed(path, payload, header)
-    atomic_write(directory / LATEST, path.name + "\n")
-    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
-        if old != path:
-            old.unlink(missing_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # What a process killed mid-write left behind (never read, only taking space).
+        remove_temp_files(directory, ("step_*.eqx", LATEST))
+        write_sealed(path, payload, header)
+        atomic_write(directory / LATEST, path.name + "\n")
+        for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError as e:
+        raise write_error(e, error=CheckpointError, what="checkpoint",
+                          then="`nlic train --resume` continues from the last checkpoint written, which is "
+                               "intact") from None
     return path
 
 
@@ -80,7 +93,8 @@ def latest_checkpoint(directory: Path) -> Path | None:
         found = list_checkpoints(directory)
         # A crash between writing a checkpoint and its pointer leaves a complete, newer file: use it.
         return found[-1] if found else None
-    name = pointer.read_text().strip()
+    name = read_text(pointer, limit=4096, what="checkpoint pointer", error=CheckpointError,
+                     hint="delete it to use the newest step_*.eqx").strip()
     if not _NAME.match(name):
         raise CheckpointError(f"'latest' names '{name}', not a checkpoint file", loc=Loc(str(pointer)),
                               hint="delete it to use the newest step_*.eqx")
@@ -114,9 +128,8 @@ def load_checkpoint(path: Path, like: Any, *, spec: Any) -> tuple[Any, int]:
     header, payload = _split(path)
     if header.get("spec_hash") != spec_hash(spec):
         diff = spec_diff(header.get("spec") or {}, spec_data(spec))
-        shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
         raise CheckpointError(
-            f"checkpoint belongs to another spec (checkpoint != this spec: {shown or 'spec hash differs'})",
+            f"checkpoint belongs to another spec (checkpoint != this spec: {format_diff(diff) or 'spec hash differs'})",
             loc=Loc(str(path)),
             hint="resume with the spec (and --steps) it was trained with, or start a new run with --out or --force",
         )

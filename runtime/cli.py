@@ -7,12 +7,13 @@ traceback; `--debug` shows tracebacks.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from nlic.grammar.errors import NlicError
+from nlic.grammar.errors import NlicError, escape
 from nlic.runtime.commands import COMMANDS
 
 __all__ = ["main", "guarded", "COMMANDS"]
@@ -39,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     return guarded(lambda: args._run(args), debug=debug)
 
 
+_OS_HINTS = {
+    errno.ENOSPC: "free some space, or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EDQUOT: "over the disk quota: free some space, or write elsewhere",
+}
+
+
 def guarded(fn: Callable[[], Any], *, debug: bool = False) -> int:
     """Run `fn()` and return its exit code: bad input (an `NlicError`, a missing or unreadable path) prints its
     located message and gives 2, never a traceback; Ctrl-C gives 130, a closed pipe 0; `debug` re-raises instead.
@@ -56,13 +64,20 @@ def guarded(fn: Callable[[], Any], *, debug: bool = False) -> int:
         if debug:
             raise
         where = e.filename if e.filename is not None else ""
-        print(f"{where}: error: {e.strerror or e} (check the path)", file=sys.stderr)
+        print(escape(f"{where}: error: {e.strerror or e} (check the path)"), file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # an OSError too: `nlic ... | head` is not an error
+        return 0
+    except OSError as e:  # a full disk, a read-only file system...: the system's words, located, exit 2
+        if debug:
+            raise
+        where = e.filename if e.filename is not None else ""
+        hint = _OS_HINTS.get(e.errno, "check the path and the disk")
+        print(escape(f"{where}: error: {e.strerror or e} ({hint})"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":

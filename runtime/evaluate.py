@@ -1,5 +1,8 @@
 """Side-by-side evaluation of several specs (NLI and baselines): train or reuse runs, solve identical task instances
 with every search mode and budget, and write a CSV, a markdown table (Table 1 layout) and an accuracy/budget plot.
+
+At each seed every spec is scored on the splits' evaluation samples of that seed (`evaluation_tasks`): the tasks
+`nlic solve RUN SPLIT` solves for the run `runs/<name>-seed<k>`, under the same ids.
 """
 
 from __future__ import annotations
@@ -18,20 +21,22 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from nlic.compiler.families import sample_split
+from nlic.compiler.families import evaluation_tasks
 from nlic.compiler.identity import UNTRAINED_SECTIONS, trained_spec_diff
 from nlic.compiler.kinds import kind_of
 from nlic.compiler.lower import abstract_model
 from nlic.compiler.spec import SearchSpec, Spec
 from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, SpecError, did_you_mean
+from nlic.grammar.reading import MAX_HEADER_BYTES, read_text
 from nlic.runtime import run_dir as rd
 from nlic.runtime.files import atomic_write
+from nlic.runtime.outputs import refuse_existing
 from nlic.runtime.solve import batch_size, solve, warm_up
 from nlic.runtime.train import train
 
 __all__ = [
     "DEFAULT_METHODS",
-    "DATA_SEED",
+    "RESULT_FILES",
     "Row",
     "evaluate",
     "search_plan",
@@ -39,6 +44,7 @@ __all__ = [
     "solve_flops",
     "task_label",
     "write_results",
+    "check_results_free",
     "results_csv",
     "results_markdown",
     "plot_budget",
@@ -47,8 +53,8 @@ __all__ = [
 DEFAULT_METHODS = ("none", "prior", "gradient", "cascade")
 """Search modes evaluated when `methods` is not given (those the kind supports)."""
 
-DATA_SEED = 20260
-"""The one seed of the evaluation tasks: every spec and seed is scored on the same task instances."""
+RESULT_FILES = {"csv": "results.csv", "markdown": "results.md", "plot": "budget.png"}
+"""What `write_results` writes into its directory."""
 
 # Search modes whose budget is the number of gradient steps (`search.steps`); `prior`'s is programs sampled.
 _STEP_METHODS = ("gradient", "ttt", "cascade")
@@ -136,7 +142,7 @@ def trained_model(
     meta = run / rd.MODEL_META_FILE
     if not retrain and meta.is_file():
         try:
-            saved = json.loads(meta.read_text())
+            saved = json.loads(read_text(meta, limit=MAX_HEADER_BYTES, what="model metadata", error=CheckpointError))
         except (OSError, ValueError):
             saved = {}
         if isinstance(saved, dict) and not trained_spec_diff(saved.get("spec"), spec, ignore=UNTRAINED_SECTIONS):
@@ -200,7 +206,7 @@ def evaluate(
     tasks: int | None = None,
     methods: Sequence[str] | None = None,
     runs: Path | str = "runs",
-    data_seed: int = DATA_SEED,
+    data_seed: int | None = None,
     retrain: bool = False,
     flops: bool = True,
     log: Callable[[str], None] | None = _log,
@@ -216,7 +222,9 @@ def evaluate(
         tasks: tasks per split (default: each spec's `eval.tasks`).
         methods: search modes (default `DEFAULT_METHODS`, those each kind supports).
         runs: parent directory of the run directories.
-        data_seed: seed of the evaluation tasks, shared by all specs and seeds.
+        data_seed: the seed the evaluation tasks derive from (`evaluation_tasks`), shared by all specs and seeds;
+            None (default): each training seed's own, so that at each seed every spec sees the same tasks, those
+            `nlic solve` solves for that run (with `tasks` at most `eval.tasks`).
         retrain: train again even where a matching run exists.
         flops: measure test-time FLOPs per task (one extra compilation per mode and budget).
         log: progress lines (None: silent).
@@ -244,8 +252,6 @@ def evaluate(
         plan = search_plan(spec, methods, kind.search_methods, budgets)
         eval_splits = tuple(splits) if splits else spec.eval.splits
         n = int(tasks or spec.eval.tasks)
-        # Sampled from the spec's task section only (not its seed): identical for every seed and kind.
-        task_sets = {split: sample_split(spec, split, n, seed=data_seed) for split in eval_splits}
         costs: dict[tuple[str, int], float] = {}
         warm: set[tuple[str, int]] = set()  # compiled once per spec and mode: every seed's model has its shapes
         for seed in seeds:
@@ -255,6 +261,8 @@ def evaluate(
             log(f"{spec.name} seed {seed}: training ({kind.name}, {run_spec.training.steps} steps) or reusing")
             model, how = trained_model(run_spec, runs=Path(runs), retrain=retrain)
             log(f"{spec.name} seed {seed}: model {how}")
+            # From the spec's task and eval sections and the seed only: identical for every kind at one seed.
+            task_sets = {split: evaluation_tasks(run_spec, split, n, seed=data_seed) for split in eval_splits}
             for method, budget, search in plan:
                 if flops and (method, budget) not in costs:
                     costs[(method, budget)] = solve_flops(kind, model, task_sets[eval_splits[0]], search)
@@ -366,11 +374,27 @@ def plot_budget(rows: Sequence[Row], path: Path) -> None:
     atomic_write(Path(path), buf.getvalue())
 
 
-def write_results(rows: Sequence[Row], out: Path | str) -> dict[str, Path]:
-    """Write `results.csv`, `results.md` and `budget.png` into `out` (each file atomically)."""
+def check_results_free(out: Path | str, *, force: bool = False) -> None:
+    """Refuse a results directory that already holds results files, unless `force` (`nlic eval` checks before it
+    trains anything).
+
+    Raises:
+        CheckpointError: located at each results file in the way.
+    """
+    refuse_existing([Path(out) / name for name in RESULT_FILES.values()], force=force, what="results file",
+                    hint="add --force to overwrite it, or write elsewhere with --out DIR")
+
+
+def write_results(rows: Sequence[Row], out: Path | str, *, force: bool = False) -> dict[str, Path]:
+    """Write `results.csv`, `results.md` and `budget.png` into `out` (each file atomically).
+
+    Raises:
+        CheckpointError: a results file exists and not `force`.
+    """
+    check_results_free(out, force=force)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"csv": out / "results.csv", "markdown": out / "results.md", "plot": out / "budget.png"}
+    files = {key: out / name for key, name in RESULT_FILES.items()}
     atomic_write(files["csv"], results_csv(rows))
     atomic_write(files["markdown"], results_markdown(rows))
     plot_budget(rows, files["plot"])

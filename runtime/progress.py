@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import IO
+from typing import Any
 
 __all__ = ["Progress", "format_duration"]
 
@@ -34,7 +34,7 @@ class Progress:
         interval: minimum seconds between two plain lines (the bar redraws at most 10 times a second).
     """
 
-    def __init__(self, total: int, *, start: int = 0, enabled: bool | None = None, stream: IO[str] | None = None,
+    def __init__(self, total: int, *, start: int = 0, enabled: bool | None = None, stream: Any = None,
                  interval: float = 10.0):
         self.total = max(total, 1)
         self.start = start

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from nlic.grammar.errors import (
     did_you_mean,
 )
 from nlic.grammar.program import FORMAT_VERSION, Alias, Header, Program, ProgramFile, load_programs
+from nlic.grammar.reading import MAX_DATA_BYTES, STDIN, list_dir, loads_json, read_text
 from nlic.runtime.build import Artifact, load_artifact
 from nlic.runtime.run_dir import EXECUTOR_WEIGHTS_FILE, SPEC_FILE, load_run
 
@@ -216,10 +216,8 @@ def _jsonl_inputs(lines: Iterable[str], path: str, codec: Any, pf: ProgramFile, 
         if not line.strip():
             continue
         loc = Loc(path, n)
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"not JSON: {e.msg}", loc=Loc(path, n, e.colno), hint="one JSON object per line") from None
+        row = loads_json(line, path=path, error=DataError, first_line=n, invalid="not JSON",
+                         hint="one JSON object per line")
         if not isinstance(row, dict) or "input" not in row:
             raise DataError(
                 "expected an object with an \"input\"", loc=loc,
@@ -233,13 +231,13 @@ def _jsonl_inputs(lines: Iterable[str], path: str, codec: Any, pf: ProgramFile, 
     return out
 
 
+def _read_input_text(name: str, what: str) -> str:
+    return read_text(name, limit=MAX_DATA_BYTES, what=what, error=DataError, stdin=True,
+                     hint="split the inputs into several files (--inputs may be repeated)")
+
+
 def _task_inputs(path: Path, codec: Any, pf: ProgramFile, program: str | None) -> list[Replay]:
-    try:
-        task = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise DataError("not UTF-8 text", loc=Loc(str(path)), hint="task files are ARC-style JSON") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"not JSON: {e.msg}", loc=Loc(str(path), e.lineno, e.colno)) from None
+    task = loads_json(_read_input_text(str(path), "task file"), path=str(path), error=DataError, invalid="not JSON")
     if not isinstance(task, dict) or not isinstance(task.get("test"), list):
         raise DataError(
             "expected an ARC-style task: an object with a \"test\" list", loc=Loc(str(path)),
@@ -272,25 +270,29 @@ def read_inputs(paths: Sequence[str], codec: Any, pf: ProgramFile, *, program: s
     """
     out: list[Replay] = []
     for name in paths:
-        if name == "-":
-            out += _jsonl_inputs(sys.stdin.read().splitlines(), "<stdin>", codec, pf, program)
+        if name == STDIN:
+            out += _jsonl_inputs(_lines(_read_input_text(name, "input file")), "<stdin>", codec, pf, program)
             continue
         path = Path(name)
-        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl")) if path.is_dir() else [path]
-        if path.is_dir() and not files:
-            raise DataError("no .json or .jsonl files in this directory", loc=Loc(str(path)))
+        if path.is_dir():
+            files = sorted(list_dir(path, suffixes=(".json", ".jsonl"), what="input file", error=DataError))
+            if not files:
+                raise DataError("no .json or .jsonl files in this directory", loc=Loc(str(path)))
+        else:
+            files = [path]
         for f in files:
             if f.suffix == ".json":
                 out += _task_inputs(f, codec, pf, program)
                 continue
-            try:
-                text = f.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                raise DataError("not UTF-8 text", loc=Loc(str(f)), hint="inputs are JSONL: one JSON object per line") from None
-            out += _jsonl_inputs(text.splitlines(), str(f), codec, pf, program)
+            out += _jsonl_inputs(_lines(_read_input_text(str(f), "input file")), str(f), codec, pf, program)
     if not out:
         raise DataError("no inputs", loc=Loc(", ".join(paths)), hint="give at least one input")
     return out
+
+
+def _lines(text: str) -> list[str]:
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 and other characters splitlines() breaks at.
+    return text.split("\n")
 
 
 def program_matrix(pf: ProgramFile, ids: Sequence[str], length: int) -> np.ndarray:

@@ -5,12 +5,14 @@ The identity of what they hold (spec hash, fingerprint) is `nlic.compiler.identi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import platform
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,13 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from nlic.compiler.identity import fingerprint, spec_data, spec_hash, trained_spec_diff, weight_leaves
+from nlic.compiler.identity import fingerprint, format_diff, spec_data, spec_hash, trained_spec_diff, weight_leaves
 from nlic.compiler.lower import abstract_model
 from nlic.compiler.printer import format_spec
 from nlic.compiler.validate import load_spec
 from nlic.grammar.errors import CheckpointError, Loc
-from nlic.runtime.files import atomic_write, read_sealed, seal, write_sealed
+from nlic.grammar.reading import MAX_DATA_BYTES, MAX_WEIGHTS_BYTES, check_file, loads_json, read_bytes
+from nlic.runtime.files import atomic_write, read_sealed, remove_temp_files, seal, write_error, write_sealed
 
 __all__ = [
     "SPEC_FILE",
@@ -62,6 +65,7 @@ CHECKPOINT_DIR = "checkpoints"
 RESULT_FILES = (SPEC_FILE, ENV_FILE, METRICS_FILE, MODEL_FILE, MODEL_META_FILE, EXECUTOR_WEIGHTS_FILE, CHECKPOINT_DIR)
 MODEL_FORMAT = 1
 MODEL_FORMAT_TAG = "nlic-model"
+_RESUME = "then continue with `nlic train --resume`: the last checkpoint written is intact"
 
 
 # --- files ----------------------------------------------------------------------------------------------------
@@ -83,7 +87,19 @@ def env_info() -> dict[str, Any]:
         "devices": [str(d) for d in jax.devices()],
         "platform": platform.platform(),
         "machine": platform.machine(),
+        # The fingerprint depends on these too (nlic.runtime.numerics caps the CPU instruction set).
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
+
+
+@contextlib.contextmanager
+def _writing(what: str) -> Iterator[None]:
+    """Turn an `OSError` of a write (a full disk, a read-only or forbidden directory) into a located
+    `CheckpointError` that says how to continue."""
+    try:
+        yield
+    except OSError as e:
+        raise write_error(e, error=CheckpointError, what=what, then=_RESUME) from None
 
 
 def _has_results(run: Path) -> bool:
@@ -94,7 +110,8 @@ def prepare(run: Path, *, resume: bool, force: bool) -> bool:
     """Make `run` ready for a run; returns whether there is a previous run to resume.
 
     Raises:
-        CheckpointError: `run` holds results and neither `resume` nor `force` was given, or it is not a directory.
+        CheckpointError: `run` holds results and neither `resume` nor `force` was given, it is not a directory,
+            or it cannot be written.
     """
     run = Path(run)
     if run.exists() and not run.is_dir():
@@ -110,29 +127,36 @@ def prepare(run: Path, *, resume: bool, force: bool) -> bool:
                 loc=Loc(str(run)),
                 hint="continue it with --resume, write elsewhere with --out DIR, or start over with --force",
             )
-        for name in RESULT_FILES:
-            p = run / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    run.mkdir(parents=True, exist_ok=True)
-    (run / CHECKPOINT_DIR).mkdir(exist_ok=True)
+        with _writing("run directory"):
+            for name in RESULT_FILES:
+                p = run / name
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.exists():
+                    p.unlink()
+    with _writing("run directory"):
+        run.mkdir(parents=True, exist_ok=True)
+        (run / CHECKPOINT_DIR).mkdir(exist_ok=True)
     return False
 
 
 def write_spec(run: Path, spec: Any) -> None:
-    """Write the canonical locked spec (`spec.yaml`), the spec every later command reads back."""
+    """Write the canonical locked spec (`spec.yaml`), the spec every later command reads back.
+
+    Raises:
+        OSError: from `atomic_write` (run and build directories alike write it; each caller says what to do).
+    """
     atomic_write(Path(run) / SPEC_FILE, format_spec(spec, syntax="yaml"))
 
 
 def write_env(run: Path) -> None:
-    atomic_write(Path(run) / ENV_FILE, json.dumps(env_info(), indent=2, sort_keys=True) + "\n")
+    with _writing("environment record"):
+        atomic_write(Path(run) / ENV_FILE, json.dumps(env_info(), indent=2, sort_keys=True) + "\n")
 
 
 def append_metrics(run: Path, row: Mapping[str, Any]) -> None:
     """Append one JSON row to `metrics.jsonl` (flushed, so a killed run keeps every finished row)."""
-    with open(Path(run) / METRICS_FILE, "a") as f:
+    with _writing("metrics"), open(Path(run) / METRICS_FILE, "a") as f:
         f.write(json.dumps(dict(row), sort_keys=True) + "\n")
         f.flush()
 
@@ -143,10 +167,12 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    # Not read_text: a crash can leave a torn, even NUL-filled, last line, which is skipped like any bad line.
+    text = read_bytes(path, limit=MAX_DATA_BYTES, what="metrics file", error=CheckpointError).decode("utf-8", "replace")
+    for n, line in enumerate(text.split("\n"), 1):
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = loads_json(line, path=str(path), error=CheckpointError, first_line=n)
+        except CheckpointError:
             continue
         if isinstance(row, dict):
             rows.append(row)
@@ -154,9 +180,12 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
 
 
 def truncate_metrics(run: Path, step: int) -> None:
-    """Drop rows logged after `step` (written after the checkpoint a resumed run restarts from)."""
+    """Drop rows logged after `step` (written after the checkpoint a resumed run restarts from), and torn ones."""
     rows = [r for r in read_metrics(run) if int(r.get("step", 0)) <= step]
-    atomic_write(Path(run) / METRICS_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    with _writing("metrics"):
+        # A resumed run also sweeps the temp files of writes a killed process left (model, metrics, ...).
+        remove_temp_files(Path(run), RESULT_FILES)
+        atomic_write(Path(run) / METRICS_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
 def save_model(run: Path, spec: Any, model: Any, *, step: int) -> str:
@@ -169,7 +198,8 @@ def save_model(run: Path, spec: Any, model: Any, *, step: int) -> str:
     # `spec`: to name what differs if the spec later reads back differently.
     header = seal(payload, format=MODEL_FORMAT_TAG, version=MODEL_FORMAT, kind=spec.model.kind,
                   spec_hash=spec_hash(spec), step=int(step), fingerprint=fp, spec=spec_data(spec))
-    write_sealed(Path(run) / MODEL_FILE, payload, header, header_path=Path(run) / MODEL_META_FILE)
+    with _writing("model"):
+        write_sealed(Path(run) / MODEL_FILE, payload, header, header_path=Path(run) / MODEL_META_FILE)
     return fp
 
 
@@ -210,9 +240,8 @@ def load_model(run: Path, spec: Any, like: Any, *, ignore: tuple[str, ...] = ())
         # too); new fields default to the old behaviour, so only other differences refuse the model.
         diff = trained_spec_diff(meta.get("spec"), spec, ignore=ignore)
     if diff:
-        shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
         raise CheckpointError(
-            f"the model was trained for another spec (trained != {SPEC_FILE}: {shown})",
+            f"the model was trained for another spec (trained != {SPEC_FILE}: {format_diff(diff)})",
             loc=Loc(str(run / MODEL_META_FILE)),
             hint=f"{SPEC_FILE} was edited after training, or this nlic's spec defaults changed; restore it or retrain",
         )
@@ -234,12 +263,14 @@ def executor_weights_npz(model: Any) -> bytes:
 
 def save_executor_weights(run: Path, model: Any) -> None:
     """Write `executor_weights.npz` (`executor_weights_npz`), the weights a build's exported executor takes."""
-    atomic_write(Path(run) / EXECUTOR_WEIGHTS_FILE, executor_weights_npz(model))
+    with _writing("executor weights"):
+        atomic_write(Path(run) / EXECUTOR_WEIGHTS_FILE, executor_weights_npz(model))
 
 
 def load_executor_weights(path: Path) -> list[np.ndarray]:
     """The leaves written by `save_executor_weights` (or `weights.npz` of a build), in order."""
     path = Path(path)
+    check_file(path, limit=MAX_WEIGHTS_BYTES, what="weights file", error=CheckpointError)
     try:
         with np.load(path, allow_pickle=False) as z:
             names = sorted(z.files)
@@ -247,6 +278,11 @@ def load_executor_weights(path: Path) -> list[np.ndarray]:
                 raise CheckpointError(
                     "not an nlic weights file (expected arrays leaf_00000, leaf_00001, ...)", loc=Loc(str(path))
                 )
+            # A compressed member may unpack to far more than the file's size: bound what it claims first.
+            claimed = sum(info.file_size for info in z.zip.infolist())
+            if claimed > MAX_WEIGHTS_BYTES:
+                raise CheckpointError(f"the weights file unpacks to {claimed} bytes, more than nlic reads",
+                                      loc=Loc(str(path)), hint="is this an nlic weights file?")
             return [z[n] for n in names]
     except FileNotFoundError:
         raise

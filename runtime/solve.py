@@ -18,19 +18,19 @@ from typing import Any
 import jax
 import numpy as np
 
-from nlic.compiler.families import TaskSet, codec_of, family_of, load_tasks, params_of, sample_split
+from nlic.compiler.families import TaskSet, codec_of, evaluation_tasks, family_of, load_tasks, params_of
 from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import MODEL_KINDS, ModelKind, kind_of
-from nlic.compiler.seeds import derive_seed
 from nlic.compiler.spec import SearchSpec, Spec
 from nlic.grammar.errors import Loc, SpecError, did_you_mean
 from nlic.grammar.program import ProgramFile, format_programs
 from nlic.runtime.files import atomic_write
+from nlic.runtime.outputs import refuse_existing
 from nlic.runtime.replay import Language, jsonl, program_file
 from nlic.runtime.run_dir import load_run
 
-__all__ = ["SolveResult", "SolvedFiles", "batch_size", "load_task_source", "search_spec", "solve", "solve_to_files",
-           "warm_up"]
+__all__ = ["SolveResult", "SolvedFiles", "batch_size", "load_task_source", "output_stem", "search_spec", "solve",
+           "solve_to_files", "warm_up"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +225,9 @@ def search_spec(spec: Any, kind: Any, method: str | None, starts: int | None, st
 def load_task_source(spec: Any, source: str, n: int | None, seed: int) -> tuple[Any, str]:
     """Tasks from a file/directory or a split name, and a short name for output files.
 
+    A split gives the first n tasks of its evaluation sample (`evaluation_tasks`, with `seed` fed to the
+    derivation): the tasks `nlic train` evaluated and `nlic data show|export` print under the same ids.
+
     Raises:
         DataError: a malformed task file. SpecError: neither an existing path nor a split of the family.
     """
@@ -241,9 +244,27 @@ def load_task_source(spec: Any, source: str, n: int | None, seed: int) -> tuple[
             f"'{source}' is neither a task file nor a split of task family '{family.name}'", loc=Loc(source),
             hint=did_you_mean(source, splits) + " (or give the path of a task file)",
         )
-    # The evaluation seed of `nlic train`: `nlic solve RUN ood` solves the tasks training reported on.
-    count = n if n is not None else spec.eval.tasks
-    return sample_split(spec, source, count, seed=derive_seed(seed, "eval", source)), source
+    return evaluation_tasks(spec, source, n, seed=seed), source
+
+
+def output_stem(name: str, own: SearchSpec, search: SearchSpec, seed: int, own_seed: int) -> str:
+    """The stem of `nlic solve`'s default output files: the task source's name, then what differs from the run's
+    own search and seed, so that different searches never write to the same file.
+
+    `ood` for the spec's own search; `ood.gradient-s8-k50` for `--search gradient --starts 8 --steps 50` (starts
+    and steps appear where they differ from the spec's); `.seed<k>` is added for another `--seed`.
+    """
+    parts = [name]
+    if search != own:
+        tag = search.method
+        if search.starts != own.starts:
+            tag += f"-s{search.starts}"
+        if search.steps != own.steps:
+            tag += f"-k{search.steps}"
+        parts.append(tag)
+    if seed != own_seed:
+        parts.append(f"seed{seed}")
+    return ".".join(parts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,21 +299,30 @@ def solve_to_files(
     seed: int | None = None,
     out: str | Path | None = None,
     predictions: str | Path | None = None,
+    force: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> SolvedFiles:
     """Solve tasks with a trained run and write the programs found (`RUN/programs/NAME.nlp`) and predictions.
 
+    Nothing is replaced silently: an output file that exists is refused before the search starts unless `force`,
+    and a search other than the spec's own writes under its own name (`output_stem`).
+
     Args:
         run_dir: a trained run directory.
-        tasks_source: a task file or directory, or a split of the spec's family (sampled as training evaluates it).
+        tasks_source: a task file or directory, or a split of the spec's family (its evaluation sample, the
+            tasks training evaluated: `evaluation_tasks`).
         method, starts, steps: overrides of the spec's search section.
-        n: solve only the first n tasks of a file, or sample n of a split (default: `eval.tasks`).
-        seed: search (and split sampling) seed; default the spec's.
-        out, predictions: where to write (defaults under `RUN/programs/`).
+        n: solve only the first n tasks of a file or of the split's evaluation sample (default: all of a file,
+            `eval.tasks` of a split).
+        seed: search seed, and the seed the split's evaluation sample derives from; default the spec's.
+        out, predictions: where to write (defaults: `RUN/programs/<stem>.nlp` and `<stem>.predictions.jsonl`
+            next to the program file, the stem from `output_stem`).
+        force: overwrite output files that exist.
         log: called with one progress line at a time (default: silent).
 
     Raises:
-        CheckpointError: not a finished run. SpecError: bad overrides or an unknown split. DataError: bad tasks.
+        CheckpointError: not a finished run, or an output file exists and not `force`. SpecError: bad overrides
+        or an unknown split. DataError: bad tasks.
     """
     say = log or (lambda _line: None)
     _positive(n, "-n")
@@ -303,6 +333,12 @@ def solve_to_files(
     tasks, name = load_task_source(spec, tasks_source, n, seed)
     if len(tasks) == 0:
         raise SpecError("no tasks to solve", loc=Loc(str(tasks_source)), hint="check the file or -n")
+    stem = output_stem(name, spec.search, search, seed, spec.seed)
+    out = Path(out) if out else Path(run_dir) / "programs" / f"{stem}.nlp"
+    predictions = Path(predictions) if predictions else out.with_name(out.stem + ".predictions.jsonl")
+    # Checked before the search: a refusal costs nothing.
+    refuse_existing([out, predictions] if kind.discrete_programs else [predictions], force=force,
+                    hint="add --force to overwrite it, or write elsewhere with --out FILE")
 
     gradient = "gradient" in search.method  # the methods that take steps (gradient, gradient+edit)
     budget = "no search" if search.method == "none" else f"{search.starts} starts" + (
@@ -314,8 +350,6 @@ def solve_to_files(
     seconds = time.perf_counter() - t0
     say(f"solved {len(tasks)} tasks in {seconds:.1f} s ({len(tasks) / max(seconds, 1e-9):.1f} tasks/s)")
 
-    out = Path(out) if out else Path(run_dir) / "programs" / f"{name}.nlp"
-    predictions = Path(predictions) if predictions else out.with_name(out.stem + ".predictions.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     predictions.parent.mkdir(parents=True, exist_ok=True)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +26,10 @@ from nlic.compiler.optim import init_state, lr_schedule, make_optimizer, make_tr
 from nlic.compiler.printer import format_spec
 from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError, DataError, Loc, SpecError
+from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.runtime import checkpoint as ckpt
 from nlic.runtime import run_dir as rd
+from nlic.runtime.files import write_error
 from nlic.runtime.progress import Progress
 from nlic.runtime.solve import solve
 
@@ -156,7 +159,7 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
 def train(
     spec: Any,
     *,
-    out: Path | None = None,
+    out: str | os.PathLike[str] | None = None,
     steps: int | None = None,
     resume: bool = False,
     progress: bool | None = None,
@@ -177,7 +180,8 @@ def train(
 
     Raises:
         CheckpointError: `out` holds results and neither `resume` nor `force` was given; its checkpoint is
-            corrupt or belongs to another spec.
+            corrupt or belongs to another spec; a file cannot be written (a full disk, a read-only or forbidden
+            directory: the checkpoints already written stay intact, and `resume` continues from the last).
         SpecError: the batch does not split over the devices, or the spec's kind/task is unknown.
     """
     if steps is not None:
@@ -193,10 +197,10 @@ def train(
         )
     eval_sets = {}
     if tr.eval_every > 0:
-        # Fixed evaluation tasks for the whole run, so accuracy curves compare like with like.
+        # Fixed evaluation tasks for the whole run, so accuracy curves compare like with like: each split's
+        # evaluation sample, the tasks `nlic solve RUN SPLIT` solves and `nlic data show` prints under one id.
         for split in spec.eval.splits:
-            seed = derive_seed(spec.seed, "eval", split)
-            eval_sets[split] = task_api.sample_split(spec, split, spec.eval.tasks, seed=seed)
+            eval_sets[split] = task_api.evaluation_tasks(spec, split)
 
     run = Path(out) if out is not None else default_run_dir(spec)
     resuming = rd.prepare(run, resume=resume, force=force)
@@ -217,7 +221,11 @@ def train(
     if resuming:
         rd.truncate_metrics(run, start)
     if not resuming or not (run / rd.SPEC_FILE).exists():
-        rd.write_spec(run, spec)
+        try:
+            rd.write_spec(run, spec)
+        except OSError as e:
+            raise write_error(e, error=CheckpointError, what="locked spec",
+                              then="then continue with `nlic train --resume`") from None
     rd.write_env(run)
 
     model, opt_state = replicate((model, opt_state), mesh)
@@ -299,7 +307,8 @@ def _check_same_spec(run: Path, spec: Any) -> None:
     meta = run / rd.SPEC_FILE
     if not meta.exists():
         return
-    if meta.read_text() != format_spec(spec, syntax="yaml"):
+    locked = read_text(meta, limit=MAX_SPEC_BYTES, what="locked spec", error=CheckpointError)
+    if locked != format_spec(spec, syntax="yaml"):
         raise CheckpointError(
             "this run directory was started with another spec", loc=Loc(str(meta)),
             hint="resume with the same spec (and --steps), or start a new run with --out or --force",

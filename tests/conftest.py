@@ -1,10 +1,12 @@
-"""Shared test setup: strict JAX flags, CPU only, and a `getkey` fixture. nlic is imported late, in the tests."""
+"""Shared test setup: CPU only, strict JAX flags, run-time type checks of nlic, and a `getkey` fixture.
+
+nlic is imported here only after the environment is set and jaxtyping's import hook is installed, so that every
+nlic function the tests call has its annotations (jaxtyping shapes included) checked by beartype, as equinox's own
+test suite does.
+"""
 
 import os
 import tempfile
-
-from nlic.compiler.families.deepcoder import find_data_dir
-from nlic.grammar.errors import DataError
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Tests run tiny models whose wall time is almost all XLA compilation; cheaper code generation roughly halves it
@@ -19,8 +21,18 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+from jaxtyping import install_import_hook  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# Every nlic module imported from here on is checked; int is a float (PEP 484's numeric tower), as in Python.
+_hook = install_import_hook("nlic", "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))")
+import nlic.compiler  # noqa: E402,F401  (the whole package: nothing of nlic is imported before this line)
+import nlic.runtime  # noqa: E402,F401
+from nlic.compiler.families.deepcoder import find_data_dir  # noqa: E402
+from nlic.grammar.errors import DataError  # noqa: E402
+
+_hook.uninstall()
 
 
 @pytest.fixture

@@ -56,4 +56,13 @@ def test_readme_python_session_runs_as_written(tmp_path):
     assert all(re.fullmatch(r"ood-\d{4}( t\d+)*", line) for line in lines[1:5])
     output = json.loads(lines[5])  # the printed list of ints is JSON
     assert isinstance(output, list) and len(output) == 12 and all(0 <= v < 5 for v in output)
-    assert (tmp_path / "runs" / "api_tour" / "programs" / "ood.nlp").is_file()
+    assert (tmp_path / "runs" / "api_tour" / "programs" / "ood.none.nlp").is_file()  # not the spec's search
+
+
+def test_public_functions_are_type_checked_in_the_tests():
+    """conftest.py imports nlic under jaxtyping's import hook with beartype: a wrong argument type is an error at
+    the call, not somewhere deep inside."""
+    from jaxtyping import TypeCheckError
+
+    with pytest.raises(TypeCheckError):
+        nlic.compiler.spec_hash("not a spec")

@@ -9,9 +9,6 @@ import numpy as np
 import optax
 import pytest
 
-import nlic.compiler.models.dlpn
-import nlic.compiler.models.in_context
-import nlic.compiler.models.lpn
 from nlic.compiler.kinds import Batch, MODEL_KINDS, Shapes
 from nlic.compiler.models.in_context import held_out_masks, in_context_logits, with_query_pair
 from nlic.compiler.models.lpn import _others, latent_search, pool
@@ -143,7 +140,7 @@ def test_lpn_search_never_worse_than_its_start():
     batch = shift_batch(4, seed=1)
 
     @eqx.filter_jit
-    def run(model, batch, lr):  # lr traced: one compile for both learning rates
+    def run(model, batch, lr):  # a SearchSpec is static: one compile per learning rate
         search = dataclasses.replace(spec.search, method="gradient", lr=lr)
 
         def one(xs, ys, mask):
@@ -155,7 +152,7 @@ def test_lpn_search_never_worse_than_its_start():
         return jax.vmap(one)(batch.inputs, batch.outputs, batch.pair_mask)
 
     for lr in (spec.search.lr, 100.0):  # a sane step, and one that overshoots
-        best, start, rescored = run(model, batch, jnp.asarray(lr, jnp.float32))
+        best, start, rescored = run(model, batch, float(lr))
         assert (best <= start + 1e-6).all()
         np.testing.assert_allclose(rescored, best, rtol=1e-5, atol=1e-6)
         if lr < 1:

@@ -1,11 +1,12 @@
 """Task families: the TaskSet contract, the built-in families and users' own files, registered in `FAMILIES` here.
 
-A family fixes a spec's data shapes and splits, which validation and lowering need; `sample_split` and
-`load_tasks` are the entry points for training, solving and evaluation.
+A family fixes a spec's data shapes and splits, which validation and lowering need; `sample_split`,
+`evaluation_tasks` and `load_tasks` are the entry points for training, solving and evaluation.
 """
 
 from nlic.compiler.families.api import (
     codec_of as codec_of,
+    evaluation_tasks as evaluation_tasks,
     family_of as family_of,
     load_tasks as load_tasks,
     params_of as params_of,
@@ -28,6 +29,7 @@ __all__ = [
     "SequenceCodec",
     "TaskSet",
     "codec_of",
+    "evaluation_tasks",
     "export_tasks",
     "family_of",
     "load_tasks",

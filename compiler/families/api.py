@@ -13,9 +13,10 @@ from nlic.compiler.families.base import FAMILIES, Codec, Family, TaskSet
 from nlic.compiler.families.common import check_split
 from nlic.compiler.families.files import read_tasks
 from nlic.compiler.kinds import Shapes
+from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import Loc, SpecError
 
-__all__ = ["family_of", "params_of", "codec_of", "shapes_of", "sample_split", "load_tasks"]
+__all__ = ["family_of", "params_of", "codec_of", "shapes_of", "sample_split", "evaluation_tasks", "load_tasks"]
 
 
 def family_of(spec: Any) -> Family:
@@ -59,6 +60,30 @@ def sample_split(spec: Any, split: str, n: int, *, seed: int) -> TaskSet:
     params = params_of(spec)
     check_split(family.name, split, family.splits(params))
     return family.sample(params, split, int(n), int(spec.task.pairs), seed=int(seed))
+
+
+def evaluation_tasks(spec: Any, split: str, n: int | None = None, *, seed: int | None = None) -> TaskSet:
+    """The first n tasks of the split's evaluation sample: the tasks that every command names `<split>-0000`, ...
+
+    The evaluation sample is `eval.tasks` tasks of `split` drawn with `derive_seed(seed, "eval", split)`, so
+    `nlic train`'s evaluation, `nlic data show|export`, `nlic solve RUN SPLIT` and `nlic eval` all see the same
+    task under one id. The families draw a sample as a whole (its first tasks depend on its size), so n above
+    `eval.tasks` draws a larger sample of n tasks instead, whose first tasks differ from the default ones.
+
+    Args:
+        spec: the spec (its task section, `eval.tasks` and `seed`).
+        split: a split of the spec's family.
+        n: how many tasks (default `eval.tasks`).
+        seed: the seed fed to the derivation (default `spec.seed`).
+
+    Raises:
+        SpecError: an unknown split or bad family parameters.
+    """
+    size = int(spec.eval.tasks)
+    n = size if n is None else int(n)
+    base = int(spec.seed if seed is None else seed)
+    sample = sample_split(spec, split, max(n, size), seed=derive_seed(base, "eval", split))
+    return sample if len(sample) <= n else sample.take(slice(0, n))
 
 
 def load_tasks(path: str | os.PathLike[str], spec: Any) -> TaskSet:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import jax.numpy as jnp
 import numpy as np
@@ -67,6 +67,7 @@ class TaskSet:
         )
 
 
+@runtime_checkable
 class Codec(Protocol):
     """Converts between a user's JSON value (list, grid, DeepCoder inputs…) and the model's int[L] form."""
 
@@ -86,6 +87,7 @@ class Codec(Protocol):
         ...
 
 
+@runtime_checkable
 class Family(Protocol):
     """A task family: seeded, vectorised generation of ID/OOD splits (or a loader of user files).
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from nlic.grammar.errors import DataError, Loc
 
-__all__ = ["SequenceCodec", "GridCodec", "ansi_cell", "is_int"]
+__all__ = ["SequenceCodec", "GridCodec", "ansi_cell", "is_int", "show_value"]
 
 # ARC's ten colours as xterm-256 indices: black, blue, red, green, yellow, grey, magenta, orange, azure, maroon.
 _PALETTE = (16, 27, 196, 34, 226, 245, 201, 208, 51, 88)
@@ -39,7 +39,7 @@ def _fail(what: str, msg: str, hint: str | None, where: Loc | None) -> DataError
 def _check_values(row: list[Any], values: int, pad: int | None, what: str, where: Loc | None) -> None:
     for i, v in enumerate(row):
         if not is_int(v):
-            raise _fail(what, f"has a non-integer value {_short(v)} at position {i}", "values are integers", where)
+            raise _fail(what, f"has a non-integer value {show_value(v)} at position {i}", "values are integers", where)
         if v < 0 or v >= values or (pad is not None and v == pad):
             top = values - 1 if pad is None else pad - 1
             raise _fail(
@@ -63,9 +63,11 @@ class SequenceCodec:
     pad: int | None = None
 
     def encode(self, value: Any, *, where: Loc | None = None, what: str = "value") -> np.ndarray:
-        """JSON list of ints -> int32 [L]; `DataError` at `where` if it does not fit."""
-        if not isinstance(value, list) or any(isinstance(v, list) for v in value):
-            raise _fail(what, f"must be a list of integers, got {_short(value)}", "write e.g. [1, 2, 3]", where)
+        """JSON list of ints -> int32 [L]; `DataError` at `where` if it does not fit.
+
+        The length is checked before any value, so that a huge list costs nothing to refuse."""
+        if not isinstance(value, list) or (value and isinstance(value[0], list)):
+            raise _fail(what, f"must be a list of integers, got {show_value(value)}", "write e.g. [1, 2, 3]", where)
         if len(value) > self.length or (self.pad is None and len(value) != self.length):
             need = f"at most {self.length}" if self.pad is not None else f"exactly {self.length}"
             raise _fail(what, f"has {len(value)} values, the model reads {need}", None, where)
@@ -112,10 +114,15 @@ class GridCodec:
         return self.rows * self.cols
 
     def encode(self, value: Any, *, where: Loc | None = None, what: str = "value") -> np.ndarray:
-        """JSON grid (list of equal-length rows) -> int32 [rows*cols]; `DataError` if it does not fit."""
+        """JSON grid (list of equal-length rows) -> int32 [rows*cols]; `DataError` if it does not fit.
+
+        The shape is checked before any cell, so that a huge grid costs one look per row to refuse."""
         if not isinstance(value, list) or not value or not all(isinstance(r, list) for r in value):
-            raise _fail(what, f"must be a grid (a list of rows), got {_short(value)}",
+            raise _fail(what, f"must be a grid (a list of rows), got {show_value(value)}",
                         "write e.g. [[0, 1], [2, 3]]", where)
+        if len(value) > self.rows:
+            need = "at most" if self.pad is not None else "exactly"
+            raise _fail(what, f"has {len(value)} rows, the model reads {need} {self.rows}x{self.cols}", None, where)
         widths = {len(r) for r in value}
         if len(widths) != 1:
             raise _fail(what, f"has rows of different lengths {sorted(widths)}",
@@ -150,9 +157,25 @@ class GridCodec:
         return "\n".join(" ".join(f"{v:>{width}}" for v in row) for row in grid)
 
 
-def _short(value: Any) -> str:
+def show_value(value: Any, width: int = 40) -> str:
+    """A value as JSON, shortened to `width` characters; only its first `width` elements are looked at, so a huge
+    list costs no more than a small one."""
     try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+        text = json.dumps(_head(value, [width]))
+    except (TypeError, ValueError, RecursionError):
+        text = repr(type(value).__name__)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _head(value: Any, budget: list[int]) -> Any:
+    # A copy of `value` holding at most budget[0] list elements in all (each prints as at least one character).
+    if not isinstance(value, list):
+        return value
+    out: list[Any] = []
+    for v in value:
+        if budget[0] <= 0:
+            out.append("...")
+            break
+        budget[0] -= 1
+        out.append(_head(v, budget))
+    return out

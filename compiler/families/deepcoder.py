@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import random
 from collections.abc import Mapping
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from nlic.grammar.errors import DataError, Diagnostic, Loc, SpecError
+from nlic.grammar.reading import MAX_DATA_BYTES, loads_json, read_text
 from nlic.compiler.families import deepcoder_dsl as dsl
 from nlic.compiler.families.base import TaskSet
 from nlic.compiler.families.common import check_split, rng_for
@@ -183,16 +183,17 @@ def load_test_tasks(folder: str, experiment: str) -> tuple[tuple[str, dsl.Progra
         raise DataError(f"missing ExeDec test file for {experiment}", loc=Loc(str(path)),
                         hint="the folder should hold one <SPLIT>.jsonl per experiment")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    text = read_text(path, limit=MAX_DATA_BYTES, what="ExeDec test file", error=DataError)
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         loc = Loc(str(path), n)
+        rec = loads_json(line, path=str(path), error=DataError, first_line=n)
         try:
-            rec = json.loads(line)
             prog = dsl.parse_program(rec["program"])
             inputs = [dsl.parse_inputs(s)[1] for s in rec["inputs"]]
             outputs = [dsl.parse_value(s) for s in rec["outputs"]]
-        except (json.JSONDecodeError, KeyError, TypeError, dsl.ParseError) as e:
+        except (KeyError, TypeError, dsl.ParseError) as e:
             raise DataError(f"malformed ExeDec task: {type(e).__name__}: {e}", loc=loc) from None
         if [prog.run(x) for x in inputs] != outputs:
             raise DataError("the task's outputs differ from its program's", loc=loc)

@@ -7,7 +7,10 @@ Formats:
         is the file name without extension; a file may also hold a list of tasks (ids `<name>-<i>`, or each
         task's "id") or a dict from ids to tasks. A directory means every `*.json` / `*.jsonl` in it, sorted.
     JSONL: one task object per line, with an optional "id" (default `<name>-<line>`); blank lines are skipped.
-Values X, Y are 1-D int lists or 2-D grids (lists of rows), all of one kind in a data set, values >= 0.
+Values X, Y are 1-D int lists or 2-D grids (lists of rows), all of one kind in a data set, values in
+0..MAX_VALUE (65535), at most MAX_LENGTH (4096) values in one (a grid's shape is checked before its cells).
+Files are read within `nlic.grammar.reading`'s bounds: 256 MiB a file, 100 000 entries a folder, JSON nested
+at most 64 deep with numbers of at most 40 digits.
 Task keys are "train", "test" and "id" only. Pairs in messages count from 1.
 
 Tasks as TaskSet rows: the first `pairs` train pairs are the spec (fewer are masked out with pair_mask, more
@@ -35,11 +38,18 @@ from typing import Any
 import numpy as np
 
 from nlic.compiler.families.base import Codec, TaskSet
-from nlic.compiler.families.codecs import GridCodec, SequenceCodec, is_int
+from nlic.compiler.families.codecs import GridCodec, SequenceCodec, is_int, show_value
 from nlic.compiler.families.common import rng_for
 from nlic.grammar.errors import DataError, Diagnostic, Loc, SpecError, did_you_mean
+from nlic.grammar.reading import MAX_DATA_BYTES, list_dir, loads_json, read_text
 
-__all__ = ["RawTask", "read_raw", "read_tasks", "infer_codec", "export_tasks", "FilesFamily"]
+__all__ = ["RawTask", "read_raw", "read_tasks", "infer_codec", "export_tasks", "FilesFamily", "MAX_LENGTH",
+           "MAX_VALUE"]
+
+MAX_LENGTH = 4096
+"""Most values in one datum (a sequence's length, a grid's rows x cols; ARC's largest grid has 900)."""
+MAX_VALUE = 65535
+"""Largest data value (the alphabet is at most `language.values`' 65536 tokens)."""
 
 _TASK_KEYS = ("train", "test", "id")
 _PAIR_KEYS = ("input", "output")
@@ -67,8 +77,8 @@ def _natural(path: Path) -> list[Any]:
 
 def _files_of(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted((p for p in path.iterdir() if p.suffix in (".json", ".jsonl") and p.is_file()),
-                       key=_natural)
+        listed = list_dir(path, suffixes=(".json", ".jsonl"), what="task file", error=DataError)
+        files = sorted((p for p in listed if p.is_file()), key=_natural)
         if not files:
             raise _err(Loc(str(path)), "the directory holds no .json or .jsonl task files",
                        "put ARC-style task files (one task per .json) or a .jsonl file there")
@@ -108,7 +118,7 @@ def _task(obj: Any, default_id: str, loc: Loc) -> RawTask:
                    f"got {type(obj).__name__}")
     tid = obj.get("id", default_id)
     if not isinstance(tid, (str, int)) or isinstance(tid, bool) or str(tid) == "":
-        raise _err(loc, f"task '{default_id}': \"id\" must be a non-empty string, got {tid!r}")
+        raise _err(loc, f"task '{default_id}': \"id\" must be a non-empty string, got {show_value(tid)}")
     tid = str(tid)
     for k in obj:
         if k not in _TASK_KEYS:
@@ -122,21 +132,8 @@ def _task(obj: Any, default_id: str, loc: Loc) -> RawTask:
     return RawTask(tid, train, test, loc)
 
 
-def _show(v: Any) -> str:
-    """A value as the user wrote it (JSON), shortened."""
-    try:
-        text = json.dumps(v)
-    except (TypeError, ValueError):
-        text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _read_json(path: Path) -> Iterator[RawTask]:
-    text = _text(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise _err(Loc(str(path), e.lineno, e.colno), f"invalid JSON: {e.msg}") from None
+    data = loads_json(_text(path), path=str(path), error=DataError)
     stem = path.stem
     if isinstance(data, dict) and ("train" in data or "test" in data):
         yield _task(data, stem, Loc(str(path)))
@@ -157,17 +154,15 @@ def _read_json(path: Path) -> Iterator[RawTask]:
 
 
 def _read_jsonl(path: Path) -> Iterator[RawTask]:
-    lines = _text(path).splitlines()
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 and other characters splitlines() breaks at.
+    lines = _text(path).split("\n")
     any_task = False
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         loc = Loc(str(path), n)
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise _err(Loc(str(path), n, e.colno), f"invalid JSON: {e.msg}",
-                       "a .jsonl file holds one task object per line") from None
+        obj = loads_json(line, path=str(path), error=DataError, first_line=n,
+                         hint="a .jsonl file holds one task object per line")
         any_task = True
         yield _task(obj, f"{path.stem}-{n}", loc)
     if not any_task:
@@ -175,11 +170,8 @@ def _read_jsonl(path: Path) -> Iterator[RawTask]:
 
 
 def _text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise _err(Loc(str(path)), f"not UTF-8 text ({e.reason} at byte {e.start})",
-                   "task files are JSON text") from None
+    return read_text(path, limit=MAX_DATA_BYTES, what="task file", error=DataError,
+                     hint="split the tasks into several files (a split may list several, or a folder)")
 
 
 def _paths(path: Any) -> list[str]:
@@ -213,7 +205,9 @@ class _Stats:
 
 
 def _scan(value: Any, what: str, loc: Loc, st: _Stats) -> None:
-    """Check one JSON value is a non-empty int list or rectangular grid of ints >= 0; record its shape."""
+    """Check one JSON value is a non-empty int list or rectangular grid of ints in 0..MAX_VALUE; record its shape.
+
+    The shape is checked (one look per row) before any value, so that a huge grid is refused at once."""
     if not isinstance(value, list):
         raise _err(loc, f"{what} must be a list of integers or a grid (list of rows), got {type(value).__name__}")
     if not value:
@@ -227,23 +221,49 @@ def _scan(value: Any, what: str, loc: Loc, st: _Stats) -> None:
                    "all values of a data set must be sequences, or all grids")
     rows = value if dims == 2 else [value]
     width = len(rows[0])
+    if len(rows) * width > MAX_LENGTH or len(rows) > MAX_LENGTH:
+        size = f"a {len(rows)}x{width} grid" if dims == 2 else f"a sequence of {width} values"
+        raise _err(loc, f"{what} is {size}, more than the {MAX_LENGTH} values nlic reads in one datum",
+                   "crop or split the data (ARC's largest grids are 30x30)")
     for r, row in enumerate(rows):
         if not isinstance(row, list):
             raise _err(loc, f"{what} row {r + 1} is not a list", "a grid is a list of rows")
         if len(row) != width:
             raise _err(loc, f"{what} is ragged: row {r + 1} has {len(row)} values, row 1 has {width}",
                        "every row of a grid needs the same length")
-        for c, v in enumerate(row):
-            if not is_int(v):
-                pos = f"row {r + 1}, column {c + 1}" if dims == 2 else f"position {c + 1}"
-                raise _err(loc, f"{what} has a non-integer value {_show(v)} at {pos}", "values are integers >= 0")
-            if v < 0:
-                pos = f"row {r + 1}, column {c + 1}" if dims == 2 else f"position {c + 1}"
-                raise _err(loc, f"{what} has a negative value {v} at {pos}", "values are integers >= 0")
-            st.max_value = max(st.max_value, int(v))
     if dims == 2 and width == 0:
         raise _err(loc, f"{what} has empty rows")
+    for r, row in enumerate(rows):
+        for c, v in enumerate(row):
+            if not is_int(v) or not 0 <= v <= MAX_VALUE:
+                pos = f"row {r + 1}, column {c + 1}" if dims == 2 else f"position {c + 1}"
+                if not is_int(v):
+                    raise _err(loc, f"{what} has a non-integer value {show_value(v)} at {pos}",
+                               "values are integers >= 0")
+                if v < 0:
+                    raise _err(loc, f"{what} has a negative value {v} at {pos}", "values are integers >= 0")
+                raise _err(loc, f"{what} has value {v} at {pos}, more than {MAX_VALUE}",
+                           f"values are tokens of an alphabet of at most {MAX_VALUE + 1}")
+            st.max_value = max(st.max_value, int(v))
     st.shapes.add((len(rows), width) if dims == 2 else (width,))
+
+
+def _cells(value: Any) -> int:
+    """How many values a datum holds, by its first row (cheap; `_scan` checks the rest)."""
+    if not isinstance(value, list):
+        return 0
+    return len(value) * len(value[0]) if value and isinstance(value[0], list) else len(value)
+
+
+def _refuse_oversized(tasks: list[RawTask], codec: Codec) -> None:
+    """Refuse, with the codec's own message, any datum larger than the codec reads, before looking at values."""
+    length = int(codec.length)
+    for t in tasks:
+        for kind, pairs in (("train", t.train), ("test", t.test)):
+            for i, (x, y) in enumerate(pairs, 1):
+                for side, v in (("input", x), ("output", y)):
+                    if v is not None and _cells(v) > length:
+                        _enc(codec, v, t.loc, f"task '{t.id}': {kind} pair {i}: {side}")
 
 
 def _scan_tasks(tasks: list[RawTask], st: _Stats) -> None:
@@ -330,6 +350,7 @@ def read_tasks(path: str | os.PathLike[str] | Sequence[str], codec: Codec, *, pa
     if not raw:
         raise _err(Loc(str(path)), "no tasks found")
     if isinstance(codec, (SequenceCodec, GridCodec)):
+        _refuse_oversized(raw, codec)
         _scan_tasks(raw, _Stats())  # type and shape problems get the data-set wording before codec limits
     return encode_tasks(raw, codec, pairs)
 

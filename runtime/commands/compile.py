@@ -1,6 +1,7 @@
 """`nlic compile SPEC [--out DIR]`: validate, build and XLA-compile a spec; print parameters, FLOPs and memory.
 
-With `--out` (default build/<spec name>) also write the locked spec, summary.json and the exported executor.
+With `--out` (default build/<spec name>) also write the locked spec, summary.json and the exported executor; a
+directory holding a build of another spec is refused unless --force (rebuilding the same spec rewrites it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 from nlic.compiler import compile_spec, format_summary, load_spec
-from nlic.runtime.build import EXPORT_META_FILE, write_build
+from nlic.runtime.build import EXPORT_META_FILE, check_build_dir, write_build
 
 __all__ = ["add_arguments", "run"]
 
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC", help="spec file (.yaml, .yml or .nls)")
     parser.add_argument("--out", metavar="DIR", help="build directory (default: build/<spec name>)")
     parser.add_argument("--no-write", action="store_true", help="compile and print the summary only")
+    parser.add_argument("--force", action="store_true", help="replace a build of another spec in --out")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--optimize", action="store_true",
                         help="full XLA code generation, as training compiles (slower; same FLOP/memory estimates)")
@@ -30,10 +32,12 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     spec = load_spec(args.spec)
     out = None if args.no_write else (Path(args.out) if args.out else Path("build") / spec.name)
+    if out is not None:
+        check_build_dir(spec, out, force=args.force)  # before compiling: a refusal costs nothing
     compiled = compile_spec(spec, log=lambda s: print(s, file=sys.stderr, flush=True), optimize=args.optimize)
     summary = compiled.summary
     if out is not None:
-        write_build(compiled, out)
+        write_build(compiled, out, force=args.force)
     summary["total_s"] = round(time.perf_counter() - t0, 3)  # including spec loading and imports
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))

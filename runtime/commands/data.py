@@ -1,6 +1,8 @@
 """`nlic data show|export SPEC`: look at a spec's tasks, or write a split as ARC-style JSON files.
 
 Exported tasks load back with the `files` family (or `nlic solve RUN_DIR DIR`), so other tools see identical tasks.
+Both read a split's evaluation sample (`evaluation_tasks`): `ood-0000` here is the `ood-0000` that `nlic train`
+evaluates, `nlic solve RUN ood` solves and `nlic eval` scores.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ import sys
 from typing import Any
 
 from nlic.compiler import load_spec
-from nlic.compiler.families import codec_of, export_tasks, sample_split
+from nlic.compiler.families import codec_of, evaluation_tasks, export_tasks
 from nlic.grammar.errors import DataError, Loc
 
 __all__ = ["add_arguments", "run", "format_task"]
+
+
+_SAMPLE = ("(eval.tasks tasks, those nlic train evaluates and nlic solve RUN SPLIT solves; "
+           "N above eval.tasks draws a larger sample, whose tasks differ)")
+_SEED = "seed the evaluation sample derives from, as nlic solve --seed (default: the spec's seed)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="print tasks of a split readably", description="print tasks of a split")
     show.add_argument("spec", metavar="SPEC", help="spec file (.yaml or .nls)")
     show.add_argument("--split", default=None, help="split to show (default: the spec's training split)")
-    show.add_argument("-n", type=int, default=3, help="number of tasks (default 3)")
-    show.add_argument("--seed", type=int, default=None, help="data seed (default: the spec's seed)")
+    show.add_argument("-n", type=int, default=3, help=f"the first N tasks of the split's evaluation sample {_SAMPLE} "
+                      "(default 3)")
+    show.add_argument("--seed", type=int, default=None, help=_SEED)
     show.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                       help="coloured grids (auto: only on a terminal)")
     exp = sub.add_parser("export", help="write a split as ARC-style JSON files, one per task",
@@ -31,9 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     exp.add_argument("spec", metavar="SPEC", help="spec file (.yaml or .nls)")
     exp.add_argument("--split", required=True, help="split to export")
     exp.add_argument("--out", required=True, metavar="DIR", help="output directory (new or empty)")
-    exp.add_argument("-n", type=int, default=None, help="number of tasks (default: eval.tasks)")
-    exp.add_argument("--seed", type=int, default=None, help="data seed (default: the spec's seed)")
-    exp.add_argument("--force", action="store_true", help="write into a non-empty directory")
+    exp.add_argument("-n", type=int, default=None, help=f"the first N tasks of the split's evaluation sample {_SAMPLE} "
+                     "(default: all eval.tasks of it)")
+    exp.add_argument("--seed", type=int, default=None, help=_SEED)
+    exp.add_argument("--force", action="store_true", help="write into a non-empty directory (replacing its task files)")
 
 
 def _side_by_side(blocks: list[str], sep: str) -> str:
@@ -81,10 +90,9 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     split = args.split or spec.task.train_split
     seed = spec.seed if args.seed is None else args.seed
-    n = args.n if args.n is not None else spec.eval.tasks
-    if n < 1:
-        raise DataError(f"-n must be at least 1, got {n}", loc=Loc("-n"))
-    tasks = sample_split(spec, split, n, seed=seed)
+    if args.n is not None and args.n < 1:
+        raise DataError(f"-n must be at least 1, got {args.n}", loc=Loc("-n"))
+    tasks = evaluation_tasks(spec, split, args.n, seed=seed)
     codec = codec_of(spec)
     if args.action == "export":
         written = export_tasks(tasks, codec, args.out, force=args.force)

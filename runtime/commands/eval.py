@@ -1,5 +1,7 @@
 """`nlic eval SPEC... [--splits id,ood] [--seeds 0,1,2] [--budgets 0,10,100] [--steps N] [--out DIR]`: train or
 reuse each spec's runs, score them on identical tasks with every search mode and budget, write CSV, table, plot.
+
+Results files already in --out are refused unless --force (runs are reused by design: that replaces nothing).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from pathlib import Path
 
 from nlic.compiler import load_spec
 from nlic.grammar.errors import Loc, NlicError, SpecError
-from nlic.runtime.evaluate import DATA_SEED, evaluate, write_results
+from nlic.runtime.evaluate import check_results_free, evaluate, write_results
 
 __all__ = ["add_arguments", "run", "parse_list"]
 
@@ -28,13 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", metavar="LIST",
                         help="search modes, e.g. none,gradient (default: none,prior,gradient where the kind has them)")
     parser.add_argument("--steps", type=int, metavar="N", help="override training.steps of every spec")
-    parser.add_argument("--tasks", type=int, metavar="N", help="tasks per split (default: each spec's eval.tasks)")
+    parser.add_argument("--tasks", type=int, metavar="N",
+                        help="the first N tasks of each split's evaluation sample (default: each spec's eval.tasks; "
+                        "N above eval.tasks draws a larger sample, whose tasks differ)")
     parser.add_argument("--out", default="results/eval", metavar="DIR",
                         help="where results.csv, results.md and budget.png go (default: results/eval)")
     parser.add_argument("--runs", default="runs", metavar="DIR",
                         help="parent of the run directories <name>-seed<k> (default: runs)")
-    parser.add_argument("--data-seed", type=int, metavar="N", help="seed of the evaluation tasks, shared by all specs")
+    parser.add_argument(
+        "--data-seed", type=int, metavar="N",
+        help="the seed the evaluation tasks derive from, shared by all specs and seeds (default: each training seed, "
+        "so that the tasks of seed k are those nlic solve solves for the run <name>-seed<k>)",
+    )
     parser.add_argument("--retrain", action="store_true", help="train again even where a matching run exists")
+    parser.add_argument("--force", action="store_true", help="overwrite results files that exist in --out")
     parser.add_argument("--no-flops", action="store_true", help="skip measuring test-time FLOPs (saves compiles)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -78,12 +87,13 @@ def run(args: argparse.Namespace) -> int:
             errors.extend(e.diagnostics)
     if errors:
         raise SpecError(diagnostics=errors)
+    check_results_free(args.out, force=args.force)  # before any training
     rows = evaluate(
         specs, splits=splits, seeds=seeds, budgets=budgets, steps=args.steps, tasks=args.tasks, methods=methods,
-        runs=Path(args.runs), data_seed=DATA_SEED if args.data_seed is None else args.data_seed,
+        runs=Path(args.runs), data_seed=args.data_seed,
         retrain=args.retrain, flops=not args.no_flops, log=None if args.quiet else _progress,
     )
-    files = write_results(rows, args.out)
+    files = write_results(rows, args.out, force=args.force)
     print(files["markdown"].read_text(), end="")
     print(f"nlic eval: {len(rows)} results in {files['csv']}, {files['markdown']}, {files['plot']}", flush=True)
     return 0

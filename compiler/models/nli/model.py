@@ -12,7 +12,7 @@ import dataclasses
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from nlic.compiler.kinds import Batch, Shapes
 from nlic.compiler.models.layers import MLP, Transformer, sinusoidal_positions
@@ -419,7 +419,7 @@ def loss(model: NLI, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray) ->
     return total_loss, jax.lax.stop_gradient(metrics)
 
 
-def execute(model: NLI, programs: Int[Array, "B T"], inputs: Int[Array, "B L"]) -> Int[Array, "B L"]:
+def execute(model: NLI, programs: Int[ArrayLike, "B T"], inputs: Int[ArrayLike, "B L"]) -> Int[Array, "B L"]:
     """Run discrete programs with hard tokens (the semantics replay uses); jitted, one trace per shape."""
     return _execute(model, jnp.asarray(programs, jnp.int32), jnp.asarray(inputs, jnp.int32))
 

@@ -24,12 +24,13 @@ __all__ = ["SearchMethod", "SEARCH_METHODS", "Task", "search_cost"]
 
 
 class Task(eqx.Module):
-    """One task's spec pairs and query input (the per-task view every method is vmapped over)."""
+    """One task's spec pairs and query input (the per-task view every method is vmapped over); built for a whole
+    batch at once (leading `*batch` axes), then vmapped."""
 
-    inputs: Int[Array, "m L"]
-    outputs: Int[Array, "m L"]
-    mask: Bool[Array, " m"]
-    query: Int[Array, " L"]
+    inputs: Int[Array, "*batch m L"]
+    outputs: Int[Array, "*batch m L"]
+    mask: Bool[Array, "*batch m"]
+    query: Int[Array, "*batch L"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,46 @@
+"""The overwrite policy of every nlic command: an output that exists is replaced only when the user says so.
+
+Commands check their targets before they do any work, so a refusal costs nothing and leaves every file as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, NlicError
+
+__all__ = ["refuse_existing"]
+
+
+def refuse_existing(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    force: bool,
+    hint: str,
+    error: type[NlicError] = CheckpointError,
+    what: str = "file",
+) -> None:
+    """Raise `error` naming every path of `paths` that exists, unless `force`; a directory where a file is to be
+    written is refused even with `force`.
+
+    Args:
+        paths: the files a command is about to write.
+        force: the user asked to overwrite (`--force`).
+        hint: how to fix it, in the command's own flags (e.g. "add --force to overwrite it, or --out FILE").
+        error: the `NlicError` subclass of the command's domain.
+        what: the noun in the message ("file", "build file", "results file").
+
+    Raises:
+        error: one diagnostic per path in the way, all at once.
+    """
+    diagnostics = []
+    for p in dict.fromkeys(Path(p) for p in paths):
+        if p.is_dir():
+            diagnostics.append(Diagnostic(Loc(str(p)), f"a directory is in the way of an output {what}",
+                                          "give a file name"))
+        elif p.exists() and not force:
+            diagnostics.append(Diagnostic(Loc(str(p)), f"the {what} already exists; refusing to replace it", hint))
+    if diagnostics:
+        raise error(diagnostics=diagnostics)
