@@ -13,6 +13,7 @@ cap_cpu_isa()  # before jax creates its CPU client: reproducible weights across 
 
 from nlic.runtime.build import Artifact as Artifact, load_artifact as load_artifact, write_build as write_build
 from nlic.runtime.evaluate import evaluate as evaluate, trained_model as trained_model
+from nlic.runtime.export import export_tasks as export_tasks
 from nlic.runtime.replay import replay as replay
 from nlic.runtime.run_dir import load_run as load_run
 from nlic.runtime.solve import (
@@ -29,6 +30,7 @@ __all__ = [
     "SolvedFiles",
     "TrainResult",
     "evaluate",
+    "export_tasks",
     "load_artifact",
     "load_run",
     "replay",

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from conftest import skip_without_exedec
 
-from nlic.compiler.families import FAMILIES, GridCodec, codec_of, export_tasks, load_tasks, sample_split
+from nlic.compiler.families import FAMILIES, GridCodec, codec_of, load_tasks, sample_split
 from nlic.compiler.spec import LanguageSpec, Spec, TaskSpec
 from nlic.grammar.errors import DataError
 from nlic.runtime.cli import main
+from nlic.runtime.export import export_tasks
 
 DATA = Path(__file__).parent / "data"
 BAD = DATA / "bad_data"

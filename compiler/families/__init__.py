@@ -16,7 +16,7 @@ from nlic.compiler.families.api import (
 from nlic.compiler.families.base import FAMILIES as FAMILIES, Codec as Codec, Family as Family, TaskSet as TaskSet
 from nlic.compiler.families.codecs import GridCodec as GridCodec, SequenceCodec as SequenceCodec
 from nlic.compiler.families.deepcoder import DEEPCODER
-from nlic.compiler.families.files import FILES, export_tasks as export_tasks, read_tasks as read_tasks
+from nlic.compiler.families.files import FILES, read_tasks as read_tasks
 from nlic.compiler.families.pattern import PATTERN
 from nlic.compiler.families.shift import SHIFT
 from nlic.compiler.families.string_rules import STRING_RULES
@@ -30,7 +30,6 @@ __all__ = [
     "TaskSet",
     "codec_of",
     "evaluation_tasks",
-    "export_tasks",
     "family_of",
     "load_tasks",
     "params_of",

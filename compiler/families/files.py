@@ -28,7 +28,6 @@ token = max value + 1 (V = max value + 2), sequences at the end, grids to the bo
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,7 +42,7 @@ from nlic.compiler.families.common import rng_for
 from nlic.grammar.errors import DataError, Diagnostic, Loc, SpecError, did_you_mean
 from nlic.grammar.reading import MAX_DATA_BYTES, list_dir, loads_json, read_text
 
-__all__ = ["RawTask", "read_raw", "read_tasks", "infer_codec", "export_tasks", "FilesFamily", "MAX_LENGTH",
+__all__ = ["RawTask", "read_raw", "read_tasks", "infer_codec", "FilesFamily", "MAX_LENGTH",
            "MAX_VALUE"]
 
 MAX_LENGTH = 4096
@@ -356,35 +355,6 @@ def read_tasks(path: str | os.PathLike[str] | Sequence[str], codec: Codec, *, pa
 
 
 # --- export ----------------------------------------------------------------------------------------------------
-
-
-def export_tasks(tasks: TaskSet, codec: Codec, out_dir: str | os.PathLike[str], *, force: bool = False) -> list[Path]:
-    """Write each task as an ARC-style JSON file `<id>.json` (spec pairs as train, the query as test).
-
-    Raises:
-        DataError: `out_dir` is a file, or a non-empty directory and not `force`.
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise _err(Loc(str(out)), "is a file, not a directory", "choose a directory for the exported tasks")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise _err(Loc(str(out)), "the directory is not empty; refusing to mix or overwrite task files",
-                   "choose a new directory or pass --force")
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, tid in enumerate(tasks.ids):
-        train = [
-            {"input": codec.decode(tasks.inputs[i, j]), "output": codec.decode(tasks.outputs[i, j])}
-            for j in range(tasks.inputs.shape[1]) if tasks.pair_mask[i, j]
-        ]
-        test: dict[str, Any] = {"input": codec.decode(tasks.query_inputs[i])}
-        if tasks.has_target[i]:
-            test["output"] = codec.decode(tasks.query_outputs[i])
-        name = re.sub(r"[^A-Za-z0-9_.\-]", "_", tid)
-        path = out / f"{name}.json"
-        path.write_text(json.dumps({"train": train, "test": [test]}, separators=(",", ":")) + "\n")
-        written.append(path)
-    return written
 
 
 # --- the family ------------------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ import sys
 from typing import Any
 
 from nlic.compiler import load_spec
-from nlic.compiler.families import codec_of, evaluation_tasks, export_tasks
+from nlic.compiler.families import codec_of, evaluation_tasks
 from nlic.grammar.errors import DataError, Loc
+from nlic.runtime.export import export_tasks
 
 __all__ = ["add_arguments", "run", "format_task"]
 
