@@ -18,7 +18,7 @@ import numpy as np
 from nlic.compiler.lower import ARTIFACT_FORMAT, ARTIFACT_VERSION, CompiledSpec
 from nlic.compiler.printer import format_spec
 from nlic.grammar.errors import ArtifactError, CheckpointError, DataError, Loc, ProgramError
-from nlic.grammar.reading import MAX_WEIGHTS_BYTES, read_bytes
+from nlic.grammar.reading import MAX_SPEC_BYTES, MAX_WEIGHTS_BYTES, read_bytes, read_text
 from nlic.runtime.files import atomic_write, read_sealed, write_sealed
 from nlic.runtime.run_dir import SPEC_FILE, executor_weights_npz, load_executor_weights, write_spec
 
@@ -50,8 +50,9 @@ def check_build_dir(spec: Any, out: Path | str, *, force: bool = False) -> list[
         return old
     spec_file = out / SPEC_FILE
     try:
-        same = spec_file.read_text(encoding="utf-8") == format_spec(spec, syntax="yaml")
-    except (OSError, UnicodeDecodeError):
+        same = read_text(spec_file, limit=MAX_SPEC_BYTES, what="build spec", error=ArtifactError) == format_spec(
+            spec, syntax="yaml")
+    except ArtifactError:  # missing, a device, too large, not UTF-8: not this spec's build
         same = False
     if not same:
         what = "a build of another spec" if spec_file.is_file() else "build files of an unknown spec"
@@ -121,24 +122,22 @@ class Artifact:
         """
         path = self.directory / WEIGHTS_FILE
         want = self.meta.get(WEIGHTS_SHA256)
-        if want is not None:
-            try:
-                if not path.exists():
-                    raise FileNotFoundError(path)
-                data = read_bytes(path, limit=MAX_WEIGHTS_BYTES, what="executor weights", error=ArtifactError,
-                                  hint="re-run `nlic compile`", streams=False)
-            except FileNotFoundError:
-                raise ArtifactError(f"missing {WEIGHTS_FILE}", loc=Loc(str(path)),
-                                    hint="re-run `nlic compile`") from None
-            if hashlib.sha256(data).hexdigest() != want:
-                raise ArtifactError(f"{WEIGHTS_FILE} is truncated or corrupt (checksum mismatch)", loc=Loc(str(path)),
-                                    hint="re-run `nlic compile`")
-        return self.load_weights(path)
+        if want is None:
+            return self.load_weights(path)
+        if not path.exists():
+            raise ArtifactError(f"missing {WEIGHTS_FILE}", loc=Loc(str(path)), hint="re-run `nlic compile`")
+        data = read_bytes(path, limit=MAX_WEIGHTS_BYTES, what="executor weights", error=ArtifactError,
+                          hint="re-run `nlic compile`", streams=False)
+        if hashlib.sha256(data).hexdigest() != want:
+            raise ArtifactError(f"{WEIGHTS_FILE} is truncated or corrupt (checksum mismatch)", loc=Loc(str(path)),
+                                hint="re-run `nlic compile`")
+        return self.load_weights(path, data=data)  # the bytes just checked, not a second read of the file
 
-    def load_weights(self, path: Path | str) -> list[np.ndarray]:
-        """Leaves from a weights file (`weights.npz` or a run's `executor_weights.npz`), checked against the export."""
+    def load_weights(self, path: Path | str, *, data: bytes | None = None) -> list[np.ndarray]:
+        """Leaves from a weights file (`weights.npz` or a run's `executor_weights.npz`), checked against the export;
+        `data`: the file's bytes, already read (the file is then not read again)."""
         try:
-            leaves = load_executor_weights(Path(path))
+            leaves = load_executor_weights(Path(path), data=data)
         except CheckpointError as e:
             raise ArtifactError(diagnostics=e.diagnostics) from None
         self._check_weights(leaves, Path(path))

@@ -16,7 +16,7 @@ import equinox as eqx
 from nlic.compiler.identity import format_diff, spec_data, spec_diff, spec_hash
 from nlic.grammar.errors import CheckpointError, Loc
 from nlic.grammar.reading import read_text
-from nlic.runtime.files import atomic_write, read_sealed, remove_temp_files, seal, write_error, write_sealed
+from nlic.runtime.files import atomic_write, read_sealed, remove_temp_files, seal, write_sealed, writing
 from nlic.runtime.run_dir import check_leaves
 
 __all__ = [
@@ -65,7 +65,8 @@ def save_checkpoint(directory: Path, state: Any, *, step: int, spec: Any, keep: 
     header = seal(payload, format=FORMAT, version=VERSION, spec_hash=spec_hash(spec), step=int(step),
                   spec=spec_data(spec))
     path = directory / _name(step)
-    try:
+    with writing("checkpoint", error=CheckpointError,
+                 then="`nlic train --resume` continues from the last checkpoint written, which is intact"):
         directory.mkdir(parents=True, exist_ok=True)
         # What a process killed mid-write left behind (never read, only taking space).
         remove_temp_files(directory, ("step_*.eqx", LATEST))
@@ -74,10 +75,6 @@ def save_checkpoint(directory: Path, state: Any, *, step: int, spec: Any, keep: 
         for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
             if old != path:
                 old.unlink(missing_ok=True)
-    except OSError as e:
-        raise write_error(e, error=CheckpointError, what="checkpoint",
-                          then="`nlic train --resume` continues from the last checkpoint written, which is "
-                               "intact") from None
     return path
 
 

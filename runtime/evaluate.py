@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -27,7 +26,7 @@ from nlic.compiler.kinds import kind_of
 from nlic.compiler.lower import abstract_model
 from nlic.compiler.spec import SearchSpec, Spec
 from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, SpecError, did_you_mean
-from nlic.grammar.reading import MAX_HEADER_BYTES, read_text
+from nlic.grammar.reading import MAX_HEADER_BYTES, loads_json, read_text
 from nlic.runtime import run_dir as rd
 from nlic.runtime.files import atomic_write
 from nlic.runtime.outputs import refuse_existing
@@ -142,7 +141,8 @@ def trained_model(
     meta = run / rd.MODEL_META_FILE
     if not retrain and meta.is_file():
         try:
-            saved = json.loads(read_text(meta, limit=MAX_HEADER_BYTES, what="model metadata", error=CheckpointError))
+            saved = loads_json(read_text(meta, limit=MAX_HEADER_BYTES, what="model metadata", error=CheckpointError),
+                               path=str(meta), error=CheckpointError)
         except (OSError, ValueError):
             saved = {}
         if isinstance(saved, dict) and not trained_spec_diff(saved.get("spec"), spec, ignore=UNTRAINED_SECTIONS):

@@ -6,12 +6,13 @@ and checks them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from nlic.grammar.errors import Loc, NlicError
 from nlic.grammar.reading import MAX_HEADER_BYTES, MAX_WEIGHTS_BYTES, loads_json, read_bytes
 
 __all__ = ["HEADER_SHA256", "atomic_write", "header_digest", "read_sealed", "remove_temp_files", "seal",
-           "write_error", "write_sealed"]
+           "write_error", "write_sealed", "writing"]
 
 _MAX_HEADER = 1 << 20  # an inline header holds the spec; anything longer is not ours
 _TEMP_SUFFIX = ".tmp"  # atomic_write's temp files: `.<name>.<random>.tmp` beside the file they become
@@ -100,6 +101,15 @@ def write_error(e: OSError, *, error: type[NlicError], what: str, then: str) -> 
     where = Loc(str(e.filename)) if e.filename is not None else None
     return error(f"cannot write the {what}: {reason}", loc=where,
                  hint=f"{fix} or write elsewhere with --out DIR; {then}")
+
+
+@contextlib.contextmanager
+def writing(what: str, *, error: type[NlicError], then: str) -> Iterator[None]:
+    """Turn an `OSError` raised inside the block while writing `what` into `write_error`'s located user error."""
+    try:
+        yield
+    except OSError as e:
+        raise write_error(e, error=error, what=what, then=then) from None
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -218,17 +218,22 @@ def _jsonl_inputs(lines: Iterable[str], path: str, codec: Any, pf: ProgramFile, 
         loc = Loc(path, n)
         row = loads_json(line, path=path, error=DataError, first_line=n, invalid="not JSON",
                          hint="one JSON object per line")
-        if not isinstance(row, dict) or "input" not in row:
-            raise DataError(
-                "expected an object with an \"input\"", loc=loc,
-                hint="write lines like {\"id\": \"task_1\", \"input\": [1, 2, 3]}",
-            )
-        unknown = sorted(set(row) - _INPUT_KEYS)
-        if unknown:
-            raise DataError(f"unknown key '{unknown[0]}'", loc=loc, hint=did_you_mean(unknown[0], _INPUT_KEYS))
-        pid = _program_for(pf, row.get("id"), loc, program)
-        out.append(Replay(pid, row["input"], _encode(codec, row["input"], loc), loc))
+        out.append(_row_input(row, loc, codec, pf, program))
     return out
+
+
+def _row_input(row: Any, loc: Loc, codec: Any, pf: ProgramFile, program: str | None) -> Replay:
+    """One input row `{"id": program id, "input": value}` (a JSONL line, or a row given to `replay`), checked."""
+    if not isinstance(row, dict) or "input" not in row:
+        raise DataError(
+            "expected an object with an \"input\"", loc=loc,
+            hint="write lines like {\"id\": \"task_1\", \"input\": [1, 2, 3]}",
+        )
+    unknown = sorted(set(row) - _INPUT_KEYS)
+    if unknown:
+        raise DataError(f"unknown key '{unknown[0]}'", loc=loc, hint=did_you_mean(unknown[0], _INPUT_KEYS))
+    pid = _program_for(pf, row.get("id"), loc, program)
+    return Replay(pid, row["input"], _encode(codec, row["input"], loc), loc)
 
 
 def _read_input_text(name: str, what: str) -> str:
@@ -403,8 +408,7 @@ def replay(run_dir: str | Path, programs: str | Path | ProgramFile, inputs: Sequ
         raise DataError("give inputs either as files or as rows, not both", loc=Loc("inputs"),
                         hint='e.g. replay(run, programs, [{"id": "ood-0000", "input": [1, 2, 3]}])')
     if rows:
-        lines = [json.dumps(json_value(dict(r))) for r in rows]
-        items = _jsonl_inputs(lines, "<inputs>", codec, pf, program)
+        items = [_row_input(json_value(dict(r)), Loc("<inputs>", n), codec, pf, program) for n, r in enumerate(rows, 1)]
     else:
         items = read_inputs(paths, codec, pf, program=program)
     if not items:

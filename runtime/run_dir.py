@@ -12,7 +12,7 @@ import os
 import platform
 import shutil
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from nlic.compiler.printer import format_spec
 from nlic.compiler.validate import load_spec
 from nlic.grammar.errors import CheckpointError, Loc
 from nlic.grammar.reading import MAX_DATA_BYTES, MAX_WEIGHTS_BYTES, check_file, loads_json, read_bytes
-from nlic.runtime.files import atomic_write, read_sealed, remove_temp_files, seal, write_error, write_sealed
+from nlic.runtime.files import atomic_write, read_sealed, remove_temp_files, seal, write_sealed, writing
 
 __all__ = [
     "SPEC_FILE",
@@ -92,14 +92,10 @@ def env_info() -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def _writing(what: str) -> Iterator[None]:
-    """Turn an `OSError` of a write (a full disk, a read-only or forbidden directory) into a located
-    `CheckpointError` that says how to continue."""
-    try:
-        yield
-    except OSError as e:
-        raise write_error(e, error=CheckpointError, what=what, then=_RESUME) from None
+def _writing(what: str) -> contextlib.AbstractContextManager[None]:
+    """A write of the run directory: a full disk or a read-only directory is a located `CheckpointError` that says
+    how to continue."""
+    return writing(what, error=CheckpointError, then=_RESUME)
 
 
 def _has_results(run: Path) -> bool:
@@ -267,12 +263,16 @@ def save_executor_weights(run: Path, model: Any) -> None:
         atomic_write(Path(run) / EXECUTOR_WEIGHTS_FILE, executor_weights_npz(model))
 
 
-def load_executor_weights(path: Path) -> list[np.ndarray]:
-    """The leaves written by `save_executor_weights` (or `weights.npz` of a build), in order."""
+def load_executor_weights(path: Path, *, data: bytes | None = None) -> list[np.ndarray]:
+    """The leaves written by `save_executor_weights` (or `weights.npz` of a build), in order.
+
+    `data`: the file's bytes when the caller has read them already (to check a checksum); `path` names them.
+    """
     path = Path(path)
-    check_file(path, limit=MAX_WEIGHTS_BYTES, what="weights file", error=CheckpointError)
+    if data is None:
+        check_file(path, limit=MAX_WEIGHTS_BYTES, what="weights file", error=CheckpointError)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(path if data is None else io.BytesIO(data), allow_pickle=False) as z:
             names = sorted(z.files)
             if names != [f"leaf_{i:05d}" for i in range(len(names))]:
                 raise CheckpointError(

@@ -29,7 +29,7 @@ from nlic.grammar.errors import CheckpointError, DataError, Loc, SpecError
 from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.runtime import checkpoint as ckpt
 from nlic.runtime import run_dir as rd
-from nlic.runtime.files import write_error
+from nlic.runtime.files import writing
 from nlic.runtime.progress import Progress
 from nlic.runtime.solve import solve
 
@@ -221,11 +221,8 @@ def train(
     if resuming:
         rd.truncate_metrics(run, start)
     if not resuming or not (run / rd.SPEC_FILE).exists():
-        try:
+        with writing("locked spec", error=CheckpointError, then="then continue with `nlic train --resume`"):
             rd.write_spec(run, spec)
-        except OSError as e:
-            raise write_error(e, error=CheckpointError, what="locked spec",
-                              then="then continue with `nlic train --resume`") from None
     rd.write_env(run)
 
     model, opt_state = replicate((model, opt_state), mesh)
