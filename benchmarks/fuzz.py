@@ -37,6 +37,7 @@ from nlic.grammar.errors import Loc, NlicError
 from nlic.grammar.program import (
     Alias,
     Header,
+    Macro,
     Program,
     ProgramFile,
     format_programs,
@@ -248,8 +249,10 @@ _META_VALUES = st.one_of(st.integers(), _finite(), _texts, _NAMES)
 
 @st.composite
 def program_files(draw: Callable) -> ProgramFile:
-    """A valid program file: header, aliases with distinct tokens and names, programs with distinct ids (any text)
-    of tokens within the vocabulary and max_length, and metadata of numbers and strings."""
+    """A valid program file: header, aliases with distinct tokens and names, macros (names distinct from those,
+    2 to max_length tokens, no skip), programs with distinct ids (any text) of tokens within the vocabulary and
+    max_length (often made of macros' tokens, so that printing abbreviates them), and metadata of numbers and
+    strings."""
     vocab = draw(st.one_of(st.integers(2, 40), st.integers(2, 10**12)))
     skip = draw(st.integers(0, vocab - 1))
     max_length = draw(st.integers(1, 24))
@@ -257,16 +260,23 @@ def program_files(draw: Callable) -> ProgramFile:
     header = Header(1, draw(_texts), fingerprint, vocab, skip, max_length)
     tokens = st.integers(0, min(vocab - 1, 60)).filter(lambda t: t != skip)
     alias_tokens = draw(st.lists(st.integers(0, min(vocab - 1, 60)), unique=True, max_size=6))
-    names = draw(st.lists(_NAMES, unique=True, min_size=len(alias_tokens), max_size=len(alias_tokens)))
+    names = draw(st.lists(_NAMES, unique=True, min_size=len(alias_tokens), max_size=len(alias_tokens) + 4))
     aliases = tuple(sorted((Alias(t, n) for t, n in zip(alias_tokens, names)), key=lambda a: a.token))
+    macros: list[Macro] = []
+    pieces = tokens.map(lambda t: (t,))  # what macro bodies and programs are made of: tokens and macros' tokens
+    if max_length >= 2:  # the names left over name macros, some of them spelling out earlier ones
+        for name in names[len(alias_tokens):]:
+            parts = draw(st.lists(pieces, min_size=2, max_size=4))
+            macros.append(Macro(name, tuple(t for part in parts for t in part)[:max_length]))
+            pieces = st.one_of(tokens.map(lambda t: (t,)), st.sampled_from(tuple(macros)).map(lambda m: m.tokens))
     ids = draw(st.lists(st.one_of(_texts, st.from_regex(r"[A-Za-z0-9_.\/\-][A-Za-z0-9_.#\/\-]*", fullmatch=True))
                         .filter(bool), unique=True, max_size=5))
     programs = []
     for pid in ids:
-        body = tuple(draw(st.lists(tokens, max_size=max_length)))
+        body = tuple(t for piece in draw(st.lists(pieces, max_size=max_length)) for t in piece)[:max_length]
         meta = draw(st.dictionaries(_NAMES, _META_VALUES, max_size=4))
         programs.append(Program(pid, body, tuple(sorted(meta.items()))))
-    return ProgramFile(header, aliases, tuple(programs))
+    return ProgramFile(header, aliases, tuple(programs)).with_macros(macros)
 
 
 # --- mutations ------------------------------------------------------------------------------------------------

@@ -78,6 +78,11 @@ class ModelKind:
         execute: `execute(model, programs, inputs) -> outputs` runs discrete programs with hard tokens; None for
             kinds without discrete programs.
         discrete_programs: whether programs can be written as text.
+        trace: `trace(model, programs, inputs) -> (values, probs)` runs discrete programs token by token and
+            decodes the state after every token: int32 and float32 [B, T+1, L], row 0 the input (probability
+            1), row k the likeliest value per position after token k and its probability, a skip token
+            repeating the row before; row T equals `execute`'s output. None for kinds that cannot show their
+            steps (`nlic run --trace` and the exported trace need it).
     """
 
     name: str
@@ -87,6 +92,7 @@ class ModelKind:
     search_methods: tuple[str, ...]
     execute: Callable[..., Int[Array, "B L"]] | None = None
     discrete_programs: bool = False
+    trace: Callable[..., tuple[Array, Array]] | None = None
 
 
 MODEL_KINDS: Registry[ModelKind] = Registry("model kind")

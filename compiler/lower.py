@@ -1,4 +1,5 @@
-"""Lowering: build a spec's model at its shapes, AOT-compile train step, search and executor, export the executor.
+"""Lowering: build a spec's model at its shapes, AOT-compile train step, search and executor, export the executor
+(and the execution trace of kinds that have one).
 
 The exported executor (`jax.export`, serialised StableHLO) replays programs without nlic's model code. Nothing
 here writes files: `nlic.runtime.build.write_build` writes a `CompiledSpec` as a build directory.
@@ -27,17 +28,22 @@ from nlic.compiler.spec import Spec
 __all__ = [
     "ARTIFACT_FORMAT",
     "ARTIFACT_VERSION",
+    "TRACE_FORMAT",
+    "TRACE_VERSION",
     "FAST_COMPILE",
     "CompiledSpec",
     "abstract_model",
     "count_parameters",
     "export_executor",
+    "export_trace",
     "compile_spec",
     "format_summary",
 ]
 
 ARTIFACT_FORMAT = "nlic-executor"
 ARTIFACT_VERSION = 1
+TRACE_FORMAT = "nlic-trace"
+TRACE_VERSION = 1
 EXPORT_PLATFORMS = ("cpu", "cuda")
 
 
@@ -73,8 +79,12 @@ def count_parameters(model: Any) -> dict[str, int]:
 
 
 # XLA's HLO passes (which fix FLOPs, fusion and buffer assignment, hence the estimates) run either way; these
-# only make LLVM's code generation cheaper, which is most of the compile time on CPU.
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+# make the CPU code generation, most of the compile time, cheaper. The legacy fusion emitters (not the MLIR ones)
+# halve it again: shift_l's `nlic compile` took 36 s of CPU instead of 68 s, its FLOP and memory estimates moving
+# by under 0.1%. Training and search compile with XLA's defaults, so no trained weight or search result depends on
+# these options (the build's initial weights are within 1e-6 of training's, with or without them).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True,
+                "xla_cpu_use_fusion_emitters": False}
 
 
 def _lower(fn: Callable[..., Any], *args: Any, static_out: list[Any] | None = None) -> tuple[Any, float]:
@@ -148,16 +158,45 @@ def _abstract_batch(shapes: Shapes, n: int) -> Batch:
     )
 
 
-def _executor_fn(kind: Any, model: Any) -> tuple[Callable[..., Any], list[Any]]:
-    """`f(weights, programs, inputs)` running `kind.execute` on a flat list of weight leaves, and those leaves."""
+def _weights_fn(fn: Callable[..., Any], model: Any) -> tuple[Callable[..., Any], list[Any]]:
+    """`f(weights, programs, inputs)` calling `fn(model, programs, inputs)` on a flat list of the model's weight
+    leaves, and those leaves (the argument order every exported function shares)."""
     arrays, static = eqx.partition(model, _is_leaf_array)
     leaves, treedef = jax.tree_util.tree_flatten(arrays)
 
     def run(weights, programs, inputs):
-        m = eqx.combine(jax.tree_util.tree_unflatten(treedef, list(weights)), static)
-        return kind.execute(m, programs, inputs).astype(jnp.int32)
+        return fn(eqx.combine(jax.tree_util.tree_unflatten(treedef, list(weights)), static), programs, inputs)
 
     return run, leaves
+
+
+def _executor_fn(kind: Any, model: Any) -> tuple[Callable[..., Any], list[Any]]:
+    """`f(weights, programs, inputs)` running `kind.execute` on a flat list of weight leaves, and those leaves."""
+    return _weights_fn(lambda m, p, x: kind.execute(m, p, x).astype(jnp.int32), model)
+
+
+def _trace_fn(kind: Any, model: Any) -> tuple[Callable[..., Any], list[Any]]:
+    """`f(weights, programs, inputs) -> (values, probs)` running `kind.trace`, and the weight leaves."""
+    def fn(m, p, x):
+        values, probs = kind.trace(m, p, x)
+        return values.astype(jnp.int32), probs.astype(jnp.float32)
+
+    return _weights_fn(fn, model)
+
+
+def _export(run: Callable[..., Any], leaves: list[Any], spec: Any, shapes: Any) -> Any:
+    """`jax.export` of `run(weights, programs: int32[b, max_length], inputs: int32[b, L])`, b symbolic."""
+    (b,) = jax.export.symbolic_shape("b")
+    args = (
+        [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves],
+        jax.ShapeDtypeStruct((b, int(spec.language.max_length)), jnp.int32),
+        jax.ShapeDtypeStruct((b, shapes.length), jnp.int32),
+    )
+    try:
+        # One artifact for CPU and GPU hosts: StableHLO lowered for both, picked at call time.
+        return jax.export.export(jax.jit(run), platforms=EXPORT_PLATFORMS)(*args)
+    except Exception:  # a kind using a platform-specific op: export for this backend only (recorded in meta)
+        return jax.export.export(jax.jit(run))(*args)
 
 
 def export_executor(spec: Any, kind: Any, model: Any, shapes: Any) -> tuple[bytes, dict[str, Any]]:
@@ -167,18 +206,7 @@ def export_executor(spec: Any, kind: Any, model: Any, shapes: Any) -> tuple[byte
     and returns int32[b, L].
     """
     run, leaves = _executor_fn(kind, model)
-    (b,) = jax.export.symbolic_shape("b")
-    tmax = int(spec.language.max_length)
-    args = (
-        [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves],
-        jax.ShapeDtypeStruct((b, tmax), jnp.int32),
-        jax.ShapeDtypeStruct((b, shapes.length), jnp.int32),
-    )
-    try:
-        # One artifact for CPU and GPU hosts: StableHLO lowered for both, picked at call time.
-        exported = jax.export.export(jax.jit(run), platforms=EXPORT_PLATFORMS)(*args)
-    except Exception:  # a kind using a platform-specific op: export for this backend only (recorded in meta)
-        exported = jax.export.export(jax.jit(run))(*args)
+    exported = _export(run, leaves, spec, shapes)
     blob = bytes(exported.serialize())
     meta = {
         "format": ARTIFACT_FORMAT,
@@ -188,11 +216,37 @@ def export_executor(spec: Any, kind: Any, model: Any, shapes: Any) -> tuple[byte
         "length": int(shapes.length),
         "values": int(shapes.values),
         "vocab": int(spec.language.vocab),
-        "max_length": tmax,
+        "max_length": int(spec.language.max_length),
         "skip_token": int(spec.language.skip_token),
         "platforms": list(exported.platforms),
         "leaves": [{"shape": list(x.shape), "dtype": np.dtype(x.dtype).name} for x in leaves],
         "sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    return blob, meta
+
+
+def export_trace(spec: Any, kind: Any, model: Any, shapes: Any) -> tuple[bytes, dict[str, Any]]:
+    """Serialised `jax.export` of the kind's execution trace (`ModelKind.trace`), and the fields of its header.
+
+    The exported function takes the executor's arguments, `(weights, programs: int32[b, max_length],
+    inputs: int32[b, L])` with a symbolic batch, and returns `(values: int32[b, max_length + 1, L],
+    probs: float32[b, max_length + 1, L])`.
+
+    Raises:
+        ValueError: the kind has no trace.
+    """
+    if kind.trace is None:
+        raise ValueError(f"model kind '{kind.name}' has no execution trace")
+    run, leaves = _trace_fn(kind, model)
+    exported = _export(run, leaves, spec, shapes)
+    blob = bytes(exported.serialize())
+    meta = {
+        "kind": kind.name,
+        "spec_hash": spec_hash(spec),
+        "length": int(shapes.length),
+        "max_length": int(spec.language.max_length),
+        "platforms": list(exported.platforms),
+        "leaves": len(leaves),
     }
     return blob, meta
 
@@ -209,6 +263,9 @@ class CompiledSpec:
         model: the initial model, as `nlic train` starts from it (same seed, same initialiser).
         executor: the serialised `jax.export` of the executor; None for kinds without discrete programs.
         executor_meta: its description (`executor.json`); None with `executor`.
+        trace: the serialised `jax.export` of the execution trace (same arguments as the executor); None for
+            kinds without `ModelKind.trace`.
+        trace_meta: fields of its sealed header (`export_trace`); None with `trace`.
     """
 
     spec: Spec
@@ -217,22 +274,25 @@ class CompiledSpec:
     model: Any
     executor: bytes | None = None
     executor_meta: dict[str, Any] | None = None
+    trace: bytes | None = None
+    trace_meta: dict[str, Any] | None = None
 
 
 def compile_spec(spec: Spec, *, log: Callable[[str], None] | None = None, optimize: bool = False) -> CompiledSpec:
-    """Build and AOT-compile `spec`'s functions, and export its executor.
+    """Build and AOT-compile `spec`'s functions, and export its executor and execution trace.
 
     Compiles the training step that `nlic train` runs (`nlic.compiler.optim.train_step_fn` on one batch of
     `training.batch` tasks), the search (`kind.solve` on `search.batch` tasks with `spec.search`) and, for kinds
     with discrete programs, the executor (one datum, a program of `language.max_length` tokens; XLA counts the
-    scanned step once, so its FLOPs are those of one executor step), then exports the executor. All compile at
-    once (with the initialiser) on a thread pool.
+    scanned step once, so its FLOPs are those of one executor step), then exports the executor and, for kinds
+    with `ModelKind.trace`, the execution trace (exported only, not AOT-compiled: the summary's `export_trace`
+    seconds are its whole cost). All compile at once (with the initialiser) on a thread pool.
 
     Args:
         spec: the validated spec.
         log: called with one line per stage.
         optimize: compile with XLA's full CPU code generation (as training does) instead of the fast
-            `FAST_COMPILE` options; the FLOP and memory estimates are the same, only compile times differ.
+            `FAST_COMPILE` options; the FLOP and memory estimates agree to 0.1%, compile times differ.
     """
     say = log or (lambda _s: None)
     options = None if optimize else FAST_COMPILE
@@ -286,6 +346,12 @@ def compile_spec(spec: Spec, *, log: Callable[[str], None] | None = None, optimi
         blob, meta = export_executor(spec, kind, model, shapes)
         functions["export"] = {"compile_s": round(time.perf_counter() - t0, 3)}
         say(f"exported executor in {functions['export']['compile_s']:.1f} s")
+    trace_blob = trace_meta = None
+    if kind.execute is not None and kind.trace is not None:
+        t0 = time.perf_counter()
+        trace_blob, trace_meta = export_trace(spec, kind, model, shapes)
+        functions["export_trace"] = {"compile_s": round(time.perf_counter() - t0, 3)}
+        say(f"exported trace in {functions['export_trace']['compile_s']:.1f} s")
 
     summary = {
         "name": spec.name,
@@ -300,7 +366,8 @@ def compile_spec(spec: Spec, *, log: Callable[[str], None] | None = None, optimi
         "build_s": round(build_s, 3),
         "total_s": round(time.perf_counter() - t_start, 3),
     }
-    return CompiledSpec(spec=spec, kind=kind, summary=summary, model=model, executor=blob, executor_meta=meta)
+    return CompiledSpec(spec=spec, kind=kind, summary=summary, model=model, executor=blob, executor_meta=meta,
+                        trace=trace_blob, trace_meta=trace_meta)
 
 
 def _num(n: float) -> str:
@@ -338,6 +405,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     if "export" in summary["functions"]:
         export_s = summary["functions"]["export"]["compile_s"]
         lines.append(f"  export executor (jax.export, symbolic batch): {export_s:.2f}s")
+    if "export_trace" in summary["functions"]:
+        trace_s = summary["functions"]["export_trace"]["compile_s"]
+        lines.append(f"  export trace (jax.export, symbolic batch): {trace_s:.2f}s")
     mode = ("full XLA optimisation" if summary.get("optimized")
             else "fast code generation; --optimize compiles as training does")
     lines.append(f"total {summary['total_s']:.1f} s ({mode})")

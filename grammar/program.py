@@ -11,8 +11,10 @@ Format (version 1; `#` starts a comment that runs to the end of the line; one st
 
     alias t3 = shift1
     alias t5 = shift2
+    alias shift3 = shift1 shift2
 
     program task_0001 = shift1 shift1 t5 [fit=1.0 loglik=-0.0132 search=gradient steps=50]
+    program task_0002 = shift3 shift3 t7
     program "task with spaces" = t7
     program identity_task =
 
@@ -21,14 +23,23 @@ Format (version 1; `#` starts a comment that runs to the end of the line; one st
   fingerprint (a file written by hand), only the language name, vocabulary, skip token and maximum length
   are checked. Line 3: codebook size K, the skip (no-op) token and the maximum program length.
 - `alias t<id> = name` gives token t<id> a readable name, used everywhere in the file (tokens may be written
-  either way). A name may not look like a token (`t12`), and each token and name has at most one alias.
+  either way); `alias name = t<id>` says the same. A name may not look like a token (`t12`), and each token and
+  name has at most one alias.
+- `alias name = WORD WORD ...` (a macro) names a sequence of tokens: above, `shift3` is `t3 t5`, and
+  `task_0002` is `t3 t5 t3 t5 t7`. Each WORD is a token, a token's alias, or a macro defined on an earlier
+  line (its tokens are copied in, so macros cannot refer to themselves); skip tokens are dropped, and what is
+  left must be 2 to max_length tokens. Macro names share one namespace with token aliases. Programs may use
+  any macro of the file; they hold the expanded tokens (`Program.tokens`), and max_length applies to those.
 - `program ID = TOKENS [METADATA]`: ID is a bare word of letters, digits and `_ - . # /` (not starting with
-  `#`), or a double-quoted JSON string. TOKENS are `t<id>` or alias names, executed left to right; skip tokens
-  may be written but are dropped, and an empty program is the identity. METADATA is optional `key=value`
-  fields (numbers, words or quoted strings): `fit` (fraction of spec pairs reproduced), `loglik`, `search`,
-  `steps`, `starts`...
-- Canonical form (what `format_programs` writes): header, a blank line, aliases sorted by token, a blank line,
-  programs in file order; tokens by their alias if any; metadata keys sorted; no comments.
+  `#`), or a double-quoted JSON string. TOKENS are `t<id>`, alias names or macro names, executed left to
+  right; skip tokens may be written but are dropped, and an empty program is the identity. METADATA is optional
+  `key=value` fields (numbers, words or quoted strings): `fit` (fraction of spec pairs reproduced), `loglik`,
+  `search`, `steps`, `starts`...
+- Canonical form (what `format_programs` writes): header, a blank line, aliases sorted by token, then macros in
+  definition order with their tokens written out (by alias where a token has one, never by another macro), a
+  blank line, programs in file order; metadata keys sorted; no comments. A program's tokens are abbreviated by
+  the macros, greedily from the left: at each position the longest macro whose tokens follow (of equal ones,
+  the first defined), else the token, by its alias if any.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +65,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Header",
     "Alias",
+    "Macro",
     "Program",
     "ProgramFile",
     "parse_programs",
@@ -70,6 +82,9 @@ MetaValue = int | float | str
 _TOKEN_RE = re.compile(r"t[0-9]+")
 _BARE_ID_RE = re.compile(r"[A-Za-z0-9_.\/\-][A-Za-z0-9_.#\/\-]*")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Tokens that macros may add to one file by expansion, programs and macro bodies together: a few lines of
+# macros of macros would otherwise expand to billions of tokens (the header's max_length need not be small).
+_MAX_EXPANDED = 1 << 24
 
 
 def _loc_field() -> Any:
@@ -115,6 +130,20 @@ class Alias:
 
 
 @dataclasses.dataclass(frozen=True)
+class Macro:
+    """`alias name = t1 t2 ...`: a name for a sequence of tokens that programs may use in its place.
+
+    Attributes:
+        name: the macro's name (letters, digits and `_`, not `t<number>`).
+        tokens: its token ids, expanded (no other macro, no skip token), at least 2 and at most `max_length`.
+    """
+
+    name: str
+    tokens: tuple[int, ...]
+    loc: Loc | None = _loc_field()
+
+
+@dataclasses.dataclass(frozen=True)
 class Program:
     """One task's program: token ids without skip tokens, and sorted metadata fields."""
 
@@ -131,11 +160,20 @@ class Program:
 
 @dataclasses.dataclass(frozen=True)
 class ProgramFile:
-    """A parsed program file (see the module docstring for the format)."""
+    """A parsed program file (see the module docstring for the format).
+
+    Attributes:
+        header: the first three lines.
+        aliases: token aliases, sorted by token.
+        programs: the programs in file order, their tokens expanded (macros replaced by their tokens).
+        macros: the macros in definition order; they only change how programs are written.
+        path: the file it was read from, if any.
+    """
 
     header: Header
     aliases: tuple[Alias, ...] = ()
     programs: tuple[Program, ...] = ()
+    macros: tuple[Macro, ...] = ()
     path: str | None = _loc_field()
 
     @property
@@ -159,6 +197,48 @@ class ProgramFile:
             loc=loc,
             hint=did_you_mean(program_id, self.ids) if self.programs else "the file has no programs",
         )
+
+    def with_macros(self, macros: Sequence[Macro]) -> ProgramFile:
+        """This file with `macros` (in this order) in place of its macros; programs are unchanged, and
+        `format_programs` writes them abbreviated by the new macros.
+
+        Args:
+            macros: the macros, each named by a word that is neither a token (`t12`), a token's alias nor
+                another macro's name, with 2 to `max_length` tokens of the vocabulary, none of them skip.
+
+        Raises:
+            ProgramError: a macro breaks one of these rules (every problem at once, each with a hint).
+        """
+        h = self.header
+        aliases = {a.name: a.token for a in self.aliases}
+        seen: set[str] = set()
+        diags = []
+        for m in macros:
+            problems = []
+            if not _NAME_RE.fullmatch(m.name):
+                problems.append((f"macro name '{m.name}' is not a name",
+                                 "use letters, digits and '_', not starting with a digit"))
+            elif _TOKEN_RE.fullmatch(m.name):
+                problems.append(_shadows(m.name))
+            elif m.name in aliases:
+                problems.append((f"macro name '{m.name}' is the alias of {token_name(aliases[m.name])}",
+                                 "give the macro another name"))
+            elif m.name in seen:
+                problems.append((f"duplicate macro '{m.name}'", "give each macro its own name"))
+            seen.add(m.name)
+            outside = [t for t in m.tokens if not 0 <= t < h.vocab]
+            if outside:
+                problems.append((f"macro '{m.name}' uses token {token_name(outside[0])}, outside the vocabulary "
+                                 f"of {h.vocab} tokens", f"use t0..t{h.vocab - 1}"))
+            if h.skip in m.tokens:
+                problems.append((f"macro '{m.name}' holds the skip token {token_name(h.skip)}",
+                                 "leave skip tokens out of macros"))
+            if not 2 <= len(m.tokens) <= h.max_length:
+                problems.append(_bad_length(m.name, len(m.tokens), h.max_length, m.tokens[0] if m.tokens else 0))
+            diags += [Diagnostic(m.loc, message, hint) for message, hint in problems]
+        if diags:
+            raise ProgramError(diagnostics=diags)
+        return dataclasses.replace(self, macros=tuple(macros))
 
     def token_name(self, token: int) -> str:
         """The alias of `token`, or `t<token>`."""
@@ -193,12 +273,28 @@ def token_name(token: int) -> str:
     return f"t{int(token)}"
 
 
+def _shadows(name: str) -> tuple[str, str]:
+    """Message and hint for a macro named like a token."""
+    return f"macro name '{name}' shadows token {name}", "choose a name that is not t<number>"
+
+
+def _bad_length(name: str, length: int, max_length: int, first: int) -> tuple[str, str]:
+    """Message and hint for a macro of `length` tokens (outside 2..max_length); `first` is its first token."""
+    if length > max_length:
+        return (f"macro '{name}' has {length} tokens, more than max_length {max_length}",
+                f"a macro must fit in a program: give it at most {max_length} tokens")
+    if length == 0:
+        return f"macro '{name}' has no tokens", "give it at least 2 tokens (skip tokens do not count)"
+    return (f"macro '{name}' has 1 token, and a macro has at least 2",
+            f"add tokens, or name the one token with `alias {token_name(first)} = {name}`")
+
+
 # --- parsing ---------------------------------------------------------------------------------------------------
 
 # What the user sees instead of lark's terminal names in "expected ..." messages.
 _READABLE = {
     "MAGIC": "'nlic-programs'",
-    "NAME": "a token (t3) or alias name",
+    "NAME": "a token (t3), alias or macro name",
     "HEX": "a lowercase hex fingerprint",
     "INT": "a whole number",
     "NUMBER": "a number",
@@ -362,38 +458,52 @@ def _parse_fast(source: str, path: str) -> ProgramFile | None:
         return None
     builder = _Builder(path)
     header = builder.header(header_tree)
-    aliases = builder.aliases([s for s in statements if s.data == "alias"], header)
+    aliases, defined = builder.definitions([s for s in statements if s.data == "alias"], header)
     if builder.syntax or builder.errors:
         return None
     if header.vocab > _FAST_VOCAB:
         return None
-    # Every word a program may use, to its token id: t0..t<vocab-1> and the aliases.
+    # Every word a program may use, to its token id: t0..t<vocab-1> and the aliases; macros to their tokens.
     words = {token_name(t): t for t in range(header.vocab)} | {a.name: a.token for a in aliases}
+    macros = tuple(m for m in defined.values() if m is not None)
+    bodies = {m.name: m.tokens for m in macros}
+    budget = _MAX_EXPANDED - builder.expanded
     programs = []
     seen: set[str] = set()
     for n, m in matches:
-        program = _fast_program(path, n, m, header, words)
-        if program is None or program.id in seen:
+        read = _fast_program(path, n, m, header, words, bodies, budget)
+        if read is None or read[0].id in seen:
             return None
+        program, expanded = read
+        budget -= expanded
         seen.add(program.id)
         programs.append(program)
-    return ProgramFile(header, tuple(sorted(aliases, key=lambda a: a.token)), tuple(programs), path)
+    return ProgramFile(header, tuple(sorted(aliases, key=lambda a: a.token)), tuple(programs), macros, path)
 
 
-def _fast_program(path: str, n: int, m: re.Match[str], header: Header, words: dict[str, int]) -> Program | None:
-    """The program of line `n` as `_Builder.program` makes it; None where the builder would diagnose something
-    (or for a token it reads another way, such as `t01`)."""
+def _fast_program(path: str, n: int, m: re.Match[str], header: Header, words: dict[str, int],
+                  bodies: dict[str, tuple[int, ...]], budget: int) -> tuple[Program, int] | None:
+    """The program of line `n` as `_Builder.program` makes it, and how many tokens its macros added (at most
+    `budget`); None where the builder would diagnose something (or for a token it reads another way, such as
+    `t01`)."""
     raw = m.group("id")
     pid = _fast_string(raw) if raw.startswith('"') else raw
     if not pid:
         return None
     tokens, locs = [], []
+    expanded = 0
     base = m.start("tokens") + 1
     for w in _WORD_RE.finditer(m.group("tokens")):
         tid = words.get(w.group(), -1)
         if tid < 0:
-            return None
-        if tid != header.skip:
+            # Not a token: a macro (rare, so the common case above pays nothing for it), or an error.
+            body = bodies.get(w.group())
+            expanded += len(body) if body is not None else 0
+            if body is None or expanded > budget or len(tokens) + len(body) > header.max_length:
+                return None
+            tokens += body
+            locs += [Loc(path, n, base + w.start())] * len(body)
+        elif tid != header.skip:
             tokens.append(tid)
             locs.append(Loc(path, n, base + w.start()))
     if len(tokens) > header.max_length:
@@ -405,7 +515,8 @@ def _fast_program(path: str, n: int, m: re.Match[str], header: Header, words: di
         if value is None or key in meta:
             return None
         meta[key] = value
-    return Program(pid, tuple(tokens), tuple(sorted(meta.items())), Loc(path, n, m.start("kw") + 1), tuple(locs))
+    program = Program(pid, tuple(tokens), tuple(sorted(meta.items())), Loc(path, n, m.start("kw") + 1), tuple(locs))
+    return program, expanded
 
 
 def _fast_string(literal: str) -> str | None:
@@ -453,6 +564,7 @@ class _Builder:
         self.path = path
         self.syntax: list[Diagnostic] = []
         self.errors: list[Diagnostic] = []
+        self.expanded = 0  # tokens that macros added, against `_MAX_EXPANDED`
 
     def loc(self, node: lark.Tree | lark.Token) -> Loc:
         return _loc(self.path, node)
@@ -495,14 +607,14 @@ class _Builder:
     def build(self, tree: lark.Tree) -> ProgramFile:
         header_tree, *statements = tree.children
         header = self.header(header_tree)
-        aliases = self.aliases([s for s in statements if s.data == "alias"], header)
+        aliases, macros = self.definitions([s for s in statements if s.data == "alias"], header)
         by_name = {a.name: a.token for a in aliases}
         programs = []
         seen: dict[str, Loc] = {}
         for node in statements:
             if node.data != "program":
                 continue
-            program = self.program(node, header, by_name)
+            program = self.program(node, header, by_name, macros)
             if program.id in seen:
                 first = seen[program.id]
                 self.errors.append(Diagnostic(
@@ -515,7 +627,8 @@ class _Builder:
         if self.syntax or self.errors:
             diags = sorted(self.syntax + self.errors, key=lambda d: (d.loc.line or 0, d.loc.col or 0))
             raise (ProgramSyntaxError if self.syntax else ProgramError)(diagnostics=diags)
-        return ProgramFile(header, tuple(sorted(aliases, key=lambda a: a.token)), tuple(programs), self.path)
+        return ProgramFile(header, tuple(sorted(aliases, key=lambda a: a.token)), tuple(programs),
+                           tuple(m for m in macros.values() if isinstance(m, Macro)), self.path)
 
     def header(self, node: lark.Tree) -> Header:
         version_line, language_line, vocab_line = node.children
@@ -547,44 +660,125 @@ class _Builder:
         lines = (self.loc(version_line), self.loc(language_line), self.loc(vocab_line))
         return Header(version, name, fingerprint, vocab, skip, max_length, self.loc(node), lines)
 
-    def aliases(self, nodes: list[lark.Tree], header: Header) -> list[Alias]:
-        out: list[Alias] = []
-        names: dict[str, Loc] = {}
-        tokens: dict[int, Loc] = {}
-        for node in nodes:
-            left, right = node.children
-            loc = self.loc(node)
-            tid = self.token_id(left, header.vocab)
-            if tid is None:
-                self.errors.append(Diagnostic(
-                    self.loc(left), f"'{left}' is not a token: an alias names a token, `alias t3 = shift1`",
-                    "write the token on the left, the new name on the right",
-                ))
-                continue
-            if _TOKEN_RE.fullmatch(right):
-                self.errors.append(Diagnostic(
-                    self.loc(right), f"alias name '{right}' shadows token {right}",
-                    "choose a name that is not t<number>",
-                ))
-                continue
-            if right in names:
-                self.errors.append(Diagnostic(
-                    self.loc(right), f"duplicate alias '{right}' (first defined at line {names[right].line})",
-                    "each alias name can be used once",
-                ))
-                continue
-            if tid in tokens:
-                self.errors.append(Diagnostic(
-                    self.loc(left), f"token {left} already has an alias (line {tokens[tid].line})",
-                    "give each token at most one alias",
-                ))
-                continue
-            names[str(right)] = loc
-            tokens[tid] = loc
-            out.append(Alias(tid, str(right), loc))
-        return out
+    def definitions(self, nodes: list[lark.Tree], header: Header) -> tuple[list[Alias], dict[str, Macro | None]]:
+        """The token aliases and macros of the `alias` lines (in file order).
 
-    def program(self, node: lark.Tree, header: Header, by_name: dict[str, int]) -> Program:
+        Returns:
+            The token aliases, and every macro name defined by a line to its `Macro`, or to None where the
+            definition is diagnosed (so that uses of the name are not diagnosed again).
+        """
+        aliases: list[Alias] = []
+        names: dict[str, Loc] = {}  # every alias and macro name, where it is defined: the first definition wins
+        tokens: dict[int, Loc] = {}
+        pending: list[tuple[lark.Tree, lark.Token, list[lark.Token]]] = []
+        for node in nodes:
+            left, *body = node.children
+            loc = self.loc(node)
+            if not body:
+                self.errors.append(Diagnostic(
+                    self.loc(left), f"alias '{left}' has nothing after '='",
+                    f"name a token with `alias t3 = {left}`, or a sequence of tokens with `alias {left} = t1 t2`"
+                    if not _TOKEN_RE.fullmatch(left) else f"write `alias {left} = NAME`",
+                ))
+                continue
+            if len(body) == 1 and (_TOKEN_RE.fullmatch(left) or _TOKEN_RE.fullmatch(body[0])):
+                # `alias t3 = shift1`, or the same written `alias shift1 = t3`.
+                token, name = (left, body[0]) if _TOKEN_RE.fullmatch(left) else (body[0], left)
+                tid = self.token_id(token, header.vocab)
+                if _TOKEN_RE.fullmatch(name):
+                    self.errors.append(Diagnostic(
+                        self.loc(name), f"alias name '{name}' shadows token {name}",
+                        "choose a name that is not t<number>",
+                    ))
+                    continue
+                if self.taken(name, names):
+                    continue
+                if tid in tokens:
+                    self.errors.append(Diagnostic(
+                        self.loc(token), f"token {token} already has an alias (line {tokens[tid].line})",
+                        "give each token at most one alias",
+                    ))
+                    continue
+                names[str(name)] = loc
+                tokens[tid] = loc
+                aliases.append(Alias(tid, str(name), loc))
+                continue
+            if _TOKEN_RE.fullmatch(left):
+                self.errors.append(Diagnostic(self.loc(left), *_shadows(str(left))))
+                continue
+            if not self.taken(left, names):
+                names[str(left)] = loc
+                pending.append((node, left, body))
+        # Bodies may use every token alias, but only macros of earlier lines (so that no macro refers to itself).
+        by_name = {a.name: a.token for a in aliases}
+        macros: dict[str, Macro | None] = {}
+        later = {str(name): self.loc(node) for node, name, _ in pending}
+        for node, name, body in pending:
+            out: list[int] = []
+            broken = False
+            for word in body:
+                tid = self.token_id(word, header.vocab)
+                if tid is None and word in by_name:
+                    tid = by_name[str(word)]
+                if tid is not None:
+                    if tid != header.skip:
+                        out.append(tid)
+                    continue
+                if word in macros:
+                    expansion = self.expand(word, macros[str(word)])
+                    broken = broken or expansion is None
+                    out += expansion or ()
+                    continue
+                broken = True
+                if word == name:
+                    self.errors.append(Diagnostic(self.loc(word), f"macro '{word}' is used in its own definition",
+                                                  "a macro cannot refer to itself: write its tokens"))
+                elif word in later:
+                    self.errors.append(Diagnostic(
+                        self.loc(word), f"macro '{word}' is used before its definition (line {later[word].line})",
+                        f"define '{word}' on a line above line {self.loc(node).line}",
+                    ))
+                else:
+                    known = [*by_name, *macros]
+                    self.errors.append(Diagnostic(
+                        self.loc(word), f"unknown word '{word}' in macro '{name}'",
+                        did_you_mean(str(word), known) if known else "write tokens as t<id>, or define "
+                        f"`alias t<id> = {word}` or a macro `alias {word} = ...` above",
+                    ))
+            if not broken and not 2 <= len(out) <= header.max_length:
+                self.errors.append(Diagnostic(self.loc(name), *_bad_length(str(name), len(out), header.max_length,
+                                                                            out[0] if out else 0)))
+                broken = True
+            macros[str(name)] = None if broken else Macro(str(name), tuple(out), self.loc(node))
+        return aliases, macros
+
+    def taken(self, name: lark.Token, names: dict[str, Loc]) -> bool:
+        """Whether an alias or macro `name` is already defined (and then diagnosed here)."""
+        if name not in names:
+            return False
+        self.errors.append(Diagnostic(
+            self.loc(name), f"duplicate alias '{name}' (first defined at line {names[str(name)].line})",
+            "each alias and macro name can be used once",
+        ))
+        return True
+
+    def expand(self, word: lark.Token, macro: Macro | None) -> tuple[int, ...] | None:
+        """The tokens of `macro`, used at `word`, counted against the file's `_MAX_EXPANDED`; None where the
+        macro was diagnosed or the count runs over (diagnosed here, once)."""
+        if macro is None:
+            return None
+        self.expanded += len(macro.tokens)
+        if self.expanded <= _MAX_EXPANDED:
+            return macro.tokens
+        if self.expanded - len(macro.tokens) <= _MAX_EXPANDED:
+            self.errors.append(Diagnostic(
+                self.loc(word), f"macros expand to more than {_MAX_EXPANDED} tokens in this file",
+                "use fewer or shorter macros, or split the programs into several files",
+            ))
+        return None
+
+    def program(self, node: lark.Tree, header: Header, by_name: dict[str, int],
+                macros: dict[str, Macro | None]) -> Program:
         id_node, *rest = node.children
         id_token = id_node.children[0]
         pid = self.string(id_token) if id_token.type == "STRING" else str(id_token)
@@ -596,10 +790,16 @@ class _Builder:
         for word in (c for c in rest if isinstance(c, lark.Token)):
             tid = self.token_id(word, header.vocab)
             if tid is None:
+                if word in macros:
+                    expansion = self.expand(word, macros[str(word)]) or ()
+                    tokens += expansion
+                    locs += [self.loc(word)] * len(expansion)
+                    continue
                 if word not in by_name:
+                    known = [*by_name, *macros]
                     self.errors.append(Diagnostic(
                         self.loc(word), f"unknown alias '{word}'",
-                        did_you_mean(str(word), by_name) if by_name else "define it with `alias t<id> = "
+                        did_you_mean(str(word), known) if known else "define it with `alias t<id> = "
                         f"{word}` or write the token as t<id>",
                     ))
                     continue
@@ -667,6 +867,33 @@ def _value(value: MetaValue) -> str:
     return _quote(value)
 
 
+def _abbreviator(macros: Sequence[Macro]) -> Callable[[list[int], dict[int, str]], list[str]]:
+    """A function writing a program's tokens as words: at each position the longest macro whose tokens follow
+    (of equal ones, the first defined), else the token (by its alias in `names`, if any)."""
+    # A trie of the macros' tokens; key None holds the name of the macro that ends at a node.
+    root: dict[int | None, Any] = {}
+    for m in macros:
+        node = root
+        for t in m.tokens:
+            node = node.setdefault(t, {})
+        node.setdefault(None, m.name)
+
+    def abbreviate(tokens: list[int], names: dict[int, str]) -> list[str]:
+        words, i = [], 0
+        while i < len(tokens):
+            node, j, end, name = root, i, i + 1, None
+            while j < len(tokens) and tokens[j] in node:
+                node = node[tokens[j]]
+                j += 1
+                if None in node:
+                    end, name = j, node[None]
+            words.append(name if name is not None else names.get(tokens[i], token_name(tokens[i])))
+            i = end
+        return words
+
+    return abbreviate
+
+
 def format_programs(pf: ProgramFile) -> str:
     """Canonical text of a program file (see the module docstring); `parse_programs` reads it back equal."""
     h = pf.header
@@ -676,14 +903,19 @@ def format_programs(pf: ProgramFile) -> str:
         f"language {_quote(h.language)}{fingerprint}",
         f"vocab {h.vocab} skip {token_name(h.skip)} max_length {h.max_length}",
     ]
-    if pf.aliases:
+    names = {a.token: a.name for a in pf.aliases}
+    if pf.aliases or pf.macros:
         lines.append("")
         lines += [f"alias {token_name(a.token)} = {a.name}" for a in sorted(pf.aliases, key=lambda a: a.token)]
+        lines += [f"alias {m.name} = " + " ".join(names.get(t, token_name(t)) for t in m.tokens) for m in pf.macros]
     if pf.programs:
         lines.append("")
-    names = {a.token: a.name for a in pf.aliases}
+    abbreviate = _abbreviator(pf.macros)
     for p in pf.programs:
-        body = " ".join(names.get(t, token_name(t)) for t in p.tokens if t != h.skip)
+        if pf.macros:
+            body = " ".join(abbreviate([t for t in p.tokens if t != h.skip], names))
+        else:
+            body = " ".join(names.get(t, token_name(t)) for t in p.tokens if t != h.skip)
         line = f"program {_program_id(p.id)} ="
         if body:
             line += " " + body

@@ -12,8 +12,10 @@ from nlic.runtime.numerics import cap_cpu_isa
 cap_cpu_isa()  # before jax creates its CPU client: reproducible weights across x86-64 machines (see numerics.py)
 
 from nlic.runtime.build import Artifact as Artifact, load_artifact as load_artifact, write_build as write_build
+from nlic.runtime.compile_cache import enable_compile_cache as enable_compile_cache
 from nlic.runtime.evaluate import evaluate as evaluate, trained_model as trained_model
 from nlic.runtime.export import export_tasks as export_tasks
+from nlic.runtime.report import InspectReport as InspectReport, inspect_run as inspect_run
 from nlic.runtime.replay import replay as replay
 from nlic.runtime.run_dir import load_run as load_run
 from nlic.runtime.solve import (
@@ -26,11 +28,14 @@ from nlic.runtime.train import TrainResult as TrainResult, train as train
 
 __all__ = [
     "Artifact",
+    "InspectReport",
     "SolveResult",
     "SolvedFiles",
     "TrainResult",
+    "enable_compile_cache",
     "evaluate",
     "export_tasks",
+    "inspect_run",
     "load_artifact",
     "load_run",
     "replay",

@@ -1,10 +1,11 @@
-"""Build directories: what `nlic compile --out DIR` writes (the exported executor, its weights, the summary), and
-`Artifact`, which replays programs with that executor alone, without nlic's model code.
+"""Build directories: what `nlic compile --out DIR` writes (the exported executor and execution trace, their
+weights, the summary), and `Artifact`, which replays and traces programs with them alone, without nlic's model code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -15,22 +16,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nlic.compiler.lower import ARTIFACT_FORMAT, ARTIFACT_VERSION, CompiledSpec
+from nlic.compiler.lower import ARTIFACT_FORMAT, ARTIFACT_VERSION, TRACE_FORMAT, TRACE_VERSION, CompiledSpec
 from nlic.compiler.printer import format_spec
 from nlic.grammar.errors import ArtifactError, CheckpointError, DataError, Loc, ProgramError
 from nlic.grammar.reading import MAX_SPEC_BYTES, MAX_WEIGHTS_BYTES, read_bytes, read_text
-from nlic.runtime.files import atomic_write, read_sealed, write_sealed
+from nlic.runtime.files import atomic_write, read_sealed, seal, write_sealed
 from nlic.runtime.run_dir import SPEC_FILE, executor_weights_npz, load_executor_weights, write_spec
 
-__all__ = ["EXPORT_FILE", "EXPORT_META_FILE", "SUMMARY_FILE", "WEIGHTS_FILE", "WEIGHTS_SHA256", "Artifact",
-           "check_build_dir", "load_artifact", "write_build"]
+__all__ = ["EXPORT_FILE", "EXPORT_META_FILE", "SUMMARY_FILE", "TRACE_FILE", "WEIGHTS_FILE", "WEIGHTS_SHA256",
+           "Artifact", "check_build_dir", "load_artifact", "write_build"]
 
 EXPORT_FILE = "executor.jaxexport"
 EXPORT_META_FILE = "executor.json"
 WEIGHTS_FILE = "weights.npz"
 SUMMARY_FILE = "summary.json"
+TRACE_FILE = "trace.jaxexport"  # sealed, header on its first line; absent in builds written before traces
 WEIGHTS_SHA256 = "weights_sha256"  # executor.json's checksum of weights.npz (absent in builds written before it)
-_BUILD_FILES = (SPEC_FILE, SUMMARY_FILE, EXPORT_FILE, EXPORT_META_FILE, WEIGHTS_FILE)
+EXECUTOR_SHA256 = "executor_sha256"  # the trace header's checksum of the executor it was exported with
+_BUILD_FILES = (SPEC_FILE, SUMMARY_FILE, EXPORT_FILE, EXPORT_META_FILE, WEIGHTS_FILE, TRACE_FILE)
 
 
 def check_build_dir(spec: Any, out: Path | str, *, force: bool = False) -> list[Path]:
@@ -65,7 +68,8 @@ def check_build_dir(spec: Any, out: Path | str, *, force: bool = False) -> list[
 
 def write_build(compiled: CompiledSpec, out: Path | str, *, force: bool = False) -> Path:
     """Write a build directory: spec.yaml, summary.json and, for kinds with discrete programs, the exported
-    executor (executor.jaxexport sealed by executor.json) with its initial weights (weights.npz).
+    executor (executor.jaxexport sealed by executor.json) with its initial weights (weights.npz) and, for kinds
+    with a trace, the exported trace (trace.jaxexport, sealed, bound to the executor by its checksum).
 
     A directory that already holds a build is rebuilt only when that build is of the same spec (the same
     canonical spec.yaml: the files come out the same), or with `force`, which first removes the old build files
@@ -90,13 +94,19 @@ def write_build(compiled: CompiledSpec, out: Path | str, *, force: bool = False)
         meta = {**compiled.executor_meta, "bytes": len(compiled.executor),
                 WEIGHTS_SHA256: hashlib.sha256(weights).hexdigest()}
         write_sealed(out / EXPORT_FILE, compiled.executor, meta, header_path=out / EXPORT_META_FILE)
+        if compiled.trace is not None:
+            # After the executor: a trace file is only used beside the executor whose checksum it carries.
+            header = seal(compiled.trace, format=TRACE_FORMAT, version=TRACE_VERSION, **(compiled.trace_meta or {}),
+                          **{EXECUTOR_SHA256: meta["sha256"]})
+            write_sealed(out / TRACE_FILE, compiled.trace, header)
     atomic_write(out / SUMMARY_FILE, json.dumps(compiled.summary, indent=2, sort_keys=True) + "\n")
     return out
 
 
 @dataclasses.dataclass(frozen=True)
 class Artifact:
-    """A loaded build directory: the exported executor and its metadata (no nlic model code needed to run it).
+    """A loaded build directory: the exported executor and its metadata (no nlic model code needed to run it);
+    the exported trace is read when `trace` is first called.
 
     Attributes:
         directory: the build directory.
@@ -157,21 +167,8 @@ class Artifact:
                     loc=loc, hint="use the weights of a run of the same spec",
                 )
 
-    def run(self, weights: Sequence[np.ndarray], programs: Any, inputs: Any) -> np.ndarray:
-        """Run discrete programs on inputs with the exported executor.
-
-        Args:
-            weights: leaves in export order (from `weights()`, `load_weights` or a run's `executor_weights.npz`).
-            programs: int [B, T] token ids, T <= max_length (padded here with the skip token).
-            inputs: int [B, L] data in [0, V).
-
-        Returns:
-            int32 [B, L] outputs.
-
-        Raises:
-            ArtifactError: weights of other shapes. ProgramError: tokens out of range or programs too long.
-            DataError: inputs of the wrong length or out-of-range values.
-        """
+    def _arguments(self, weights: Sequence[Any], programs: Any, inputs: Any) -> tuple[list[Any], Any, Any]:
+        """The exported functions' arguments, checked: weights, programs padded to max_length, inputs."""
         m = self.meta
         self._check_weights(weights)
         programs = np.asarray(programs)
@@ -189,15 +186,79 @@ class Artifact:
             raise DataError(f"inputs have length {inputs.shape[1]}, the executor reads {m['length']}")
         if inputs.size and (inputs.min() < 0 or inputs.max() >= m["values"]):
             raise DataError(f"input values must lie in [0, {m['values']})")
-        here = jax.default_backend()
-        if here not in self.exported.platforms and not (here == "gpu" and "cuda" in self.exported.platforms):
-            raise ArtifactError(f"the executor was exported for {', '.join(self.exported.platforms)}, not {here}",
-                                loc=Loc(str(self.directory)), hint="re-run `nlic compile` on this machine")
+        _check_platform(self.exported, "executor", self.directory)
         pad = m["max_length"] - programs.shape[1]
         programs = np.pad(programs.astype(np.int32), ((0, 0), (0, pad)), constant_values=m["skip_token"])
-        out = self.exported.call([jnp.asarray(w) for w in weights], jnp.asarray(programs),
-                                 jnp.asarray(inputs, jnp.int32))
-        return np.asarray(out)
+        return [jnp.asarray(w) for w in weights], jnp.asarray(programs), jnp.asarray(inputs, jnp.int32)
+
+    def run(self, weights: Sequence[np.ndarray], programs: Any, inputs: Any) -> np.ndarray:
+        """Run discrete programs on inputs with the exported executor.
+
+        Args:
+            weights: leaves in export order (from `weights()`, `load_weights` or a run's `executor_weights.npz`).
+            programs: int [B, T] token ids, T <= max_length (padded here with the skip token).
+            inputs: int [B, L] data in [0, V).
+
+        Returns:
+            int32 [B, L] outputs.
+
+        Raises:
+            ArtifactError: weights of other shapes. ProgramError: tokens out of range or programs too long.
+            DataError: inputs of the wrong length or out-of-range values.
+        """
+        return np.asarray(self.exported.call(*self._arguments(weights, programs, inputs)))
+
+    def trace(self, weights: Sequence[np.ndarray], programs: Any, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Run discrete programs on inputs with the exported trace (`ModelKind.trace`), checked like `run`.
+
+        Args:
+            weights: leaves in export order, as for `run`.
+            programs: int [B, T] token ids, T <= max_length (padded here with the skip token).
+            inputs: int [B, L] data in [0, V).
+
+        Returns:
+            `(values, probs)`, int32 and float32 [B, max_length + 1, L]: row 0 the input, row k the likeliest
+            value per position after token k and its probability (padding skip tokens repeat the last row).
+
+        Raises:
+            ArtifactError: the build has no trace (written before traces were exported: re-run `nlic compile`),
+                or a damaged or foreign one; weights of other shapes. ProgramError, DataError: as `run`.
+        """
+        args = self._arguments(weights, programs, inputs)
+        values, probs = self._trace_exported.call(*args)
+        return np.asarray(values, np.int32), np.asarray(probs, np.float32)
+
+    @functools.cached_property
+    def _trace_exported(self) -> Any:
+        """The deserialised trace (`trace.jaxexport`), loaded and checked on first use only: replays without
+        `--trace` never read it, so a build written before traces still replays."""
+        path = self.directory / TRACE_FILE
+        hint = f"re-run `nlic compile {self.directory / SPEC_FILE} --out {self.directory}` to export it"
+        if not path.exists():
+            raise ArtifactError(f"the build has no exported trace ({TRACE_FILE} is missing: it was compiled before "
+                                "nlic exported traces, or its model kind has none)", loc=Loc(str(self.directory)),
+                                hint=hint)
+        header, blob = read_sealed(path, format=TRACE_FORMAT, version=TRACE_VERSION, error=ArtifactError,
+                                   what="trace", hint=hint)
+        if header.get(EXECUTOR_SHA256) != self.meta.get("sha256") or header.get("spec_hash") != self.spec_hash:
+            raise ArtifactError(f"{TRACE_FILE} was exported with another executor than this build's",
+                                loc=Loc(str(path)), hint=hint)
+        try:
+            exported = jax.export.deserialize(bytearray(blob))
+        except Exception as e:  # flatbuffer / version errors come in several types
+            raise ArtifactError(f"cannot deserialise the exported trace: {e}", loc=Loc(str(path)), hint=hint) from None
+        if len(exported.in_avals) != len(self.meta["leaves"]) + 2 or len(exported.out_avals) != 2:
+            raise ArtifactError(f"{TRACE_FILE} does not take the executor's arguments", loc=Loc(str(path)), hint=hint)
+        _check_platform(exported, "trace", self.directory)
+        return exported
+
+
+def _check_platform(exported: Any, what: str, directory: Path) -> None:
+    """Refuse an export that has no lowering for this machine's backend (`jax.export` exports for cpu and cuda)."""
+    here = jax.default_backend()
+    if here not in exported.platforms and not (here == "gpu" and "cuda" in exported.platforms):
+        raise ArtifactError(f"the {what} was exported for {', '.join(exported.platforms)}, not {here}",
+                            loc=Loc(str(directory)), hint="re-run `nlic compile` on this machine")
 
 
 def load_artifact(build_dir: Path | str) -> Artifact:

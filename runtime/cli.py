@@ -15,12 +15,22 @@ from typing import Any
 
 from nlic.grammar.errors import NlicError, escape
 from nlic.runtime.commands import COMMANDS
+from nlic.runtime.compile_cache import DEFAULT, enable_compile_cache, resolve_cache_dir
 
 __all__ = ["main", "guarded", "COMMANDS"]
+
+_NO_COMPILING = frozenset({"validate", "fmt"})  # commands that never compile: no cache folder to create
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlic", description="Compiler and runtime for neural program languages.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    where = resolve_cache_dir()
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument("--compile-cache", metavar="DIR",
+                       help="keep compiled functions in DIR, so that the next compile of a spec loads them "
+                            f"(now: {'off' if where is None else where}; env NLIC_COMPILE_CACHE=DIR or =off)")
+    cache.add_argument("--no-compile-cache", action="store_true", help="compile everything afresh, write no cache")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -37,7 +47,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = args.debug or bool(os.environ.get("NLIC_DEBUG"))
-    return guarded(lambda: args._run(args), debug=debug)
+
+    def run() -> int:
+        if args.command not in _NO_COMPILING:
+            enable_compile_cache(None if args.no_compile_cache else args.compile_cache or DEFAULT)
+        return args._run(args)
+
+    return guarded(run, debug=debug)
 
 
 _OS_HINTS = {

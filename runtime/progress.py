@@ -49,15 +49,28 @@ class Progress:
         self._step_first = start
         self._last = -float("inf")
         self._drawn = False
+        self._signals: str | None = None
 
     def due(self) -> bool:
         """Whether `update` would print now (callers skip fetching values from the device otherwise)."""
         return self.enabled and time.perf_counter() - self._last >= self.interval
 
     def update(
-        self, step: int, loss: float | None = None, tasks_per_s: float | None = None, *, force: bool = False
+        self,
+        step: int,
+        loss: float | None = None,
+        tasks_per_s: float | None = None,
+        *,
+        force: bool = False,
+        signals: str | None = None,
     ) -> None:
-        """Report that `step` steps are done."""
+        """Report that `step` steps are done.
+
+        `signals`: the run's health signals (`tok 5/8 ppl 4.2 skip 0.31 id 0.97`, `nlic.runtime.health
+        .signal_text`), shown after the loss from now on, until other signals replace them.
+        """
+        if signals is not None:
+            self._signals = signals
         now = time.perf_counter()
         if self._t_first is None:
             self._t_first, self._step_first = now, step
@@ -69,6 +82,8 @@ class Progress:
         parts = [f"step {step}/{self.total}"]
         if loss is not None:
             parts.append(f"loss {loss:.4f}")
+        if self._signals:
+            parts.append(self._signals)
         if tasks_per_s is not None:
             parts.append(f"{tasks_per_s:,.0f} tasks/s")
         parts.append(f"elapsed {format_duration(now - self._t0)}")

@@ -1,7 +1,8 @@
 """Program files meet trained models: language checks, building files from search results, and `replay`.
 
 `nlic solve` writes the discrete programs it found through `program_file`; `nlic run` is `replay`: check a file
-against a run, read inputs, execute with hard tokens from Python or from the exported executor.
+against a run, read inputs, execute with hard tokens from Python or from the exported executor (and, with
+`trace=True`, show the interpreter's state after every token).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "read_inputs",
     "program_matrix",
     "execute_programs",
+    "trace_programs",
     "json_value",
     "jsonl",
 ]
@@ -318,6 +320,39 @@ def _bucket(n: int, cap: int = 1024) -> int:
     return b
 
 
+def _in_chunks(fn: Any, model: Any, programs: np.ndarray, inputs: np.ndarray) -> list[Any]:
+    """`fn(model, programs, inputs)` over padded fixed-size chunks; the outputs (arrays or tuples of arrays) of each
+    chunk as NumPy, padding rows dropped."""
+    programs = np.asarray(programs, np.int32)
+    inputs = np.asarray(inputs, np.int32)
+    n = len(programs)
+    chunk = _bucket(n)
+    outs = []
+    for start in range(0, n, chunk):
+        p, x = programs[start : start + chunk], inputs[start : start + chunk]
+        pad = chunk - len(p)
+        if pad:
+            # Padding rows repeat row 0: valid programs and inputs, results dropped.
+            p = np.concatenate([p, np.repeat(p[:1], pad, 0)])
+            x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
+        got = fn(model, jnp.asarray(p), jnp.asarray(x))
+        if isinstance(got, tuple):
+            outs.append(tuple(np.asarray(g)[: chunk - pad] for g in got))
+        else:
+            outs.append(np.asarray(got)[: chunk - pad])
+    return outs
+
+
+def _program_kind(spec: Any) -> Any:
+    kind = kind_of(spec)
+    if kind.execute is None or not kind.discrete_programs:
+        raise ProgramError(
+            f"model kind '{kind.name}' has no discrete programs to run", loc=Loc("model.kind"),
+            hint="program files come from kinds with discrete programs (nli)",
+        )
+    return kind
+
+
 def execute_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     """Run discrete programs with hard tokens (`ModelKind.execute`), in padded fixed-size chunks.
 
@@ -333,27 +368,55 @@ def execute_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.nda
     Raises:
         ProgramError: the model kind has no discrete programs.
     """
-    kind = kind_of(spec)
-    if kind.execute is None or not kind.discrete_programs:
-        raise ProgramError(
-            f"model kind '{kind.name}' has no discrete programs to run", loc=Loc("model.kind"),
-            hint="program files come from kinds with discrete programs (nli)",
-        )
+    kind = _program_kind(spec)
     fn = _EXECUTORS.setdefault(id(kind.execute), eqx.filter_jit(kind.execute))
-    programs = np.asarray(programs, np.int32)
-    inputs = np.asarray(inputs, np.int32)
-    n = len(programs)
-    chunk = _bucket(n)
-    outs = []
-    for start in range(0, n, chunk):
-        p, x = programs[start : start + chunk], inputs[start : start + chunk]
-        pad = chunk - len(p)
-        if pad:
-            # Padding rows repeat row 0: valid programs and inputs, results dropped.
-            p = np.concatenate([p, np.repeat(p[:1], pad, 0)])
-            x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
-        outs.append(np.asarray(fn(model, jnp.asarray(p), jnp.asarray(x)))[: chunk - pad])
-    return np.concatenate(outs).astype(np.int32) if outs else np.zeros((0, inputs.shape[-1]), np.int32)
+    outs = _in_chunks(fn, model, programs, inputs)
+    return np.concatenate(outs).astype(np.int32) if outs else np.zeros((0, np.shape(inputs)[-1]), np.int32)
+
+
+def trace_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run discrete programs token by token (`ModelKind.trace`), in padded fixed-size chunks.
+
+    Args:
+        spec: the run's spec (selects the model kind).
+        model: the trained model.
+        programs: int [n, T] token ids padded with skip.
+        inputs: int [n, L] encoded inputs.
+
+    Returns:
+        `(values, probs)`, int32 and float32 [n, T+1, L]: row 0 the input, row k the likeliest value per
+        position after token k and its probability.
+
+    Raises:
+        ProgramError: the model kind has no discrete programs or no trace.
+    """
+    kind = _program_kind(spec)
+    if kind.trace is None:
+        raise ProgramError(f"model kind '{kind.name}' has no execution trace", loc=Loc("model.kind"),
+                           hint="replay without a trace")
+    fn = _EXECUTORS.setdefault(id(kind.trace), eqx.filter_jit(kind.trace))
+    outs = _in_chunks(fn, model, programs, inputs)
+    if not outs:
+        shape = (0, np.shape(programs)[-1] + 1, np.shape(inputs)[-1])
+        return np.zeros(shape, np.int32), np.zeros(shape, np.float32)
+    return (np.concatenate([o[0] for o in outs]).astype(np.int32),
+            np.concatenate([o[1] for o in outs]).astype(np.float32))
+
+
+def _trace_steps(pf: ProgramFile, program: Program, codec: Any, values: np.ndarray, probs: np.ndarray,
+                 tokens: np.ndarray) -> list[dict[str, Any]]:
+    """One input's trace as rows `{"step", "token", "values", "tokens", "probs"}`: its input, then one row per token
+    of its program (the padding after it repeats the last row and is left out)."""
+    steps = []
+    for k in range(len(program.tokens) + 1):
+        steps.append({
+            "step": k,
+            "token": None if k == 0 else pf.token_name(int(tokens[k - 1])),
+            "values": json_value(codec.decode(values[k])),
+            "tokens": [int(v) for v in values[k]],
+            "probs": [round(float(p), 4) + 0.0 for p in probs[k]],
+        })
+    return steps
 
 
 def json_value(x: Any) -> Any:
@@ -376,7 +439,7 @@ def jsonl(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def replay(run_dir: str | Path, programs: str | Path | ProgramFile, inputs: Sequence[str | Path | Mapping[str, Any]], *,
-           program: str | None = None, artifact: str | Path | None = None) -> list[dict[str, Any]]:
+           program: str | None = None, artifact: str | Path | None = None, trace: bool = False) -> list[dict[str, Any]]:
     """Run a program file on inputs: what `nlic run` prints, as rows `{"id", "input", "output"}`.
 
     Args:
@@ -386,10 +449,16 @@ def replay(run_dir: str | Path, programs: str | Path | ProgramFile, inputs: Sequ
             `{"id": program id, "input": value}` given directly.
         program: run this program id on every input (default: the program whose id matches the input's).
         artifact: a build directory: replay with its exported executor instead of nlic's model code.
+        trace: add to each row a `"trace"`: one step per token of its program after the input (step 0, token
+            None), each `{"step": k, "token": name (the file's alias where it has one), "values": the state
+            decoded by the spec's codec, "tokens": the likeliest value per position, "probs": their
+            probabilities rounded to 4 places}`; the last step's values are the output.
 
     Raises:
-        ProgramSyntaxError, ProgramError: the file does not parse or belongs to another language.
-        DataError: malformed inputs. CheckpointError, ArtifactError: unusable run or build directory.
+        ProgramSyntaxError, ProgramError: the file does not parse or belongs to another language (or, with
+            `trace`, its model kind has no trace).
+        DataError: malformed inputs. CheckpointError, ArtifactError: unusable run or build directory (or, with
+            `trace`, a build without an exported trace).
     """
     # The program file first: it is cheap to check, and its errors are the likeliest.
     pf = programs if isinstance(programs, ProgramFile) else load_programs(programs)
@@ -417,9 +486,15 @@ def replay(run_dir: str | Path, programs: str | Path | ProgramFile, inputs: Sequ
     x = np.stack([it.encoded for it in items])
     if artifact is None:
         outputs = execute_programs(spec, model, tokens, x)
+        traced = trace_programs(spec, model, tokens, x) if trace else None
     else:
+        traced = art.trace(weights, tokens, x) if trace else None  # first: a build without a trace fails fast
         outputs = art.run(weights, tokens, x)
-    return [{"id": it.id, "input": it.value, "output": codec.decode(out)} for it, out in zip(items, outputs)]
+    rows = [{"id": it.id, "input": it.value, "output": codec.decode(out)} for it, out in zip(items, outputs)]
+    if traced is not None:
+        for i, (row, it) in enumerate(zip(rows, items)):
+            row["trace"] = _trace_steps(pf, pf.get(it.id), codec, traced[0][i], traced[1][i], tokens[i])
+    return rows
 
 
 def artifact_of_run(run: Path, build: Path) -> tuple[Any, Artifact, list[np.ndarray], str]:

@@ -36,6 +36,7 @@ __all__ = [
     "MODEL_FILE",
     "MODEL_META_FILE",
     "EXECUTOR_WEIGHTS_FILE",
+    "HEALTH_FILE",
     "CHECKPOINT_DIR",
     "RESULT_FILES",
     "env_info",
@@ -60,9 +61,11 @@ METRICS_FILE = "metrics.jsonl"
 MODEL_FILE = "model.eqx"
 MODEL_META_FILE = "model.json"
 EXECUTOR_WEIGHTS_FILE = "executor_weights.npz"
+HEALTH_FILE = "health.json"  # warnings and verdict (`nlic.runtime.health`)
 CHECKPOINT_DIR = "checkpoints"
 # Everything a run writes; `--force` removes exactly these and nothing else a user may have put there.
-RESULT_FILES = (SPEC_FILE, ENV_FILE, METRICS_FILE, MODEL_FILE, MODEL_META_FILE, EXECUTOR_WEIGHTS_FILE, CHECKPOINT_DIR)
+RESULT_FILES = (SPEC_FILE, ENV_FILE, METRICS_FILE, MODEL_FILE, MODEL_META_FILE, EXECUTOR_WEIGHTS_FILE, HEALTH_FILE,
+                CHECKPOINT_DIR)
 MODEL_FORMAT = 1
 MODEL_FORMAT_TAG = "nlic-model"
 _RESUME = "then continue with `nlic train --resume`: the last checkpoint written is intact"

@@ -1,12 +1,14 @@
 """The training runtime: one jitted, batch-sharded train step of any `ModelKind`, driven by the spec's schedule.
 
-Handles the run directory (metrics, periodic ID/OOD evaluation, atomic checkpoints, exact resume, final weights).
+Handles the run directory (metrics, periodic ID/OOD evaluation, atomic checkpoints, exact resume, final weights) and
+the run's health checks (`health.py`: warnings as they fire, a verdict at the end, both in `health.json`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import time
 from collections.abc import Callable
@@ -28,8 +30,9 @@ from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError, DataError, Loc, SpecError
 from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.runtime import checkpoint as ckpt
+from nlic.runtime import health
 from nlic.runtime import run_dir as rd
-from nlic.runtime.files import writing
+from nlic.runtime.files import atomic_write, writing
 from nlic.runtime.progress import Progress
 from nlic.runtime.solve import solve
 
@@ -53,18 +56,21 @@ class TrainResult(NamedTuple):
     Attributes:
         model: the trained model (replicated over the devices).
         step: optimiser steps done.
-        metrics: the last training metrics row (step, loss, the kind's terms, grad_norm, lr, tasks_per_s).
+        metrics: the last training metrics row (step, loss, the kind's terms, grad_norm, lr, tasks_per_s; None
+            for a value that is not finite).
         run_dir: where everything was written.
         fingerprint: the trained language's fingerprint (spec and weights; `nlic.compiler.fingerprint`).
         spec: the spec trained (with `steps` applied).
+        verdict: the run's health verdict (`nlic.runtime.health`; also in the run directory's `health.json`).
     """
 
     model: Any
     step: int
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     run_dir: Path
     fingerprint: str
     spec: Any
+    verdict: health.Verdict | None = None
 
 
 # --- sharding -------------------------------------------------------------------------------------------------
@@ -152,8 +158,76 @@ def default_run_dir(spec: Any) -> Path:
     return Path("runs") / spec.name
 
 
-def _floats(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items()}
+def _finite(value: Any) -> float | None:
+    """A metric as a float, or None (JSON null) when it is NaN or infinite: `metrics.jsonl` stays JSON that nlic
+    reads back on resume, and the health checks see the divergence."""
+    x = float(value)
+    return x if math.isfinite(x) else None
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float | None]:
+    return {k: _finite(v) for k, v in metrics.items()}
+
+
+class _Health:
+    """The health checks of one run as it trains: each warning printed once, when it first fires, and kept with
+    the verdict in `health.json` (`nlic.runtime.health`)."""
+
+    def __init__(self, run: Path, spec: Any, kind: ModelKind, bar: Progress, rows: list[dict[str, Any]], start: int):
+        self.run, self.spec, self.bar = run, spec, bar
+        self.discrete = kind.discrete_programs
+        self.rows = rows  # every metrics row so far (a resumed run's rows up to its checkpoint first)
+        self.checked = -1
+        self.warnings: list[health.HealthWarning] = []
+        self.id_accuracy: float | None = None  # of the last evaluation point, for the progress line
+        for row in rows:
+            self._note_eval(row)
+        # A resumed run reports again what fired before its checkpoint, so its terminal shows the whole story.
+        self.check(start)
+        self._write(start, None)
+
+    def _note_eval(self, row: dict[str, Any]) -> None:
+        if row.get("split") == health.ID_SPLIT and row.get("accuracy") is not None:
+            self.id_accuracy = float(row["accuracy"])
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self._note_eval(row)
+
+    def signals(self, row: dict[str, Any]) -> str | None:
+        return health.signal_text(row, vocab=self.spec.language.vocab, id_accuracy=self.id_accuracy)
+
+    def check(self, step: int) -> None:
+        """Run the checks on the rows up to `step` (all of them logged); print and record new warnings."""
+        found = health.check_health(self.rows, total_steps=self.spec.training.steps, discrete=self.discrete,
+                                    spec=self.spec, since=self.checked)
+        self.checked = step
+        self._report(found, step)
+
+    def _report(self, found: list[health.HealthWarning], step: int) -> None:
+        known = {w.id for w in self.warnings}
+        new = [w for w in found if w.id not in known]
+        for w in new:
+            self.bar.message(w.text())
+        self.warnings.extend(new)
+        if new:
+            self._write(step, None)
+
+    def finish(self, step: int) -> health.Verdict:
+        """The verdict of the finished run: every check over all its rows, the end-of-run ones too (a pure
+        function of the rows, so a resumed run and an uninterrupted one get the same)."""
+        found = health.check_health(self.rows, total_steps=self.spec.training.steps, discrete=self.discrete,
+                                    spec=self.spec, final=True)
+        self._report(found, step)
+        self.warnings = found
+        verdict = health.verdict_of(self.rows, found)
+        self._write(step, verdict)
+        return verdict
+
+    def _write(self, step: int, verdict: health.Verdict | None) -> None:
+        text = health.health_record(self.warnings, step=step, total_steps=self.spec.training.steps, verdict=verdict)
+        with writing("health record", error=CheckpointError, then="then continue with `nlic train --resume`"):
+            atomic_write(self.run / rd.HEALTH_FILE, text)
 
 
 def train(
@@ -233,9 +307,11 @@ def train(
     bar = Progress(total, start=start, enabled=progress)
     verb = "resuming" if start else "training"
     bar.message(f"{verb} {spec.name} ({kind.name}) in {run} from step {start} of {total}")
+    # Rows of a resumed run up to its checkpoint (truncated above); a new run has none.
+    checks = _Health(run, spec, kind, bar, rd.read_metrics(run) if resuming else [], start)
 
     state = (model, opt_state, start)  # replaced in one assignment per step: always a consistent triple
-    last_row: dict[str, float] = {}
+    last_row: dict[str, float | None] = {}
     last_ckpt = start if resuming else -1
     t_log, tasks_since = time.perf_counter(), 0
 
@@ -263,23 +339,30 @@ def train(
                 # tasks/s measures training, not the first step's compilation.
                 jax.block_until_ready(loss)
                 t_log, tasks_since = time.perf_counter(), 0
-            if done % tr.log_every == 0 or is_last:
+            logged = done % tr.log_every == 0 or is_last
+            if logged:
                 now = time.perf_counter()
                 rate = tasks_since / max(now - t_log, 1e-9) if tasks_since else None  # JSON null, not NaN
-                last_row = {"step": done, "loss": float(loss), **_floats(metrics), "grad_norm": float(gnorm),
+                last_row = {"step": done, "loss": _finite(loss), **_floats(metrics), "grad_norm": _finite(gnorm),
                             "lr": float(lr_at(step)), "tasks_per_s": rate}
                 rd.append_metrics(run, last_row)
+                checks.add(last_row)
                 t_log, tasks_since = now, 0
-                bar.update(done, last_row["loss"], last_row["tasks_per_s"], force=True)
+                bar.update(done, last_row["loss"], last_row["tasks_per_s"], force=True,
+                           signals=checks.signals(last_row))
             elif bar.due():
                 bar.update(done, float(loss))
-            if tr.eval_every > 0 and (done % tr.eval_every == 0 or is_last):
+            evaluated = tr.eval_every > 0 and (done % tr.eval_every == 0 or is_last)
+            if evaluated:
                 for split, ts in eval_sets.items():
                     row = {"step": done, "split": split, **quick_accuracy(spec, model, ts)}
                     rd.append_metrics(run, row)
+                    checks.add(row)
                     acc = "n/a" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
                     bar.message(f"step {done}: {split} accuracy {acc} ({row['tasks']} tasks)")
                 t_log, tasks_since = time.perf_counter(), 0  # evaluation time is not training throughput
+            if logged or evaluated:
+                checks.check(done)  # after the step's every row: the checks at `done` see all of them
             if tr.checkpoint_every > 0 and done % tr.checkpoint_every == 0:
                 save(state)
         save(state)
@@ -295,8 +378,11 @@ def train(
     fp = rd.save_model(run, spec, model, step=state[2])
     if kind.execute is not None:
         rd.save_executor_weights(run, model)
+    verdict = checks.finish(state[2])
     bar.message(f"done: {state[2]} steps, language {fp}, results in {run}")
-    return TrainResult(model=model, step=state[2], metrics=last_row, run_dir=run, fingerprint=fp, spec=spec)
+    bar.message(verdict.line())
+    return TrainResult(model=model, step=state[2], metrics=last_row, run_dir=run, fingerprint=fp, spec=spec,
+                       verdict=verdict)
 
 
 def _check_same_spec(run: Path, spec: Any) -> None:

@@ -6,18 +6,20 @@ test suite does.
 """
 
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Tests run tiny models whose wall time is almost all XLA compilation; cheaper code generation roughly halves it
 # (measured on the train/solve tests). Subprocesses started by tests inherit this.
-_FAST = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+_FAST = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true --xla_cpu_use_fusion_emitters=false"
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FAST).strip()
-# One persistent compilation cache for the whole session, shared with CLI subprocesses: many tests build the same
-# tiny models, and identical programs then compile once.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="nlic-test-jax-cache-"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# One compile cache for the whole session, never the user's (~/.cache/nlic/xla): made here in the pytest process
+# that loads this file first (the xdist controller, whose workers inherit the variable) and deleted when it ends.
+# The CLI subprocesses of the tests use it too. Many tests build the same tiny models, which then compile once.
+_OWN_CACHE = None
+if "NLIC_COMPILE_CACHE" not in os.environ:
+    _OWN_CACHE = os.environ["NLIC_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="nlic-test-compile-cache-")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -33,6 +35,12 @@ from nlic.compiler.families.deepcoder import find_data_dir  # noqa: E402
 from nlic.grammar.errors import DataError  # noqa: E402
 
 _hook.uninstall()
+nlic.runtime.enable_compile_cache()  # in-process compiles too (importing nlic enables nothing by itself)
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

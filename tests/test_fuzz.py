@@ -66,6 +66,25 @@ def test_valid_program_files_round_trip(pf):
     fuzz.check_programs_roundtrip(pf)
 
 
+def test_generated_program_files_have_macros_that_programs_use():
+    # So that the round trips above cover parsing macros and abbreviating programs by them.
+    def program_lines(pf: ProgramFile) -> str:
+        return format_programs(pf).rsplit("\n\n", 1)[-1]  # after the last blank line: the programs
+
+    def abbreviated(pf: ProgramFile) -> bool:
+        return bool(pf.programs) and len(program_lines(pf)) < len(program_lines(pf.with_macros(())))
+
+    found = []
+
+    @_settings(50)
+    @given(pf=fuzz.program_files())
+    def collect(pf):
+        found.append(abbreviated(pf))
+
+    collect()
+    assert sum(found) >= 5, f"{sum(found)} of {len(found)} generated files use a macro"
+
+
 # --- mutated files parse or fail located ----------------------------------------------------------------------
 
 

@@ -65,7 +65,8 @@ def test_loss_shapes_metrics_and_mask():
     t = jnp.asarray(0.3)
     value, metrics = jloss(model, batch, t, key=jax.random.key(1))
     assert value.shape == () and bool(jnp.isfinite(value))
-    assert set(metrics) == {"nll", "reg", "tokens_in_use", "tau_e", "tau_d", "id_accuracy"}
+    assert set(metrics) == {"nll", "reg", "tokens_in_use", "codebook_perplexity", "skip_fraction", "tau_e", "tau_d",
+                            "id_accuracy"}
     assert float(metrics["tau_e"]) == pytest.approx(spec.relaxation.tau_inductor.at(0.3), rel=1e-5)
     assert 0 < float(metrics["reg"]) <= spec.language.vocab * spec.language.length
     # A masked-out pair must not influence the loss: scramble its data.

@@ -19,6 +19,7 @@ from nlic.grammar.errors import NlicError, ProgramError, ProgramSyntaxError
 from nlic.grammar.program import (
     Alias,
     Header,
+    Macro,
     Program,
     ProgramFile,
     format_programs,
@@ -223,8 +224,10 @@ def test_format_example_in_module_docstring_parses():
     block = doc.split("::\n\n", 1)[1].split("\n\n- ", 1)[0]
     text = "\n".join(line[4:] for line in block.splitlines()) + "\n"
     pf = parse_programs(text, "docstring")
-    assert pf.ids == ("task_0001", "task with spaces", "identity_task")
+    assert pf.ids == ("task_0001", "task_0002", "task with spaces", "identity_task")
     assert pf.get("task_0001").tokens == (3, 3, 5)
+    assert pf.macros == (Macro("shift3", (3, 5)),)
+    assert pf.get("task_0002").tokens == (3, 5, 3, 5, 7)  # as the docstring says
 
 
 def test_language_errors_point_at_the_header_line_that_differs():

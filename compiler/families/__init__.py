@@ -17,6 +17,7 @@ from nlic.compiler.families.base import FAMILIES as FAMILIES, Codec as Codec, Fa
 from nlic.compiler.families.codecs import GridCodec as GridCodec, SequenceCodec as SequenceCodec
 from nlic.compiler.families.deepcoder import DEEPCODER
 from nlic.compiler.families.files import FILES, read_tasks as read_tasks
+from nlic.compiler.families.grid1d import GRID1D
 from nlic.compiler.families.pattern import PATTERN
 from nlic.compiler.families.shift import SHIFT
 from nlic.compiler.families.string_rules import STRING_RULES
@@ -38,5 +39,5 @@ __all__ = [
     "shapes_of",
 ]
 
-for _family in (DEEPCODER, FILES, PATTERN, SHIFT, STRING_RULES):
+for _family in (DEEPCODER, FILES, GRID1D, PATTERN, SHIFT, STRING_RULES):
     FAMILIES.register(_family.name, _family)

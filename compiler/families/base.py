@@ -7,7 +7,8 @@ comes from a built-in generator or from a user's data files.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import jax.numpy as jnp
@@ -17,7 +18,7 @@ from nlic.compiler.kinds import Batch
 from nlic.grammar.errors import Diagnostic, Loc
 from nlic.grammar.registry import Registry
 
-__all__ = ["TaskSet", "Codec", "Family", "FAMILIES"]
+__all__ = ["TaskSet", "Codec", "Family", "Primitive", "FAMILIES"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +94,9 @@ class Family(Protocol):
 
     `params` is the spec's `task.params` mapping; `locs` maps each param key to its source location, so
     `check_params` can return located diagnostics.
+
+    A family may also define `primitives(params) -> tuple[Primitive, ...]`, its ground-truth operations (see the
+    comment at the end of this class); it is optional and looked up with `getattr(family, "primitives", None)`.
     """
 
     name: str
@@ -115,6 +119,50 @@ class Family(Protocol):
     def sample(self, params: Mapping[str, Any], split: str, n: int, pairs: int, *, seed: int) -> TaskSet:
         """n tasks of `split`, deterministic in (params, split, n, pairs, seed)."""
         ...
+
+    # Optional (not part of the protocol, so that a family without ground truth still satisfies it):
+    #
+    #     def primitives(self, params: Mapping[str, Any]) -> tuple[Primitive, ...]:
+    #         """The family's ground-truth operations for these params, each a fixed function of one input."""
+    #
+    # `nlic inspect` names what a learned token does by the primitive that agrees with it on most probe inputs;
+    # callers look the method up with `getattr(family, "primitives", None)`. Families whose programs are not
+    # functions of the input alone (pattern: the pasted pattern belongs to the task) or that have no known
+    # programs (files) leave it out, and tokens are then described by the positions they move and the values
+    # they map.
+
+
+_PRIMITIVE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TOKEN_NAME = re.compile(r"t[0-9]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class Primitive:
+    """A ground-truth operation of a task family (see `Family`'s optional `primitives`).
+
+    Attributes:
+        name: an identifier that is not a token name (`shift3`, `map_times2`), usable as an alias in program
+            files.
+        fn: int32 [n, L] encoded inputs -> int32 [n, L] encoded outputs; a row of -1 where the operation is
+            undefined on that input (it then agrees with no token's output).
+        description: readable text where the name abbreviates it (`Map (*2)`), else empty.
+    """
+
+    name: str
+    fn: Callable[[np.ndarray], np.ndarray]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not _PRIMITIVE_NAME.fullmatch(self.name) or _TOKEN_NAME.fullmatch(self.name):
+            raise ValueError(f"primitive name {self.name!r} must be an identifier and not look like a token (t3)")
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        """`fn` on int [n, L] inputs, as int32 [n, L]."""
+        x = np.asarray(inputs, np.int32)
+        out = np.asarray(self.fn(x), np.int32)
+        if out.shape != x.shape:
+            raise ValueError(f"primitive {self.name} returned shape {out.shape} for inputs of shape {x.shape}")
+        return out
 
 
 FAMILIES: Registry[Family] = Registry("task family")

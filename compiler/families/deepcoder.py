@@ -23,6 +23,12 @@ Encoding (L = 12, V = 104): a datum is two groups of 6 tokens, one per program i
 an absent second input is all PAD). A group is a type tag then 5 value slots: an int is [INT, v, PAD x4], a list
 [LIST, v1..vk, PAD x(5-k)]. Value v in [-50, 50] is token v + 50; PAD = 101, INT = 102, LIST = 103.
 JSON forms: an int, a list of ints, an object {"x0": ..., "x1": ...} of inputs, or ExeDec text "x0 = [ 1 2 ] | x1 = 3".
+
+Primitives (`DeepCoderFamily.primitives`, the names `nlic inspect` gives learned tokens): every DSL operation as
+one step on an encoded datum: decode, apply the operation to the inputs of the types it takes (in order: the first
+list for `Sort`, the int and the list for `Take`, both lists for `ZipWith`), encode the result. First-order
+operations are named in lower case (`sort`), higher-order ones with their lambda (`map_times2` is `Map (*2)`,
+`scanl1_max` is `Scanl1 (max)`). Where the inputs lack a type or the operation fails, the result is undefined.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,7 +47,7 @@ import numpy as np
 from nlic.grammar.errors import DataError, Diagnostic, Loc, SpecError
 from nlic.grammar.reading import MAX_DATA_BYTES, loads_json, read_text
 from nlic.compiler.families import deepcoder_dsl as dsl
-from nlic.compiler.families.base import TaskSet
+from nlic.compiler.families.base import Primitive, TaskSet
 from nlic.compiler.families.common import check_split, rng_for
 from nlic.compiler.families.params import Param, check, resolve
 
@@ -309,6 +316,65 @@ class DeepCoderFamily:
             else:
                 examples.append((ins, outs))
         return _assemble([t[0] for t in tasks], examples, pairs)
+
+    def primitives(self, params: Mapping[str, Any]) -> tuple[Primitive, ...]:
+        """The DSL's operations on encoded data (see the module docstring); the same for every split."""
+        resolve(SCHEMA, _norm(params), family=self.name)
+        return _primitives()
+
+
+# --- primitives ------------------------------------------------------------------------------------------------
+
+_LAMBDA_NAMES = {
+    "(+1)": "plus1", "(-1)": "minus1", "(*2)": "times2", "(/2)": "div2", "(*(-1))": "negate", "(**2)": "square",
+    "(*3)": "times3", "(/3)": "div3", "(*4)": "times4", "(/4)": "div4", "(>0)": "pos", "(<0)": "neg",
+    "(%2==0)": "even", "(%2==1)": "odd", "(+)": "add", "(-)": "sub", "(*)": "mul", "(min)": "min", "(max)": "max",
+}
+
+
+def _bind(op: dsl.Op, inputs: list[dsl.Value]) -> list[dsl.Value] | None:
+    """The arguments of `op` taken from `inputs` by type, in order; None where an input of a type is missing."""
+    free = list(inputs)
+    args = []
+    for t in op.args:
+        match = next((i for i, v in enumerate(free) if type(v) is t), None)
+        if match is None:
+            return None
+        args.append(free.pop(match))
+    return args
+
+
+def _apply_op(x: np.ndarray, op: str, lam: str | None) -> np.ndarray:
+    """One DSL operation on encoded inputs int [n, 12]; rows of -1 where it is undefined."""
+    out = np.full(x.shape, -1, np.int32)
+    spec = dsl.OPERATIONS[op]
+    for row, tokens in enumerate(x):
+        value = CODEC.decode(tokens)
+        inputs = list(value.values()) if isinstance(value, dict) else [value]
+        args = _bind(spec, inputs)
+        if args is None:
+            continue
+        result = spec.fn(dsl.LAMBDAS[lam][1], *args) if lam else spec.fn(*args)
+        if result is None or not dsl.valid_value(result):
+            continue
+        if isinstance(result, list) and len(result) > dsl.MAX_LIST_LENGTH:
+            continue
+        out[row] = CODEC.encode(result)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _primitives() -> tuple[Primitive, ...]:
+    """Every DSL operation (higher-order ones with each lambda of their type) as a `Primitive` on encoded data."""
+    out = []
+    for token, op in dsl.OPERATIONS.items():
+        lams = [None] if op.lam is None else [lam for lam, (sig, _) in dsl.LAMBDAS.items() if sig == op.lam]
+        for lam in lams:
+            name = token.lower() if lam is None else f"{token.lower()}_{_LAMBDA_NAMES[lam]}"
+            text = token if lam is None else f"{token} {lam}"
+            out.append(Primitive(re.sub(r"[^A-Za-z0-9_]", "_", name), functools.partial(_apply_op, op=token, lam=lam),
+                                 text))
+    return tuple(out)
 
 
 DEEPCODER = DeepCoderFamily()

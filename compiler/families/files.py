@@ -23,6 +23,10 @@ the split names in `path_params` (any key answers `in`) against the spec file's 
 to the working directory. L and V are inferred over all its files: sequences of one
 length / grids of one size need no padding (V = max value + 1); otherwise shorter data are padded with a PAD
 token = max value + 1 (V = max value + 2), sequences at the end, grids to the bottom-right.
+
+Primitives: none (the family defines no `primitives`): the programs behind a user's data are unknown, so
+`nlic inspect` probes a language trained on files with the user's own task inputs and describes each token by the
+positions it moves and the values it maps.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ Values: 0 is black, the marker is 1, pattern colours are uniform in 1..9 (V = 10
 Splits: `train`, `id` (fresh tasks, density 0.5), `ood_weak` (0.75), `ood_strong` (1.0) and `ood` (= ood_strong,
 LPN's headline OOD setting). The splits differ in distribution only: a dense training pattern is possible, just
 rare (0.5^16 for a full one).
+
+Primitives: none (the family defines no `primitives`). A task's output is its own hidden pattern pasted at the
+marker, so no fixed function of the input alone is a ground-truth operation; `nlic inspect` describes this
+family's tokens by the positions they move and the values they map instead.
 """
 
 from __future__ import annotations

@@ -17,18 +17,22 @@ Programs (a cyclic shift by k moves every value k positions to the right: y[i] =
 
 Splits: `train`, `id` (fresh tasks of the training distribution, an independent stream of the same seed) and
 `ood`. The shift amounts of train/id and ood are disjoint (overlapping overrides are an error).
+
+Primitives (`ShiftFamily.primitives`, the names `nlic inspect` gives learned tokens): `identity`, every cyclic
+shift `shift<k>` for k = 1..L-1, and with comp_i also `reverse`, `inc`, `complement` and `double`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from nlic.grammar.errors import Diagnostic, Loc, SpecError
-from nlic.compiler.families.base import TaskSet
+from nlic.compiler.families.base import Primitive, TaskSet
 from nlic.compiler.families.codecs import SequenceCodec
 from nlic.compiler.families.common import check_split, from_pairs, rng_for, task_ids
 from nlic.compiler.families.params import Param, check, resolve, resolve_valid
@@ -144,6 +148,25 @@ class ShiftFamily:
         if diags:
             raise SpecError(diagnostics=diags)
         return generate(params, split, n, pairs, seed=seed)[0]
+
+    def primitives(self, params: Mapping[str, Any]) -> tuple[Primitive, ...]:
+        """`identity`, `shift<k>` for k = 1..L-1, and for comp_i `reverse`, `inc`, `complement`, `double`."""
+        p = resolve(SCHEMA, params, family=self.name)
+        out = [Primitive("identity", np.copy)]
+        out += [Primitive(f"shift{k}", functools.partial(_roll, k=k)) for k in range(1, p["length"])]
+        if p["split"] == "comp_i":
+            # shift1 and shift2 are among the shifts already.
+            out += [Primitive(name, functools.partial(_comp_i_primitive, f=f, alphabet=p["alphabet"]))
+                    for name, f in PRIMITIVES if not name.startswith("shift")]
+        return tuple(out)
+
+
+def _roll(x: np.ndarray, k: int) -> np.ndarray:
+    return np.roll(x, k, axis=-1)
+
+
+def _comp_i_primitive(x: np.ndarray, f: Callable[[np.ndarray, int], np.ndarray], alphabet: int) -> np.ndarray:
+    return f(x, alphabet)
 
 
 SHIFT = ShiftFamily()

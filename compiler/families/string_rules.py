@@ -20,18 +20,23 @@ Params:
 Splits: `train`, `id` (fresh tasks of the training distribution); `ood` (longer compositions: ood_rules rules,
 more than any training program); `ood_compose` (programs using both rule 1 and rule 4, a pairing that no
 train/id program contains).
+
+Primitives (`StringRulesFamily.primitives`, the names `nlic inspect` gives learned tokens): every rule with every
+parameter value it can take, one sweep each: `drop_right_k1_m2`, `scale_equal_n3`, `rise_left_k2_m1`,
+`below_right_k3_m4`, `neighbours_avg`... (42 in all).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from nlic.grammar.errors import Diagnostic, Loc, SpecError
-from nlic.compiler.families.base import TaskSet
+from nlic.compiler.families.base import Primitive, TaskSet
 from nlic.compiler.families.codecs import SequenceCodec
 from nlic.compiler.families.common import check_split, from_pairs, rng_for, task_ids
 from nlic.compiler.families.params import Param, check, resolve, resolve_valid
@@ -169,6 +174,30 @@ class StringRulesFamily:
         if diags:
             raise SpecError(diagnostics=diags)
         return generate(params, split, n, pairs, seed=seed)[0]
+
+    def primitives(self, params: Mapping[str, Any]) -> tuple[Primitive, ...]:
+        """Every rule with every parameter value (see the module docstring)."""
+        resolve(SCHEMA, params, family=self.name)
+        out = []
+        for kind, rule in enumerate(RULES, 1):
+            if kind == 2:
+                settings = [(f"n{n}", dict(n=n)) for n in range(2, 4)]
+            elif kind == 5:
+                settings = [(func, dict(f=f)) for f, func in enumerate(FUNCS)]
+            else:
+                settings = [(f"k{k}_m{m}", dict(k=k, m=m)) for k in range(1, 4) for m in range(1, 5)]
+            for suffix, values in settings:
+                out.append(Primitive(f"{rule}_{suffix}", functools.partial(_one_rule, kind=kind, **values)))
+        return tuple(out)
+
+
+def _one_rule(x: np.ndarray, kind: int, k: int = 1, m: int = 1, n: int = 2, f: int = 0) -> np.ndarray:
+    """One rule with fixed parameters applied to every row of x int [N, L] (values outside 0..4 are undefined)."""
+    rows = len(x)
+    out = apply(x, *(np.full(rows, v) for v in (kind, k, m, n, f)))
+    bad = ((x < 0) | (x >= V)).any(axis=-1)
+    out[bad] = -1
+    return out
 
 
 STRING_RULES = StringRulesFamily()

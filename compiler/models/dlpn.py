@@ -23,6 +23,7 @@ from nlic.compiler.models.in_context import (
 )
 from nlic.compiler.models.lpn import latent_solution, pool
 from nlic.compiler.models.nli import Inductor, NLIConfig, relax_tokens
+from nlic.compiler.models.nli.model import codebook_usage
 from nlic.compiler.ranking import best_index, clip_loglik
 from nlic.compiler.spec import RelaxationSpec, SearchSpec, Spec
 
@@ -82,18 +83,27 @@ def _dlpn_task_loss(model: DLPN, xs, ys, mask, tau, key):
     nll, exact = sequence_nll(jax.vmap(model.decode)(jax.vmap(model.pad)(z), xs), ys)
     # log P(token k never used at slot j) over this task's held-out pairs; summed over tasks in the batch.
     never = (jnp.log1p(-jax.nn.softmax(logits, axis=-1) + 1e-6) * mask[:, None, None]).sum(axis=0)
-    return masked_mean(nll, mask), masked_mean(exact, mask), never
+    return masked_mean(nll, mask), masked_mean(exact, mask), never, jnp.argmax(logits, axis=-1)
 
 
 def dlpn_loss(model: DLPN, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray):
-    """Leave-one-out NLL through Gumbel-Softmax programs, plus lambda_reg * expected distinct tokens in the batch."""
+    """Leave-one-out NLL through Gumbel-Softmax programs, plus lambda_reg * expected distinct tokens in the batch.
+
+    Metrics: loss, nll, reg, pair_accuracy (of the relaxed programs), tau, and the codebook's tokens_in_use,
+    codebook_perplexity and skip_fraction (`nlic.compiler.models.nli.model.codebook_usage`).
+    """
     xs, ys, mask = with_query_pair(batch)
     tau = model.relaxation.tau_inductor.at(t)
     keys = jax.random.split(key, xs.shape[0])
-    nll, exact, never = jax.vmap(_dlpn_task_loss, in_axes=(None, 0, 0, 0, None, 0))(model, xs, ys, mask, tau, keys)
+    nll, exact, never, hard = jax.vmap(_dlpn_task_loss, in_axes=(None, 0, 0, 0, None, 0))(
+        model, xs, ys, mask, tau, keys
+    )
     reg = (1.0 - jnp.exp(never.sum(axis=0))).sum()
     loss = nll.mean() + model.relaxation.reg_weight * reg
-    return loss, {"loss": loss, "nll": nll.mean(), "reg": reg, "pair_accuracy": exact.mean(), "tau": tau}
+    # Health signals of the codebook (argmax tokens of the real pairs' T slots; nothing flows back from them).
+    weights = jnp.broadcast_to(mask[..., None], hard.shape).astype(jnp.float32)
+    usage = jax.lax.stop_gradient(codebook_usage(hard, weights, model.codes.shape[0], model.skip))
+    return loss, {"loss": loss, "nll": nll.mean(), "reg": reg, "pair_accuracy": exact.mean(), "tau": tau, **usage}
 
 
 def _scores(model: DLPN, zs: Float[Array, "S Tmax K"], xs, ys, mask) -> tuple[Array, Array]:

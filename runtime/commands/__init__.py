@@ -4,7 +4,7 @@
 
 from types import ModuleType
 
-from nlic.runtime.commands import compile, data, eval, fmt, run, solve, train, validate
+from nlic.runtime.commands import compile, data, eval, fmt, inspect, run, solve, train, validate
 
 __all__ = ["COMMANDS"]
 
@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "train": (train, "train the inductor and executor end to end"),
     "solve": (solve, "induce a program for each task and write them as text"),
     "run": (run, "replay a program file on new inputs"),
+    "inspect": (inspect, "describe what each learned token means, by probing; mine macros"),
     "data": (data, "show or export the tasks of a spec"),
     "eval": (eval, "train and evaluate several specs side by side"),
 }

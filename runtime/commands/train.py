@@ -1,11 +1,14 @@
 """`nlic train SPEC [--out DIR] [--steps N] [--resume] [--force]`: train a spec's model into a run directory.
 
 Existing results are never overwritten without `--resume` or `--force`; Ctrl-C leaves a consistent checkpoint.
+The run ends with its health verdict on stderr (`verdict: healthy`, or the check that failed and what to change;
+`health.json` in the run directory), with or without `--no-progress`.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from nlic.compiler import load_spec
@@ -22,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
     group.add_argument("--force", action="store_true", help="delete the run directory's results and start over")
-    parser.add_argument("--no-progress", action="store_true", help="print no progress (metrics are still written)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="print no progress (metrics are still written, and the verdict printed)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,4 +40,7 @@ def run(args: argparse.Namespace) -> int:
     loss = result.metrics.get("loss")
     tail = f", final loss {loss:.4f}" if loss is not None else ""
     print(f"nlic train: {result.step} steps{tail}; model in {out / 'model.eqx'}", flush=True)
+    if args.no_progress and result.verdict is not None:
+        # Progress printed it already otherwise; the verdict is a result, not progress.
+        print(result.verdict.line(), file=sys.stderr, flush=True)
     return 0

@@ -1,4 +1,5 @@
-"""The NLI model kind: the model (`model.py`) and its test-time search methods (`search.py`), as one `ModelKind`."""
+"""The NLI model kind: the model (`model.py`), its test-time search methods (`search.py`) and its execution traces
+(`trace.py`), as one `ModelKind`."""
 
 from nlic.compiler.kinds import Batch, ModelKind, Solution
 from nlic.compiler.models.nli.model import (
@@ -18,6 +19,7 @@ from nlic.compiler.models.nli.search import (
     SearchMethod as SearchMethod,
     search_cost as search_cost,
 )
+from nlic.compiler.models.nli.trace import trace as trace
 from nlic.compiler.spec import SearchSpec
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "search_cost",
     "solve",
     "spec_scores",
+    "trace",
 ]
 
 
@@ -52,4 +55,5 @@ NLI_KIND = ModelKind(
     search_methods=tuple(SEARCH_METHODS.names()),
     execute=execute,
     discrete_programs=True,
+    trace=trace,
 )

@@ -25,6 +25,7 @@ __all__ = [
     "Executor",
     "NLI",
     "build",
+    "codebook_usage",
     "loss",
     "execute",
     "pad_program",
@@ -368,7 +369,8 @@ def loss(model: NLI, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray) ->
         key: randomness of the Gumbel noise.
 
     Returns:
-        The scalar loss and metrics: nll, reg, tokens_in_use, tau_e, tau_d, id_accuracy.
+        The scalar loss and metrics: nll, reg, tokens_in_use, codebook_perplexity, skip_fraction (the argmax
+        tokens of the leave-one-out slots; `codebook_usage`), tau_e, tau_d, id_accuracy.
     """
     cfg = model.cfg
     r = cfg.relaxation
@@ -407,16 +409,48 @@ def loss(model: NLI, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray) ->
     pred = model.execute(prog, batch.query_input)
     id_acc = jnp.all(pred == batch.query_output, axis=-1).mean()
     hard = jnp.argmax(logits, axis=-1)  # B m T
-    counts = jnp.zeros(cfg.vocab).at[hard.reshape(-1)].add(jnp.broadcast_to(used[..., None], hard.shape).reshape(-1))
+    usage = codebook_usage(hard, jnp.broadcast_to(used[..., None], hard.shape), cfg.vocab, cfg.skip_token)
     metrics = {
         "nll": nll,
         "reg": reg,
-        "tokens_in_use": (counts > 0).sum().astype(jnp.float32),
+        **usage,
         "tau_e": tau_e,
         "tau_d": tau_d,
         "id_accuracy": id_acc,
     }
     return total_loss, jax.lax.stop_gradient(metrics)
+
+
+def codebook_usage(
+    tokens: Int[Array, "..."], weights: Float[Array, "..."], vocab: int, skip: int
+) -> dict[str, Float[Array, ""]]:
+    """Health signals of the codebook from the argmax tokens of the program slots (training's metrics).
+
+    The usage distribution is that of the *argmax* tokens (the ones a discrete program is made of), each slot
+    counted with its weight (1 for the slots of the pairs the loss uses), not the softmax q: a collapsed language
+    shows at once, even while q is still spread out at a high temperature.
+
+    Args:
+        tokens: argmax token ids of the slots (any shape).
+        weights: each slot's weight (the shape of `tokens`).
+        vocab: K, the codebook size.
+        skip: the skip token's id.
+
+    Returns:
+        tokens_in_use (distinct tokens with weight), codebook_perplexity (exp of the entropy of the usage
+        distribution: the effective number of tokens in use, 1.0 when one token fills every slot) and
+        skip_fraction (the weighted fraction of slots at the skip token); 1.0 and 0.0 when no slot has weight.
+    """
+    counts = jnp.zeros(vocab).at[tokens.reshape(-1)].add(weights.reshape(-1))
+    total = counts.sum()
+    p = counts / jnp.maximum(total, 1e-9)
+    safe = jnp.where(p > 0, p, 1.0)  # 0 log 0 = 0, with no NaN in the unused branch
+    entropy = -jnp.sum(p * jnp.log(safe))
+    return {
+        "tokens_in_use": (counts > 0).sum().astype(jnp.float32),
+        "codebook_perplexity": jnp.exp(entropy).astype(jnp.float32),
+        "skip_fraction": (counts[skip] / jnp.maximum(total, 1e-9)).astype(jnp.float32),
+    }
 
 
 def execute(model: NLI, programs: Int[ArrayLike, "B T"], inputs: Int[ArrayLike, "B L"]) -> Int[Array, "B L"]:

@@ -1,0 +1,558 @@
+"""Training health: named warnings computed from a run's metrics rows, and the one-line verdict a run ends with.
+
+Pure functions over the rows `nlic train` writes to `metrics.jsonl`; training calls them as it logs, prints each
+warning once when it first fires, and keeps the warnings and the verdict in the run directory's `health.json`.
+
+Every check is causal: whether and at which step it fires depends only on the rows up to that step, so a run
+checked as it goes, checked once at its end, or killed and resumed with `--resume` gets the same warnings and
+the same verdict. Checks read the signals a row has and skip the ones it lacks, so each model kind gets the
+checks that apply to it: the codebook checks need `tokens_in_use` / `codebook_perplexity` / `skip_fraction`
+(NLI, D-LPN), the others only the loss and an accuracy.
+
+The signals: in training rows `loss` (and `nll`), `grad_norm`, `tokens_in_use`, `codebook_perplexity`,
+`skip_fraction`, `id_accuracy` (the NLI's discrete argmax program on each training task's query pair) or
+`pair_accuracy` (the baselines' own prediction); in evaluation rows (`{"split": "id", "accuracy": ...}`, every
+`training.eval_every` steps) the accuracy of the discrete programs found without search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nlic.grammar.errors import CheckpointError, Loc
+from nlic.grammar.reading import MAX_HEADER_BYTES, loads_json, read_text
+
+__all__ = [
+    "HEALTH_FORMAT",
+    "HEALTH_VERSION",
+    "COLLAPSE_TOKENS",
+    "COLLAPSE_PERPLEXITY",
+    "COLLAPSE_PATIENCE",
+    "ALL_SKIP_FRACTION",
+    "ALL_SKIP_PATIENCE",
+    "SOLVED_ACCURACY",
+    "ZERO_ACCURACY",
+    "PLATEAU_WINDOW",
+    "PLATEAU_MIN_ROWS",
+    "PLATEAU_IMPROVEMENT",
+    "ACCURACY_DROP",
+    "FINAL_ID_ACCURACY",
+    "ID_SPLIT",
+    "CHECK_IDS",
+    "HealthWarning",
+    "Verdict",
+    "check_health",
+    "verdict_of",
+    "health_record",
+    "signal_text",
+    "read_health",
+]
+
+HEALTH_FORMAT = "nlic-health"
+HEALTH_VERSION = 1
+
+# --- thresholds -----------------------------------------------------------------------------------------------
+# Chosen so that the shipped healthy run (specs/shift_l.yaml, seed 0: 1 token, all slots skip at step 50, then 2
+# tokens, perplexity about 1.5, loss flat at 2.3-2.4 and no task solved until step 350 of 3000) raises none,
+# while a codebook driven to one token (relaxation.reg_weight 1.0) raises `codebook-collapse`.
+
+COLLAPSE_TOKENS = 1
+"""`codebook-collapse`: at most this many distinct argmax tokens in the batch's program slots..."""
+COLLAPSE_PERPLEXITY = 1.15
+"""...or a usage perplexity at most this (one token in about 98% of the slots; Shift-L's lowest after step 50:
+1.57)..."""
+COLLAPSE_PATIENCE = 3
+"""...in this many logged rows in a row (a fresh inductor writes one token everywhere for its first steps)."""
+ALL_SKIP_FRACTION = 0.99
+"""`all-skip`: at least this fraction of the program slots at the skip token..."""
+ALL_SKIP_PATIENCE = 3
+"""...in this many logged rows in a row (Shift-L starts all-skip, for one row)."""
+SOLVED_ACCURACY = 0.5
+"""A degenerate codebook (one token, all skip) that still solves this fraction of the tasks is not reported."""
+ZERO_ACCURACY = 0.1
+"""`plateau-no-discrete`: an accuracy below this counts as none (1 of a 16-task batch solved by chance is 0.06)."""
+PLATEAU_WINDOW = 0.2
+"""`plateau-no-discrete`: the window is this fraction of the run's steps (Shift-L's initial plateau is 0.1)..."""
+PLATEAU_MIN_ROWS = 4
+"""...or the last this many logged rows if the window holds fewer (a short run that logs rarely)..."""
+PLATEAU_IMPROVEMENT = 0.05
+"""...in which the best loss of its second half improved on its first half's by less than this fraction."""
+ACCURACY_DROP = 0.5
+"""`id-accuracy-drop`: the ID evaluation accuracy fell this far below the best it had reached."""
+FINAL_ID_ACCURACY = 0.1
+"""`id-accuracy-low-at-end`: a finished run whose last ID accuracy is below this (Comp-I seed 1 ends at 0.06)."""
+ID_SPLIT = "id"
+"""The evaluation split whose accuracy is the in-distribution one."""
+
+_ORDER = ("nan-loss", "codebook-collapse", "all-skip", "plateau-no-discrete", "plateau-zero-accuracy",
+          "id-accuracy-drop", "id-accuracy-low-at-end")
+CHECK_IDS: tuple[str, ...] = _ORDER
+"""Every warning id, in the order warnings of the same step are reported."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthWarning:
+    """One named warning.
+
+    Attributes:
+        id: the stable id (one of `CHECK_IDS`).
+        step: the step it fired at (the first at which its condition held).
+        summary: what was seen, with its numbers (`1 of 8 tokens in use, perplexity 1.00`).
+        evidence: the numbers behind `summary`, by name.
+        cause: the likely cause.
+        fix: what to change: spec fields and values to try.
+    """
+
+    id: str
+    step: int
+    summary: str
+    evidence: Mapping[str, Any] = dataclasses.field(hash=False)
+    cause: str
+    fix: str
+
+    def text(self) -> str:
+        """Two lines for the terminal: what fired and where, then cause and fix."""
+        return f"health warning: {self.id} at step {self.step}: {self.summary}\n  likely cause: {self.cause}; " \
+               f"try: {self.fix}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "step": self.step, "summary": self.summary, "evidence": dict(self.evidence),
+                "cause": self.cause, "fix": self.fix}
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The end of a run's health report.
+
+    Attributes:
+        status: `healthy`, `unhealthy` (some check fired) or `unchecked` (no training step was logged).
+        warnings: every warning that fired, by step.
+    """
+
+    status: str
+    warnings: tuple[HealthWarning, ...] = ()
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == "healthy"
+
+    @property
+    def failed(self) -> str | None:
+        """The id of the first check that failed (None when healthy)."""
+        return self.warnings[0].id if self.warnings else None
+
+    def line(self) -> str:
+        """`verdict: healthy`, or the first failed check with its step, evidence and fix (and the others' ids)."""
+        if not self.warnings:
+            return "verdict: unchecked (no training step was logged)" if self.status == "unchecked" \
+                else "verdict: healthy"
+        w = self.warnings[0]
+        rest = sorted({x.id for x in self.warnings[1:]} - {w.id})
+        more = f" (also: {', '.join(rest)})" if rest else ""
+        return f"verdict: {w.id} (step {w.step}: {w.summary}): try {w.fix}{more}"
+
+
+# --- the history ----------------------------------------------------------------------------------------------
+
+
+def _num(value: Any) -> float | None:
+    """A row's value as a float; None when missing or not a number (JSON null: a non-finite value)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _History:
+    train: tuple[Mapping[str, Any], ...]  # training rows (a `loss` key), by step
+    evals: tuple[tuple[int, float], ...]  # (step, accuracy) of the ID evaluation rows, by step
+    total: int
+    discrete: bool
+    spec: Any
+
+    def accuracy(self, row: Mapping[str, Any]) -> float | None:
+        """The in-distribution accuracy a training row carries: of discrete programs, or the kind's own."""
+        acc = _num(row.get("id_accuracy"))
+        if acc is None and not self.discrete:
+            acc = _num(row.get("pair_accuracy"))
+        return acc
+
+    def accuracy_at(self, row: Mapping[str, Any]) -> float | None:
+        """`accuracy(row)`, else that of the last ID evaluation up to the row's step (D-LPN's training rows carry
+        no discrete accuracy)."""
+        acc = self.accuracy(row)
+        if acc is None:
+            before = [a for s, a in self.evals if s <= row["step"]]
+            acc = before[-1] if before else None
+        return acc
+
+    def evals_in(self, lo: int, hi: int) -> list[float]:
+        """ID evaluation accuracies at steps in (lo, hi]."""
+        return [a for s, a in self.evals if lo < s <= hi]
+
+
+def _history(rows: Sequence[Mapping[str, Any]], total: int, discrete: bool, spec: Any) -> _History:
+    train = [r for r in rows if "split" not in r and "loss" in r and isinstance(r.get("step"), int)]
+    evals = [(r["step"], float(r["accuracy"])) for r in rows
+             if r.get("split") == ID_SPLIT and isinstance(r.get("step"), int) and _num(r.get("accuracy")) is not None]
+    train.sort(key=lambda r: r["step"])
+    evals.sort(key=lambda e: e[0])
+    return _History(tuple(train), tuple(evals), max(int(total), 1), discrete, spec)
+
+
+# --- fix hints ------------------------------------------------------------------------------------------------
+
+
+def _field(spec: Any, path: str) -> Any:
+    obj = spec
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _now(spec: Any, path: str) -> str:
+    value = _field(spec, path)
+    return "" if value is None else f" (now {value})"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _slower(spec: Any) -> str:
+    """A slower anneal of the inductor temperature than the spec's: both ends doubled."""
+    s = _field(spec, "relaxation.tau_inductor")
+    if s is None or not hasattr(s, "kind"):
+        return "anneal relaxation.tau_inductor more slowly (a higher start and end temperature)"
+    if s.kind == "const":
+        return f"a higher relaxation.tau_inductor (now {s}; e.g. const({_fmt(2 * s.start)}))"
+    return f"anneal relaxation.tau_inductor more slowly (now {s}; e.g. {s.kind}({_fmt(2 * s.start)} -> " \
+           f"{_fmt(2 * s.end)}))"
+
+
+def _lr(spec: Any, factor: float, word: str) -> str:
+    s = _field(spec, "training.lr")
+    if s is None or not hasattr(s, "start"):
+        return f"{word} training.lr"
+    return f"{word} training.lr (now {s}; e.g. {_fmt(s.start * factor)})"
+
+
+# --- the checks -----------------------------------------------------------------------------------------------
+# Each check returns its first firing at a step > `since` (None if it does not fire there), looking only at rows
+# up to the step it fires at.
+
+
+def _runs(h: _History, since: int, patience: int, bad: Callable[[Mapping[str, Any]], bool]) -> int | None:
+    """Index of the first training row after `since` that ends `patience` consecutive rows where `bad` holds."""
+    streak = 0
+    for i, row in enumerate(h.train):
+        streak = streak + 1 if bad(row) else 0
+        if streak >= patience and row["step"] > since:
+            return i
+    return None
+
+
+def _unsolved(h: _History, row: Mapping[str, Any]) -> bool:
+    acc = h.accuracy_at(row)
+    return acc is None or acc < SOLVED_ACCURACY
+
+
+def _check_nan(h: _History, since: int) -> HealthWarning | None:
+    for row in h.train:
+        if row["step"] <= since:
+            continue
+        bad = [k for k in ("loss", "nll", "grad_norm") if k in row and
+               (_num(row[k]) is None or not math.isfinite(float(row[k])))]
+        if bad:
+            clip = _field(h.spec, "training.clip")
+            if clip == 0:
+                fix = _lr(h.spec, 1 / 3, "lower") + "; set training.clip to 1.0 (now 0: no clipping)"
+            else:
+                fix = _lr(h.spec, 1 / 3, "lower") + "; a smaller training.clip" + _now(h.spec, "training.clip")
+            return HealthWarning(
+                "nan-loss", row["step"], f"{', '.join(bad)} not finite",
+                {"keys": bad, "loss": _num(row.get("loss"))},
+                "training diverged (an update too large for the model: learning rate or gradient scale)", fix)
+    return None
+
+
+def _is_all_skip(h: _History, row: Mapping[str, Any]) -> bool:
+    skip = _num(row.get("skip_fraction"))
+    return skip is not None and skip >= ALL_SKIP_FRACTION and _unsolved(h, row)
+
+
+def _check_all_skip(h: _History, since: int) -> HealthWarning | None:
+    i = _runs(h, since, ALL_SKIP_PATIENCE, lambda r: _is_all_skip(h, r))
+    if i is None:
+        return None
+    row = h.train[i]
+    skip = float(row["skip_fraction"])
+    routing = _field(h.spec, "model.executor.routing")
+    fix = _slower(h.spec)
+    if routing is False:
+        fix += "; model.executor.routing: true (now false), so that one token can move data"
+    reg = _field(h.spec, "relaxation.reg_weight")
+    if isinstance(reg, (int, float)) and reg > 0:
+        fix += f"; relaxation.reg_weight 0 (now {reg})"
+    return HealthWarning(
+        "all-skip", row["step"], f"{skip:.0%} of the program slots are skip, for {ALL_SKIP_PATIENCE} logged steps",
+        {"skip_fraction": skip, "rows": ALL_SKIP_PATIENCE, "accuracy": h.accuracy_at(row)},
+        "every program is empty (the identity): the interpreter is never used, copying the input is all the model "
+        "found (no token's effect has paid off yet, or exploration stopped too early)", fix)
+
+
+def _is_collapsed(h: _History, row: Mapping[str, Any]) -> bool:
+    tokens, ppl = _num(row.get("tokens_in_use")), _num(row.get("codebook_perplexity"))
+    if tokens is None and ppl is None:
+        return False
+    few = (tokens is not None and tokens <= COLLAPSE_TOKENS) or (ppl is not None and ppl <= COLLAPSE_PERPLEXITY)
+    return few and _unsolved(h, row)
+
+
+def _check_collapse(h: _History, since: int) -> HealthWarning | None:
+    i = _runs(h, since, COLLAPSE_PATIENCE, lambda r: _is_collapsed(h, r))
+    if i is None:
+        return None
+    row = h.train[i]
+    tokens, ppl = _num(row.get("tokens_in_use")), _num(row.get("codebook_perplexity"))
+    vocab = _field(h.spec, "language.vocab")
+    parts = []
+    if tokens is not None:
+        n = int(tokens)
+        parts.append(f"{n} token{'' if n == 1 else 's'} in use" if vocab is None else f"{n} of {vocab} tokens in use")
+    if ppl is not None:
+        parts.append(f"perplexity {ppl:.2f}")
+    skip = _num(row.get("skip_fraction"))
+    if skip is not None and skip >= ALL_SKIP_FRACTION:
+        parts.append("all skip")
+    reg = _field(h.spec, "relaxation.reg_weight")
+    fixes = [f"relaxation.reg_weight 0 (now {reg})"] if isinstance(reg, (int, float)) and reg > 0 else []
+    fixes.append(_slower(h.spec))
+    fixes.append("a larger language.vocab" + _now(h.spec, "language.vocab"))
+    return HealthWarning(
+        "codebook-collapse", row["step"], ", ".join(parts),
+        {"tokens_in_use": tokens, "codebook_perplexity": ppl, "skip_fraction": skip, "rows": COLLAPSE_PATIENCE,
+         "accuracy": h.accuracy_at(row)},
+        "the inductor writes the same token in (almost) every slot of every task, so programs carry nothing about "
+        "the task (a token-count regulariser, or a temperature annealed before the codebook spread out)",
+        "; ".join(fixes))
+
+
+def _check_plateau(h: _History, since: int) -> HealthWarning | None:
+    window = max(PLATEAU_WINDOW * h.total, 1.0)
+    for i, row in enumerate(h.train):
+        s = row["step"]
+        if s <= since or s < window:
+            continue
+        rows = [r for r in h.train[: i + 1] if r["step"] > s - window]
+        if len(rows) < PLATEAU_MIN_ROWS:  # a short run logging rarely: the last rows, however many steps they span
+            rows = list(h.train[max(i + 1 - PLATEAU_MIN_ROWS, 0): i + 1])
+        losses = [_num(r.get("nll", r.get("loss"))) for r in rows]
+        if len(rows) < PLATEAU_MIN_ROWS or any(x is None or not math.isfinite(x) for x in losses):
+            continue
+        accs = [a for a in (h.accuracy(r) for r in rows) if a is not None] + h.evals_in(int(s - window), s)
+        if not accs or max(accs) >= ZERO_ACCURACY:
+            continue
+        half = len(losses) // 2
+        first, second = min(losses[:half]), min(losses[half:])  # type: ignore[type-var]
+        gain = (first - second) / max(abs(first), 1e-8)
+        if gain >= PLATEAU_IMPROVEMENT:
+            continue
+        evidence = {"from_step": rows[0]["step"], "loss_first_half": first, "loss_second_half": second,
+                    "improvement": gain, "max_accuracy": max(accs)}
+        summary = (f"loss {first:.4g} -> {second:.4g} ({-gain:+.1%}) over steps {rows[0]['step']}-{s}, "
+                   f"accuracy at most {max(accs):.2f}")
+        steps = _field(h.spec, "training.steps")
+        if h.discrete:
+            return HealthWarning(
+                "plateau-no-discrete", s, summary, evidence,
+                "the loss stopped improving while no discrete program solves a task: the relaxed programs the loss "
+                "rewards are not ones the discrete interpreter runs (a temperature annealed too fast), or the "
+                "optimiser is stuck",
+                f"{_slower(h.spec)}; {_lr(h.spec, 3.0, 'raise')}; more training.steps"
+                + ("" if steps is None else f" (now {steps})"))
+        return HealthWarning(
+            "plateau-zero-accuracy", s, summary, evidence,
+            "the loss stopped improving while no task is solved: the model is not learning the task family",
+            f"{_lr(h.spec, 3.0, 'raise')} (or lower it if the loss is noisy); a wider model.executor.width"
+            + _now(h.spec, "model.executor.width") + "; more training.steps"
+            + ("" if steps is None else f" (now {steps})"))
+    return None
+
+
+def _check_drop(h: _History, since: int) -> HealthWarning | None:
+    best = -1.0
+    best_step = 0
+    for s, acc in h.evals:
+        if s > since and best - acc >= ACCURACY_DROP:
+            return HealthWarning(
+                "id-accuracy-drop", s, f"ID accuracy fell from {best:.2f} (step {best_step}) to {acc:.2f}",
+                {"best": best, "best_step": best_step, "accuracy": acc},
+                "training became unstable after the language worked (updates too large late in training)",
+                f"{_lr(h.spec, 1 / 3, 'lower')}, or decay it (e.g. lr: cosine(... -> 0)); "
+                "a smaller training.clip" + _now(h.spec, "training.clip"))
+        if acc > best:
+            best, best_step = acc, s
+    return None
+
+
+def _check_final(h: _History, since: int) -> HealthWarning | None:
+    if not h.train:
+        return None
+    last = h.train[-1]
+    step = max(int(last["step"]), h.evals[-1][0] if h.evals else 0)
+    if step <= since:
+        return None
+    if h.evals:
+        acc, where = h.evals[-1][1], "at the last evaluation"
+    else:
+        acc, where = h.accuracy(last), "on the last training batch"
+    if acc is None or acc >= FINAL_ID_ACCURACY:
+        return None
+    steps = _field(h.spec, "training.steps")
+    return HealthWarning(
+        "id-accuracy-low-at-end", step, f"ID accuracy {acc:.2f} {where}",
+        {"accuracy": acc, "source": "evaluation" if h.evals else "training batch"},
+        "the trained model solves (almost) no in-distribution task"
+        + (" with its discrete programs: a broken language" if h.discrete else ""),
+        "more training.steps" + ("" if steps is None else f" (now {steps})")
+        + "; another seed (some languages fail at some seeds); see the other warnings for the cause")
+
+
+# (check, whether it runs only on a finished run); a check may return one of several ids (the plateau's depends
+# on the kind).
+_CHECKS: tuple[tuple[Callable[[_History, int], HealthWarning | None], bool], ...] = (
+    (_check_nan, False),
+    (_check_collapse, False),
+    (_check_all_skip, False),
+    (_check_plateau, False),
+    (_check_drop, False),
+    (_check_final, True),
+)
+
+
+def check_health(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    total_steps: int,
+    discrete: bool = True,
+    spec: Any = None,
+    final: bool = False,
+    since: int = -1,
+) -> list[HealthWarning]:
+    """The warnings `rows` raise, each at the first step its condition held, ordered by step.
+
+    Args:
+        rows: metrics rows (training and evaluation rows, as `metrics.jsonl` holds them; other rows are ignored).
+        total_steps: the run's `training.steps` (plateau windows are a fraction of it).
+        discrete: whether the kind's accuracy is that of discrete programs (NLI, D-LPN; their training rows'
+            `pair_accuracy` is not, so it is not read).
+        spec: the run's spec, to name current values in the fixes (None: fields named without values).
+        final: the run has finished: also the end-of-run checks.
+        since: report only firings at steps after this one (rows before it are still read): what a caller that
+            checked up to `since` already knows is not recomputed.
+
+    Returns:
+        At most one warning per id: its first firing after `since`.
+    """
+    h = _history(rows, total_steps, discrete, spec)
+    found = []
+    for check, at_end in _CHECKS:
+        if at_end and not final:
+            continue
+        w = check(h, since)
+        if w is not None:
+            found.append(w)
+    found.sort(key=lambda w: (w.step, _ORDER.index(w.id)))
+    return found
+
+
+def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarning]) -> Verdict:
+    """The verdict of a finished run from its rows and the warnings `check_health(..., final=True)` gave."""
+    if warnings:
+        return Verdict("unhealthy", tuple(sorted(warnings, key=lambda w: (w.step, _ORDER.index(w.id)))))
+    if not any("split" not in r and "loss" in r for r in rows):
+        return Verdict("unchecked")
+    return Verdict("healthy")
+
+
+def health_record(
+    warnings: Sequence[HealthWarning], *, step: int, total_steps: int, verdict: Verdict | None
+) -> str:
+    """The text of `health.json`: the warnings so far and, once the run has finished, its verdict.
+
+    `{"format": "nlic-health", "version": 1, "step", "steps", "finished", "verdict": "healthy" | "unchecked" |
+    <the first failed check's id> | null while running, "line": the verdict line | null, "warnings": [{"id",
+    "step", "summary", "evidence", "cause", "fix"}, ...]}`.
+    """
+    data = {
+        "format": HEALTH_FORMAT,
+        "version": HEALTH_VERSION,
+        "step": int(step),
+        "steps": int(total_steps),
+        "finished": verdict is not None,
+        "verdict": None if verdict is None else (verdict.failed or verdict.status),
+        "line": None if verdict is None else verdict.line(),
+        "warnings": [_clean(w.as_dict()) for w in warnings],
+    }
+    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=str) + "\n"
+
+
+def _clean(value: Any) -> Any:
+    """JSON null for non-finite numbers (evidence read from rows other than training's own may hold them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def read_health(path: str | Path) -> dict[str, Any]:
+    """Read a `health.json` (bounded, located errors).
+
+    Raises:
+        CheckpointError: the file is missing, too large, not JSON, or not a health record of this version.
+    """
+    path = Path(path)
+    text = read_text(path, limit=MAX_HEADER_BYTES, what="health record", error=CheckpointError)
+    data = loads_json(text, path=str(path), error=CheckpointError)
+    if not isinstance(data, dict) or data.get("format") != HEALTH_FORMAT:
+        raise CheckpointError("not an nlic health record", loc=Loc(str(path)),
+                              hint="health.json is written by `nlic train`; re-run `nlic train --resume`")
+    if data.get("version") != HEALTH_VERSION:
+        raise CheckpointError(f"health record version {data.get('version')!r}, this nlic reads {HEALTH_VERSION}",
+                              loc=Loc(str(path)), hint="re-run `nlic train --resume` to rewrite it")
+    return data
+
+
+# --- the progress line ----------------------------------------------------------------------------------------
+
+
+def signal_text(row: Mapping[str, Any], *, vocab: int | None = None, id_accuracy: float | None = None) -> str | None:
+    """The health signals of a training row for the progress line (`tok 5/8 ppl 4.2 skip 0.31 id 0.97`); None
+    when the row has none (kinds without a codebook, before an evaluation).
+
+    `id_accuracy`: the ID accuracy of the last evaluation point, if any.
+    """
+    parts = []
+    tokens = _num(row.get("tokens_in_use"))
+    if tokens is not None:
+        parts.append(f"tok {int(tokens)}" + ("" if vocab is None else f"/{vocab}"))
+    ppl = _num(row.get("codebook_perplexity"))
+    if ppl is not None:
+        parts.append(f"ppl {ppl:.1f}")
+    skip = _num(row.get("skip_fraction"))
+    if skip is not None:
+        parts.append(f"skip {skip:.2f}")
+    if id_accuracy is not None:
+        parts.append(f"id {id_accuracy:.2f}")
+    return " ".join(parts) or None

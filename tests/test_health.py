@@ -1,0 +1,342 @@
+"""Tests of training health: the signals in the metrics, each named check on synthetic metrics rows, the verdict,
+and real tiny runs (a codebook forced into collapse, a resumed run, the CLI's verdict line)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import pytest
+
+import nlic.compiler.families as tasks
+from nlic.compiler import parse_spec
+from nlic.compiler.families import sample_split, shapes_of
+from nlic.compiler.models.dlpn import build_dlpn, dlpn_loss
+from nlic.compiler.models.nli.model import codebook_usage
+from nlic.compiler.seeds import derive_seed
+from nlic.grammar.errors import CheckpointError
+from nlic.runtime import health
+from nlic.runtime import run_dir as rd
+from nlic.runtime.cli import main
+from nlic.runtime.progress import Progress
+from nlic.runtime.train import train
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+
+# --- synthetic histories --------------------------------------------------------------------------------------
+
+# The start of specs/shift_l.yaml's run (seed 0, 3000 steps; measured): one token, all skip at step 50; two tokens,
+# loss flat and no task solved until step 350; then solved. A healthy run.
+SHIFT_L_START = [
+    (50, 2.3852, 1, 1.0, 1.0, 0.0), (100, 2.3621, 2, 1.569, 0.833, 0.0), (150, 2.3776, 2, 1.569, 0.833, 0.0),
+    (200, 2.3586, 2, 1.569, 0.833, 0.0), (250, 2.3034, 2, 1.569, 0.833, 0.0), (300, 2.1476, 2, 1.569, 0.833, 0.0),
+    (350, 1.8329, 2, 1.729, 0.763, 0.0), (400, 0.419, 3, 1.919, 0.667, 0.375), (450, 0.1005, 3, 2.205, 0.698, 1.0),
+    (500, 0.0023, 3, 2.125, 0.74, 1.0),
+]
+
+
+def nli_row(step, loss, tokens, ppl, skip, acc):
+    return {"step": step, "loss": loss, "nll": loss, "grad_norm": 0.5, "tokens_in_use": float(tokens),
+            "codebook_perplexity": ppl, "skip_fraction": skip, "id_accuracy": acc, "tasks_per_s": 100.0}
+
+
+def eval_rows(step, id_acc, ood_acc=0.0):
+    return [{"step": step, "split": "id", "accuracy": id_acc, "spec_fit": id_acc, "tasks": 100},
+            {"step": step, "split": "ood", "accuracy": ood_acc, "spec_fit": ood_acc, "tasks": 100}]
+
+
+def shift_l_history(total=3000):
+    rows = []
+    for r in SHIFT_L_START:
+        rows.append(nli_row(*r))
+        if r[0] % 500 == 0:
+            rows += eval_rows(r[0], 1.0)
+    for step in range(550, total + 1, 50):
+        rows.append(nli_row(step, 1e-5, 3, 2.1, 0.72, 1.0))
+        if step % 500 == 0:
+            rows += eval_rows(step, 1.0, 0.02)
+    return rows
+
+
+def ids(warnings):
+    return [w.id for w in warnings]
+
+
+def check(rows, total=1000, **kw):
+    return health.check_health(rows, total_steps=total, **kw)
+
+
+# --- the checks -----------------------------------------------------------------------------------------------
+
+
+def test_the_shipped_healthy_run_raises_nothing():
+    rows = shift_l_history()
+    warnings = check(rows, 3000, final=True)
+    assert warnings == []
+    verdict = health.verdict_of(rows, warnings)
+    assert verdict.healthy and verdict.line() == "verdict: healthy"
+
+
+def test_codebook_collapse_needs_patience_and_an_unsolved_task():
+    one = [nli_row(s, 2.0 - s / 1e4, 1, 1.0, 0.0, 0.0) for s in (10, 20, 30, 40)]
+    assert check(one[:2]) == []  # 2 rows: a fresh inductor writes one token everywhere for a while
+    (w,) = check(one[:3])
+    assert (w.id, w.step) == ("codebook-collapse", 30)
+    assert w.evidence["tokens_in_use"] == 1 and "1 token in use" in w.summary and "perplexity 1.00" in w.summary
+    # A usage perplexity near 1 is a collapse even with a second token in a few slots.
+    near = [nli_row(s, 2.0, 2, 1.05, 0.0, 0.0) for s in (10, 20, 30)]
+    assert ids(check(near)) == ["codebook-collapse"]
+    # A one-token language that solves the tasks is not reported; neither is a streak that is broken.
+    solved = [nli_row(s, 0.1, 1, 1.0, 0.0, 0.9) for s in (10, 20, 30)]
+    assert check(solved) == []
+    broken = [nli_row(10, 2, 1, 1.0, 0, 0), nli_row(20, 2, 3, 2.0, 0, 0), nli_row(30, 2, 1, 1.0, 0, 0),
+              nli_row(40, 2, 1, 1.0, 0, 0)]
+    assert check(broken) == []
+
+
+def test_collapse_fix_names_the_spec_fields_and_their_values():
+    spec = parse_spec(TINY_NLI.replace("REG", "1.0").replace("STEPS", "10"), "tiny.yaml")
+    rows = [nli_row(s, 2.0, 1, 1.0, 0.0, 0.0) for s in (2, 4, 6)]
+    (w,) = check(rows, 10, spec=spec)
+    assert "1 of 4 tokens in use" in w.summary
+    assert "relaxation.reg_weight 0 (now 1.0)" in w.fix
+    assert "relaxation.tau_inductor" in w.fix and "language.vocab (now 4)" in w.fix
+    line = health.verdict_of(rows, [w]).line()
+    assert line.startswith("verdict: codebook-collapse (step 6: 1 of 4 tokens in use, perplexity 1.00): try ")
+    assert "\n" not in line
+
+
+def test_all_skip():
+    rows = [nli_row(s, 2.0, 2, 1.03, 0.995, 0.0) for s in (10, 20, 30)]
+    found = check(rows)
+    assert "all-skip" in ids(found)
+    w = next(x for x in found if x.id == "all-skip")
+    assert w.step == 30 and w.evidence["skip_fraction"] == pytest.approx(0.995)
+    assert "skip" in w.summary and "tau_inductor" in w.fix
+    # Shift-L's start: all skip for one logged row only.
+    assert check([nli_row(*r) for r in SHIFT_L_START[:3]]) == []
+
+
+def test_plateau_without_discrete_accuracy():
+    flat = [nli_row(s, 2.30 + 0.01 * (s % 100 == 0), 3, 2.5, 0.3, 0.0) for s in range(50, 1001, 50)]
+    (w,) = check(flat, 1000)
+    # Window: 20% of 1000 steps, first fires once the run is that long and the window holds 4 rows.
+    assert (w.id, w.step) == ("plateau-no-discrete", 200)
+    assert w.evidence["max_accuracy"] == 0.0 and w.evidence["improvement"] < health.PLATEAU_IMPROVEMENT
+    # A falling loss, or a task solved in the window, is no plateau.
+    falling = [nli_row(s, 2.3 * 0.9 ** (s / 50), 3, 2.5, 0.3, 0.0) for s in range(50, 1001, 50)]
+    assert check(falling, 1000) == []
+    solving = [dict(r, id_accuracy=0.25 if r["step"] % 150 == 0 else 0.0) for r in flat]
+    assert check(solving, 1000) == []
+    # The ID evaluation counts as an accuracy too (D-LPN's training rows have none of the discrete programs).
+    dlpn = [{"step": s, "loss": 2.3, "nll": 2.3, "pair_accuracy": 0.9} for s in range(50, 1001, 50)]
+    assert check(dlpn, 1000) == []  # no discrete accuracy at all: nothing to judge
+    with_evals = dlpn[:4] + eval_rows(200, 0.0)
+    assert ids(check(with_evals, 1000)) == ["plateau-no-discrete"]
+
+
+def test_plateau_of_a_kind_without_discrete_programs():
+    rows = [{"step": s, "loss": 1.37, "nll": 1.37, "pair_accuracy": 0.0, "grad_norm": 0.1} for s in range(50, 1001, 50)]
+    (w,) = check(rows, 1000, discrete=False)
+    assert w.id == "plateau-zero-accuracy" and w.step == 200
+    learning = [dict(r, pair_accuracy=0.8) for r in rows]
+    assert check(learning, 1000, discrete=False) == []
+
+
+def test_nan_loss_fires_at_once():
+    rows = [nli_row(10, 2.0, 3, 2.0, 0.3, 0.0), dict(nli_row(20, 2.0, 3, 2.0, 0.3, 0.0), loss=None, nll=None)]
+    (w,) = check(rows)
+    assert (w.id, w.step) == ("nan-loss", 20) and "training.lr" in w.fix
+    inf = [dict(nli_row(10, 2.0, 3, 2.0, 0.3, 0.0), grad_norm=math.inf)]
+    assert ids(check(inf)) == ["nan-loss"]
+
+
+def test_id_accuracy_drop_and_low_at_end():
+    rows = [nli_row(s, 0.01, 3, 2.0, 0.3, 1.0) for s in range(100, 1001, 100)]
+    with_evals = rows[:5] + eval_rows(500, 0.95) + rows[5:] + eval_rows(1000, 0.3)
+    (w,) = check(with_evals, 1000)
+    assert (w.id, w.step) == ("id-accuracy-drop", 1000) and w.evidence["best"] == 0.95
+    # At the end: the last ID evaluation (Comp-I seed 1 ends at 0.06), or the training batch's without one.
+    broken = rows + eval_rows(1000, 0.06)
+    assert check(broken, 1000) == []  # not before the run has finished
+    (w,) = check(broken, 1000, final=True)
+    assert (w.id, w.step) == ("id-accuracy-low-at-end", 1000) and "0.06" in w.summary
+    assert check(rows + eval_rows(1000, 0.5), 1000, final=True) == []
+    no_eval = [dict(r, id_accuracy=0.0) for r in rows[-3:]]
+    assert ids(check(no_eval, 1000, final=True)) == ["id-accuracy-low-at-end"]
+
+
+def test_checks_are_causal_so_checking_as_you_go_equals_checking_at_the_end():
+    rows = ([nli_row(s, 2.3, 2, 1.5, 0.5, 0.0) for s in range(50, 401, 50)]
+            + [nli_row(s, 2.3, 1, 1.0, 0.0, 0.0) for s in range(450, 601, 50)]
+            + [dict(nli_row(650, 2.3, 1, 1.0, 0.0, 0.0), loss=None)])
+    full = check(rows, 1000, final=True)
+    assert ids(full) == ["plateau-no-discrete", "codebook-collapse", "nan-loss", "id-accuracy-low-at-end"]
+    seen, since = {}, -1
+    for i in range(1, len(rows) + 1):
+        for w in check(rows[:i], 1000, since=since):
+            seen.setdefault(w.id, w)
+        since = rows[i - 1]["step"]
+    final = {w.id: w for w in check(rows, 1000, final=True)}
+    assert {k: (w.step, w.summary) for k, w in seen.items()} == \
+        {k: (w.step, w.summary) for k, w in final.items() if k != "id-accuracy-low-at-end"}
+    verdict = health.verdict_of(rows, full)
+    assert not verdict.healthy and verdict.failed == "plateau-no-discrete"
+    assert "(also: codebook-collapse, id-accuracy-low-at-end, nan-loss)" in verdict.line()
+
+
+def test_no_logged_step_is_unchecked_not_healthy():
+    verdict = health.verdict_of([], [])
+    assert verdict.status == "unchecked" and not verdict.healthy and "unchecked" in verdict.line()
+
+
+def test_health_record_round_trips_and_bad_records_are_located(tmp_path):
+    w = check([nli_row(s, 2.0, 1, 1.0, 0.0, 0.0) for s in (2, 4, 6)], 10)
+    text = health.health_record(w, step=6, total_steps=10, verdict=health.verdict_of([], w))
+    (tmp_path / "health.json").write_text(text)
+    data = health.read_health(tmp_path / "health.json")
+    assert data["verdict"] == "codebook-collapse" and data["finished"] and data["warnings"][0]["step"] == 6
+    (tmp_path / "health.json").write_text('{"format": "nlic-health", "version": 1,\n "step": NaN}')
+    with pytest.raises(CheckpointError) as e:
+        health.read_health(tmp_path / "health.json")
+    assert f"{tmp_path / 'health.json'}:2:" in e.value.render()
+    (tmp_path / "health.json").write_text("[]")
+    with pytest.raises(CheckpointError, match="not an nlic health record"):
+        health.read_health(tmp_path / "health.json")
+
+
+# --- the signals ----------------------------------------------------------------------------------------------
+
+
+def test_codebook_usage():
+    usage = jax.jit(codebook_usage, static_argnums=(2, 3))  # one compilation for the three cases
+    tokens = jnp.asarray([[0, 0, 1, 1], [2, 2, 2, 2]])
+    weights = jnp.asarray([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])  # the second row is a masked pair
+    u = usage(tokens, weights, 4, 0)
+    assert float(u["tokens_in_use"]) == 2 and float(u["codebook_perplexity"]) == pytest.approx(2.0)
+    assert float(u["skip_fraction"]) == pytest.approx(0.5)
+    one = usage(jnp.full((2, 4), 3), jnp.ones((2, 4)), 4, 0)
+    assert float(one["codebook_perplexity"]) == pytest.approx(1.0) and float(one["skip_fraction"]) == 0.0
+    none = usage(tokens, jnp.zeros((2, 4)), 4, 0)
+    assert float(none["tokens_in_use"]) == 0 and float(none["codebook_perplexity"]) == 1.0
+
+
+def test_signal_text_and_progress_line():
+    row = nli_row(50, 2.0, 5, 4.23, 0.31, 0.0)
+    assert health.signal_text(row, vocab=8) == "tok 5/8 ppl 4.2 skip 0.31"
+    assert health.signal_text(row, vocab=8, id_accuracy=0.97) == "tok 5/8 ppl 4.2 skip 0.31 id 0.97"
+    assert health.signal_text({"step": 1, "loss": 1.0, "pair_accuracy": 1.0}) is None  # LPN: no codebook
+    out = io.StringIO()
+    bar = Progress(10, stream=out)
+    bar.update(5, 1.25, 100.0, force=True, signals="tok 5/8 ppl 4.2 skip 0.31")
+    bar.update(6, 1.0, force=True)  # the signals stay until new ones come
+    lines = out.getvalue().splitlines()
+    assert "loss 1.2500  tok 5/8 ppl 4.2 skip 0.31" in lines[0] and "tok 5/8" in lines[1]
+
+
+def test_dlpn_reports_its_codebook():
+    spec = parse_spec(TINY_NLI.replace("REG", "0.0").replace("STEPS", "2").replace("kind: nli", "kind: dlpn"),
+                      "tiny.yaml")
+    batch = sample_split(spec, "train", 2, seed=0).batch()
+
+    def loss_of_a_fresh_model(b):
+        model = build_dlpn(spec, shapes_of(spec), key=jax.random.key(0))
+        return dlpn_loss(model, b, jnp.asarray(0.5), key=jax.random.key(1))
+
+    # Shapes only (traced, neither compiled nor run): the values are codebook_usage's, tested above.
+    _, metrics = eqx.filter_eval_shape(loss_of_a_fresh_model, batch)
+    assert {"tokens_in_use", "codebook_perplexity", "skip_fraction"} <= set(metrics)
+    assert all(metrics[k].shape == () for k in ("tokens_in_use", "codebook_perplexity", "skip_fraction"))
+
+
+# --- real tiny runs -------------------------------------------------------------------------------------------
+
+TINY_NLI = """\
+version: 1
+name: tiny_health
+seed: 0
+task:
+  family: shift
+  params: {split: shift_l, length: 6, alphabet: 3, train_shifts: 1..2, ood_shifts: 3..4}
+  pairs: 2
+language: {vocab: 4, length: 2, max_length: 2}
+model:
+  kind: nli
+  inductor: {layers: 1, width: 8, heads: 1, mlp_ratio: 1, head_hidden: 8}
+  executor: {layers: 1, width: 8, heads: 1, mlp_ratio: 1}
+relaxation: {reg_weight: REG}
+training: {steps: STEPS, batch: 4, warmup: 2, log_every: 2, eval_every: 0, checkpoint_every: 4}
+search: {method: none}
+"""
+
+
+@pytest.fixture(scope="module")
+def collapsed(tmp_path_factory):
+    """A tiny NLI run whose token-count regulariser (reg_weight 20) holds the codebook at one token."""
+    spec = parse_spec(TINY_NLI.replace("REG", "20.0").replace("STEPS", "12"), "tiny.yaml")
+    run = tmp_path_factory.mktemp("collapsed") / "run"
+    return spec, train(spec, out=run, progress=False)
+
+
+def test_a_run_forced_into_collapse_says_so(collapsed):
+    spec, res = collapsed
+    assert res.verdict is not None and not res.verdict.healthy
+    assert res.verdict.failed == "codebook-collapse"
+    assert res.verdict.line().startswith("verdict: codebook-collapse (step 6: 1 of 4 tokens in use, perplexity 1.00)")
+    data = health.read_health(res.run_dir / "health.json")
+    assert data["finished"] and data["verdict"] == res.verdict.failed and data["line"] == res.verdict.line()
+    assert "codebook-collapse" in [w["id"] for w in data["warnings"]]
+
+
+def test_metrics_rows_carry_the_signals(collapsed):
+    rows = [r for r in rd.read_metrics(collapsed[1].run_dir) if "split" not in r]
+    assert [r["step"] for r in rows] == list(range(2, 13, 2))
+    for r in rows:
+        assert 1.0 <= r["codebook_perplexity"] <= r["tokens_in_use"] + 1e-4
+        assert 0.0 <= r["skip_fraction"] <= 1.0 and 1 <= r["tokens_in_use"] <= 4
+
+
+def test_resume_gives_the_same_verdict(collapsed, tmp_path, monkeypatch):
+    spec, full = collapsed
+    real = tasks.sample_split
+
+    def interrupt_at_step_9(spec_, split, n, *, seed):
+        if split == "train" and seed == derive_seed(spec_.seed, "train", 9):
+            raise KeyboardInterrupt
+        return real(spec_, split, n, seed=seed)
+
+    monkeypatch.setattr(tasks, "sample_split", interrupt_at_step_9)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, out=tmp_path / "run", progress=False)
+    monkeypatch.setattr(tasks, "sample_split", real)
+    assert not health.read_health(tmp_path / "run" / "health.json")["finished"]
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    res = train(spec, out=tmp_path / "run", resume=True, progress=True)
+    assert res.verdict == full.verdict
+    assert err.getvalue().rstrip().splitlines()[-1] == full.verdict.line()
+    a = json.loads((tmp_path / "run" / "health.json").read_text())
+    b = json.loads((full.run_dir / "health.json").read_text())
+    assert a == b
+
+
+def test_cli_prints_the_verdict_without_progress_too(tmp_path, capsys, monkeypatch):
+    from test_train import tiny_text  # registers the stand-in kind, which compiles in a second
+
+    (tmp_path / "spec.yaml").write_text(tiny_text(steps=4, ckpt=2))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "spec.yaml", "--out", "run", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("verdict: ") and "step 4/4" not in err  # the verdict, and no progress
+    assert health.read_health(tmp_path / "run" / "health.json")["line"] == last
+    # A finished run resumed again keeps its verdict (nothing to train: the checks see the same rows).
+    assert main(["train", "spec.yaml", "--out", "run", "--resume", "--no-progress"]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == last
