@@ -184,6 +184,12 @@ class RelaxationSpec:
     tau_inductor: Schedule = _f(Schedule("exp", 8.0, 0.5), "Inductor Gumbel-Softmax temperature over training.")
     tau_executor: Schedule = _f(Schedule("exp", 2.0, 0.5), "Interpreter Gumbel-Softmax temperature over training.")
     straight_through: bool = _f(False, "Hard one-hot tokens forward, soft gradients backward.")
+    hard_states: bool = _f(
+        False,
+        "Interpreter: the value state passed from one step to the next is one-hot in the forward pass (straight-"
+        "through: soft gradients backward); the output stays soft for the loss. Closes the gap between relaxed "
+        "and discrete execution (a state that keeps information off its argmax).",
+    )
     reg_weight: float = _f(0.01, "lambda_reg: weight of the reuse regulariser (expected distinct tokens per batch).", min=0.0)
     inductor_gumbel: bool = _f(True, "Add Gumbel noise to the inductor's token logits (ablation: false).")
     executor_gumbel: bool = _f(True, "Add Gumbel noise to the interpreter's value logits (ablation: false).")
@@ -205,6 +211,17 @@ class TrainingSpec:
     log_every: int = _f(50, "Steps between metric rows.", min=1)
     eval_every: int = _f(500, "Steps between ID/OOD evaluations (0 disables).", min=0)
     checkpoint_every: int = _f(500, "Steps between checkpoints (0: only at the end).", min=0)
+    restarts: int = _f(
+        2,
+        "Fresh starts from a derived seed allowed when a health check fails before the probe point "
+        "(`nlic.runtime.recovery`); 0: never restart.",
+        min=0, max=1000,
+    )
+    probe: float = _f(
+        0.5,
+        "Fraction of the steps up to which an attempt with a health warning is abandoned for a fresh start.",
+        min=0.0, max=1.0,
+    )
 
 
 DEEPENED_METHODS = ("enumerate", "cascade")

@@ -13,6 +13,11 @@ cap_cpu_isa()  # before jax creates its CPU client: reproducible weights across 
 
 from nlic.runtime.build import Artifact as Artifact, load_artifact as load_artifact, write_build as write_build
 from nlic.runtime.compile_cache import enable_compile_cache as enable_compile_cache
+from nlic.runtime.distributed import (
+    DistributedError as DistributedError,
+    initialize as init_distributed,
+    launch as launch_processes,
+)
 from nlic.runtime.evaluate import evaluate as evaluate, trained_model as trained_model
 from nlic.runtime.export import export_tasks as export_tasks
 from nlic.runtime.report import InspectReport as InspectReport, inspect_run as inspect_run
@@ -28,6 +33,7 @@ from nlic.runtime.train import TrainResult as TrainResult, train as train
 
 __all__ = [
     "Artifact",
+    "DistributedError",
     "InspectReport",
     "SolveResult",
     "SolvedFiles",
@@ -35,7 +41,9 @@ __all__ = [
     "enable_compile_cache",
     "evaluate",
     "export_tasks",
+    "init_distributed",
     "inspect_run",
+    "launch_processes",
     "load_artifact",
     "load_run",
     "replay",

@@ -10,10 +10,14 @@ import argparse
 import errno
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
+import jax
+
 from nlic.grammar.errors import NlicError, escape
+from nlic.runtime import distributed
 from nlic.runtime.commands import COMMANDS
 from nlic.runtime.compile_cache import DEFAULT, enable_compile_cache, resolve_cache_dir
 
@@ -42,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nlic` console script; returns the exit code."""
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # what `--processes N` hands to the processes it launches (`nlic.runtime.distributed`)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -53,7 +59,16 @@ def main(argv: list[str] | None = None) -> int:
             enable_compile_cache(None if args.no_compile_cache else args.compile_cache or DEFAULT)
         return args._run(args)
 
-    return guarded(run, debug=debug)
+    try:
+        code = guarded(run, debug=debug)
+    except Exception:
+        if jax.distributed.is_initialized():
+            traceback.print_exc()
+            distributed.exit_now(1)
+        raise
+    if code and jax.distributed.is_initialized():
+        distributed.exit_now(code)  # not jax's exit handler, which would wait for the others, then abort
+    return code
 
 
 _OS_HINTS = {

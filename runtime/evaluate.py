@@ -24,6 +24,7 @@ from nlic.compiler.families import evaluation_tasks
 from nlic.compiler.identity import UNTRAINED_SECTIONS, trained_spec_diff
 from nlic.compiler.kinds import kind_of
 from nlic.compiler.lower import abstract_model
+from nlic.compiler.models.nli.search import enumeration_chunks
 from nlic.compiler.spec import SearchSpec, Spec
 from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, SpecError, did_you_mean
 from nlic.grammar.reading import MAX_HEADER_BYTES, loads_json, read_text
@@ -167,12 +168,20 @@ def _compiled_flops(kind: Any, model: Any, batch: Any, search: SearchSpec) -> fl
     return float(cost.get("flops", math.nan)) if cost else math.nan
 
 
+def _enumeration_chunks(kind: Any, model: Any, search: SearchSpec) -> int:
+    """Iterations of the NLI's enumeration loop in `search` (0 for other kinds and methods)."""
+    if kind.name != "nli" or search.method not in ("enumerate", "cascade"):
+        return 0
+    return enumeration_chunks(search.branch_width(model.cfg.vocab), search.depth)
+
+
 def solve_flops(kind: Any, model: Any, tasks: Any, search: SearchSpec) -> float:
     """Test-time FLOPs per task of `kind.solve` with `search`, from XLA's cost analysis of the compiled solve.
 
     XLA counts the body of a loop once whatever its trip count, so for step-budget methods the cost is
     extrapolated from one and zero steps: F(b) = F(1) + (b - 1) * (F(1) - F(0)), exact for a fixed-length scan
-    and an upper bound for searches that stop early. A staged search (`deepen`) counts every stage, the cost of a
+    and an upper bound for searches that stop early; the NLI's enumeration loop likewise, from depth d and depth 0,
+    times its iterations (`enumeration_chunks`). A staged search (`deepen`) counts every stage, the cost of a
     task no stage before the last solves (an upper bound). NaN when the solve cannot be lowered as one function.
     """
     stages = search.stages()
@@ -187,6 +196,12 @@ def solve_flops(kind: Any, model: Any, tasks: Any, search: SearchSpec) -> float:
             total = one + (search.steps - 1) * max(one - zero, 0.0)
         else:
             total = _compiled_flops(kind, model, batch, search)
+        chunks = _enumeration_chunks(kind, model, search)
+        if chunks > 1:  # the enumeration loop's body is counted once too: add the other iterations
+            no_steps = dataclasses.replace(search, steps=0)
+            body = _compiled_flops(kind, model, batch, no_steps) - \
+                _compiled_flops(kind, model, batch, dataclasses.replace(no_steps, depth=0))
+            total += (chunks - 1) * max(body, 0.0)
     except Exception:  # noqa: BLE001  a method with host-side control flow has no single compiled cost
         return math.nan
     return total / size

@@ -11,7 +11,8 @@ checks that apply to it: the codebook checks need `tokens_in_use` / `codebook_pe
 
 The signals: in training rows `loss` (and `nll`), `grad_norm`, `tokens_in_use`, `codebook_perplexity`,
 `skip_fraction`, `id_accuracy` (the NLI's discrete argmax program on each training task's query pair) or
-`pair_accuracy` (the baselines' own prediction); in evaluation rows (`{"split": "id", "accuracy": ...}`, every
+`pair_accuracy` (the baselines' own prediction), `relaxed_accuracy` (the NLI's same programs run with soft value
+states: its excess over `id_accuracy` is the relaxation gap); in evaluation rows (`{"split": "id", "accuracy": ...}`, every
 `training.eval_every` steps) the accuracy of the discrete programs found without search.
 """
 
@@ -41,6 +42,8 @@ __all__ = [
     "PLATEAU_MIN_ROWS",
     "PLATEAU_IMPROVEMENT",
     "ACCURACY_DROP",
+    "RELAXATION_GAP",
+    "RELAXATION_GAP_PATIENCE",
     "FINAL_ID_ACCURACY",
     "ID_SPLIT",
     "CHECK_IDS",
@@ -84,13 +87,18 @@ PLATEAU_IMPROVEMENT = 0.05
 """...in which the best loss of its second half improved on its first half's by less than this fraction."""
 ACCURACY_DROP = 0.5
 """`id-accuracy-drop`: the ID evaluation accuracy fell this far below the best it had reached."""
+RELAXATION_GAP = 0.3
+"""`relaxation-gap`: the training batch's argmax programs solve at least this much more of the tasks when run with
+soft value states (`relaxed_accuracy`) than run discretely (`id_accuracy`)..."""
+RELAXATION_GAP_PATIENCE = 3
+"""...in this many logged rows in a row (Comp-I seed 1: 0.9 against 0.0 at once; a healthy run's gap is 0)."""
 FINAL_ID_ACCURACY = 0.1
 """`id-accuracy-low-at-end`: a finished run whose last ID accuracy is below this (Comp-I seed 1 ends at 0.06)."""
 ID_SPLIT = "id"
 """The evaluation split whose accuracy is the in-distribution one."""
 
-_ORDER = ("nan-loss", "codebook-collapse", "all-skip", "plateau-no-discrete", "plateau-zero-accuracy",
-          "id-accuracy-drop", "id-accuracy-low-at-end")
+_ORDER = ("nan-loss", "codebook-collapse", "all-skip", "relaxation-gap", "plateau-no-discrete",
+          "plateau-zero-accuracy", "id-accuracy-drop", "id-accuracy-low-at-end")
 CHECK_IDS: tuple[str, ...] = _ORDER
 """Every warning id, in the order warnings of the same step are reported."""
 
@@ -345,6 +353,31 @@ def _check_collapse(h: _History, since: int) -> HealthWarning | None:
         "; ".join(fixes))
 
 
+def _gap(row: Mapping[str, Any]) -> float | None:
+    relaxed, discrete = _num(row.get("relaxed_accuracy")), _num(row.get("id_accuracy"))
+    if relaxed is None or discrete is None or discrete >= SOLVED_ACCURACY:
+        return None
+    return relaxed - discrete
+
+
+def _check_relaxation_gap(h: _History, since: int) -> HealthWarning | None:
+    i = _runs(h, since, RELAXATION_GAP_PATIENCE, lambda r: (_gap(r) or 0.0) >= RELAXATION_GAP)
+    if i is None:
+        return None
+    row = h.train[i]
+    relaxed, discrete = float(row["relaxed_accuracy"]), float(row["id_accuracy"])
+    hard = _field(h.spec, "relaxation.hard_states")
+    fix = "relaxation.hard_states: true (now false)" if hard is False else "relaxation.hard_states: true"
+    return HealthWarning(
+        "relaxation-gap", row["step"],
+        f"the batch's programs solve {relaxed:.2f} with soft value states but {discrete:.2f} run discretely, "
+        f"for {RELAXATION_GAP_PATIENCE} logged steps",
+        {"relaxed_accuracy": relaxed, "id_accuracy": discrete, "rows": RELAXATION_GAP_PATIENCE},
+        "the interpreter passes information from one token to the next through value states that are not "
+        "one-hot (mass off the argmax), which the discrete program, one value per position, loses",
+        fix + "; then " + _slower(h.spec))
+
+
 def _check_plateau(h: _History, since: int) -> HealthWarning | None:
     window = max(PLATEAU_WINDOW * h.total, 1.0)
     for i, row in enumerate(h.train):
@@ -432,6 +465,7 @@ _CHECKS: tuple[tuple[Callable[[_History, int], HealthWarning | None], bool], ...
     (_check_nan, False),
     (_check_collapse, False),
     (_check_all_skip, False),
+    (_check_relaxation_gap, False),
     (_check_plateau, False),
     (_check_drop, False),
     (_check_final, True),
@@ -484,13 +518,15 @@ def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarni
 
 
 def health_record(
-    warnings: Sequence[HealthWarning], *, step: int, total_steps: int, verdict: Verdict | None
+    warnings: Sequence[HealthWarning], *, step: int, total_steps: int, verdict: Verdict | None,
+    restarts: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The text of `health.json`: the warnings so far and, once the run has finished, its verdict.
 
     `{"format": "nlic-health", "version": 1, "step", "steps", "finished", "verdict": "healthy" | "unchecked" |
     <the first failed check's id> | null while running, "line": the verdict line | null, "warnings": [{"id",
-    "step", "summary", "evidence", "cause", "fix"}, ...]}`.
+    "step", "summary", "evidence", "cause", "fix"}, ...], "restarts": [{"attempt", "step", "reason", "summary"},
+    ...]}` (the attempts abandoned before this one, `nlic.runtime.recovery`).
     """
     data = {
         "format": HEALTH_FORMAT,
@@ -501,6 +537,7 @@ def health_record(
         "verdict": None if verdict is None else (verdict.failed or verdict.status),
         "line": None if verdict is None else verdict.line(),
         "warnings": [_clean(w.as_dict()) for w in warnings],
+        "restarts": [_clean(dict(r)) for r in restarts],
     }
     return json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=str) + "\n"
 

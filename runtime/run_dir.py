@@ -38,6 +38,8 @@ __all__ = [
     "EXECUTOR_WEIGHTS_FILE",
     "HEALTH_FILE",
     "CHECKPOINT_DIR",
+    "RESTARTS_FILE",
+    "ATTEMPTS_DIR",
     "RESULT_FILES",
     "env_info",
     "prepare",
@@ -63,9 +65,11 @@ MODEL_META_FILE = "model.json"
 EXECUTOR_WEIGHTS_FILE = "executor_weights.npz"
 HEALTH_FILE = "health.json"  # warnings and verdict (`nlic.runtime.health`)
 CHECKPOINT_DIR = "checkpoints"
+RESTARTS_FILE = "restarts.json"  # the attempt a run is in (`nlic.runtime.recovery`)
+ATTEMPTS_DIR = "attempts"  # abandoned attempts' metrics, health records and checkpoints
 # Everything a run writes; `--force` removes exactly these and nothing else a user may have put there.
 RESULT_FILES = (SPEC_FILE, ENV_FILE, METRICS_FILE, MODEL_FILE, MODEL_META_FILE, EXECUTOR_WEIGHTS_FILE, HEALTH_FILE,
-                CHECKPOINT_DIR)
+                CHECKPOINT_DIR, RESTARTS_FILE, ATTEMPTS_DIR)
 MODEL_FORMAT = 1
 MODEL_FORMAT_TAG = "nlic-model"
 _RESUME = "then continue with `nlic train --resume`: the last checkpoint written is intact"
@@ -75,14 +79,15 @@ _RESUME = "then continue with `nlic train --resume`: the last checkpoint written
 
 
 def env_info() -> dict[str, Any]:
-    """Versions, backend and devices of this process (written to `env.json` for reproducibility)."""
+    """Versions, backend and devices of this process (written to `env.json` for reproducibility; a multi-process
+    run adds `process_count`, its devices being every process's)."""
     versions = {}
     for pkg in ("nlic", "jax", "jaxlib", "equinox", "optax", "numpy", "lark", "PyYAML"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    return {
+    info = {
         "python": sys.version.split()[0],
         "versions": versions,
         "backend": jax.default_backend(),
@@ -93,6 +98,9 @@ def env_info() -> dict[str, Any]:
         # The fingerprint depends on these too (nlic.runtime.numerics caps the CPU instruction set).
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
+    if jax.process_count() > 1:
+        info["process_count"] = jax.process_count()
+    return info
 
 
 def _writing(what: str) -> contextlib.AbstractContextManager[None]:

@@ -4,6 +4,8 @@ in fixed-size batches (one jit trace) and scores the predictions against the kno
 
 A search with several stages (`SearchSpec.stages`, e.g. `deepen`) runs each stage only on the tasks that the
 earlier ones left unsolved (spec fit below 1), with the same batch shape, so each stage is traced once.
+In a multi-process run (`nlic.runtime.distributed`) the batches are split over the processes and the results
+gathered: the same results, batch by batch, as one process.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from nlic.compiler.kinds import MODEL_KINDS, ModelKind, kind_of
 from nlic.compiler.spec import SearchSpec, Spec
 from nlic.grammar.errors import Loc, SpecError, did_you_mean
 from nlic.grammar.program import ProgramFile, format_programs
+from nlic.runtime import distributed
 from nlic.runtime.files import atomic_write
 from nlic.runtime.outputs import refuse_existing
 from nlic.runtime.replay import Language, jsonl, program_file
@@ -100,9 +103,14 @@ def _stage_label(stages: tuple[SearchSpec, ...], s: int) -> str:
 
 
 def _solve_batches(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, size: int, key, *,
-                   progress: bool, label: str, t0: float) -> tuple[np.ndarray, ...] | None:
-    """Run one search over `tasks` in batches of `size` (the last one padded); None when there are no tasks."""
+                   progress: bool, label: str, t0: float, shard: bool = False) -> tuple[np.ndarray, ...] | None:
+    """Run one search over `tasks` in batches of `size` (the last one padded); None when there are no tasks.
+
+    `shard`: split the batches over the processes of a multi-process run (`_solve_shared`).
+    """
     n = len(tasks)
+    if shard and distributed.is_distributed() and n:
+        return _solve_shared(kind, model, tasks, search, size, key, progress=progress, label=label, t0=t0)
     parts = []
     for b, start in enumerate(range(0, n, size)):
         chunk = tasks.take(slice(start, start + size))
@@ -116,6 +124,31 @@ def _solve_batches(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, s
     return tuple(np.concatenate(p) for p in zip(*parts))
 
 
+def _solve_shared(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, size: int, key, *,
+                  progress: bool, label: str, t0: float) -> tuple[np.ndarray, ...]:
+    """`_solve_batches` over the processes: each solves a contiguous block of the batches on its own devices with
+    the batch's own key (`fold_in(key, b)`, as one process would), and every process gets all rows.
+
+    Blocks are padded to the same number of batches with repeats of the last one (computed, then dropped), so
+    every process contributes arrays of one shape.
+    """
+    n = len(tasks)
+    batches = -(-n // size)
+    count, me = distributed.process_count(), distributed.process_index()
+    per = -(-batches // count)
+    parts = []
+    for j in range(per):
+        b = min(me * per + j, batches - 1)
+        chunk = tasks.take(slice(b * size, b * size + size))
+        sol = kind.solve(model, _pad(chunk, size).batch(), search, key=jax.random.fold_in(key, b))
+        parts.append(tuple(np.asarray(a) for a in sol))
+        if progress and distributed.is_main():
+            print(f"solve{label}: batch {j + 1}/{per} of process 0 ({n} tasks over {count} processes), "
+                  f"{time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+    rows = distributed.gather_rows(tuple(np.concatenate(p) for p in zip(*parts)))
+    return tuple(r[:n] for r in rows)
+
+
 def solve(
     spec: Spec | ModelKind,
     model,
@@ -124,6 +157,7 @@ def solve(
     search: SearchSpec | None = None,
     seed: int = 0,
     progress: bool = False,
+    shard: bool = False,
 ) -> SolveResult:
     """Search a program for every task and predict its query output.
 
@@ -135,6 +169,9 @@ def solve(
         search: search method and budget; defaults to `spec.search`.
         seed: seed of the search noise; results are deterministic given it.
         progress: print one line per batch to stderr.
+        shard: in a multi-process run (`nlic.runtime.distributed`), split the batches over the processes, each
+            with its own copy of `model`, and return every result on every process (the same results as one
+            process); ignored in a single process.
 
     Returns:
         A `SolveResult`.
@@ -150,7 +187,7 @@ def solve(
     for s, stage in enumerate(stages):
         stage_key = key if len(stages) == 1 else jax.random.fold_in(key, 1000 + s)
         part = _solve_batches(kind, model, tasks.take(todo), stage, size, stage_key,
-                              progress=progress, label=_stage_label(stages, s), t0=t0)
+                              progress=progress, label=_stage_label(stages, s), t0=t0, shard=shard)
         if part is None:  # no tasks
             break
         if rows is None:
@@ -318,13 +355,15 @@ def solve_to_files(
         out, predictions: where to write (defaults: `RUN/programs/<stem>.nlp` and `<stem>.predictions.jsonl`
             next to the program file, the stem from `output_stem`).
         force: overwrite output files that exist.
-        log: called with one progress line at a time (default: silent).
+        log: called with one progress line at a time (default: silent; in a multi-process run, process 0's
+            alone).
 
     Raises:
         CheckpointError: not a finished run, or an output file exists and not `force`. SpecError: bad overrides
         or an unknown split. DataError: bad tasks.
     """
-    say = log or (lambda _line: None)
+    main = distributed.is_main()  # in a multi-process run, every process searches its share; process 0 writes
+    say = log if log is not None and main else (lambda _line: None)
     _positive(n, "-n")
     spec, model = load_run(run_dir)
     kind = kind_of(spec)
@@ -346,10 +385,19 @@ def solve_to_files(
     say(f"solving {len(tasks)} tasks of '{name}' with {kind.name}, search '{search.method}' ({budget})")
     t0 = time.perf_counter()
     # progress: one line per batch of tasks on stderr.
-    result = solve(spec, model, tasks, search=search, seed=seed, progress=log is not None)
+    result = solve(spec, model, tasks, search=search, seed=seed, progress=log is not None, shard=True)
     seconds = time.perf_counter() - t0
     say(f"solved {len(tasks)} tasks in {seconds:.1f} s ({len(tasks) / max(seconds, 1e-9):.1f} tasks/s)")
+    pf = _write_solved(spec, model, kind, search, tasks, result, out, predictions, say) if main else None
+    distributed.barrier("solve-done")  # the files exist when solve_to_files returns, on every process
+    return SolvedFiles(result=result, tasks=tasks, name=name, programs=out if kind.discrete_programs else None,
+                       program_file=pf, predictions=predictions)
 
+
+def _write_solved(spec: Any, model: Any, kind: ModelKind, search: SearchSpec, tasks: TaskSet, result: SolveResult,
+                  out: Path, predictions: Path, say: Callable[[str], None]) -> ProgramFile | None:
+    """Write `solve_to_files`' program file (kinds with discrete programs) and predictions; returns the former."""
+    gradient = "gradient" in search.method
     out.parent.mkdir(parents=True, exist_ok=True)
     predictions.parent.mkdir(parents=True, exist_ok=True)
 
@@ -390,6 +438,4 @@ def solve_to_files(
         rows.append(row)
     atomic_write(predictions, jsonl(rows))
     say(f"wrote predictions to {predictions}")
-
-    return SolvedFiles(result=result, tasks=tasks, name=name, programs=out if kind.discrete_programs else None,
-                       program_file=pf, predictions=predictions)
+    return pf

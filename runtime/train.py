@@ -23,6 +23,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from nlic.compiler import families as task_api
+from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import ModelKind, kind_of
 from nlic.compiler.optim import init_state, lr_schedule, make_optimizer, make_train_step
 from nlic.compiler.printer import format_spec
@@ -30,7 +31,7 @@ from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError, DataError, Loc, SpecError
 from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.runtime import checkpoint as ckpt
-from nlic.runtime import health
+from nlic.runtime import distributed, health, recovery
 from nlic.runtime import run_dir as rd
 from nlic.runtime.files import atomic_write, writing
 from nlic.runtime.progress import Progress
@@ -82,14 +83,15 @@ def _mesh(devices: tuple[Any, ...]) -> Mesh:
 
 
 def device_mesh() -> Mesh:
-    """A 1-D mesh over every visible device, axis "batch"."""
+    """A 1-D mesh over every visible device, axis "batch" (in a multi-process run, every process's devices)."""
     return _mesh(tuple(jax.devices()))
 
 
 def shard_batch(batch: Any, mesh: Mesh | None = None) -> Any:
     """Place a `Batch` (or any pytree of arrays with a leading task axis) split over the devices.
 
-    The number of tasks must be a multiple of the device count; `pad_batch` makes it one.
+    The number of tasks must be a multiple of the device count; `pad_batch` makes it one. On a mesh over several
+    processes, every process passes the same whole batch and places only its own devices' rows.
 
     Raises:
         DataError: the task count does not divide over the devices.
@@ -101,7 +103,10 @@ def shard_batch(batch: Any, mesh: Mesh | None = None) -> Any:
             f"a batch of {n} tasks does not split evenly over {mesh.size} devices",
             hint=f"use a multiple of {mesh.size} tasks, or pad with nlic.runtime.train.pad_batch",
         )
-    return jax.device_put(batch, NamedSharding(mesh, P("batch")))
+    sharding = NamedSharding(mesh, P("batch"))
+    if not sharding.is_fully_addressable:  # other processes' devices: device_put cannot reach them
+        return distributed.global_array(batch, sharding)
+    return jax.device_put(batch, sharding)
 
 
 def pad_batch(batch: Any, multiple: int | None = None) -> tuple[Any, int]:
@@ -120,10 +125,14 @@ def pad_batch(batch: Any, multiple: int | None = None) -> tuple[Any, int]:
 
 
 def replicate(tree: Any, mesh: Mesh | None = None) -> Any:
-    """Copy every array of `tree` (model, optimiser state) to all devices."""
+    """Copy every array of `tree` (model, optimiser state) to all devices (of every process, for a mesh over
+    several processes: each passes the same values)."""
     mesh = mesh or device_mesh()
+    sharding = NamedSharding(mesh, P())
+    if not sharding.is_fully_addressable:
+        return distributed.global_array(tree, sharding)
     arrays, static = eqx.partition(tree, eqx.is_array)
-    return eqx.combine(jax.device_put(arrays, NamedSharding(mesh, P())), static)
+    return eqx.combine(jax.device_put(arrays, sharding), static)
 
 
 # --- the step -------------------------------------------------------------------------------------------------
@@ -173,8 +182,10 @@ class _Health:
     """The health checks of one run as it trains: each warning printed once, when it first fires, and kept with
     the verdict in `health.json` (`nlic.runtime.health`)."""
 
-    def __init__(self, run: Path, spec: Any, kind: ModelKind, bar: Progress, rows: list[dict[str, Any]], start: int):
+    def __init__(self, run: Path, spec: Any, kind: ModelKind, bar: Progress, rows: list[dict[str, Any]], start: int,
+                 restarts: tuple[dict[str, Any], ...] = ()):
         self.run, self.spec, self.bar = run, spec, bar
+        self.restarts = restarts  # the attempts abandoned before this one (`recovery`), for health.json
         self.discrete = kind.discrete_programs
         self.rows = rows  # every metrics row so far (a resumed run's rows up to its checkpoint first)
         self.checked = -1
@@ -225,7 +236,8 @@ class _Health:
         return verdict
 
     def _write(self, step: int, verdict: health.Verdict | None) -> None:
-        text = health.health_record(self.warnings, step=step, total_steps=self.spec.training.steps, verdict=verdict)
+        text = health.health_record(self.warnings, step=step, total_steps=self.spec.training.steps, verdict=verdict,
+                                    restarts=self.restarts)
         with writing("health record", error=CheckpointError, then="then continue with `nlic train --resume`"):
             atomic_write(self.run / rd.HEALTH_FILE, text)
 
@@ -240,6 +252,11 @@ def train(
     force: bool = False,
 ) -> TrainResult:
     """Train `spec`'s model, writing a run directory.
+
+    In a multi-process run (`nlic.runtime.distributed.initialize` first), every process calls it with the same
+    arguments: the mesh spans all processes' devices, each process samples the step's batch and places its own
+    rows, and process 0 alone writes the run directory (the others load its checkpoint on `resume`, from a file
+    system they share). Every process returns the trained model (its own copy) and fingerprint.
 
     Args:
         spec: the validated spec.
@@ -257,6 +274,8 @@ def train(
             corrupt or belongs to another spec; a file cannot be written (a full disk, a read-only or forbidden
             directory: the checkpoints already written stay intact, and `resume` continues from the last).
         SpecError: the batch does not split over the devices, or the spec's kind/task is unknown.
+        DistributedError: in a multi-process run, another process stopped (or process 0 could not prepare the
+            run directory).
     """
     if steps is not None:
         spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, steps=int(steps)))
@@ -265,50 +284,118 @@ def train(
     shapes = task_api.shapes_of(spec)
     mesh = device_mesh()
     if tr.batch % mesh.size:
+        where = f" of {distributed.process_count()} processes" if distributed.is_distributed() else ""
         raise SpecError(
-            f"training.batch = {tr.batch} does not split over the {mesh.size} visible devices",
+            f"training.batch = {tr.batch} does not split over the {mesh.size} visible devices{where}",
             loc=Loc("training.batch"), hint=f"use a multiple of {mesh.size}",
         )
+    # In a multi-process run every process computes every step; process 0 alone evaluates, checks health and
+    # writes (the others wait for it at the next step's gradient reduction).
+    main = distributed.is_main()
     eval_sets = {}
-    if tr.eval_every > 0:
+    if tr.eval_every > 0 and main:
         # Fixed evaluation tasks for the whole run, so accuracy curves compare like with like: each split's
         # evaluation sample, the tasks `nlic solve RUN SPLIT` solves and `nlic data show` prints under one id.
         for split in spec.eval.splits:
             eval_sets[split] = task_api.evaluation_tasks(spec, split)
 
     run = Path(out) if out is not None else default_run_dir(spec)
-    resuming = rd.prepare(run, resume=resume, force=force)
     optim = make_optimizer(tr)
-    start = 0
     ckdir = run / rd.CHECKPOINT_DIR
-    path = ckpt.latest_checkpoint(ckdir) if resuming else None
-    if path is not None:
+    loaded: dict[str, Any] = {}
+
+    def load(path: Path) -> tuple[Any, int]:
         # Shapes only: a mismatched checkpoint is refused before anything is initialised or compiled.
         abstract = eqx.filter_eval_shape(init_state, spec, kind, shapes, optim)
         like = (abstract[0], abstract[1], jax.eval_shape(jax.random.key_data, abstract[2]))
-        (model, opt_state, saved_key), start = ckpt.load_checkpoint(path, like, spec=spec)
+        return ckpt.load_checkpoint(path, like, spec=spec)
+
+    def open_run() -> tuple[bool, str | None, int]:
+        """Prepare the run directory (process 0 alone); returns whether it resumes, the checkpoint to load and the
+        attempt (`recovery`) it is in."""
+        resuming = rd.prepare(run, resume=resume, force=force)
+        path = ckpt.latest_checkpoint(ckdir) if resuming else None
+        if path is not None:
+            loaded["state"] = load(path)
+        elif resuming:
+            _check_same_spec(run, spec)
+        if resuming:
+            rd.truncate_metrics(run, loaded["state"][1] if path is not None else 0)
+        if not resuming or not (run / rd.SPEC_FILE).exists():
+            with writing("locked spec", error=CheckpointError, then="then continue with `nlic train --resume`"):
+                rd.write_spec(run, spec)
+        rd.write_env(run)
+        attempt = recovery.read_state(run).attempt if resuming else 0
+        return resuming, None if path is None else str(path), attempt
+
+    resuming, path, attempt = distributed.share_from_main("prepare-run", open_run)
+    history = recovery.read_state(run).history if (main and resuming) else ()
+    probe = recovery.probe_step(tr)
+    while True:
+        try:
+            return _train_attempt(
+                spec, kind, shapes, optim, mesh, run, eval_sets, progress=progress, main=main, attempt=attempt,
+                history=history, probe=probe, resuming=resuming,
+                checkpoint=None if path is None else (loaded["state"] if main else load(Path(path))),
+            )
+        except _Restart as r:
+            attempt, history, resuming, path = attempt + 1, r.history, False, None
+
+
+class _Restart(Exception):
+    """An attempt was abandoned (`recovery`); the next one starts (raised after its record is written)."""
+
+    def __init__(self, history: tuple[Any, ...]):
+        super().__init__("restart")
+        self.history = history
+
+
+def _train_attempt(spec, kind, shapes, optim, mesh, run, eval_sets, *, progress, main, attempt, history, probe,
+                   resuming, checkpoint) -> TrainResult:
+    """One attempt of `train`: from its checkpoint (or its seed's initial state) to the end, or to a restart."""
+    tr = spec.training
+    ckdir = run / rd.CHECKPOINT_DIR
+    seed = recovery.attempt_seed(spec.seed, attempt)
+    start = 0
+    if checkpoint is not None:
+        (model, opt_state, saved_key), start = checkpoint
         train_key = jax.random.wrap_key_data(saved_key)
     else:
-        if resuming:
-            _check_same_spec(run, spec)
-        model, opt_state, train_key = init_state(spec, kind, shapes, optim)
-    if resuming:
-        rd.truncate_metrics(run, start)
-    if not resuming or not (run / rd.SPEC_FILE).exists():
-        with writing("locked spec", error=CheckpointError, then="then continue with `nlic train --resume`"):
-            rd.write_spec(run, spec)
-    rd.write_env(run)
+        # Attempt 0 is the spec's own seed: a run that never restarts has the weights it always had.
+        model, opt_state, train_key = init_state(dataclasses.replace(spec, seed=seed) if attempt else spec, kind,
+                                                 shapes, optim)
 
     model, opt_state = replicate((model, opt_state), mesh)
     key_data = np.asarray(jax.random.key_data(train_key))
     step_fn = _cached_train_step(kind, tr)
     lr_at = lr_schedule(tr)
     total = tr.steps
-    bar = Progress(total, start=start, enabled=progress)
+    bar = Progress(total, start=start, enabled=progress if main else False)
     verb = "resuming" if start else "training"
-    bar.message(f"{verb} {spec.name} ({kind.name}) in {run} from step {start} of {total}")
+    procs = f" as {distributed.process_count()} processes" if distributed.is_distributed() else ""
+    which = f", attempt {attempt + 1} of at most {tr.restarts + 1} (seed {seed})" if attempt else ""
+    bar.message(f"{verb} {spec.name} ({kind.name}) in {run} from step {start} of {total}{procs}{which}")
+    restarts = tuple(dataclasses.asdict(h) for h in history)
     # Rows of a resumed run up to its checkpoint (truncated above); a new run has none.
-    checks = _Health(run, spec, kind, bar, rd.read_metrics(run) if resuming else [], start)
+    checks = _Health(run, spec, kind, bar, rd.read_metrics(run) if resuming else [], start, restarts) if main \
+        else None
+    may_restart = attempt < tr.restarts and probe > 0
+
+    def decide(done: int) -> str | None:
+        """Process 0: whether to abandon this attempt at `done`; if so, archive it and record the next one."""
+        reason = recovery.restart_reason(checks.rows, step=done, probe=probe, spec=spec,
+                                         discrete=kind.discrete_programs)
+        if reason is None:
+            return None
+        record = recovery.Restart(attempt, done, reason[0], reason[1])
+        bar.close()
+        bar.message(f"restart: attempt {attempt + 1} abandoned at step {done} ({reason[0]}: {reason[1]}); "
+                    f"starting over from seed {recovery.attempt_seed(spec.seed, attempt + 1)}")
+        recovery.archive_attempt(run, attempt, (rd.METRICS_FILE, rd.HEALTH_FILE, rd.CHECKPOINT_DIR))
+        recovery.write_state(run, recovery.RestartState(attempt, tuple(history)).after(record))
+        with writing("checkpoint folder", error=CheckpointError, then="then continue with `nlic train --resume`"):
+            ckdir.mkdir(exist_ok=True)
+        return reason[0]
 
     state = (model, opt_state, start)  # replaced in one assignment per step: always a consistent triple
     last_row: dict[str, float | None] = {}
@@ -317,15 +404,17 @@ def train(
 
     def save(s: tuple[Any, Any, int]) -> None:
         nonlocal last_ckpt
-        if s[2] != last_ckpt:
+        if main and s[2] != last_ckpt:
             ckpt.save_checkpoint(ckdir, (s[0], s[1], key_data), step=s[2], spec=spec,
                                  keep=KEEP_CHECKPOINTS)
             last_ckpt = s[2]
 
     try:
         for step in range(start, total):
-            seed = derive_seed(spec.seed, "train", step)
-            tasks = task_api.sample_split(spec, spec.task.train_split, tr.batch, seed=seed)
+            step_seed = derive_seed(seed, "train", step)
+            # Every process samples the step's whole batch (cheap, and the same losses as one process at this
+            # batch) and places its own rows.
+            tasks = task_api.sample_split(spec, spec.task.train_split, tr.batch, seed=step_seed)
             batch = shard_batch(tasks.batch(), mesh)
             t = jnp.asarray(step / max(total - 1, 1), jnp.float32)
             model, opt_state, loss, metrics, gnorm = step_fn(
@@ -340,6 +429,12 @@ def train(
                 jax.block_until_ready(loss)
                 t_log, tasks_since = time.perf_counter(), 0
             logged = done % tr.log_every == 0 or is_last
+            evaluated = tr.eval_every > 0 and (done % tr.eval_every == 0 or is_last)
+            decides = may_restart and done <= probe and (logged or evaluated)
+            if not main:
+                if decides and distributed.share_from_main(f"restart-{attempt}-{done}", lambda: None) is not None:
+                    raise _Restart(())  # process 0 archived the attempt; only its history matters
+                continue
             if logged:
                 now = time.perf_counter()
                 rate = tasks_since / max(now - t_log, 1e-9) if tasks_since else None  # JSON null, not NaN
@@ -352,10 +447,10 @@ def train(
                            signals=checks.signals(last_row))
             elif bar.due():
                 bar.update(done, float(loss))
-            evaluated = tr.eval_every > 0 and (done % tr.eval_every == 0 or is_last)
             if evaluated:
+                here = distributed.local_copy(model)  # this process's copy: evaluation is process 0's alone
                 for split, ts in eval_sets.items():
-                    row = {"step": done, "split": split, **quick_accuracy(spec, model, ts)}
+                    row = {"step": done, "split": split, **quick_accuracy(spec, here, ts)}
                     rd.append_metrics(run, row)
                     checks.add(row)
                     acc = "n/a" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
@@ -363,24 +458,38 @@ def train(
                 t_log, tasks_since = time.perf_counter(), 0  # evaluation time is not training throughput
             if logged or evaluated:
                 checks.check(done)  # after the step's every row: the checks at `done` see all of them
+            if decides and distributed.share_from_main(f"restart-{attempt}-{done}", lambda: decide(done)):
+                raise _Restart(recovery.read_state(run).history)
             if tr.checkpoint_every > 0 and done % tr.checkpoint_every == 0:
                 save(state)
+        if not main:
+            jax.block_until_ready(state[0])  # the last step's reduction, before waiting for process 0 below
         save(state)
     except KeyboardInterrupt:
         bar.close()
         save(state)
-        bar.message(f"interrupted: checkpoint of step {state[2]} saved in {ckdir}; continue with --resume")
+        if main:
+            bar.message(f"interrupted: checkpoint of step {state[2]} saved in {ckdir}; continue with --resume")
+        raise
+    except jax.errors.JaxRuntimeError as e:
+        if distributed.is_distributed():  # a collective failed: another process stopped
+            raise distributed.lost_peer(f"training step {state[2] + 1}", e) from None
         raise
     finally:
         bar.close()
 
-    model = state[0]
-    fp = rd.save_model(run, spec, model, step=state[2])
-    if kind.execute is not None:
-        rd.save_executor_weights(run, model)
-    verdict = checks.finish(state[2])
-    bar.message(f"done: {state[2]} steps, language {fp}, results in {run}")
-    bar.message(verdict.line())
+    model = distributed.local_copy(state[0])
+    fp, verdict = None, None
+    if main:
+        fp = rd.save_model(run, spec, model, step=state[2])
+        if kind.execute is not None:
+            rd.save_executor_weights(run, model)
+        verdict = checks.finish(state[2])
+        bar.message(f"done: {state[2]} steps, language {fp}, results in {run}")
+        bar.message(verdict.line())
+    else:
+        fp = fingerprint(spec, model)
+    distributed.barrier("train-done")  # the run directory is complete when train returns, on every process
     return TrainResult(model=model, step=state[2], metrics=last_row, run_dir=run, fingerprint=fp, spec=spec,
                        verdict=verdict)
 

@@ -14,6 +14,8 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
     ["lpn_pattern.py", "--spec", "no/such/spec.yaml"],
     ["search.py", "no/such/run"],
     ["speed.py", "no/such/spec.yaml"],
+    ["robustness.py", "no/such/spec.yaml"],
+    ["robustness.py", str(BENCH.parent / "specs" / "minimal" / "comp_i.yaml"), "--seeds", "no/such"],
 ], ids=lambda a: " ".join(a))
 def test_bad_input_exits_2_without_a_traceback(args, tmp_path):
     r = subprocess.run([sys.executable, str(BENCH / args[0]), *args[1:]], cwd=tmp_path, capture_output=True,

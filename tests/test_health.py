@@ -142,6 +142,21 @@ def test_plateau_without_discrete_accuracy():
     assert ids(check(with_evals, 1000)) == ["plateau-no-discrete"]
 
 
+def test_relaxation_gap():
+    # Comp-I seed 1 (measured): the argmax programs solve 0.9+ of the shift tasks with soft value states and none
+    # discretely; the loss falls, so no plateau fires, and the gap is the only sign of what is wrong.
+    leaky = [dict(nli_row(s, 2.0 * 0.97 ** (s / 50), 5, 2.6, 0.7, 0.0), relaxed_accuracy=0.45)
+             for s in range(50, 501, 50)]
+    (w,) = check(leaky, 3000, spec=parse_spec("version: 1\nname: x\ntask: {family: shift}\n", "x.yaml"))
+    assert (w.id, w.step) == ("relaxation-gap", 150)  # after 3 rows in a row
+    assert "relaxation.hard_states: true (now false)" in w.fix and w.evidence["relaxed_accuracy"] == 0.45
+    # A gap below the threshold, a broken streak, or a solved batch is none; rows without the signal are skipped.
+    assert check([dict(r, relaxed_accuracy=0.25) for r in leaky], 3000) == []
+    assert check([dict(r, relaxed_accuracy=0.45 if r["step"] % 150 else 0.0) for r in leaky], 3000) == []
+    assert check([dict(r, id_accuracy=0.6, relaxed_accuracy=1.0) for r in leaky], 3000) == []
+    assert check([{k: v for k, v in r.items() if k != "relaxed_accuracy"} for r in leaky], 3000) == []
+
+
 def test_plateau_of_a_kind_without_discrete_programs():
     rows = [{"step": s, "loss": 1.37, "nll": 1.37, "pair_accuracy": 0.0, "grad_norm": 0.1} for s in range(50, 1001, 50)]
     (w,) = check(rows, 1000, discrete=False)
@@ -272,7 +287,7 @@ model:
   inductor: {layers: 1, width: 8, heads: 1, mlp_ratio: 1, head_hidden: 8}
   executor: {layers: 1, width: 8, heads: 1, mlp_ratio: 1}
 relaxation: {reg_weight: REG}
-training: {steps: STEPS, batch: 4, warmup: 2, log_every: 2, eval_every: 0, checkpoint_every: 4}
+training: {steps: STEPS, batch: 4, warmup: 2, log_every: 2, eval_every: 0, checkpoint_every: 4, restarts: 0}
 search: {method: none}
 """
 

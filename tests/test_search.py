@@ -12,7 +12,19 @@ from test_nli import setup, tiny_spec
 
 from nlic.compiler.families import TaskSet
 from nlic.compiler.models.nli import execute, spec_scores
-from nlic.compiler.models.nli.search import SEARCH_METHODS, _grown, _likely_tokens, _statics, _tasks, search_cost
+from nlic.compiler.models.nli.model import _pair_loglik, pad_program
+from nlic.compiler.models.nli.search import (
+    SEARCH_METHODS,
+    _arguments,
+    _enumerate_best,
+    _grown,
+    _likely_tokens,
+    _slots,
+    _statics,
+    _tasks,
+    enumeration_capacity,
+    search_cost,
+)
 from nlic.compiler.ranking import best_index, better
 from nlic.compiler.spec import SearchSpec
 from nlic.grammar.errors import SpecError
@@ -244,3 +256,94 @@ def test_search_length_works_on_fewer_slots_and_pads_to_max_length(model_tasks, 
     if method == "gradient":
         full = search_cost(model, dataclasses.replace(short, length=0))
         assert search_cost(model, short) == -(-full * lang.length // lang.max_length)
+
+
+def _levels_reference(model, task, search):
+    """The enumeration as written before its loop: one vectorised block per program length, unrolled, then the
+    repetitions of every token."""
+    cfg = model.cfg
+    every = jnp.asarray([k for k in range(cfg.vocab) if k != cfg.skip_token], jnp.int32)
+    width = search.branch_width(cfg.vocab)
+    ops = every if width == every.shape[0] else _likely_tokens(model, task, every, width)
+    w = task.mask.astype(jnp.float32)
+    n = jnp.maximum(w.sum(), 1.0)
+
+    def scores(vals, lp):
+        exact = jnp.all(vals == task.outputs[None], axis=-1).astype(jnp.float32)
+        ll = jax.vmap(jax.vmap(_pair_loglik))(lp, jnp.broadcast_to(task.outputs[None], vals.shape))
+        return (exact * w[None]).sum(-1) / n, (ll * w[None]).sum(-1) / n
+
+    slots = _slots(model, task, search)
+    prog0 = jnp.argmax(model.token_logits(slots), axis=-1).astype(jnp.int32)
+    fit0, ll0 = spec_scores(model, prog0, task.inputs, task.outputs, task.mask)
+    best = (pad_program(prog0, cfg.max_length, cfg.skip_token), fit0, ll0)
+    states = task.inputs[None]
+    for level in range(1, search.depth + 1):
+        vals, lp = jax.vmap(lambda st: jax.vmap(lambda op: jax.vmap(lambda x: model.run_hard(op[None], x))(st))(ops))(
+            states)
+        vals, lp = vals.reshape((-1,) + vals.shape[2:]), lp.reshape((-1,) + lp.shape[2:])
+        fit, ll = scores(vals, lp)
+        idx = best_index(fit, ll)
+        digits = (idx // (ops.shape[0] ** jnp.arange(level - 1, -1, -1))) % ops.shape[0]
+        prog = pad_program(ops[digits][None], cfg.max_length, cfg.skip_token)[0]
+        wins = better(fit[idx], ll[idx], best[1], best[2])
+        best = jax.tree.map(lambda a, b: jnp.where(wins, a, b), (prog, fit[idx], ll[idx]), best)
+        states = vals
+
+    def repeat(carry, k):  # every token repeated k times, after the levels (as `_enumerate_best` does)
+        states, best = carry
+        vals, lp = jax.vmap(lambda st, op: jax.vmap(lambda x: model.run_hard(op[None], x))(st))(states, every)
+        fit, ll = scores(vals, lp)
+        idx = best_index(fit, ll)
+        prog = jnp.where(jnp.arange(cfg.max_length) < k, every[idx], cfg.skip_token).astype(jnp.int32)
+        wins = better(fit[idx], ll[idx], best[1], best[2])
+        return (vals, jax.tree.map(lambda a, b: jnp.where(wins, a, b), (prog, fit[idx], ll[idx]), best)), None
+
+    reps0 = jnp.broadcast_to(task.inputs[None], (every.shape[0],) + task.inputs.shape)
+    return jax.lax.scan(repeat, (reps0, best), jnp.arange(1, cfg.max_length + 1))[0][1]
+
+
+@pytest.mark.parametrize("depth, branch", [(0, 0), (1, 0), (3, 0), (4, 2)])
+def test_enumeration_loop_matches_the_unrolled_levels(model_tasks, depth, branch):
+    """The enumeration's one loop over chunks of the program tree, compiled for a deeper capacity with the depth an
+    array, finds the program the level-by-level enumeration finds (ties: shorter first, then token order), on
+    random and on planted tasks (several programs of each length fit them exactly)."""
+    spec, model, tasks = model_tasks
+    n, m, L = tasks.inputs.shape
+    prog = np.full((n, spec.language.max_length), spec.language.skip_token)
+    prog[:, 0], prog[n // 2:, 1] = 4, 2
+    outs = np.stack([np.asarray(execute(model, prog, tasks.inputs[:, j])) for j in range(m)], axis=1)
+    planted = dataclasses.replace(tasks, outputs=outs)
+    s = _search(method="enumerate", depth=depth, branch=branch)
+    static, hyper = _arguments(model, s, enumerates=True)
+    assert static.depth == enumeration_capacity(s.branch_width(spec.language.vocab), depth, spec.language.max_length)
+    assert static.depth >= depth
+    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), _tasks(tasks.batch()), _tasks(planted.batch()))
+    want = jax.jit(jax.vmap(lambda t: _levels_reference(model, t, s)))(both)
+    got = jax.jit(jax.vmap(lambda t, d: _enumerate_best(model, t, static, d)[0], in_axes=(0, None)))(both, hyper["depth"])
+    np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))
+    np.testing.assert_allclose(np.asarray(got[2]), np.asarray(want[2]), rtol=1e-5, atol=1e-6)
+    same = np.all(np.asarray(got[0]) == np.asarray(want[0]), axis=-1)
+    # Only a tie to float32 rounding may go the other way: a chunk of the tree executes its programs in a batch of
+    # another shape than a whole level did, which can move a likelihood by an ulp.
+    for i in np.flatnonzero(~same):
+        task = jax.tree.map(lambda a: a[i], both)
+        a = spec_scores(model, got[0][i], task.inputs, task.outputs, task.mask)
+        b = spec_scores(model, want[0][i], task.inputs, task.outputs, task.mask)
+        assert float(a[0]) == float(b[0]) and abs(float(a[1]) - float(b[1])) <= 1e-5 * max(1.0, abs(float(b[1])))
+    assert same.sum() >= n  # most are the same program
+
+
+def test_deepen_stages_share_one_compiled_enumeration(model_tasks):
+    """`deepen`'s enumerate stages (depth 1, 2, 3) differ only in an array argument: one trace serves them all."""
+    spec, model, tasks = model_tasks
+    batch = tasks.take(slice(0, 4)).batch()
+    jitted = eqx.filter_jit(eqx.debug.assert_max_traces(SEARCH_METHODS.get("enumerate").run.batched.__wrapped__,
+                                                        max_traces=1))
+    stages = _search(method="cascade", depth=3, deepen=True).stages()
+    assert [st.depth for st in stages if st.method == "enumerate"] == [1, 2, 3]
+    statics = {_arguments(model, st, enumerates=True)[0] for st in stages if st.method == "enumerate"}
+    assert len(statics) == 1
+    for st in stages:
+        if st.method == "enumerate":
+            jitted(model, batch, *_arguments(model, st, enumerates=True), jax.random.key(0))

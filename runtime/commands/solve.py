@@ -3,6 +3,7 @@
 Tasks come from a data file or directory, or from a split of the spec's task family (its evaluation sample: the
 tasks `nlic train` evaluated and `nlic data show|export` print under the same ids); the last line reports
 exact-match accuracy when the query outputs are known. Existing output files are refused unless --force.
+`--processes N` splits the tasks over N local processes (`nlic.runtime.distributed`); process 0 writes the files.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import sys
 
 from nlic.compiler.kinds import search_method_names
+from nlic.runtime import distributed
 from nlic.runtime.solve import solve_to_files
 
 __all__ = ["add_arguments", "run"]
@@ -44,12 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="JSONL of predicted query outputs (default: next to the program file, .predictions.jsonl)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite output files that exist")
+    distributed.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    launched = distributed.join_or_launch(args, args.argv)
+    if launched is not None:
+        return launched
     result = solve_to_files(args.run_dir, args.tasks, method=args.search, starts=args.starts, steps=args.steps,
                             n=args.n, seed=args.seed, out=args.out, predictions=args.predictions, force=args.force,
                             log=lambda line: print(line, file=sys.stderr, flush=True))
+    if not distributed.is_main():
+        return 0
     r = result.result
     known = int(r.has_target.sum())
     if known:

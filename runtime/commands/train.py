@@ -2,7 +2,8 @@
 
 Existing results are never overwritten without `--resume` or `--force`; Ctrl-C leaves a consistent checkpoint.
 The run ends with its health verdict on stderr (`verdict: healthy`, or the check that failed and what to change;
-`health.json` in the run directory), with or without `--no-progress`.
+`health.json` in the run directory), with or without `--no-progress`. `--processes N` trains as N local processes,
+`--coordinator ...` / `--distributed` joins a multi-process run (`nlic.runtime.distributed`): process 0 writes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from nlic.compiler import load_spec
 from nlic.grammar.errors import Loc, SpecError
+from nlic.runtime import distributed
 from nlic.runtime.train import default_run_dir, train
 
 __all__ = ["add_arguments", "run"]
@@ -27,16 +29,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--force", action="store_true", help="delete the run directory's results and start over")
     parser.add_argument("--no-progress", action="store_true",
                         help="print no progress (metrics are still written, and the verdict printed)")
+    distributed.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    launched = distributed.join_or_launch(args, args.argv)
+    if launched is not None:
+        return launched
     spec = load_spec(args.spec)
     if args.steps is not None and args.steps < 0:
         raise SpecError(f"--steps must be >= 0, got {args.steps}", loc=Loc("--steps"), hint="give a step count")
     out = Path(args.out) if args.out else default_run_dir(spec)
-    print(f"nlic train: writing {out}", flush=True)
+    main = distributed.is_main()
+    if main:
+        print(f"nlic train: writing {out}", flush=True)
     result = train(spec, out=out, steps=args.steps, resume=args.resume, force=args.force,
                    progress=False if args.no_progress else None)
+    if not main:
+        return 0
     loss = result.metrics.get("loss")
     tail = f", final loss {loss:.4f}" if loss is not None else ""
     print(f"nlic train: {result.step} steps{tail}; model in {out / 'model.eqx'}", flush=True)

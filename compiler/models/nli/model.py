@@ -252,6 +252,25 @@ class NLI(eqx.Module):
         keys = jax.random.split(key, codes.shape[0])
         if r.value_bottleneck:
 
+            if r.hard_states:
+                # Each step reads the one-hot state (straight-through: its gradient is the soft state's), so no
+                # information rides on a state's non-argmax mass that the discrete program (`run_hard`) would
+                # lose; the output distribution, which the loss reads, is the soft one.
+
+                def step_st(carry, inp):
+                    pi, out = carry
+                    code, g, k = inp
+                    n = ex.logits(ex.apply(pi @ ex.value_embed, code))
+                    if noise and r.executor_gumbel:
+                        n = n + jax.random.gumbel(k, n.shape)
+                    new = jax.nn.softmax(n / tau, axis=-1)
+                    hard = jax.nn.one_hot(jnp.argmax(new, axis=-1), V) + new - jax.lax.stop_gradient(new)
+                    return (g * pi + (1.0 - g) * hard, g * out + (1.0 - g) * new), None
+
+                x1 = jax.nn.one_hot(x, V)
+                (_, out), _ = jax.lax.scan(step_st, (x1, x1), (codes, gate, keys))
+                return jnp.log(jnp.maximum(out, _TINY))
+
             def step(pi, inp):
                 code, g, k = inp
                 n = ex.logits(ex.apply(pi @ ex.value_embed, code))
@@ -370,7 +389,8 @@ def loss(model: NLI, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray) ->
 
     Returns:
         The scalar loss and metrics: nll, reg, tokens_in_use, codebook_perplexity, skip_fraction (the argmax
-        tokens of the leave-one-out slots; `codebook_usage`), tau_e, tau_d, id_accuracy.
+        tokens of the leave-one-out slots; `codebook_usage`), tau_e, tau_d, id_accuracy (the discrete argmax
+        program of all spec pairs on the query) and relaxed_accuracy (that program run with soft value states).
     """
     cfg = model.cfg
     r = cfg.relaxation
@@ -408,6 +428,14 @@ def loss(model: NLI, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray) ->
     prog = jnp.argmax(jax.vmap(model.token_logits)(pooled), axis=-1)
     pred = model.execute(prog, batch.query_input)
     id_acc = jnp.all(pred == batch.query_output, axis=-1).mean()
+    # The same programs run relaxed (one-hot tokens, soft value states, no noise): far above id_accuracy, the
+    # interpreter passes information through states that are not one-hot, which the discrete program loses.
+    def relaxed(p, e, x):
+        codes, gate = model.codes(jax.nn.one_hot(p, cfg.vocab), e)
+        return jnp.argmax(model.run_soft(codes, gate, x, tau_d, key=k_exe, noise=False), axis=-1)
+
+    relaxed_pred = jax.vmap(relaxed)(prog, pooled, batch.query_input)
+    relaxed_acc = jnp.all(relaxed_pred == batch.query_output, axis=-1).mean()
     hard = jnp.argmax(logits, axis=-1)  # B m T
     usage = codebook_usage(hard, jnp.broadcast_to(used[..., None], hard.shape), cfg.vocab, cfg.skip_token)
     metrics = {
@@ -417,6 +445,7 @@ def loss(model: NLI, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray) ->
         "tau_e": tau_e,
         "tau_d": tau_d,
         "id_accuracy": id_acc,
+        "relaxed_accuracy": relaxed_acc,
     }
     return total_loss, jax.lax.stop_gradient(metrics)
 

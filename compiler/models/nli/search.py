@@ -20,7 +20,8 @@ from nlic.compiler.ranking import best_index, better
 from nlic.grammar.registry import Registry
 from nlic.compiler.spec import SearchSpec
 
-__all__ = ["SearchMethod", "SEARCH_METHODS", "Task", "search_cost"]
+__all__ = ["ENUMERATION_CHUNK", "ENUMERATION_NODES", "SearchMethod", "SEARCH_METHODS", "Task", "enumeration_capacity",
+           "search_cost"]
 
 
 class Task(eqx.Module):
@@ -102,8 +103,24 @@ def _statics(search: SearchSpec) -> SearchSpec:
     return dataclasses.replace(search, lr=0.0, init_noise=0.0)
 
 
-def _runner(per_task: Callable[..., tuple]) -> Callable[..., Solution]:
-    """Wrap a per-task search function into a jitted, task-vmapped `run(model, batch, search, *, key)`."""
+def _arguments(model: NLI, search: SearchSpec, *, enumerates: bool) -> tuple[SearchSpec, dict[str, Array]]:
+    """The static search spec and the array hyper-parameters a search method's jitted function takes."""
+    hyper = {"lr": jnp.asarray(search.lr, jnp.float32), "init_noise": jnp.asarray(search.init_noise, jnp.float32)}
+    static = _statics(search)
+    if enumerates:
+        cfg = model.cfg
+        hyper["depth"] = jnp.asarray(search.depth, jnp.int32)
+        static = dataclasses.replace(
+            static, depth=enumeration_capacity(search.branch_width(cfg.vocab), search.depth, cfg.max_length))
+    return static, hyper
+
+
+def _runner(per_task: Callable[..., tuple], *, enumerates: bool = False) -> Callable[..., Solution]:
+    """Wrap a per-task search function into a jitted, task-vmapped `run(model, batch, search, *, key)`.
+
+    For methods that `enumerates`, the depth is an array (`hyper["depth"]`) and the static search spec holds the
+    depth the enumeration is compiled for (`enumeration_capacity`): `deepen`'s stages share one compiled function.
+    """
 
     @eqx.filter_jit
     def batched(model, batch, search, hyper, key):
@@ -111,8 +128,7 @@ def _runner(per_task: Callable[..., tuple]) -> Callable[..., Solution]:
         return jax.vmap(lambda task, k: per_task(model, task, search, hyper, k))(_tasks(batch), keys)
 
     def run(model: NLI, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray) -> Solution:
-        hyper = {"lr": jnp.asarray(search.lr, jnp.float32), "init_noise": jnp.asarray(search.init_noise, jnp.float32)}
-        prog, out, fit, ll, soft = batched(model, batch, _statics(search), hyper, key)
+        prog, out, fit, ll, soft = batched(model, batch, *_arguments(model, search, enumerates=enumerates), key)
         prog = pad_program(prog, model.cfg.max_length, model.cfg.skip_token)  # searched on search.slots slots
         if model.program_proj is not None:
             out = soft
@@ -169,20 +185,21 @@ def _grown(model: NLI, e0: Float[Array, "Tmax D"], noise: Float[Array, "S Tmax D
 
 
 def _gradient_core(
-    model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray, seed_best: tuple | None = None
+    model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray, seed_best: tuple | None = None,
+    slots: Float[Array, "S D"] | None = None,
 ) -> tuple:
     """Adam on the pooled slot embeddings from `starts` points (all starts in one vectorised loop).
 
     Every step re-checks each start's argmax program exactly on the spec and keeps the best one seen; the loop
     stops early once some start's discrete program reproduces every spec pair. `seed_best` (a program found
     by another method, with its fit and likelihood) counts as start 0's best from the beginning, so a task it
-    already solves costs no gradient step.
+    already solves costs no gradient step. `slots`: the task's `_slots`, where the caller has them.
 
     Returns:
         Final slot embeddings [starts, search slots, D] and each start's best discrete program (padded to
         max_length), exact fit and hard likelihood.
     """
-    e0 = _slots(model, task, search)  # S D: search.slots slots
+    e0 = _slots(model, task, search) if slots is None else slots  # S D: search.slots slots
     k_init, k_run = jax.random.split(key)
     noise = jax.random.normal(k_init, (search.starts,) + e0.shape) * hyper["init_noise"]
     noise = noise.at[0].set(0.0)  # the inductor's own embedding is always one of the starts
@@ -263,21 +280,57 @@ def _likely_tokens(model: NLI, task: Task, every: Int[Array, " N"], n: int) -> I
     return every[jax.lax.top_k(prob, n)[1]]
 
 
-def _enumerate_best(model: NLI, task: Task, search: SearchSpec) -> tuple:
-    """Exhaustive search over every program of up to `search.depth` non-skip tokens (drawn from the task's
-    `search.branch` likeliest tokens, or all), every repetition of one token up to `max_length`, and the
-    inductor's argmax program, all scored exactly with hard tokens.
+ENUMERATION_NODES = 4096
+"""Programs (tree nodes) whose states one enumeration buffer holds: an enumeration of depth d is compiled for the
+deepest depth >= d whose programs fit (at most `language.max_length`), with d itself an array, so that the stages
+of a `deepen` search (depth 1, 2, ...) share one compiled function."""
 
-    Programs sharing a prefix share its execution: level i applies every token once to each state of level
-    i - 1, so the cost is sum_i b^i single steps (b = branch, or K-1) rather than i times that.
+ENUMERATION_CHUNK = 64
+"""Programs one iteration of the enumeration loop executes at most: the children of b^k programs of one length
+(b tokens), the largest such chunk, or of one program where b^2 exceeds it."""
+
+
+def _tree_nodes(width: int, depth: int) -> int:
+    """Programs of at most `depth` tokens over `width` tokens, the empty one included (a full `width`-ary tree)."""
+    return sum(width**i for i in range(depth + 1))
+
+
+def enumeration_chunks(width: int, depth: int) -> int:
+    """Iterations of the enumeration loop for programs of up to `depth` tokens over `width` tokens (each runs the
+    children of at most `ENUMERATION_CHUNK` programs): XLA's cost analysis counts the loop body once, so a FLOP
+    count of the search scales its body by this."""
+    parents = 1
+    while parents * width * width <= ENUMERATION_CHUNK:
+        parents *= width
+    return sum(-(-width**lev // parents) for lev in range(max(int(depth), 0)))
+
+
+def enumeration_capacity(width: int, depth: int, max_length: int) -> int:
+    """The depth an enumeration of `depth` tokens over `width` tokens is compiled for (see `ENUMERATION_NODES`)."""
+    cap = depth
+    while cap < max_length and _tree_nodes(width, cap + 1) <= ENUMERATION_NODES:
+        cap += 1
+    return cap
+
+
+def _enumerate_best(model: NLI, task: Task, search: SearchSpec, depth: Int[Array, ""] | int | None = None) -> tuple:
+    """Exhaustive search over every program of up to `depth` (default `search.depth`, which bounds it) non-skip
+    tokens (drawn from the task's `search.branch` likeliest tokens, or all), every repetition of one token up to
+    `max_length`, and the inductor's argmax program, all scored exactly with hard tokens.
+
+    Programs sharing a prefix share its execution: the programs form a tree in breadth-first order (program q's
+    children, q followed by each token, are programs b*q + 1 ... b*q + b), whose states are computed one chunk of
+    parents at a time in one loop, so the cost is sum_i b^i single steps (b = branch, or K-1) rather than i times
+    that, and one loop body is compiled whatever the depth. Ties go to the earliest program in that order (the
+    shortest, then the first in token order), then to the argmax program before all.
     """
     cfg = model.cfg
     every = jnp.asarray([k for k in range(cfg.vocab) if k != cfg.skip_token], jnp.int32)
     width = search.branch_width(cfg.vocab)
     ops = every if width == every.shape[0] else _likely_tokens(model, task, every, width)
-    n_ops = ops.shape[0]
     w = task.mask.astype(jnp.float32)
     n = jnp.maximum(w.sum(), 1.0)
+    depth = search.depth if depth is None else depth
 
     def scores(vals, lp):  # vals [N, m, L], lp [N, m, L, V]
         exact = jnp.all(vals == task.outputs[None], axis=-1).astype(jnp.float32)
@@ -294,20 +347,51 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec) -> tuple:
         vals, lp = model.run_hard(op[None], x)
         return vals, lp
 
-    states = task.inputs[None]  # level 0: the empty program
-    # Each level has a different number of programs (validation caps it), so the levels are unrolled; the
-    # program steps inside each level are vectorised.
-    for level in range(1, search.depth + 1):
-        vals, lp = jax.vmap(lambda st: jax.vmap(lambda op: jax.vmap(lambda x: one_step(x, op))(st))(ops))(states)
+    # The tree of programs up to `search.depth` tokens, breadth first; `starts[i]`: the first program of i tokens.
+    # Each level's parents go in chunks of `parents` programs (all of one level, computed by an earlier chunk);
+    # the last chunk of a level also reads programs past it, whose children are ignored and written over later.
+    cap = search.depth
+    starts = [_tree_nodes(width, i - 1) if i else 0 for i in range(cap + 2)]
+    parents = 1
+    while parents * width * width <= ENUMERATION_CHUNK:
+        parents *= width
+    chunk_start, chunk_end, chunks = [], [], [0]  # chunks[d]: chunks of the levels before d (`enumeration_chunks`)
+    for lev in range(cap):
+        for c in range(-(-width**lev // parents)):
+            chunk_start.append(starts[lev] + c * parents)
+            chunk_end.append(starts[lev + 2])  # children at or past it have parents past this level
+        chunks.append(len(chunk_start))
+    powers = jnp.asarray([width**i for i in range(cap + 1)], jnp.int32)
+    first_of = jnp.asarray(starts, jnp.int32)
+    depth = jnp.clip(jnp.asarray(depth, jnp.int32), 0, cap)
+
+    def program_of(q):
+        """Program q of the tree: its length i and the base-b digits of q - starts[i], first token first."""
+        length = jnp.sum(q >= first_of[1:cap + 1])
+        j = jnp.arange(cfg.max_length)
+        digit = ((q - first_of[length]) // powers[jnp.clip(length - 1 - j, 0, cap)]) % width
+        return jnp.where(j < length, ops[digit], cfg.skip_token).astype(jnp.int32)
+
+    def level(c, carry):
+        states, best = carry
+        start = jnp.asarray(chunk_start, jnp.int32)[c]
+        st = jax.lax.dynamic_slice_in_dim(states, start, parents)  # [parents, m, L]
+        vals, lp = jax.vmap(lambda s: jax.vmap(lambda op: jax.vmap(lambda x: one_step(x, op))(s))(ops))(st)
         vals = vals.reshape((-1,) + vals.shape[2:])
         lp = lp.reshape((-1,) + lp.shape[2:])
+        first = start * width + 1
+        states = jax.lax.dynamic_update_slice_in_dim(states, vals, first, axis=0)
         fit, ll = scores(vals, lp)
+        fit = jnp.where(first + jnp.arange(fit.shape[0]) < jnp.asarray(chunk_end, jnp.int32)[c], fit, -1.0)
         idx = best_index(fit, ll)
-        digits = (idx // (n_ops ** jnp.arange(level - 1, -1, -1))) % n_ops  # first token is the most significant
-        prog = pad_program(ops[digits][None], cfg.max_length, cfg.skip_token)[0]
         wins = better(fit[idx], ll[idx], best[1], best[2])
-        best = jax.tree.map(lambda a, b: jnp.where(wins, a, b), (prog, fit[idx], ll[idx]), best)
-        states = vals
+        best = jax.tree.map(lambda a, b: jnp.where(wins, a, b), (program_of(first + idx), fit[idx], ll[idx]), best)
+        return states, best
+
+    if cap > 0:
+        size = width * (starts[cap] + parents) + 1  # every chunk's parents and children fit
+        states = jnp.zeros((size,) + task.inputs.shape, task.inputs.dtype).at[0].set(task.inputs)  # 0: empty program
+        _, best = jax.lax.fori_loop(0, jnp.asarray(chunks, jnp.int32)[depth], level, (states, best))
 
     # Repetitions t^n of every token (not only the likeliest) up to max_length: learned primitives are reused
     # (shift by 8 = 8 x "shift by 1"), so long programs of one repeated token are likely and cost only (K-1)
@@ -329,7 +413,7 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec) -> tuple:
 
 def _enumerate(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
     # No soft program is searched: the likelihood reported is the found program's hard-token one.
-    (prog, fit, ll), slots = _enumerate_best(model, task, search)
+    (prog, fit, ll), slots = _enumerate_best(model, task, search, hyper.get("depth"))
     tau_e, tau_d = _end_temps(search)
     return prog, _discrete_outputs(model, prog, task), fit, ll, _soft_predict(model, slots, task.query, tau_e, tau_d)
 
@@ -338,8 +422,8 @@ def _cascade(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGK
     """`enumerate`, then `gradient` seeded with its best program: a task enumeration solves costs no gradient
     step (the loop over a batch ends as soon as every task in it is solved). The exact fit decides."""
     k1, k2 = jax.random.split(key)
-    found, _ = _enumerate_best(model, task, search)
-    finals, progs, fits, lls = _gradient_core(model, task, search, hyper, k1, seed_best=found)
+    found, slots = _enumerate_best(model, task, search, hyper.get("depth"))
+    finals, progs, fits, lls = _gradient_core(model, task, search, hyper, k1, seed_best=found, slots=slots)
     picked = _pick(model, task, search, finals, progs, fits, lls, k2)
     prog, fit, ll, soft = picked[0], picked[2], picked[3], picked[4]
     keep = fit >= found[1]  # enumeration's program stays unless gradient search fits the spec as well
@@ -391,9 +475,9 @@ SEARCH_METHODS.register(
 )
 SEARCH_METHODS.register(
     "enumerate",
-    SearchMethod("enumerate", _runner(_enumerate), _cost_enumerate, "every program of up to `depth` tokens, and every token repeated"),
+    SearchMethod("enumerate", _runner(_enumerate, enumerates=True), _cost_enumerate, "every program of up to `depth` tokens, and every token repeated"),
 )
 SEARCH_METHODS.register(
     "cascade",
-    SearchMethod("cascade", _runner(_cascade), _cost_cascade, "enumerate, then gradient where that fails"),
+    SearchMethod("cascade", _runner(_cascade, enumerates=True), _cost_cascade, "enumerate, then gradient where that fails"),
 )

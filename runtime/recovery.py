@@ -1,0 +1,159 @@
+"""Recovery from a bad start: a run that fails its health checks early starts again from a derived seed.
+
+Training is a draw: the same spec learns a working language at one seed and not at another (Comp-I: seeds 0, 1, 2
+reach ID 1.00, 0.00 and 0.86). A failing run shows it early, in its health checks (`nlic.runtime.health`: Comp-I
+seed 1's plateau with no discrete program solving anything fires at step 600 of 3000, seed 0's run raises
+nothing). So up to `training.probe` of the way through a run, a health warning ends the attempt, and training
+starts over from the spec's seed derived for the next attempt (`attempt_seed`); at most `training.restarts` times. After the probe step an attempt
+is never abandoned, and the last attempt runs to the end whatever its health.
+
+Everything is a function of the spec and seed: the same spec and seed restart at the same steps and end with the
+same weights, and a killed run resumes into the same attempt (its number is in `restarts.json`, written before the
+attempt's first file) and ends bit-identical. Attempt 0 uses the spec's own seed, so a run that never restarts has
+exactly the weights it had before recovery existed.
+
+The run directory keeps each abandoned attempt's metrics and health record under `attempts/<k>/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nlic.compiler.seeds import derive_seed
+from nlic.grammar.errors import CheckpointError, Loc
+from nlic.grammar.reading import MAX_HEADER_BYTES, loads_json, read_text
+from nlic.runtime import health
+from nlic.runtime.files import atomic_write, writing
+from nlic.runtime.run_dir import ATTEMPTS_DIR, RESTARTS_FILE
+
+__all__ = [
+    "RESTARTS_FILE",
+    "ATTEMPTS_DIR",
+    "Restart",
+    "RestartState",
+    "attempt_seed",
+    "probe_step",
+    "restart_reason",
+    "read_state",
+    "write_state",
+    "archive_attempt",
+]
+
+_FORMAT = "nlic-restarts"
+_VERSION = 1
+_MAX_RESTARTS = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Restart:
+    """One abandoned attempt: its number, the step it stopped at and why (a warning id or `probe-accuracy`)."""
+
+    attempt: int
+    step: int
+    reason: str
+    summary: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartState:
+    """Which attempt a run is in, and the attempts it abandoned."""
+
+    attempt: int = 0
+    history: tuple[Restart, ...] = ()
+
+    def after(self, restart: Restart) -> RestartState:
+        return RestartState(self.attempt + 1, (*self.history, restart))
+
+
+def attempt_seed(seed: int, attempt: int) -> int:
+    """The seed attempt `attempt` trains from: the spec's own for attempt 0, a derived one after."""
+    return int(seed) if attempt == 0 else derive_seed(int(seed), "restart", int(attempt))
+
+
+def probe_step(training: Any) -> int:
+    """The last step at which an attempt may be abandoned (`training.probe` of `training.steps`); 0: never."""
+    if int(training.restarts) <= 0:
+        return 0
+    return int(round(float(training.probe) * int(training.steps)))
+
+
+def restart_reason(
+    rows: Sequence[Mapping[str, Any]], *, step: int, probe: int, spec: Any, discrete: bool
+) -> tuple[str, str] | None:
+    """Why the attempt whose metrics rows are `rows` should end at `step` (the first warning's id and summary), or
+    None: any warning of the checks that run during training, up to the probe step.
+
+    An accuracy threshold at the probe step was considered and left out: on a hard task (DeepCoder's ID accuracy
+    is 0.07-0.24 after a full run) it would abandon every healthy attempt.
+    """
+    if step > probe:
+        return None
+    found = health.check_health(rows, total_steps=spec.training.steps, discrete=discrete, spec=spec)
+    if found:
+        w = found[0]
+        return w.id, w.summary
+    return None
+
+
+def read_state(run: Path) -> RestartState:
+    """The run's restart state (attempt 0 with no history when it has none yet).
+
+    Raises:
+        CheckpointError: the file is unreadable, not a restart record, or names an impossible attempt.
+    """
+    path = Path(run) / RESTARTS_FILE
+    if not path.exists():
+        return RestartState()
+    data = loads_json(read_text(path, limit=MAX_HEADER_BYTES, what="restart record", error=CheckpointError),
+                      path=str(path), error=CheckpointError)
+    bad = CheckpointError("not a valid nlic restart record", loc=Loc(str(path)),
+                          hint="restore it from a backup, or start the run over with --force")
+    if not isinstance(data, dict) or data.get("format") != _FORMAT or data.get("version") != _VERSION:
+        raise bad
+    attempt, history = data.get("attempt"), data.get("history")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 <= attempt <= _MAX_RESTARTS \
+            or not isinstance(history, list) or len(history) != attempt:
+        raise bad
+    out = []
+    for k, h in enumerate(history):
+        if not (isinstance(h, dict) and h.get("attempt") == k and isinstance(h.get("step"), int)
+                and isinstance(h.get("reason"), str) and isinstance(h.get("summary"), str)):
+            raise bad
+        out.append(Restart(k, h["step"], h["reason"], h["summary"]))
+    return RestartState(attempt, tuple(out))
+
+
+def write_state(run: Path, state: RestartState) -> None:
+    """Write `restarts.json` atomically (before the attempt it names writes anything)."""
+    data = {"format": _FORMAT, "version": _VERSION, "attempt": state.attempt,
+            "history": [dataclasses.asdict(h) for h in state.history]}
+    with writing("restart record", error=CheckpointError, then="then continue with `nlic train --resume`"):
+        atomic_write(Path(run) / RESTARTS_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def archive_attempt(run: Path, attempt: int, names: Sequence[str]) -> Path:
+    """Move the attempt's files `names` (metrics, health record, checkpoint folder) under `attempts/<attempt>/`.
+
+    Each move is a rename; a file already moved (a run killed half-way through archiving) is skipped, so archiving
+    again is safe.
+    """
+    dest = Path(run) / ATTEMPTS_DIR / str(int(attempt))
+    with writing("archive of an abandoned attempt", error=CheckpointError,
+                 then="then continue with `nlic train --resume`"):
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            src = Path(run) / name
+            if not src.exists():
+                continue
+            target = dest / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            src.rename(target)
+    return dest

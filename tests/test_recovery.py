@@ -1,0 +1,149 @@
+"""Recovery from a bad start (`nlic.runtime.recovery`): when an attempt is abandoned, the restart record, the
+archive of abandoned attempts, and that a restarted run is deterministic and resumes bit-identically."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nlic.compiler.families as tasks
+from nlic.compiler import parse_spec
+from nlic.compiler.identity import weight_leaves
+from nlic.compiler.seeds import derive_seed
+from nlic.grammar.errors import CheckpointError
+from nlic.runtime import recovery
+from nlic.runtime import run_dir as rd
+from nlic.runtime.train import train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_health import TINY_NLI  # noqa: E402
+
+# tests/test_health.py's tiny NLI whose token-count regulariser (reg_weight 20) holds the codebook at one token:
+# `codebook-collapse` fires at step 6 of every attempt (that file measures the same run without restarts).
+TINY = TINY_NLI.replace("REG", "20.0").replace("STEPS", "12").replace("restarts: 0", "restarts: RESTARTS")
+assert "restarts: RESTARTS" in TINY
+
+
+def tiny(restarts: int):
+    return parse_spec(TINY.replace("RESTARTS", str(restarts)), "tiny.yaml")
+
+
+def leaves(model):
+    return [np.asarray(x) for x in weight_leaves(model)]
+
+
+# --- the pure parts -------------------------------------------------------------------------------------------
+
+
+def test_attempt_zero_keeps_the_specs_seed_and_later_ones_derive_their_own():
+    assert recovery.attempt_seed(7, 0) == 7
+    seeds = {recovery.attempt_seed(7, k) for k in range(1, 5)}
+    assert len(seeds) == 4 and 7 not in seeds
+    assert recovery.attempt_seed(7, 2) == derive_seed(7, "restart", 2)
+
+
+def test_probe_step():
+    spec = tiny(2)
+    assert recovery.probe_step(spec.training) == 6  # half of 12
+    assert recovery.probe_step(tiny(0).training) == 0  # no restarts: never abandoned
+
+
+def test_restart_reason_is_the_first_health_warning_up_to_the_probe():
+    spec = parse_spec(TINY.replace("RESTARTS", "2").replace("steps: 12", "steps: 1000"), "t.yaml")
+    flat = [{"step": s, "loss": 2.3, "nll": 2.3, "tokens_in_use": 3.0, "codebook_perplexity": 2.5,
+             "skip_fraction": 0.3, "id_accuracy": 0.0} for s in range(50, 501, 50)]
+    reason = recovery.restart_reason(flat[:4], step=200, probe=500, spec=spec, discrete=True)
+    assert reason is not None and reason[0] == "plateau-no-discrete"
+    assert recovery.restart_reason(flat[:4], step=600, probe=500, spec=spec, discrete=True) is None  # past the probe
+    learning = [dict(r, loss=2.3 * 0.9 ** (r["step"] / 50), nll=None) for r in flat]
+    learning = [{k: v for k, v in r.items() if k != "nll"} for r in learning]
+    assert recovery.restart_reason(learning, step=450, probe=500, spec=spec, discrete=True) is None
+    # An accuracy still at zero is not a reason by itself (a hard task's healthy run can be there).
+    at_probe = learning + [{"step": 500, "split": "id", "accuracy": 0.0, "tasks": 100}]
+    assert recovery.restart_reason(at_probe, step=500, probe=500, spec=spec, discrete=True) is None
+
+
+def test_state_round_trips_and_bad_records_are_located(tmp_path):
+    assert recovery.read_state(tmp_path) == recovery.RestartState()
+    state = recovery.RestartState().after(recovery.Restart(0, 600, "plateau-no-discrete", "loss 1.5 -> 1.5"))
+    recovery.write_state(tmp_path, state)
+    assert recovery.read_state(tmp_path) == state
+    path = tmp_path / recovery.RESTARTS_FILE
+    for bad in ("[]", '{"format": "nlic-restarts", "version": 1, "attempt": 2, "history": []}',
+                '{"format": "nlic-restarts", "version": 1, "attempt": -1, "history": []}', "{", "x" * 10):
+        path.write_text(bad)
+        with pytest.raises(CheckpointError) as e:
+            recovery.read_state(tmp_path)
+        assert str(path) in e.value.render()
+
+
+def test_archive_is_a_rename_and_can_be_repeated(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "a").write_text("x")
+    dest = recovery.archive_attempt(tmp_path, 0, ["metrics.jsonl", "health.json", "checkpoints"])
+    assert (dest / "metrics.jsonl").read_text() == "{}\n" and (dest / "checkpoints" / "a").exists()
+    assert not (tmp_path / "metrics.jsonl").exists()
+    recovery.archive_attempt(tmp_path, 0, ["metrics.jsonl", "checkpoints"])  # nothing left to move: fine
+    assert (dest / "metrics.jsonl").exists()
+
+
+# --- real tiny runs -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def restarted(tmp_path_factory):
+    spec = tiny(1)
+    run = tmp_path_factory.mktemp("restarted") / "run"
+    return spec, train(spec, out=run, progress=False)
+
+
+def test_a_failing_attempt_is_abandoned_at_its_first_warning(restarted):
+    spec, res = restarted
+    state = recovery.read_state(res.run_dir)
+    assert state.attempt == 1
+    (h,) = state.history
+    assert (h.attempt, h.step, h.reason) == (0, 6, "codebook-collapse")
+    archived = res.run_dir / recovery.ATTEMPTS_DIR / "0"
+    assert [r["step"] for r in rd.read_metrics(archived)] == [2, 4, 6]
+    # The last attempt runs to the end whatever its health, and says so.
+    assert res.step == 12 and [r["step"] for r in rd.read_metrics(res.run_dir)] == list(range(2, 13, 2))
+    assert res.verdict is not None and res.verdict.failed == "codebook-collapse"
+    record = json.loads((res.run_dir / "health.json").read_text())
+    assert record["restarts"][0]["reason"] == "codebook-collapse"
+
+
+def test_restarts_are_deterministic_and_zero_restarts_is_the_old_run(restarted, tmp_path):
+    spec, res = restarted
+    again = train(spec, out=tmp_path / "again", progress=False)
+    assert again.fingerprint == res.fingerprint
+    for a, b in zip(leaves(again.model), leaves(res.model)):
+        np.testing.assert_array_equal(a, b)
+    # Without restarts the run is attempt 0 to the end: other weights.
+    plain = train(tiny(0), out=tmp_path / "plain", progress=False)
+    assert not (plain.run_dir / recovery.RESTARTS_FILE).exists()
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(plain.model), leaves(res.model)))
+
+
+def test_a_run_killed_after_its_restart_resumes_bit_identically(restarted, tmp_path, monkeypatch):
+    spec, res = restarted
+    real = tasks.sample_split
+    seed1 = recovery.attempt_seed(spec.seed, 1)
+
+    def interrupt_in_attempt_1(spec_, split, n, *, seed):
+        if split == "train" and seed == derive_seed(seed1, "train", 9):
+            raise KeyboardInterrupt
+        return real(spec_, split, n, seed=seed)
+
+    monkeypatch.setattr(tasks, "sample_split", interrupt_in_attempt_1)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, out=tmp_path / "r", progress=False)
+    monkeypatch.setattr(tasks, "sample_split", real)
+    assert recovery.read_state(tmp_path / "r").attempt == 1
+    resumed = train(spec, out=tmp_path / "r", resume=True, progress=False)
+    assert resumed.fingerprint == res.fingerprint
+    assert [r["step"] for r in rd.read_metrics(tmp_path / "r")] == list(range(2, 13, 2))
