@@ -381,6 +381,8 @@ def _train_attempt(spec, kind, shapes, optim, mesh, run, eval_sets, *, progress,
         else None
     may_restart = attempt < tr.restarts and probe > 0
 
+    abandoned: list[tuple[Any, ...]] = []  # process 0: the history `decide` recorded when it abandons the attempt
+
     def decide(done: int) -> str | None:
         """Process 0: whether to abandon this attempt at `done`; if so, archive it and record the next one."""
         reason = recovery.restart_reason(checks.rows, step=done, probe=probe, spec=spec,
@@ -392,7 +394,9 @@ def _train_attempt(spec, kind, shapes, optim, mesh, run, eval_sets, *, progress,
         bar.message(f"restart: attempt {attempt + 1} abandoned at step {done} ({reason[0]}: {reason[1]}); "
                     f"starting over from seed {recovery.attempt_seed(spec.seed, attempt + 1)}")
         recovery.archive_attempt(run, attempt, (rd.METRICS_FILE, rd.HEALTH_FILE, rd.CHECKPOINT_DIR))
-        recovery.write_state(run, recovery.RestartState(attempt, tuple(history)).after(record))
+        following = recovery.RestartState(attempt, tuple(history)).after(record)
+        recovery.write_state(run, following)
+        abandoned.append(following.history)
         with writing("checkpoint folder", error=CheckpointError, then="then continue with `nlic train --resume`"):
             ckdir.mkdir(exist_ok=True)
         return reason[0]
@@ -459,7 +463,7 @@ def _train_attempt(spec, kind, shapes, optim, mesh, run, eval_sets, *, progress,
             if logged or evaluated:
                 checks.check(done)  # after the step's every row: the checks at `done` see all of them
             if decides and distributed.share_from_main(f"restart-{attempt}-{done}", lambda: decide(done)):
-                raise _Restart(recovery.read_state(run).history)
+                raise _Restart(abandoned[-1])
             if tr.checkpoint_every > 0 and done % tr.checkpoint_every == 0:
                 save(state)
         if not main:

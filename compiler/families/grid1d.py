@@ -326,14 +326,19 @@ def _grow(row: np.ndarray) -> np.ndarray:
 # --- scenes: the inputs each rule is shown on ----------------------------------------------------------------------
 
 
+def _paint_block(rng: np.random.Generator, row: np.ndarray, s: int, w: int, sc: Mapping[str, Any]) -> None:
+    """Cells s..s+w-1 in the body colour, one end in the border colour with probability sc['border_p']."""
+    row[s:s + w] = sc["body"]
+    if rng.random() < sc["border_p"]:
+        row[s if rng.random() < 0.5 else s + w - 1] = sc["border"]
+
+
 def _block_scene(rng: np.random.Generator, n: int, sc: Mapping[str, Any]) -> np.ndarray:
     """One block of 3..max(3, n/2) cells, with a border pixel at a random end with probability sc['border_p']."""
     w = int(rng.integers(3, max(3, n // 2) + 1))
     s = int(rng.integers(0, n - w + 1))
     row = np.zeros(n, np.int32)
-    row[s:s + w] = sc["body"]
-    if rng.random() < sc["border_p"]:
-        row[s if rng.random() < 0.5 else s + w - 1] = sc["border"]
+    _paint_block(rng, row, s, w, sc)
     return row
 
 
@@ -344,9 +349,7 @@ def _dot_scene(rng: np.random.Generator, n: int, sc: Mapping[str, Any]) -> np.nd
     a = int(rng.integers(0, n - w - g))
     row = np.zeros(n, np.int32)
     block, dot = (a, a + w + g) if sc["side"] > 0 else (a + 1 + g, a)
-    row[block:block + w] = sc["body"]
-    if rng.random() < sc["border_p"]:
-        row[block if rng.random() < 0.5 else block + w - 1] = sc["border"]
+    _paint_block(rng, row, block, w, sc)
     row[dot] = sc["dot"]
     return row
 
@@ -359,9 +362,7 @@ def _mirror_scene(rng: np.random.Generator, n: int, sc: Mapping[str, Any]) -> np
     p = int(rng.integers(g + w, n - g - w))
     row = np.zeros(n, np.int32)
     s = p - g - w if rng.random() < 0.5 else p + g + 1
-    row[s:s + w] = sc["body"]
-    if rng.random() < sc["border_p"]:
-        row[s if rng.random() < 0.5 else s + w - 1] = sc["border"]
+    _paint_block(rng, row, s, w, sc)
     row[p] = sc["dot"]
     return row
 
