@@ -16,7 +16,10 @@ from jaxtyping import Array, Bool, Float, Int
 from nlic.grammar.errors import Loc
 from nlic.grammar.registry import Registry
 
-__all__ = ["Shapes", "Batch", "Solution", "ModelKind", "MODEL_KINDS", "kind_of", "search_method_names"]
+__all__ = [
+    "Shapes", "Batch", "Solution", "ModelKind", "MODEL_KINDS", "AUTO_SEARCH", "kind_of", "default_search",
+    "search_method_names",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +86,7 @@ class ModelKind:
             1), row k the likeliest value per position after token k and its probability, a skip token
             repeating the row before; row T equals `execute`'s output. None for kinds that cannot show their
             steps (`nlic run --trace` and the exported trace need it).
+        default_search: the search method `search.method: auto` (the default) stands for in this kind.
     """
 
     name: str
@@ -93,6 +97,7 @@ class ModelKind:
     execute: Callable[..., Int[Array, "B L"]] | None = None
     discrete_programs: bool = False
     trace: Callable[..., tuple[Array, Array]] | None = None
+    default_search: str = "none"
 
 
 MODEL_KINDS: Registry[ModelKind] = Registry("model kind")
@@ -109,5 +114,15 @@ def kind_of(spec: Any) -> ModelKind:
 
 
 def search_method_names() -> list[str]:
-    """Every search method some registered kind offers (each kind's own are `ModelKind.search_methods`)."""
-    return sorted({m for name in MODEL_KINDS for m in MODEL_KINDS.get(name).search_methods})
+    """Every search method some registered kind offers (each kind's own are `ModelKind.search_methods`), and
+    `auto` (each kind's `default_search`)."""
+    return sorted({AUTO_SEARCH} | {m for name in MODEL_KINDS for m in MODEL_KINDS.get(name).search_methods})
+
+
+AUTO_SEARCH = "auto"
+"""`search.method` value standing for the model kind's own default search (`ModelKind.default_search`)."""
+
+
+def default_search(kind: str) -> str | None:
+    """The search method `auto` stands for in model kind `kind`; None for a kind not registered."""
+    return MODEL_KINDS.get(kind).default_search if kind in MODEL_KINDS else None

@@ -392,7 +392,8 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
         c.error(c.loc_of("model.executor.mirrors"), "model.executor.mirrors needs model.executor.routing",
                 "set routing: true, or remove mirrors")
     search = spec.search
-    if ok("search.depth", "search.branch", "language.vocab", "language.max_length"):
+    # depth and deepen bind the enumerating methods only (a printed spec holds them for every kind)
+    if search.method in DEEPENED_METHODS and ok("search.depth", "search.branch", "language.vocab", "language.max_length"):
         width = search.branch_width(lang.vocab)
         if search.depth > lang.max_length:
             c.error(c.loc_of("search.depth"), f"search.depth ({search.depth}) is longer than language.max_length "
@@ -417,9 +418,6 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
         if spec.search.method not in methods:
             c.error(c.loc_of("search.method"), f"search method '{spec.search.method}' is not available for model "
                     f"kind '{spec.model.kind}'", did_you_mean(spec.search.method, methods))
-        elif ok("search.deepen") and spec.search.deepen and spec.search.method not in DEEPENED_METHODS:
-            c.error(c.loc_of("search.deepen"), f"search.deepen applies to {' and '.join(DEEPENED_METHODS)}, not to "
-                    f"search method '{spec.search.method}'", "remove deepen, or use method: cascade")
 
     names = FAMILIES.names()
     if not ok("task.family"):

@@ -22,7 +22,7 @@ import numpy as np
 
 from nlic.compiler.families import TaskSet, codec_of, evaluation_tasks, family_of, load_tasks, params_of
 from nlic.compiler.identity import fingerprint
-from nlic.compiler.kinds import MODEL_KINDS, ModelKind, kind_of
+from nlic.compiler.kinds import AUTO_SEARCH, MODEL_KINDS, ModelKind, kind_of
 from nlic.compiler.spec import SearchSpec, Spec
 from nlic.grammar.errors import Loc, SpecError, did_you_mean
 from nlic.grammar.program import ProgramFile, format_programs
@@ -84,8 +84,14 @@ def _kind_and_search(spec: Spec | ModelKind, search: SearchSpec | None, caller: 
     if isinstance(spec, ModelKind):
         if search is None:
             raise TypeError(f"{caller}(kind, ...) needs search=SearchSpec(...)")
+        if search.method == AUTO_SEARCH:
+            search = dataclasses.replace(search, method=spec.default_search)
         return spec, search
-    return MODEL_KINDS.get(spec.model.kind), spec.search if search is None else search
+    kind = MODEL_KINDS.get(spec.model.kind)
+    search = spec.search if search is None else search
+    if search.method == AUTO_SEARCH:  # a SearchSpec built in code (a loaded spec holds the concrete method)
+        search = dataclasses.replace(search, method=kind.default_search)
+    return kind, search
 
 
 def _assign(rows: np.ndarray, where: np.ndarray, values: np.ndarray) -> np.ndarray:

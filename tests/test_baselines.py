@@ -27,8 +27,8 @@ def tiny_spec(kind, **latent):
         language=LanguageSpec(vocab=4, length=2, max_length=3),
         model=ModelSpec(
             kind=kind,
-            inductor=InductorSpec(**small, head_hidden=16),
-            executor=ExecutorSpec(**small),
+            inductor=InductorSpec(**small, head_hidden=16, positions="sequence"),
+            executor=ExecutorSpec(**small, routing=False, mirrors=False),
             latent=LatentSpec(dim=4, **latent),
         ),
         search=SearchSpec(method="none", starts=8, steps=3, lr=0.05),

@@ -32,7 +32,7 @@ from nlic.runtime.solve import solve
 
 
 def _search(**kw):
-    base = dict(starts=3, steps=3, depth=2, batch=4)
+    base = dict(starts=3, steps=3, depth=2, batch=4, init_noise=1.0, deepen=False, grow=False)
     base.update(kw)
     return SearchSpec(**base)
 

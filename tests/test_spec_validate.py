@@ -13,6 +13,7 @@ from nlic.grammar.tree import Call, Range, Scalar, to_plain, type_plain_scalar
 from nlic.grammar.yaml_front import parse_yaml
 from nlic.compiler.families import FAMILIES
 from nlic.compiler.validate import _Checker
+from nlic.compiler.printer import format_spec
 
 MINIMAL = "name: demo\ntask: {family: shift, params: {split: shift_l}}\n"
 
@@ -28,7 +29,9 @@ def test_minimal_spec_takes_every_default():
     expected = Spec(name="demo", task=spec_module.TaskSpec(params=(("split", "shift_l"),)))
     assert spec == expected
     # Defaults come from the dataclasses, including nested sections and schedules.
-    assert spec.relaxation.tau_inductor == Schedule("exp", 8.0, 0.5)
+    assert spec.relaxation.tau_inductor == Schedule("exp", 4.0, 0.5)
+    # `search.method: auto` (the default) holds the kind's own method once the spec is built.
+    assert spec.search.method == "cascade"
     assert spec.model.executor == spec_module.ExecutorSpec()
 
 
@@ -248,3 +251,28 @@ def test_mutated_specs_fail_only_with_located_spec_errors():
             parse_spec(text, f"fuzz.{syntax}")
         except SpecError as e:
             assert all(d.loc is not None and d.loc.line is not None for d in e.diagnostics), (text, e.render())
+
+
+@pytest.mark.parametrize("kind,method", [("nli", "cascade"), ("dlpn", "gradient"), ("lpn", "gradient"),
+                                         ("ttt", "gradient"), ("in_context", "none")])
+def test_auto_search_is_the_kinds_own_method(kind, method):
+    """`search.method` defaults to `auto`, the kind's own search; the enumerate-only defaults (deepen, depth) do
+    not make a spec of a kind without enumeration invalid."""
+    spec = parse_spec(MINIMAL + f"model: {{kind: {kind}}}\n", "spec.yaml")
+    assert spec.search.method == method
+    written = parse_spec(MINIMAL + f"model: {{kind: {kind}}}\nsearch: {{method: auto}}\n", "spec.yaml")
+    assert written == spec
+    assert parse_spec(format_spec(spec), "again.yaml") == spec  # the printed spec holds the concrete method
+
+
+def test_auto_search_with_an_unknown_kind_reports_the_kind():
+    (d,) = errors(MINIMAL + "model: {kind: nlii}\n")
+    assert "unknown model kind 'nlii'" in d.message
+
+
+def test_enumeration_fields_bind_only_enumerating_methods():
+    """A printed spec writes depth and deepen for every kind, so a method that never enumerates ignores them."""
+    spec = parse_spec(MINIMAL + "language: {vocab: 200}\nsearch: {method: gradient, deepen: true, depth: 3}\n", "s.yaml")
+    assert spec.search.stages() == (spec.search,)
+    (d,) = errors(MINIMAL + "language: {vocab: 200}\nsearch: {method: cascade, depth: 3}\n")
+    assert "programs per task is too many" in d.message

@@ -209,4 +209,5 @@ DLPN_KIND = ModelKind(
     search_methods=DLPN_METHODS,
     execute=eqx.filter_jit(dlpn_execute),
     discrete_programs=True,
+    default_search="gradient",
 )

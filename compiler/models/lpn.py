@@ -196,4 +196,7 @@ def build_lpn(spec: Spec, shapes: Shapes, *, key: PRNGKeyArray) -> LPN:
     return LPN(spec, shapes, key=key)
 
 
-LPN_KIND = ModelKind(name="lpn", build=build_lpn, loss=lpn_loss, solve=eqx.filter_jit(lpn_solve), search_methods=LPN_METHODS)
+LPN_KIND = ModelKind(
+    name="lpn", build=build_lpn, loss=lpn_loss, solve=eqx.filter_jit(lpn_solve), search_methods=LPN_METHODS,
+    default_search="gradient",
+)

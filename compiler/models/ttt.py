@@ -85,4 +85,5 @@ TTT = ModelKind(
     loss=in_context_loss,
     solve=eqx.filter_jit(ttt_solve),
     search_methods=("none", "gradient"),  # `ttt` is accepted as an alias of `gradient`
+    default_search="gradient",
 )

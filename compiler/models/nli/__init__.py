@@ -56,4 +56,5 @@ NLI_KIND = ModelKind(
     execute=execute,
     discrete_programs=True,
     trace=trace,
+    default_search="cascade",
 )
