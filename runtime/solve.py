@@ -248,6 +248,8 @@ def _positive(value: int | None, flag: str) -> None:
 def search_spec(spec: Any, kind: Any, method: str | None, starts: int | None, steps: int | None) -> Any:
     """The spec's `SearchSpec` with command-line overrides, checked against the kind's search methods."""
     search = spec.search
+    if method == AUTO_SEARCH:
+        method = kind.default_search
     if method is not None:
         if method not in kind.search_methods:
             raise SpecError(

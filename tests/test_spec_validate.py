@@ -14,6 +14,8 @@ from nlic.grammar.yaml_front import parse_yaml
 from nlic.compiler.families import FAMILIES
 from nlic.compiler.validate import _Checker
 from nlic.compiler.printer import format_spec
+from nlic.compiler.kinds import MODEL_KINDS
+from nlic.runtime.solve import search_spec
 
 MINIMAL = "name: demo\ntask: {family: shift, params: {split: shift_l}}\n"
 
@@ -276,3 +278,9 @@ def test_enumeration_fields_bind_only_enumerating_methods():
     assert spec.search.stages() == (spec.search,)
     (d,) = errors(MINIMAL + "language: {vocab: 200}\nsearch: {method: cascade, depth: 3}\n")
     assert "programs per task is too many" in d.message
+
+
+def test_auto_on_the_command_line_is_the_kinds_own_search():
+    spec = parse_spec(MINIMAL + "model: {kind: lpn}\n", "spec.yaml")
+    assert search_spec(spec, MODEL_KINDS.get("lpn"), "auto", None, None).method == "gradient"
+    assert search_spec(spec, MODEL_KINDS.get("nli"), "auto", None, 3).method == "cascade"
