@@ -84,11 +84,10 @@ def _kind_and_search(spec: Spec | ModelKind, search: SearchSpec | None, caller: 
     if isinstance(spec, ModelKind):
         if search is None:
             raise TypeError(f"{caller}(kind, ...) needs search=SearchSpec(...)")
-        if search.method == AUTO_SEARCH:
-            search = dataclasses.replace(search, method=spec.default_search)
-        return spec, search
-    kind = MODEL_KINDS.get(spec.model.kind)
-    search = spec.search if search is None else search
+        kind = spec
+    else:
+        kind = MODEL_KINDS.get(spec.model.kind)
+        search = spec.search if search is None else search
     if search.method == AUTO_SEARCH:  # a SearchSpec built in code (a loaded spec holds the concrete method)
         search = dataclasses.replace(search, method=kind.default_search)
     return kind, search

@@ -31,7 +31,9 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 _hook = install_import_hook("nlic", "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))")
 import nlic.compiler  # noqa: E402,F401  (the whole package: nothing of nlic is imported before this line)
 import nlic.runtime  # noqa: E402,F401
+import nlic.compiler.families as _families  # noqa: E402
 from nlic.compiler.families.deepcoder import find_data_dir  # noqa: E402
+from nlic.runtime.train import train as _train  # noqa: E402
 from nlic.grammar.errors import DataError  # noqa: E402
 
 _hook.uninstall()
@@ -63,3 +65,19 @@ def skip_without_exedec():
         return find_data_dir()
     except DataError as e:
         pytest.skip(f"ExeDec data not available: {e}")
+
+
+def interrupt_training(monkeypatch, spec, out, batch_seed: int) -> None:
+    """`train(spec, out=out)` stopped by Ctrl-C while it draws the training batch of seed `batch_seed` (e.g.
+    `derive_seed(spec.seed, "train", k)` for step k); the batch sampler is restored afterwards."""
+    real = _families.sample_split
+
+    def interrupt(spec_, split, n, *, seed):
+        if split == "train" and seed == batch_seed:
+            raise KeyboardInterrupt
+        return real(spec_, split, n, seed=seed)
+
+    monkeypatch.setattr(_families, "sample_split", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _train(spec, out=out, progress=False)
+    monkeypatch.setattr(_families, "sample_split", real)

@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-import nlic.compiler.families as tasks
 from nlic.compiler import parse_spec
 from nlic.compiler.families import sample_split, shapes_of
 from nlic.compiler.models.dlpn import build_dlpn, dlpn_loss
@@ -26,6 +25,7 @@ from nlic.runtime import run_dir as rd
 from nlic.runtime.cli import main
 from nlic.runtime.progress import Progress
 from nlic.runtime.train import train
+from conftest import interrupt_training
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
@@ -320,17 +320,7 @@ def test_metrics_rows_carry_the_signals(collapsed):
 
 def test_resume_gives_the_same_verdict(collapsed, tmp_path, monkeypatch):
     spec, full = collapsed
-    real = tasks.sample_split
-
-    def interrupt_at_step_9(spec_, split, n, *, seed):
-        if split == "train" and seed == derive_seed(spec_.seed, "train", 9):
-            raise KeyboardInterrupt
-        return real(spec_, split, n, seed=seed)
-
-    monkeypatch.setattr(tasks, "sample_split", interrupt_at_step_9)
-    with pytest.raises(KeyboardInterrupt):
-        train(spec, out=tmp_path / "run", progress=False)
-    monkeypatch.setattr(tasks, "sample_split", real)
+    interrupt_training(monkeypatch, spec, tmp_path / "run", derive_seed(spec.seed, "train", 9))
     assert not health.read_health(tmp_path / "run" / "health.json")["finished"]
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)

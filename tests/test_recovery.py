@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import nlic.compiler.families as tasks
 from nlic.compiler import parse_spec
 from nlic.compiler.identity import weight_leaves
 from nlic.compiler.seeds import derive_seed
@@ -18,6 +17,7 @@ from nlic.grammar.errors import CheckpointError
 from nlic.runtime import recovery
 from nlic.runtime import run_dir as rd
 from nlic.runtime.train import train
+from conftest import interrupt_training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_health import TINY_NLI  # noqa: E402
@@ -131,18 +131,8 @@ def test_restarts_are_deterministic_and_zero_restarts_is_the_old_run(restarted, 
 
 def test_a_run_killed_after_its_restart_resumes_bit_identically(restarted, tmp_path, monkeypatch):
     spec, res = restarted
-    real = tasks.sample_split
     seed1 = recovery.attempt_seed(spec.seed, 1)
-
-    def interrupt_in_attempt_1(spec_, split, n, *, seed):
-        if split == "train" and seed == derive_seed(seed1, "train", 9):
-            raise KeyboardInterrupt
-        return real(spec_, split, n, seed=seed)
-
-    monkeypatch.setattr(tasks, "sample_split", interrupt_in_attempt_1)
-    with pytest.raises(KeyboardInterrupt):
-        train(spec, out=tmp_path / "r", progress=False)
-    monkeypatch.setattr(tasks, "sample_split", real)
+    interrupt_training(monkeypatch, spec, tmp_path / "r", derive_seed(seed1, "train", 9))  # in attempt 1
     assert recovery.read_state(tmp_path / "r").attempt == 1
     resumed = train(spec, out=tmp_path / "r", resume=True, progress=False)
     assert resumed.fingerprint == res.fingerprint

@@ -32,6 +32,7 @@ from nlic.grammar.errors import CheckpointError, DataError
 from nlic.runtime import run_dir as rd
 from nlic.runtime.progress import Progress
 from nlic.runtime.train import pad_batch, replicate, shard_batch, train
+from conftest import interrupt_training
 
 TOY = "toy_h_train"
 TESTS = Path(__file__).resolve().parent
@@ -251,17 +252,7 @@ def test_existing_results_are_never_overwritten_without_resume_or_force(trained,
 
 def test_ctrl_c_leaves_a_checkpoint_that_resumes_exactly(trained, tmp_path, monkeypatch):
     spec, full = trained
-    real = tasks.sample_split
-
-    def interrupt_at_step_3(spec_, split, n, *, seed):
-        if split == "train" and seed == derive_seed(spec_.seed, "train", 3):
-            raise KeyboardInterrupt
-        return real(spec_, split, n, seed=seed)
-
-    monkeypatch.setattr(tasks, "sample_split", interrupt_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train(spec, out=tmp_path / "run", progress=False)
-    monkeypatch.setattr(tasks, "sample_split", real)
+    interrupt_training(monkeypatch, spec, tmp_path / "run", derive_seed(spec.seed, "train", 3))
     # Checkpoints every 2 steps, interrupted during step 4: the interrupt handler saved step 3.
     assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == "step_00000003.eqx"
     res = train(spec, out=tmp_path / "run", resume=True, progress=False)
