@@ -113,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="OOD accuracy each seed of spec NAME must reach (repeatable)")
     p.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
     p.add_argument("--force", action="store_true", help="overwrite the JSON file if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr (training, search), only the rows")
     args = p.parse_args(argv)
+
+    def note(text: str) -> None:
+        if not args.quiet:
+            print(text, file=sys.stderr, flush=True)
+
     seeds = parse_seeds(args.seeds)
     targets = _targets(args.target)
     specs = [load_spec(path) for path in args.specs]
@@ -135,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                 run_spec = dataclasses.replace(run_spec, training=dataclasses.replace(spec.training,
                                                                                      steps=int(args.steps)))
             t0 = time.perf_counter()
-            model, how = trained_model(run_spec, runs=runs, retrain=args.retrain, progress=False,
+            note(f"{spec.name} seed {seed}: training (or reusing) {runs / f'{run_spec.name}-seed{seed}'}")
+            model, how = trained_model(run_spec, runs=runs, retrain=args.retrain, progress=None if not args.quiet else False,
                                        fix="pass --retrain to overwrite it, or --runs DIR to train somewhere else")
             train_s = time.perf_counter() - t0 if how == "trained" else None
             run = runs / f"{run_spec.name}-seed{seed}"
@@ -145,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             seconds, n_tasks = 0.0, 0
             for split in run_spec.eval.splits:
                 tasks = evaluation_tasks(run_spec, split, args.tasks)
+                note(f"{spec.name} seed {seed}: solving {len(tasks)} {split} tasks ({run_spec.search.method} search)")
                 warm_up(run_spec, model, tasks)  # compilation is not search time
                 result = solve(run_spec, model, tasks, seed=int(seed))
+                note(f"{spec.name} seed {seed}: {split} accuracy {_fmt(result.accuracy)} in {result.seconds:.0f} s")
                 row[split] = None if result.accuracy is None else float(result.accuracy)
                 seconds, n_tasks = seconds + result.seconds, n_tasks + len(tasks)
             row["search_seconds_per_task"] = seconds / max(n_tasks, 1)

@@ -215,14 +215,21 @@ class TrainingSpec:
     checkpoint_every: int = _f(500, "Steps between checkpoints (0: only at the end).", min=0)
     restarts: int = _f(
         2,
-        "Fresh starts from a derived seed allowed when a health check fails before the probe point "
-        "(`nlic.runtime.recovery`); 0: never restart.",
+        "Fresh starts allowed when a health check fails before the probe point (`nlic.runtime.recovery`): after "
+        "a language that never formed (collapse, all skip, relaxation gap, plateau) the same seed with the "
+        "inductor temperature's start doubled, after other warnings a derived seed; 0: never restart.",
         min=0, max=1000,
     )
     probe: float = _f(
         0.5,
         "Fraction of the steps up to which an attempt with a health warning is abandoned for a fresh start.",
         min=0.0, max=1.0,
+    )
+    keep: Literal["best", "last"] = _f(
+        "best", "Which weights the run keeps: those of the evaluation point whose discrete programs solve the most "
+        "of a fixed sample of the training split (the latest of equals; `nlic.runtime.selection`), or the last "
+        "step's. The evaluation splits are never read to choose. Needs eval_every > 0 (else: last).",
+        choices=("best", "last"),
     )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "LATEST",
+    "checkpoint_name",
     "save_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
@@ -36,7 +37,8 @@ LATEST = "latest"
 _NAME = re.compile(r"^step_(\d{8})\.eqx$")
 
 
-def _name(step: int) -> str:
+def checkpoint_name(step: int) -> str:
+    """The file name of step `step`'s checkpoint."""
     return f"step_{step:08d}.eqx"
 
 
@@ -64,7 +66,7 @@ def save_checkpoint(directory: Path, state: Any, *, step: int, spec: Any, keep: 
     payload = buf.getvalue()
     header = seal(payload, format=FORMAT, version=VERSION, spec_hash=spec_hash(spec), step=int(step),
                   spec=spec_data(spec))
-    path = directory / _name(step)
+    path = directory / checkpoint_name(step)
     with writing("checkpoint", error=CheckpointError,
                  then="`nlic train --resume` continues from the last checkpoint written, which is intact"):
         directory.mkdir(parents=True, exist_ok=True)

@@ -426,7 +426,10 @@ def _check_drop(h: _History, since: int) -> HealthWarning | None:
     for s, acc in h.evals:
         if s > since and best - acc >= ACCURACY_DROP:
             return HealthWarning(
-                "id-accuracy-drop", s, f"ID accuracy fell from {best:.2f} (step {best_step}) to {acc:.2f}",
+                "id-accuracy-drop", s, f"ID accuracy fell from {best:.2f} (step {best_step}) to {acc:.2f}"
+                + ("; the run keeps its best weights (training.keep: best)"
+                   if _field(h.spec, "training.keep") == "best" and (_field(h.spec, "training.eval_every") or 0) > 0
+                   else ""),
                 {"best": best, "best_step": best_step, "accuracy": acc},
                 "training became unstable after the language worked (updates too large late in training)",
                 f"{_lr(h.spec, 1 / 3, 'lower')}, or decay it (e.g. lr: cosine(... -> 0)); "

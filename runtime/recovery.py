@@ -1,11 +1,22 @@
-"""Recovery from a bad start: a run that fails its health checks early starts again from a derived seed.
+"""Recovery from a bad start: a run that fails its health checks early starts again, annealing more slowly or from a
+derived seed.
 
 Training is a draw: the same spec learns a working language at one seed and not at another (Comp-I: seeds 0, 1, 2
 reach ID 1.00, 0.00 and 0.86). A failing run shows it early, in its health checks (`nlic.runtime.health`: Comp-I
 seed 1's plateau with no discrete program solving anything fires at step 600 of 3000, seed 0's run raises
-nothing). So up to `training.probe` of the way through a run, a health warning ends the attempt, and training
-starts over from the spec's seed derived for the next attempt (`attempt_seed`); at most `training.restarts` times. After the probe step an attempt
-is never abandoned, and the last attempt runs to the end whatever its health.
+nothing). So up to `training.probe` of the way through a run, a health warning ends the attempt and training
+starts over, at most `training.restarts` times. After the probe step an attempt is never abandoned, and the last
+attempt runs to the end whatever its health.
+
+A restart applies the fix its warning names where that fix is the schedule (`attempt_spec`): after a warning of a
+language that never formed (`SLOWER_ANNEAL`: a codebook collapse, all slots at skip, a relaxation gap, a plateau with
+no discrete program solving anything) the next attempt keeps its seed and anneals the inductor's temperature from
+twice the start (`exp(4 -> 0.5)` becomes `exp(8 -> 0.5)`, the paper's schedule; the end stays); after any other
+warning (a NaN, ...) it starts from the next derived seed (`attempt_seed`). Measured on `specs/minimal/shift_p.yaml`
+seed 4: four attempts at `exp(4 -> 0.5)` from the seed and three derived ones all sat on the same plateau (one token
+in one slot, ID 0.00 at step 800), and so did a derived seed at `exp(8 -> 0.5)` until step 1000, when the plateau
+check abandons it; the spec's own seed at `exp(8 -> 0.5)` left the plateau by step 750 and ended at ID 1.00, OOD
+1.00 (benchmarks/README, "Keeping the best weights; restarts that anneal more slowly").
 
 Everything is a function of the spec and seed: the same spec and seed restart at the same steps and end with the
 same weights, and a killed run resumes into the same attempt (its number is in `restarts.json`, written before the
@@ -32,6 +43,8 @@ from nlic.runtime.files import atomic_write, writing
 from nlic.runtime.run_dir import ATTEMPTS_DIR, RESTARTS_FILE
 
 __all__ = [
+    "SLOWER_ANNEAL",
+    "attempt_spec",
     "RESTARTS_FILE",
     "ATTEMPTS_DIR",
     "Restart",
@@ -73,6 +86,31 @@ class RestartState:
 def attempt_seed(seed: int, attempt: int) -> int:
     """The seed attempt `attempt` trains from: the spec's own for attempt 0, a derived one after."""
     return int(seed) if attempt == 0 else derive_seed(int(seed), "restart", int(attempt))
+
+
+SLOWER_ANNEAL = frozenset({"codebook-collapse", "all-skip", "relaxation-gap", "plateau-no-discrete"})
+"""Warnings whose restart anneals the inductor's temperature from twice the start (their fix names it)."""
+
+
+def attempt_spec(spec: Any, attempt: int, reasons: Sequence[str]) -> Any:
+    """The spec attempt `attempt` trains, from the reasons (warning ids, in order) of the attempts abandoned before
+    it: the spec itself for attempt 0; after, the inductor temperature's start doubled once for each reason in
+    `SLOWER_ANNEAL`, and the seed derived once for each other reason (`attempt_seed`): every attempt differs from
+    the ones before it in what the warning blamed.
+
+    A pure function of the spec and the restart record, so a resumed attempt rebuilds the same model and schedule.
+    """
+    if attempt == 0:
+        return spec
+    slower = sum(1 for r in reasons[:attempt] if r in SLOWER_ANNEAL)
+    reseeded = min(attempt, len(reasons)) - slower
+    relax = spec.relaxation
+    if slower:
+        s = relax.tau_inductor
+        tau = dataclasses.replace(s, start=s.start * 2.0 ** slower,
+                                  end=s.end * 2.0 ** slower if s.kind == "const" else s.end)
+        relax = dataclasses.replace(relax, tau_inductor=tau)
+    return dataclasses.replace(spec, seed=attempt_seed(spec.seed, reseeded), relaxation=relax)
 
 
 def probe_step(training: Any) -> int:

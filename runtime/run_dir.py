@@ -195,16 +195,19 @@ def truncate_metrics(run: Path, step: int) -> None:
         atomic_write(Path(run) / METRICS_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def save_model(run: Path, spec: Any, model: Any, *, step: int) -> str:
-    """Write `model.eqx` (equinox leaves) sealed by `model.json` (spec hash, checksum, fingerprint); returns the
-    fingerprint."""
+def save_model(run: Path, spec: Any, model: Any, *, step: int, weights_step: int | None = None) -> str:
+    """Write `model.eqx` (equinox leaves) sealed by `model.json` (spec hash, checksum, fingerprint, the steps
+    trained and `weights_step`: the step whose weights these are, `step` unless the run kept earlier ones);
+    returns the fingerprint."""
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, model)
     payload = buf.getvalue()
     fp = fingerprint(spec, model)
     # `spec`: to name what differs if the spec later reads back differently.
     header = seal(payload, format=MODEL_FORMAT_TAG, version=MODEL_FORMAT, kind=spec.model.kind,
-                  spec_hash=spec_hash(spec), step=int(step), fingerprint=fp, spec=spec_data(spec))
+                  spec_hash=spec_hash(spec), step=int(step),
+                  weights_step=int(step if weights_step is None else weights_step), fingerprint=fp,
+                  spec=spec_data(spec))
     with _writing("model"):
         write_sealed(Path(run) / MODEL_FILE, payload, header, header_path=Path(run) / MODEL_META_FILE)
     return fp

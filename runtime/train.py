@@ -31,7 +31,7 @@ from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError, DataError, Loc, SpecError
 from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.runtime import checkpoint as ckpt
-from nlic.runtime import distributed, health, recovery
+from nlic.runtime import distributed, health, recovery, selection
 from nlic.runtime import run_dir as rd
 from nlic.runtime.files import atomic_write, writing
 from nlic.runtime.progress import Progress
@@ -298,25 +298,31 @@ def train(
         # evaluation sample, the tasks `nlic solve RUN SPLIT` solves and `nlic data show` prints under one id.
         for split in spec.eval.splits:
             eval_sets[split] = task_api.evaluation_tasks(spec, split)
+    # The training-split sample the run's best weights are chosen on (`selection`), never an evaluation split.
+    select_set = selection.selection_tasks(spec) if selection.keeps_best(spec) and main else None
 
     run = Path(out) if out is not None else default_run_dir(spec)
     optim = make_optimizer(tr)
     ckdir = run / rd.CHECKPOINT_DIR
     loaded: dict[str, Any] = {}
 
-    def load(path: Path) -> tuple[Any, int]:
-        # Shapes only: a mismatched checkpoint is refused before anything is initialised or compiled.
-        abstract = eqx.filter_eval_shape(init_state, spec, kind, shapes, optim)
+    def load(path: Path, trains: Any) -> tuple[Any, int]:
+        # Shapes only: a mismatched checkpoint is refused before anything is initialised or compiled. The model
+        # takes the configuration of the spec its attempt trains (`recovery.attempt_spec`); the file is checked
+        # against the run's spec.
+        abstract = eqx.filter_eval_shape(init_state, trains, kind, shapes, optim)
         like = (abstract[0], abstract[1], jax.eval_shape(jax.random.key_data, abstract[2]))
         return ckpt.load_checkpoint(path, like, spec=spec)
 
-    def open_run() -> tuple[bool, str | None, int]:
-        """Prepare the run directory (process 0 alone); returns whether it resumes, the checkpoint to load and the
-        attempt (`recovery`) it is in."""
+    def open_run() -> tuple[bool, str | None, int, list[str]]:
+        """Prepare the run directory (process 0 alone); returns whether it resumes, the checkpoint to load, the
+        attempt (`recovery`) it is in and the reasons of the attempts abandoned before it."""
         resuming = rd.prepare(run, resume=resume, force=force)
         path = ckpt.latest_checkpoint(ckdir) if resuming else None
+        state = recovery.read_state(run) if resuming else recovery.RestartState()
+        reasons = [h.reason for h in state.history]
         if path is not None:
-            loaded["state"] = load(path)
+            loaded["state"] = load(path, recovery.attempt_spec(spec, state.attempt, reasons))
         elif resuming:
             _check_same_spec(run, spec)
         if resuming:
@@ -325,45 +331,52 @@ def train(
             with writing("locked spec", error=CheckpointError, then="then continue with `nlic train --resume`"):
                 rd.write_spec(run, spec)
         rd.write_env(run)
-        attempt = recovery.read_state(run).attempt if resuming else 0
-        return resuming, None if path is None else str(path), attempt
+        return resuming, None if path is None else str(path), state.attempt, reasons
 
-    resuming, path, attempt = distributed.share_from_main("prepare-run", open_run)
+    resuming, path, attempt, reasons = distributed.share_from_main("prepare-run", open_run)
     history = recovery.read_state(run).history if (main and resuming) else ()
+    reasons = tuple(reasons)  # every process: what each abandoned attempt stopped for (`recovery.attempt_spec`)
     probe = recovery.probe_step(tr)
     while True:
+        trains = recovery.attempt_spec(spec, attempt, reasons)
         try:
             return _train_attempt(
-                spec, kind, shapes, optim, mesh, run, eval_sets, progress=progress, main=main, attempt=attempt,
-                history=history, probe=probe, resuming=resuming,
-                checkpoint=None if path is None else (loaded["state"] if main else load(Path(path))),
+                spec, trains, kind, shapes, optim, mesh, run, eval_sets, progress=progress, main=main,
+                attempt=attempt, history=history, reasons=reasons, probe=probe, resuming=resuming,
+                checkpoint=None if path is None else (loaded["state"] if main else load(Path(path), trains)),
+                select_set=select_set, load=lambda p: load(p, trains),
             )
         except _Restart as r:
             attempt, history, resuming, path = attempt + 1, r.history, False, None
+            reasons = (*reasons, r.reason)
 
 
 class _Restart(Exception):
     """An attempt was abandoned (`recovery`); the next one starts (raised after its record is written)."""
 
-    def __init__(self, history: tuple[Any, ...]):
+    def __init__(self, reason: str, history: tuple[Any, ...]):
         super().__init__("restart")
-        self.history = history
+        self.reason = reason  # the warning id it was abandoned for (every process knows it)
+        self.history = history  # the restart record (process 0)
 
 
-def _train_attempt(spec, kind, shapes, optim, mesh, run, eval_sets, *, progress, main, attempt, history, probe,
-                   resuming, checkpoint) -> TrainResult:
-    """One attempt of `train`: from its checkpoint (or its seed's initial state) to the end, or to a restart."""
+def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, progress, main, attempt, history,
+                   reasons, probe, resuming, checkpoint, select_set, load) -> TrainResult:
+    """One attempt of `train`: from its checkpoint (or its seed's initial state) to the end, or to a restart.
+
+    `spec` is the run's (its files, evaluation and checks); `trains` the attempt's (`recovery.attempt_spec`: its
+    seed and schedule), which the model is built from.
+    """
     tr = spec.training
     ckdir = run / rd.CHECKPOINT_DIR
-    seed = recovery.attempt_seed(spec.seed, attempt)
+    seed = trains.seed
     start = 0
     if checkpoint is not None:
         (model, opt_state, saved_key), start = checkpoint
         train_key = jax.random.wrap_key_data(saved_key)
     else:
         # Attempt 0 is the spec's own seed: a run that never restarts has the weights it always had.
-        model, opt_state, train_key = init_state(dataclasses.replace(spec, seed=seed) if attempt else spec, kind,
-                                                 shapes, optim)
+        model, opt_state, train_key = init_state(trains, kind, shapes, optim)
 
     model, opt_state = replicate((model, opt_state), mesh)
     key_data = np.asarray(jax.random.key_data(train_key))
@@ -373,12 +386,17 @@ def _train_attempt(spec, kind, shapes, optim, mesh, run, eval_sets, *, progress,
     bar = Progress(total, start=start, enabled=progress if main else False)
     verb = "resuming" if start else "training"
     procs = f" as {distributed.process_count()} processes" if distributed.is_distributed() else ""
-    which = f", attempt {attempt + 1} of at most {tr.restarts + 1} (seed {seed})" if attempt else ""
+    tau = trains.relaxation.tau_inductor
+    which = (f", attempt {attempt + 1} of at most {tr.restarts + 1} (seed {seed}"
+             + (f", relaxation.tau_inductor {tau}" if tau != spec.relaxation.tau_inductor else "") + ")"
+             if attempt else "")
     bar.message(f"{verb} {spec.name} ({kind.name}) in {run} from step {start} of {total}{procs}{which}")
     restarts = tuple(dataclasses.asdict(h) for h in history)
     # Rows of a resumed run up to its checkpoint (truncated above); a new run has none.
-    checks = _Health(run, spec, kind, bar, rd.read_metrics(run) if resuming else [], start, restarts) if main \
-        else None
+    rows = rd.read_metrics(run) if (resuming and main) else []
+    checks = _Health(run, spec, kind, bar, rows, start, restarts) if main else None
+    keeping = selection.keeps_best(spec)
+    best = selection.Best(run, rows) if main and keeping else None
     may_restart = attempt < tr.restarts and probe > 0
 
     abandoned: list[tuple[Any, ...]] = []  # process 0: the history `decide` recorded when it abandons the attempt
@@ -391,8 +409,11 @@ def _train_attempt(spec, kind, shapes, optim, mesh, run, eval_sets, *, progress,
             return None
         record = recovery.Restart(attempt, done, reason[0], reason[1])
         bar.close()
+        following_spec = recovery.attempt_spec(spec, attempt + 1, (*reasons, reason[0]))
+        slower = following_spec.relaxation.tau_inductor
         bar.message(f"restart: attempt {attempt + 1} abandoned at step {done} ({reason[0]}: {reason[1]}); "
-                    f"starting over from seed {recovery.attempt_seed(spec.seed, attempt + 1)}")
+                    f"starting over from seed {following_spec.seed}"
+                    + (f" with relaxation.tau_inductor {slower}" if slower != tau else ""))
         recovery.archive_attempt(run, attempt, (rd.METRICS_FILE, rd.HEALTH_FILE, rd.CHECKPOINT_DIR))
         following = recovery.RestartState(attempt, tuple(history)).after(record)
         recovery.write_state(run, following)
@@ -436,8 +457,10 @@ def _train_attempt(spec, kind, shapes, optim, mesh, run, eval_sets, *, progress,
             evaluated = tr.eval_every > 0 and (done % tr.eval_every == 0 or is_last)
             decides = may_restart and done <= probe and (logged or evaluated)
             if not main:
-                if decides and distributed.share_from_main(f"restart-{attempt}-{done}", lambda: None) is not None:
-                    raise _Restart(())  # process 0 archived the attempt; only its history matters
+                if decides:
+                    why = distributed.share_from_main(f"restart-{attempt}-{done}", lambda: None)
+                    if why is not None:
+                        raise _Restart(why, ())  # process 0 archived the attempt and keeps its record
                 continue
             if logged:
                 now = time.perf_counter()
@@ -459,11 +482,17 @@ def _train_attempt(spec, kind, shapes, optim, mesh, run, eval_sets, *, progress,
                     checks.add(row)
                     acc = "n/a" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
                     bar.message(f"step {done}: {split} accuracy {acc} ({row['tasks']} tasks)")
+                if best is not None:
+                    row = {"step": done, "split": selection.SELECTION_SPLIT, "from": spec.task.train_split,
+                           **quick_accuracy(spec, here, select_set)}
+                    rd.append_metrics(run, row)  # before the weights: a resumed run re-scores a point it lacks
+                    if best.note(done, row["accuracy"]):
+                        best.save((state[0], state[1], key_data), step=done, spec=spec)
                 t_log, tasks_since = time.perf_counter(), 0  # evaluation time is not training throughput
             if logged or evaluated:
                 checks.check(done)  # after the step's every row: the checks at `done` see all of them
             if decides and distributed.share_from_main(f"restart-{attempt}-{done}", lambda: decide(done)):
-                raise _Restart(abandoned[-1])
+                raise _Restart(abandoned[-1][-1].reason, abandoned[-1])
             if tr.checkpoint_every > 0 and done % tr.checkpoint_every == 0:
                 save(state)
         if not main:
@@ -482,10 +511,17 @@ def _train_attempt(spec, kind, shapes, optim, mesh, run, eval_sets, *, progress,
     finally:
         bar.close()
 
+    weights_step = state[2]
+    if keeping:
+        # Every process takes process 0's choice and loads the same file (a file system they share, as on resume).
+        chosen = distributed.share_from_main(f"keep-best-{attempt}", lambda: _choose_best(best, state[2], bar))
+        if chosen is not None:
+            (kept, _, _), weights_step = load(Path(chosen))
+            state = (replicate(kept, mesh), state[1], state[2])
     model = distributed.local_copy(state[0])
     fp, verdict = None, None
     if main:
-        fp = rd.save_model(run, spec, model, step=state[2])
+        fp = rd.save_model(run, spec, model, step=state[2], weights_step=weights_step)
         if kind.execute is not None:
             rd.save_executor_weights(run, model)
         verdict = checks.finish(state[2])
@@ -496,6 +532,19 @@ def _train_attempt(spec, kind, shapes, optim, mesh, run, eval_sets, *, progress,
     distributed.barrier("train-done")  # the run directory is complete when train returns, on every process
     return TrainResult(model=model, step=state[2], metrics=last_row, run_dir=run, fingerprint=fp, spec=spec,
                        verdict=verdict)
+
+
+def _choose_best(best: selection.Best, final: int, bar: Progress) -> str | None:
+    """Process 0: the checkpoint whose weights the run keeps instead of its last (`selection`), or None."""
+    path = best.earlier(final)
+    if path is not None:
+        bar.message(f"keeping the weights of step {best.step}: its discrete programs solve {best.accuracy:.2f} of "
+                    f"the training-split selection sample, step {final}'s {best.last or 0.0:.2f} "
+                    "(training.keep: best)")
+    elif best.step is not None and best.step != final:
+        bar.message(f"warning: the best weights (step {best.step}) are missing from {best.folder}; keeping the "
+                    "last step's")
+    return None if path is None else str(path)
 
 
 def _check_same_spec(run: Path, spec: Any) -> None:

@@ -23,3 +23,24 @@ def test_bad_input_exits_2_without_a_traceback(args, tmp_path):
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     assert "no/such" in r.stderr and "error:" in r.stderr
+
+
+def test_robustness_trains_scores_and_writes_its_rows(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_health import TINY_NLI
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_NLI.replace("REG", "0.0").replace("STEPS", "4").replace("eval_every: 0", "eval_every: 2"))
+    r = subprocess.run([sys.executable, str(BENCH / "robustness.py"), str(spec), "--seeds", "1", "--tasks", "4",
+                        "--runs", str(tmp_path / "runs"), "--target", "tiny_health=0.5"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "tiny_health seed 1: solving 4 id tasks (none search)" in r.stderr  # progress on stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| tiny_health | ")]
+    assert rows[0].startswith("| tiny_health | 1 | ")  # printed as measured
+    assert "0/1 >= 0.50" in r.stdout  # the per-spec summary against its target
+    import json
+
+    data = json.loads((tmp_path / "runs" / "robustness.json").read_text())
+    assert [(row["spec"], row["seed"], row["model"]) for row in data["rows"]] == [("tiny_health", 1, "trained")]
+    assert all(row["verdict"] for row in data["rows"])

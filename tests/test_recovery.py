@@ -3,6 +3,7 @@ archive of abandoned attempts, and that a restarted run is deterministic and res
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from nlic.compiler import parse_spec
 from nlic.compiler.identity import weight_leaves
 from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError
-from nlic.runtime import recovery
+from nlic.runtime import health, recovery
 from nlic.runtime import run_dir as rd
 from nlic.runtime.train import train
 from conftest import interrupt_training
@@ -67,6 +68,27 @@ def test_restart_reason_is_the_first_health_warning_up_to_the_probe():
     assert recovery.restart_reason(at_probe, step=500, probe=500, spec=spec, discrete=True) is None
 
 
+def test_a_restart_after_a_language_that_never_formed_anneals_more_slowly():
+    from nlic.compiler.spec import Schedule
+
+    spec = tiny(3)
+    assert recovery.attempt_spec(spec, 0, ()) is spec
+    tau = spec.relaxation.tau_inductor
+    assert (tau.kind, tau.start, tau.end) == ("exp", 4.0, 0.5)  # the default
+    first = recovery.attempt_spec(spec, 1, ("plateau-no-discrete",))
+    assert first.seed == spec.seed and first.training == spec.training  # the seed kept: only the schedule changes
+    assert first.relaxation.tau_inductor == Schedule("exp", 8.0, 0.5)  # the start doubled, the end kept
+    # A warning whose fix is not the anneal (a NaN, a drop) restarts from the next derived seed alone.
+    nan = recovery.attempt_spec(spec, 1, ("nan-loss",))
+    assert nan.relaxation == spec.relaxation and nan.seed == recovery.attempt_seed(spec.seed, 1) != spec.seed
+    third = recovery.attempt_spec(spec, 3, ("codebook-collapse", "nan-loss", "all-skip"))
+    assert third.relaxation.tau_inductor == Schedule("exp", 16.0, 0.5) and third.seed == recovery.attempt_seed(0, 1)
+    const = dataclasses.replace(spec, relaxation=dataclasses.replace(spec.relaxation,
+                                                                      tau_inductor=Schedule("const", 1.0, 1.0)))
+    assert recovery.attempt_spec(const, 1, ("relaxation-gap",)).relaxation.tau_inductor == Schedule("const", 2.0, 2.0)
+    assert set(recovery.SLOWER_ANNEAL) <= set(health._ORDER)  # warning ids
+
+
 def test_state_round_trips_and_bad_records_are_located(tmp_path):
     assert recovery.read_state(tmp_path) == recovery.RestartState()
     state = recovery.RestartState().after(recovery.Restart(0, 600, "plateau-no-discrete", "loss 1.5 -> 1.5"))
@@ -115,6 +137,9 @@ def test_a_failing_attempt_is_abandoned_at_its_first_warning(restarted):
     assert res.verdict is not None and res.verdict.failed == "codebook-collapse"
     record = json.loads((res.run_dir / "health.json").read_text())
     assert record["restarts"][0]["reason"] == "codebook-collapse"
+    # The restart anneals from twice the start temperature: the model trained it (its static configuration).
+    assert res.model.cfg.relaxation.tau_inductor == recovery.attempt_spec(spec, 1, ("codebook-collapse",)) \
+        .relaxation.tau_inductor != spec.relaxation.tau_inductor
 
 
 def test_restarts_are_deterministic_and_zero_restarts_is_the_old_run(restarted, tmp_path):
@@ -131,7 +156,7 @@ def test_restarts_are_deterministic_and_zero_restarts_is_the_old_run(restarted, 
 
 def test_a_run_killed_after_its_restart_resumes_bit_identically(restarted, tmp_path, monkeypatch):
     spec, res = restarted
-    seed1 = recovery.attempt_seed(spec.seed, 1)
+    seed1 = recovery.attempt_spec(spec, 1, ("codebook-collapse",)).seed  # attempt 0 stops at step 6
     interrupt_training(monkeypatch, spec, tmp_path / "r", derive_seed(seed1, "train", 9))  # in attempt 1
     assert recovery.read_state(tmp_path / "r").attempt == 1
     resumed = train(spec, out=tmp_path / "r", resume=True, progress=False)

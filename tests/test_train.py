@@ -228,7 +228,9 @@ def test_train_writes_a_complete_run_directory(trained):
 def test_evaluation_rows_have_split_and_accuracy(trained):
     rows = [json.loads(line) for line in (trained[1].run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "split" in r]
-    assert [(r["step"], r["split"]) for r in evals] == [(2, "id"), (2, "ood"), (4, "id"), (4, "ood")]
+    # Each evaluation point: the spec's splits, then the training-split sample the kept weights are chosen on.
+    assert [(r["step"], r["split"]) for r in evals] == [(2, "id"), (2, "ood"), (2, "selection"),
+                                                        (4, "id"), (4, "ood"), (4, "selection")]
     assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["spec_fit"] <= 1.0 and r["tasks"] == 8 for r in evals)
 
 
