@@ -235,14 +235,15 @@ def _fmt(x: float) -> str:
 
 
 def _slower(spec: Any) -> str:
-    """A slower anneal of the inductor temperature than the spec's: both ends doubled."""
+    """A slower anneal of the inductor temperature than the spec's: the start doubled, as a restart does
+    (`nlic.runtime.recovery.attempt_spec`)."""
     s = _field(spec, "relaxation.tau_inductor")
     if s is None or not hasattr(s, "kind"):
         return "anneal relaxation.tau_inductor more slowly (a higher start and end temperature)"
     if s.kind == "const":
         return f"a higher relaxation.tau_inductor (now {s}; e.g. const({_fmt(2 * s.start)}))"
     return f"anneal relaxation.tau_inductor more slowly (now {s}; e.g. {s.kind}({_fmt(2 * s.start)} -> " \
-           f"{_fmt(2 * s.end)}))"
+           f"{_fmt(s.end)}))"
 
 
 def _lr(spec: Any, factor: float, word: str) -> str:
