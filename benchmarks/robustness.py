@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                                      steps=int(args.steps)))
             t0 = time.perf_counter()
             note(f"{spec.name} seed {seed}: training (or reusing) {runs / f'{run_spec.name}-seed{seed}'}")
-            model, how = trained_model(run_spec, runs=runs, retrain=args.retrain, progress=None if not args.quiet else False,
+            model, how = trained_model(run_spec, runs=runs, retrain=args.retrain,
+                                       progress=False if args.quiet else None,
                                        fix="pass --retrain to overwrite it, or --runs DIR to train somewhere else")
             train_s = time.perf_counter() - t0 if how == "trained" else None
             run = runs / f"{run_spec.name}-seed{seed}"
