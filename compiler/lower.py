@@ -84,7 +84,7 @@ def count_parameters(model: Any) -> dict[str, int]:
 # by under 0.1%. Training and search compile with XLA's defaults, so no trained weight or search result depends on
 # these options (the build's initial weights are within 1e-6 of training's, with or without them).
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True,
-                "xla_cpu_use_fusion_emitters": False}
+                "xla_cpu_use_fusion_emitters": False, "xla_cpu_parallel_codegen_split_count": 1}
 
 
 def _lower(fn: Callable[..., Any], *args: Any, static_out: list[Any] | None = None) -> tuple[Any, float]:
@@ -108,19 +108,38 @@ def _lower(fn: Callable[..., Any], *args: Any, static_out: list[Any] | None = No
     return lowered, time.perf_counter() - t0
 
 
-def _compile_all(lowered: dict[str, tuple[Any, float]], options: dict[str, Any] | None) -> dict[str, tuple[Any, float]]:
-    """Compile several lowered functions at once: XLA releases the GIL, so they overlap on a multi-core CPU.
+class _Compiler:
+    """Compiles lowered functions on one background thread while the caller goes on tracing the next ones.
 
-    Returns name -> (compiled, seconds of lowering plus compiling that function).
+    XLA releases the GIL while it compiles, so on a multi-core CPU a function's compilation overlaps the (Python,
+    single-threaded) tracing and lowering of the functions after it. One compile at a time: on the 2-core CI
+    machine shift_l's four functions compiled at once took 9.6 s, one after another 8 s. `result(name)` waits for
+    that function.
     """
-    def one(item):
-        name, (low, lower_s) = item
-        t0 = time.perf_counter()
-        compiled = low.compile(compiler_options=options)
-        return name, (compiled, lower_s + time.perf_counter() - t0)
 
-    with ThreadPoolExecutor(max_workers=max(1, len(lowered))) as pool:
-        return dict(pool.map(one, lowered.items()))
+    def __init__(self, options: dict[str, Any] | None):
+        self.options = options
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlic-compile")
+        self.futures: dict[str, Any] = {}
+        self.compile_s: dict[str, float] = {}  # XLA's part alone, per function
+
+    def submit(self, name: str, lowered: tuple[Any, float]) -> None:
+        low, lower_s = lowered
+
+        def one() -> tuple[Any, float]:
+            t0 = time.perf_counter()
+            compiled = low.compile(compiler_options=self.options)
+            self.compile_s[name] = time.perf_counter() - t0
+            return compiled, lower_s + self.compile_s[name]
+
+        self.futures[name] = self.pool.submit(one)
+
+    def result(self, name: str) -> tuple[Any, float]:
+        """(compiled, seconds of lowering plus compiling that function)."""
+        return self.futures[name].result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _costs(compiled: Any, seconds: float) -> dict[str, Any]:
@@ -288,7 +307,8 @@ def compile_spec(spec: Spec, *, log: Callable[[str], None] | None = None, optimi
     with discrete programs, the executor (one datum, a program of `language.max_length` tokens; XLA counts the
     scanned step once, so its FLOPs are those of one executor step), then exports the executor and, for kinds
     with `ModelKind.trace`, the execution trace (exported only, not AOT-compiled: the summary's `export_trace`
-    seconds are its whole cost). All compile at once (with the initialiser) on a thread pool.
+    seconds are its whole cost). Each function compiles on a background thread as soon as it is lowered, while
+    the next is traced, and the exports trace while the last ones compile (`_Compiler`).
 
     Args:
         spec: the validated spec.
@@ -304,56 +324,67 @@ def compile_spec(spec: Spec, *, log: Callable[[str], None] | None = None, optimi
     optim = make_optimizer(spec.training)
     rest: list[Any] = []
     # Trace the initialiser once; every other function is traced at its output *shapes*, so the initialiser
-    # compiles and runs while they are traced and compiled.
-    lowered = {"init": _lower(init_fn(spec, kind, shapes, optim), jax.ShapeDtypeStruct((), jnp.uint32),
-                              static_out=rest)}
-    model, opt_state, key = eqx.combine(lowered["init"][0].out_info, rest[0])
-    params = count_parameters(model)
-    search = spec.search
+    # compiles while they are traced.
+    compiler = _Compiler(options)
+    try:
+        lowered = {"init": _lower(init_fn(spec, kind, shapes, optim), jax.ShapeDtypeStruct((), jnp.uint32),
+                                  static_out=rest)}
+        compiler.submit("init", lowered["init"])
+        model, opt_state, key = eqx.combine(lowered["init"][0].out_info, rest[0])
+        params = count_parameters(model)
+        search = spec.search
 
-    def solve(model, batch, key):
-        return kind.solve(model, batch, search, key=key)
+        def solve(model, batch, key):
+            return kind.solve(model, batch, search, key=key)
 
-    lowered |= {
-        "train_step": _lower(train_step_fn(kind, optim), model, opt_state, _abstract_batch(shapes, spec.training.batch),
-                             jax.ShapeDtypeStruct((), jnp.float32), jax.ShapeDtypeStruct((), jnp.int32), key),
-        "search": _lower(solve, model, _abstract_batch(shapes, search.batch), key),
-    }
-    if kind.execute is not None:
-        run, leaves = _executor_fn(kind, model)
-        lowered["executor"] = _lower(run, leaves, jax.ShapeDtypeStruct((1, spec.language.max_length), jnp.int32),
-                                     jax.ShapeDtypeStruct((1, shapes.length), jnp.int32))
-    say(f"traced {', '.join(lowered)} in {sum(s for _, s in lowered.values()):.1f} s; compiling")
-    t0 = time.perf_counter()
-    compiled = _compile_all(lowered, options)
+        # Each function compiles on the background thread as soon as it is lowered, while the next is traced.
+        lowered["train_step"] = _lower(train_step_fn(kind, optim), model, opt_state,
+                                       _abstract_batch(shapes, spec.training.batch),
+                                       jax.ShapeDtypeStruct((), jnp.float32), jax.ShapeDtypeStruct((), jnp.int32), key)
+        compiler.submit("train_step", lowered["train_step"])
+        lowered["search"] = _lower(solve, model, _abstract_batch(shapes, search.batch), key)
+        compiler.submit("search", lowered["search"])
+        if kind.execute is not None:
+            run, leaves = _executor_fn(kind, model)
+            lowered["executor"] = _lower(run, leaves, jax.ShapeDtypeStruct((1, spec.language.max_length), jnp.int32),
+                                         jax.ShapeDtypeStruct((1, shapes.length), jnp.int32))
+            compiler.submit("executor", lowered["executor"])
+        say(f"traced {', '.join(lowered)} in {sum(s for _, s in lowered.values()):.1f} s; compiling")
+        t_traced = time.perf_counter()
+        # The exports need only the weights' shapes: they trace while the last functions compile.
+        functions: dict[str, Any] = {}
+        blob = meta = trace_blob = trace_meta = None
+        if kind.execute is not None:
+            t0 = time.perf_counter()
+            blob, meta = export_executor(spec, kind, model, shapes)
+            export_s = round(time.perf_counter() - t0, 3)
+            if kind.trace is not None:
+                t0 = time.perf_counter()
+                trace_blob, trace_meta = export_trace(spec, kind, model, shapes)
+                trace_s = round(time.perf_counter() - t0, 3)
+        compiled = {name: compiler.result(name) for name in lowered}
+    finally:
+        compiler.close()
     init, build_s = compiled.pop("init")
     # The initial weights, as `nlic train` starts from them (same seed, same initialiser).
     model, opt_state, key = eqx.combine(init((jnp.asarray(spec.seed, jnp.uint32),)), rest[0])
-    compile_wall = time.perf_counter() - t0
+    after_tracing = time.perf_counter() - t_traced
     say(f"built {kind.name} model for L={shapes.length} V={shapes.values} m={shapes.pairs}: {params['total']:,} "
         f"parameters")
-    functions: dict[str, Any] = {
-        "train_step": {"batch": spec.training.batch, **_costs(*compiled["train_step"])},
-        "search": {"batch": search.batch, "method": search.method, **_costs(*compiled["search"])},
-    }
+    functions["train_step"] = {"batch": spec.training.batch, **_costs(*compiled["train_step"])}
+    functions["search"] = {"batch": search.batch, "method": search.method, **_costs(*compiled["search"])}
     if "executor" in compiled:
         functions["executor"] = {"batch": 1, "program_length": int(spec.language.max_length),
                                  **_costs(*compiled["executor"])}
     each = ", ".join(f"{k} {v['compile_s']:.1f} s" for k, v in functions.items())
-    say(f"compiled in {compile_wall:.1f} s ({each})")
-
-    blob = meta = None
-    if kind.execute is not None:
-        t0 = time.perf_counter()
-        blob, meta = export_executor(spec, kind, model, shapes)
-        functions["export"] = {"compile_s": round(time.perf_counter() - t0, 3)}
-        say(f"exported executor in {functions['export']['compile_s']:.1f} s")
-    trace_blob = trace_meta = None
-    if kind.execute is not None and kind.trace is not None:
-        t0 = time.perf_counter()
-        trace_blob, trace_meta = export_trace(spec, kind, model, shapes)
-        functions["export_trace"] = {"compile_s": round(time.perf_counter() - t0, 3)}
-        say(f"exported trace in {functions['export_trace']['compile_s']:.1f} s")
+    say(f"compiled in {sum(compiler.compile_s.values()):.1f} s, waiting {after_tracing:.1f} s after the tracing "
+        f"(lowering + compiling: {each})")
+    if blob is not None:
+        functions["export"] = {"compile_s": export_s}
+        say(f"exported executor in {export_s:.1f} s")
+    if trace_blob is not None:
+        functions["export_trace"] = {"compile_s": trace_s}
+        say(f"exported trace in {trace_s:.1f} s")
 
     summary = {
         "name": spec.name,
