@@ -94,11 +94,18 @@ RELAXATION_GAP_PATIENCE = 3
 """...in this many logged rows in a row (Comp-I seed 1: 0.9 against 0.0 at once; a healthy run's gap is 0)."""
 FINAL_ID_ACCURACY = 0.1
 """`id-accuracy-low-at-end`: a finished run whose last ID accuracy is below this (Comp-I seed 1 ends at 0.06)."""
+PARTIAL_ACCURACY = 0.9
+"""`id-accuracy-stalled`: a finished run whose last ID accuracy is below this (and at least `FINAL_ID_ACCURACY`)..."""
+STALL_GAIN = 0.05
+"""...and whose best ID accuracy over the second half of the run beat the first half's best by less than this
+(Comp-I seed 2 with the defaults: 0.30, 0.54, 0.55, 0.54, 0.54, 0.54 at steps 500-3000)..."""
+STALL_MIN_EVALS = 4
+"""...over at least this many ID evaluations (fewer say nothing about a trend)."""
 ID_SPLIT = "id"
 """The evaluation split whose accuracy is the in-distribution one."""
 
 _ORDER = ("nan-loss", "codebook-collapse", "all-skip", "relaxation-gap", "plateau-no-discrete",
-          "plateau-zero-accuracy", "id-accuracy-drop", "id-accuracy-low-at-end")
+          "plateau-zero-accuracy", "id-accuracy-drop", "id-accuracy-low-at-end", "id-accuracy-stalled")
 CHECK_IDS: tuple[str, ...] = _ORDER
 """Every warning id, in the order warnings of the same step are reported."""
 
@@ -463,6 +470,38 @@ def _check_final(h: _History, since: int) -> HealthWarning | None:
         + "; another seed (some languages fail at some seeds); see the other warnings for the cause")
 
 
+def _check_stalled(h: _History, since: int) -> HealthWarning | None:
+    if len(h.evals) < STALL_MIN_EVALS or not h.train:
+        return None
+    step = max(int(h.train[-1]["step"]), h.evals[-1][0])
+    acc = h.evals[-1][1]
+    if step <= since or not FINAL_ID_ACCURACY <= acc < PARTIAL_ACCURACY:
+        return None
+    half = max(step, h.total) / 2
+    first = [a for s, a in h.evals if s <= half]
+    second = [a for s, a in h.evals if s > half]
+    if not first or not second or max(second) - max(first) >= STALL_GAIN:
+        return None
+    evidence = {"accuracy": acc, "best_first_half": max(first), "best_second_half": max(second),
+                "half_step": int(half)}
+    summary = (f"ID accuracy {acc:.2f} at the end: at most {max(second):.2f} after step {int(half)} against "
+               f"{max(first):.2f} before, so the second half of training gained nothing")
+    steps = _field(h.spec, "training.steps")
+    if h.discrete:
+        return HealthWarning(
+            "id-accuracy-stalled", step, summary, evidence,
+            "training settled on a language that covers only part of the tasks: the programs it induces solve "
+            "some of them, and no token does what the rest need (often two operations share one token; "
+            "`nlic inspect RUN` shows what each token does)",
+            f"{_slower(h.spec)}; more language.vocab{_now(h.spec, 'language.vocab')}; a wider "
+            f"model.executor.width{_now(h.spec, 'model.executor.width')}; another seed")
+    return HealthWarning(
+        "id-accuracy-stalled", step, summary, evidence,
+        "the model stopped improving over the second half of training with tasks still unsolved",
+        f"a larger model; {_lr(h.spec, 1 / 3, 'lower')}; more training.steps"
+        + ("" if steps is None else f" (now {steps})"))
+
+
 # (check, whether it runs only on a finished run); a check may return one of several ids (the plateau's depends
 # on the kind).
 _CHECKS: tuple[tuple[Callable[[_History, int], HealthWarning | None], bool], ...] = (
@@ -473,6 +512,7 @@ _CHECKS: tuple[tuple[Callable[[_History, int], HealthWarning | None], bool], ...
     (_check_plateau, False),
     (_check_drop, False),
     (_check_final, True),
+    (_check_stalled, True),
 )
 
 

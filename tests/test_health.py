@@ -188,6 +188,33 @@ def test_id_accuracy_drop_and_low_at_end():
     assert ids(check(no_eval, 1000, final=True)) == ["id-accuracy-low-at-end"]
 
 
+def _evaluated(accuracies, every=500):
+    rows = []
+    for i, acc in enumerate(accuracies, start=1):
+        rows += [nli_row(i * every, 0.5, 4, 3.0, 0.3, acc)] + eval_rows(i * every, acc)
+    return rows
+
+
+def test_id_accuracy_stalled_names_a_run_that_settled_on_part_of_the_tasks():
+    # Comp-I seed 2 with the defaults (measured): ID 0.30, 0.54, 0.55, 0.54, 0.54, 0.54 at steps 500-3000.
+    comp_i = _evaluated([0.30, 0.54, 0.55, 0.54, 0.54, 0.54])
+    assert check(comp_i, 3000) == []  # an end-of-run check
+    spec = parse_spec((Path(__file__).resolve().parents[1] / "specs/minimal/comp_i.yaml").read_text(), "comp_i.yaml")
+    (w,) = check(comp_i, 3000, final=True, spec=spec)
+    assert (w.id, w.step) == ("id-accuracy-stalled", 3000)
+    assert w.evidence == {"accuracy": 0.54, "best_first_half": 0.55, "best_second_half": 0.54, "half_step": 1500}
+    assert "0.54" in w.summary and "language.vocab (now" in w.fix and "nlic inspect" in w.cause
+    assert health.verdict_of(comp_i, [w]).failed == "id-accuracy-stalled"
+    # Not: still improving, solved, too few evaluations to see a trend, or already `id-accuracy-low-at-end`.
+    assert check(_evaluated([0.2, 0.3, 0.4, 0.5, 0.6, 0.7]), 3000, final=True) == []
+    assert check(_evaluated([0.3, 0.95, 0.95, 0.95, 0.95, 0.95]), 3000, final=True) == []
+    assert check(_evaluated([0.3, 0.5, 0.5], every=1000), 3000, final=True) == []
+    assert "id-accuracy-stalled" not in ids(check(_evaluated([0.05] * 6), 3000, final=True))
+    # A kind without discrete programs gets a cause that does not speak of tokens.
+    (w,) = check(_evaluated([0.30, 0.54, 0.55, 0.54, 0.54, 0.54]), 3000, final=True, discrete=False)
+    assert "token" not in w.cause and "training.steps" in w.fix
+
+
 def test_checks_are_causal_so_checking_as_you_go_equals_checking_at_the_end():
     rows = ([nli_row(s, 2.3, 2, 1.5, 0.5, 0.0) for s in range(50, 401, 50)]
             + [nli_row(s, 2.3, 1, 1.0, 0.0, 0.0) for s in range(450, 601, 50)]
