@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -162,3 +164,24 @@ def test_a_run_killed_after_its_restart_resumes_bit_identically(restarted, tmp_p
     resumed = train(spec, out=tmp_path / "r", resume=True, progress=False)
     assert resumed.fingerprint == res.fingerprint
     assert [r["step"] for r in rd.read_metrics(tmp_path / "r")] == list(range(2, 13, 2))
+
+
+def test_two_processes_restart_as_one_does(restarted, tmp_path):
+    """Process 0 decides the restart from the (global) metrics and every process takes its reason: the same
+    attempts, reasons and steps as one process, and the same losses within float tolerance."""
+    spec, res = restarted
+    (tmp_path / "tiny.yaml").write_text(TINY.replace("RESTARTS", "1"))
+    r = subprocess.run([sys.executable, "-m", "nlic.runtime.cli", "train", "tiny.yaml", "--out", "two", "--processes",
+                        "2", "--no-progress"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 0, r.stderr
+    two = tmp_path / "two"
+    assert recovery.read_state(two) == recovery.read_state(res.run_dir)
+    assert "codebook-collapse" in r.stdout + r.stderr
+    archived = recovery.ATTEMPTS_DIR + "/0"
+    for run_a, run_b in ((two, res.run_dir), (two / archived, res.run_dir / archived)):
+        a = [(m["step"], m["loss"]) for m in rd.read_metrics(run_a) if "split" not in m]
+        b = [(m["step"], m["loss"]) for m in rd.read_metrics(run_b) if "split" not in m]
+        assert [s for s, _ in a] == [s for s, _ in b]
+        np.testing.assert_allclose([x for _, x in a], [x for _, x in b], rtol=1e-5)
+    assert json.loads((two / "health.json").read_text())["restarts"][0]["reason"] == "codebook-collapse"
