@@ -3,7 +3,8 @@ forward pass does not depend on the values of the weights); with --compile, cold
 with --train, the training step of each spec against the CPU's peak; with --attention, attention alone.
 
 Usage: python benchmarks/speed.py [specs/shift_l.yaml] [--tasks 32] [--repeats 3]
-       python benchmarks/speed.py --compile [SPEC ...]    (default: every specs/*.yaml)
+       python benchmarks/speed.py --compile [SPEC ...] [--baseline OTHER_VENV/bin/python] [--rounds 2]
+                                                         (default: every specs/*.yaml)
        python benchmarks/speed.py --train [SPEC ...] [--peak 157] [--with-compile]   (default: every shipped spec)
        python benchmarks/speed.py --attention [SPEC ...] [--peak 157]
 
@@ -19,7 +20,9 @@ analysis, and a plain matmul of the same FLOPs as the ceiling reference.
 
 --compile runs `nlic compile SPEC --no-write` in fresh processes, cold (an empty compile cache folder) then warm (the
 folder the cold run filled), and prints per spec: the process's wall seconds, its CPU seconds (user + system, a
-measure that a busy machine inflates less) and the compile phase (`compiled in` of its log, tracing excluded).
+measure that a busy machine inflates less) and the compile phase (`compiled in` of its log: XLA's seconds, tracing
+excluded). With --baseline, another installation (an older checkout's venv) compiles each spec in turn with this
+one, --rounds times, and the sums of both sides' wall seconds end the output.
 """
 
 from __future__ import annotations
@@ -208,10 +211,11 @@ def _best(fn, repeats: int) -> float:
     return best
 
 
-def _compile_once(spec: Path, cache: Path) -> dict[str, float]:
+def _compile_once(spec: Path, cache: Path, python: str | None = None) -> dict[str, float]:
     """One `nlic compile` in a fresh process with the compile cache in `cache`: wall, CPU and compile-phase seconds,
-    and the entries it loaded."""
-    cmd = [sys.executable, "-m", "nlic.runtime.cli", "--compile-cache", str(cache), "compile", str(spec), "--no-write"]
+    and the entries it loaded. `python`: another installation's interpreter (default: this one's)."""
+    cmd = [python or sys.executable, "-m", "nlic.runtime.cli", "--compile-cache", str(cache), "compile", str(spec),
+           "--no-write"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -231,17 +235,34 @@ def _compile_once(spec: Path, cache: Path) -> dict[str, float]:
     }
 
 
-def compile_times(specs: list[Path]) -> list[dict]:
-    """Cold then warm `nlic compile` of each spec (see the module docstring); prints one line per run."""
+def compile_times(specs: list[Path], *, baseline: str | None = None, rounds: int = 1) -> list[dict]:
+    """Cold then warm `nlic compile` of each spec (see the module docstring); prints one line per run.
+
+    With `baseline` (another installation's Python, e.g. an older checkout's venv), each spec is compiled by it and
+    by this installation in turn, `rounds` times, and the sums of the cold and warm wall seconds end the output:
+    on a noisy machine only runs interleaved like this compare.
+    """
     rows = []
-    for spec in specs:
-        load_spec(spec)  # a bad spec is a located error here, not a failed subprocess
-        with tempfile.TemporaryDirectory(prefix="nlic-speed-cache-") as cache:
-            for state in ("cold", "warm"):
-                row = {"spec": str(spec), "cache": state, **_compile_once(spec, Path(cache))}
-                rows.append(row)
-                print(f"{spec.name:22s} {state}: {row['wall_s']:7.1f} s wall, {row['cpu_s']:7.1f} s CPU, compile phase "
-                      f"{row['compile_s']:5.1f} s ({row['loaded']} loaded, {row['written']} written)", flush=True)
+    sides = [("baseline", baseline), ("this", None)] if baseline else [("this", None)]
+    for _ in range(max(1, rounds)):
+        for spec in specs:
+            load_spec(spec)  # a bad spec is a located error here, not a failed subprocess
+            for side, python in sides:
+                with tempfile.TemporaryDirectory(prefix="nlic-speed-cache-") as cache:
+                    for state in ("cold", "warm"):
+                        row = {"spec": str(spec), "cache": state, "side": side,
+                               **_compile_once(spec, Path(cache), python)}
+                        rows.append(row)
+                        label = f"{side:8s} " if baseline else ""
+                        print(f"{spec.name:22s} {label}{state}: {row['wall_s']:7.1f} s wall, "
+                              f"{row['cpu_s']:7.1f} s CPU, compile phase {row['compile_s']:5.1f} s ({row['loaded']} loaded, {row['written']} "
+                              "written)", flush=True)
+    if baseline:
+        for state in ("cold", "warm"):
+            total = {side: sum(r["wall_s"] for r in rows if r["side"] == side and r["cache"] == state)
+                     for side, _ in sides}
+            print(f"sum of {state} wall seconds: baseline {total['baseline']:.1f}, this {total['this']:.1f} "
+                  f"(x{total['this'] / max(total['baseline'], 1e-9):.2f})", flush=True)
     return rows
 
 
@@ -251,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="cold and warm `nlic compile` seconds instead")
+    p.add_argument("--baseline", metavar="PYTHON", help="with --compile: also compile with this interpreter's nlic "
+                   "(an older checkout's venv), alternating with this one")
+    p.add_argument("--rounds", type=int, default=1, help="with --compile: repeat every spec this many times")
     p.add_argument("--train", action="store_true", help="training step s, GFLOP/s, %% of peak, search s/task per spec")
     p.add_argument("--with-compile", action="store_true", help="with --train: also cold and warm compile seconds")
     p.add_argument("--attention", action="store_true", help="attention alone at the specs' shapes")
@@ -262,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--tasks and --repeats must be at least 1")
 
     if args.compile:
-        compile_times([Path(s) for s in args.spec] or sorted((ROOT / "specs").glob("*.yaml")))
+        compile_times([Path(s) for s in args.spec] or sorted((ROOT / "specs").glob("*.yaml")),
+                      baseline=args.baseline, rounds=args.rounds)
         return 0
     if args.train or args.attention:
         specs = [Path(s) for s in args.spec] or shipped_specs()

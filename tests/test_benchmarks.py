@@ -44,3 +44,25 @@ def test_robustness_trains_scores_and_writes_its_rows(tmp_path):
     data = json.loads((tmp_path / "runs" / "robustness.json").read_text())
     assert [(row["spec"], row["seed"], row["model"]) for row in data["rows"]] == [("tiny_health", 1, "trained")]
     assert all(row["verdict"] for row in data["rows"])
+
+
+def test_speed_compile_alternates_a_baseline_with_this_installation(monkeypatch, capsys):
+    sys.path.insert(0, str(BENCH))
+    import speed
+
+    calls = []
+
+    def fake(spec, cache, python=None):
+        calls.append((Path(spec).name, python))
+        return {"wall_s": 2.0 if python else 1.0, "cpu_s": 1.0, "compile_s": 0.5, "loaded": 0, "written": 4}
+
+    monkeypatch.setattr(speed, "_compile_once", fake)
+    spec = BENCH.parent / "specs" / "shift_l.yaml"
+    rows = speed.compile_times([spec], baseline="/old/venv/bin/python", rounds=2)
+    # Per round and spec: the baseline cold and warm, then this installation cold and warm.
+    assert calls == [("shift_l.yaml", "/old/venv/bin/python")] * 2 + [("shift_l.yaml", None)] * 2 + \
+        [("shift_l.yaml", "/old/venv/bin/python")] * 2 + [("shift_l.yaml", None)] * 2
+    assert [(r["side"], r["cache"]) for r in rows[:4]] == [("baseline", "cold"), ("baseline", "warm"),
+                                                           ("this", "cold"), ("this", "warm")]
+    out = capsys.readouterr().out
+    assert "sum of cold wall seconds: baseline 4.0, this 2.0 (x0.50)" in out
