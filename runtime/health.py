@@ -485,7 +485,7 @@ def _check_stalled(h: _History, since: int) -> HealthWarning | None:
     evidence = {"accuracy": acc, "best_first_half": max(first), "best_second_half": max(second),
                 "half_step": int(half)}
     summary = (f"ID accuracy {acc:.2f} at the end: at most {max(second):.2f} after step {int(half)} against "
-               f"{max(first):.2f} before, so the second half of training gained nothing")
+               f"{max(first):.2f} before (the second half of training gained under {STALL_GAIN})")
     steps = _field(h.spec, "training.steps")
     if h.discrete:
         return HealthWarning(
