@@ -255,8 +255,8 @@ def compile_times(specs: list[Path], *, baseline: str | None = None, rounds: int
                         rows.append(row)
                         label = f"{side:8s} " if baseline else ""
                         print(f"{spec.name:22s} {label}{state}: {row['wall_s']:7.1f} s wall, "
-                              f"{row['cpu_s']:7.1f} s CPU, compile phase {row['compile_s']:5.1f} s ({row['loaded']} loaded, {row['written']} "
-                              "written)", flush=True)
+                              f"{row['cpu_s']:7.1f} s CPU, compile phase {row['compile_s']:5.1f} s "
+                              f"({row['loaded']} loaded, {row['written']} written)", flush=True)
     if baseline:
         for state in ("cold", "warm"):
             total = {side: sum(r["wall_s"] for r in rows if r["side"] == side and r["cache"] == state)

@@ -486,7 +486,6 @@ def _check_stalled(h: _History, since: int) -> HealthWarning | None:
                 "half_step": int(half)}
     summary = (f"ID accuracy {acc:.2f} at the end: at most {max(second):.2f} after step {int(half)} against "
                f"{max(first):.2f} before (the second half of training gained under {STALL_GAIN})")
-    steps = _field(h.spec, "training.steps")
     if h.discrete:
         return HealthWarning(
             "id-accuracy-stalled", step, summary, evidence,
@@ -495,6 +494,7 @@ def _check_stalled(h: _History, since: int) -> HealthWarning | None:
             "`nlic inspect RUN` shows what each token does)",
             f"{_slower(h.spec)}; more language.vocab{_now(h.spec, 'language.vocab')}; a wider "
             f"model.executor.width{_now(h.spec, 'model.executor.width')}; another seed")
+    steps = _field(h.spec, "training.steps")
     return HealthWarning(
         "id-accuracy-stalled", step, summary, evidence,
         "the model stopped improving over the second half of training with tasks still unsolved",

@@ -178,10 +178,12 @@ def test_two_processes_restart_as_one_does(restarted, tmp_path):
     two = tmp_path / "two"
     assert recovery.read_state(two) == recovery.read_state(res.run_dir)
     assert "codebook-collapse" in r.stdout + r.stderr
+    def losses(run):  # (step, loss) of the training rows
+        return [(m["step"], m["loss"]) for m in rd.read_metrics(run) if "split" not in m]
+
     archived = recovery.ATTEMPTS_DIR + "/0"
     for run_a, run_b in ((two, res.run_dir), (two / archived, res.run_dir / archived)):
-        a = [(m["step"], m["loss"]) for m in rd.read_metrics(run_a) if "split" not in m]
-        b = [(m["step"], m["loss"]) for m in rd.read_metrics(run_b) if "split" not in m]
+        a, b = losses(run_a), losses(run_b)
         assert [s for s, _ in a] == [s for s, _ in b]
         np.testing.assert_allclose([x for _, x in a], [x for _, x in b], rtol=1e-5)
     assert json.loads((two / "health.json").read_text())["restarts"][0]["reason"] == "codebook-collapse"
