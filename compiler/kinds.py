@@ -87,6 +87,9 @@ class ModelKind:
             repeating the row before; row T equals `execute`'s output. None for kinds that cannot show their
             steps (`nlic run --trace` and the exported trace need it).
         default_search: the search method `search.method: auto` (the default) stands for in this kind.
+        split: `split(model, batch, has_target) -> (model, Split | None)` gives the largest group of unsolved
+            tasks sharing one program a token of its own (`training.split_until`); None for kinds without a
+            codebook to split.
     """
 
     name: str
@@ -98,6 +101,7 @@ class ModelKind:
     discrete_programs: bool = False
     trace: Callable[..., tuple[Array, Array]] | None = None
     default_search: str = "none"
+    split: Callable[..., tuple[Any, Any]] | None = None
 
 
 MODEL_KINDS: Registry[ModelKind] = Registry("model kind")

@@ -137,6 +137,16 @@ class InductorSpec:
         "the other datum (y_j == x_i for all i) to the pair embedding, so cross-position relations (moves, reversals) "
         "are visible before any attention is learned.",
     )
+    head_init: Literal["random", "zero"] = _f(
+        "zero", "nli and dlpn: initial output layer of the slot MLP: random, or zero (every token starts equally "
+        "likely in every slot, so no token is ahead before the data has spoken).", choices=("random", "zero"),
+    )
+    value_pairs: bool = _f(
+        True, "nli and dlpn: add an embedding of each position's value pair (x_i, y_i) to the output datum (the "
+        "product of an input-value and an output-value embedding), so value maps (y_i = f(x_i): increments, "
+        "complements) are visible before attention has learned to pair x_i with y_i, as `relations` makes moves "
+        "visible.",
+    )
     positions: Literal["sequence", "datum"] = _f(
         "datum", "nli and dlpn: attention positions of the per-pair encoder: the index in the concatenated "
         "[slots, input, output] sequence, or the position within the datum (input and output share them, so offset 0 "
@@ -162,6 +172,11 @@ class ExecutorSpec:
     mirrors: bool = _f(
         True, "With routing, the code also biases attention by the sum of the two positions, so mirror images "
         "(reverse) are one token too.",
+    )
+    residual_gate: bool = _f(
+        True, "nli: the token's code also scales each position's residual stream (per channel) before attention "
+        "adds what it read, so a token can overwrite a position with a value moved from elsewhere instead of "
+        "adding to it (starts at scale 1: off until learned).",
     )
 
 
@@ -223,6 +238,13 @@ class TrainingSpec:
     probe: float = _f(
         0.5,
         "Fraction of the steps up to which an attempt with a health warning is abandoned for a fresh start.",
+        min=0.0, max=1.0,
+    )
+    split_until: float = _f(
+        0.67,
+        "nli: up to this fraction of the steps, at every evaluation point, the token shared by the largest group "
+        "of unsolved tasks of the selection sample (>= 3 tasks with one program) is split in two, an unused "
+        "token taking half of the group (`nlic.compiler.models.nli.split`); 0: never. Needs eval_every > 0.",
         min=0.0, max=1.0,
     )
     keep: Literal["best", "last"] = _f(

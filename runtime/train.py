@@ -299,7 +299,10 @@ def train(
         for split in spec.eval.splits:
             eval_sets[split] = task_api.evaluation_tasks(spec, split)
     # The training-split sample the run's best weights are chosen on (`selection`), never an evaluation split.
-    select_set = selection.selection_tasks(spec) if selection.keeps_best(spec) and main else None
+    # Token splitting reads the same sample, on every process (each applies the split to its own copy).
+    splitting = kind.split is not None and tr.split_until > 0 and tr.eval_every > 0
+    select_set = (selection.selection_tasks(spec)
+                  if (selection.keeps_best(spec) and main) or splitting else None)
 
     run = Path(out) if out is not None else default_run_dir(spec)
     optim = make_optimizer(tr)
@@ -422,6 +425,22 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
             ckdir.mkdir(exist_ok=True)
         return reason[0]
 
+    # Token splitting (`training.split_until`, `ModelKind.split`): at the evaluation points up to this step.
+    split_until = (int(tr.split_until * total)
+                   if kind.split is not None and tr.eval_every > 0 and select_set is not None else 0)
+    split_batch = select_set.batch() if split_until else None
+
+    def split_token(s: tuple[Any, Any, int], done: int) -> tuple[Any, Any, int]:
+        """Every process: `s` with the largest unsolved group's token split (after this point's evaluation and
+        best-weights record, before its checkpoint: a resumed run continues from the split weights)."""
+        new, info = kind.split(distributed.local_copy(s[0]), split_batch, select_set.has_target)
+        if info is None:
+            return s
+        if main:
+            rd.append_metrics(run, {"step": done, "token_split": info.summary()})
+            bar.message(f"step {done}: token split {info.summary()}")
+        return (replicate(new, mesh), s[1], s[2])
+
     state = (model, opt_state, start)  # replaced in one assignment per step: always a consistent triple
     last_row: dict[str, float | None] = {}
     last_ckpt = start if resuming else -1
@@ -456,7 +475,10 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
             logged = done % tr.log_every == 0 or is_last
             evaluated = tr.eval_every > 0 and (done % tr.eval_every == 0 or is_last)
             decides = may_restart and done <= probe and (logged or evaluated)
+            splits_here = split_until > 0 and evaluated and not is_last and done <= split_until
             if not main:
+                if splits_here:
+                    state = split_token(state, done)
                 if decides:
                     why = distributed.share_from_main(f"restart-{attempt}-{done}", lambda: None)
                     if why is not None:
@@ -488,6 +510,8 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
                     rd.append_metrics(run, row)  # before the weights: a resumed run re-scores a point it lacks
                     if best.note(done, row["accuracy"]):
                         best.save((state[0], state[1], key_data), step=done, spec=spec)
+                if splits_here:
+                    state = split_token(state, done)
                 t_log, tasks_since = time.perf_counter(), 0  # evaluation time is not training throughput
             if logged or evaluated:
                 checks.check(done)  # after the step's every row: the checks at `done` see all of them

@@ -311,7 +311,7 @@ task:
 language: {vocab: 4, length: 2, max_length: 2}
 model:
   kind: nli
-  inductor: {layers: 1, width: 8, heads: 1, mlp_ratio: 1, head_hidden: 8}
+  inductor: {layers: 1, width: 8, heads: 1, mlp_ratio: 1, head_hidden: 8, head_init: random}   # zero: all skip at first
   executor: {layers: 1, width: 8, heads: 1, mlp_ratio: 1}
 relaxation: {reg_weight: REG}
 training: {steps: STEPS, batch: 4, warmup: 2, log_every: 2, eval_every: 0, checkpoint_every: 4, restarts: 0}

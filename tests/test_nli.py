@@ -30,10 +30,14 @@ def tiny_spec(**relax):
         task=TaskSpec(family="shift", params=_SHIFT_PARAMS, pairs=3),
         language=LanguageSpec(vocab=6, length=3, max_length=6),
         model=ModelSpec(
-            inductor=InductorSpec(layers=1, width=16, heads=2, mlp_ratio=1, head_hidden=16, positions="sequence"),
-            executor=ExecutorSpec(layers=1, width=16, heads=2, mlp_ratio=1, routing=False, mirrors=False),
+            inductor=InductorSpec(layers=1, width=16, heads=2, mlp_ratio=1, head_hidden=16, positions="sequence",
+                                  head_init="random", value_pairs=False),
+            executor=ExecutorSpec(layers=1, width=16, heads=2, mlp_ratio=1, routing=False, mirrors=False,
+                                  residual_gate=False),
         ),
-        # the defaults before 2026-12-03, which these tests were written against
+        training=TrainingSpec(split_until=0.0),
+        # the defaults before 2026-12-03 (inductor, executor and training: before 2026-12-04), which these tests were
+        # written against
         relaxation=RelaxationSpec(**{"tau_inductor": Schedule("exp", 8.0, 0.5), "reg_weight": 0.01, **relax}),
     )
 

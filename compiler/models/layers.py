@@ -106,6 +106,7 @@ class Block(eqx.Module):
     mlp: MLP
     film: eqx.nn.Linear | None
     route: eqx.nn.Linear | None
+    rgate: eqx.nn.Linear | None
     mirror: bool = eqx.field(static=True)
 
     def __init__(
@@ -118,6 +119,7 @@ class Block(eqx.Module):
         rel_init: float = 3.0,
         route_span: int = 0,
         mirror: bool = False,
+        residual_gate: bool = False,
         key: PRNGKeyArray,
     ):
         k1, k2, k3, k4 = jax.random.split(key, 4)
@@ -131,6 +133,12 @@ class Block(eqx.Module):
         else:
             self.route = None
         self.mirror = bool(route_span and mirror)
+        if residual_gate:
+            # cond -> a scale of the residual stream before attention adds what it read; zero at init (scale 1).
+            lin = eqx.nn.Linear(width, width, key=jax.random.fold_in(k4, 1))
+            self.rgate = eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))
+        else:
+            self.rgate = None
         self.norm2 = eqx.nn.LayerNorm(width)
         self.mlp = MLP(width, mlp_ratio * width, width, key=k2)
         if film:
@@ -152,7 +160,10 @@ class Block(eqx.Module):
         if self.route is not None and cond is not None:
             route = self.route(cond).reshape(self.attn.heads, 2 if self.mirror else 1, -1)
             route, mirror = route[:, 0], (route[:, 1] if self.mirror else None)
-        x = x + self.attn(h, positions, route, mirror)
+        a = self.attn(h, positions, route, mirror)
+        if self.rgate is not None and cond is not None:
+            x = x * (1 + self.rgate(cond))[None, :]  # a code may overwrite a position's content, not only add to it
+        x = x + a
         h = jax.vmap(self.norm2)(x)
         if self.film is not None and cond is not None:
             h = h * (1 + s2)[None, :] + b2[None, :]
@@ -176,13 +187,17 @@ class Transformer(eqx.Module):
         rel_init: float = 3.0,
         route_span: int = 0,
         mirror: bool = False,
+        residual_gate: bool = False,
         key: PRNGKeyArray,
     ):
         """`route_span` > 0: each block's conditioning code also biases attention over relative offsets up to
-        that span (sequences of at most `route_span` positions), and with `mirror` over position sums i + j."""
+        that span (sequences of at most `route_span` positions), and with `mirror` over position sums i + j.
+        `residual_gate`: the code also scales each block's residual stream (per channel) before attention adds to
+        it, so a code can overwrite a position with what it reads elsewhere."""
         keys = jax.random.split(key, layers)
         self.blocks = tuple(
-            Block(width, heads, mlp_ratio, film=film, rel_init=rel_init, route_span=route_span, mirror=mirror, key=k)
+            Block(width, heads, mlp_ratio, film=film, rel_init=rel_init, route_span=route_span, mirror=mirror,
+                  residual_gate=residual_gate, key=k)
             for k in keys
         )
         self.norm = eqx.nn.LayerNorm(width)

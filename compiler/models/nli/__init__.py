@@ -19,6 +19,7 @@ from nlic.compiler.models.nli.search import (
     SearchMethod as SearchMethod,
     search_cost as search_cost,
 )
+from nlic.compiler.models.nli.split import Split as Split, split_merged_token as split_merged_token
 from nlic.compiler.models.nli.trace import trace as trace
 from nlic.compiler.spec import SearchSpec
 
@@ -30,6 +31,7 @@ __all__ = [
     "Inductor",
     "NLIConfig",
     "SearchMethod",
+    "Split",
     "build",
     "execute",
     "loss",
@@ -38,6 +40,7 @@ __all__ = [
     "search_cost",
     "solve",
     "spec_scores",
+    "split_merged_token",
     "trace",
 ]
 
@@ -57,4 +60,5 @@ NLI_KIND = ModelKind(
     discrete_programs=True,
     trace=trace,
     default_search="cascade",
+    split=split_merged_token,
 )

@@ -76,6 +76,8 @@ class Inductor(eqx.Module):
     queries: Float[Array, "T D"]
     relation_x: eqx.nn.Linear | None
     relation_y: eqx.nn.Linear | None
+    pair_x: Float[Array, "V D"] | None
+    pair_y: Float[Array, "V D"] | None
     encoder: Transformer
     head: MLP
     datum_positions: bool = eqx.field(static=True)
@@ -96,7 +98,19 @@ class Inductor(eqx.Module):
         self.queries = 0.5 * jax.random.normal(k[2], (cfg.length, D))
         self.encoder = Transformer(s.layers, D, s.heads, s.mlp_ratio, key=k[3])
         self.head = MLP(D, s.head_hidden, cfg.vocab, key=k[4])
+        if s.head_init == "zero":
+            fc2 = self.head.fc2
+            self.head = eqx.tree_at(lambda m: (m.fc2.weight, m.fc2.bias), self.head,
+                                    (jnp.zeros_like(fc2.weight), jnp.zeros_like(fc2.bias)))
         self.datum_positions = s.positions == "datum"
+        if s.value_pairs:
+            # Drawn from their own key (folded in), so turning the option on leaves every other initial weight as
+            # it was.
+            kx, ky = jax.random.split(jax.random.fold_in(key, 1))
+            self.pair_x = jax.random.normal(kx, (cfg.values, D))
+            self.pair_y = 0.5 * jax.random.normal(ky, (cfg.values, D))
+        else:
+            self.pair_x = self.pair_y = None
 
     def encode(self, x: Int[Array, " L"], y: Int[Array, " L"]) -> Float[Array, "T D"]:
         """Slot embeddings of one (input, output) pair."""
@@ -107,6 +121,8 @@ class Inductor(eqx.Module):
             eq = (y[:, None] == x[None, :]).astype(ex.dtype)
             ey = ey + jax.vmap(self.relation_y)(eq)
             ex = ex + jax.vmap(self.relation_x)(eq.T)
+        if self.pair_x is not None and self.pair_y is not None:
+            ey = ey + self.pair_x[x] * self.pair_y[y]  # (x_i, y_i): the value map at position i
         seq = jnp.concatenate([self.queries, ex, ey], axis=0)
         T, L = self.queries.shape[0], x.shape[0]
         positions = None
@@ -134,7 +150,8 @@ class Executor(eqx.Module):
         self.pos_embed = sinusoidal_positions(cfg.positions, D)
         self.film = s.conditioning == "film"
         self.step = Transformer(s.layers, D, s.heads, s.mlp_ratio, film=self.film,
-                                route_span=cfg.positions if s.routing else 0, mirror=s.mirrors, key=k[2])
+                                route_span=cfg.positions if s.routing else 0, mirror=s.mirrors,
+                                residual_gate=s.residual_gate, key=k[2])
         readout = eqx.nn.Linear(D, cfg.values, key=k[3])
         # Tied init: logits start as the match of each position's features with the value embeddings, so a fresh
         # step network is close to the identity and the value state survives many steps from the first update
@@ -151,6 +168,10 @@ class Executor(eqx.Module):
 
     def logits(self, hidden: Float[Array, "L D"]) -> Float[Array, "L V"]:
         return jax.vmap(self.readout)(hidden)
+
+    def step_logits(self, pi: Float[Array, "L V"], code: Float[Array, " D"]) -> Float[Array, "L V"]:
+        """Value logits of one step from the value state `pi` and the token's code vector."""
+        return self.logits(self.apply(pi @ self.value_embed, code))
 
 
 class NLI(eqx.Module):
@@ -260,7 +281,7 @@ class NLI(eqx.Module):
                 def step_st(carry, inp):
                     pi, out = carry
                     code, g, k = inp
-                    n = ex.logits(ex.apply(pi @ ex.value_embed, code))
+                    n = ex.step_logits(pi, code)
                     if noise and r.executor_gumbel:
                         n = n + jax.random.gumbel(k, n.shape)
                     new = jax.nn.softmax(n / tau, axis=-1)
@@ -273,7 +294,7 @@ class NLI(eqx.Module):
 
             def step(pi, inp):
                 code, g, k = inp
-                n = ex.logits(ex.apply(pi @ ex.value_embed, code))
+                n = ex.step_logits(pi, code)
                 if noise and r.executor_gumbel:
                     n = n + jax.random.gumbel(k, n.shape)
                 new = jax.nn.softmax(n / tau, axis=-1)
@@ -312,7 +333,7 @@ class NLI(eqx.Module):
             def step(carry, inp):
                 pi, lp = carry
                 code, s = inp
-                n = ex.logits(ex.apply(pi @ ex.value_embed, code))
+                n = ex.step_logits(pi, code)
                 new = jax.nn.one_hot(jnp.argmax(n, axis=-1), V)
                 return (jnp.where(s, pi, new), jnp.where(s, lp, jax.nn.log_softmax(n, axis=-1))), None
 

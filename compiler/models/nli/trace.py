@@ -60,7 +60,7 @@ def _trace_one(
         def step(carry, inp):
             pi, vals, probs = carry
             code, s = inp
-            n = ex.logits(ex.apply(pi @ ex.value_embed, code))
+            n = ex.step_logits(pi, code)
             arg = jnp.argmax(n, axis=-1)
             p = jnp.take_along_axis(jax.nn.softmax(n, axis=-1), arg[:, None], axis=-1)[:, 0]
             pi = jnp.where(s, pi, jax.nn.one_hot(arg, V))
