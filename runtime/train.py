@@ -162,6 +162,14 @@ def quick_accuracy(spec: Any, model: Any, tasks: Any) -> dict[str, Any]:
 # --- the loop -------------------------------------------------------------------------------------------------
 
 
+def _split_until(kind: ModelKind, training: Any) -> int:
+    """The last step at whose evaluation point a token may be split (`training.split_until`, `ModelKind.split`);
+    0: never (the kind has no codebook to split, or there are no evaluation points)."""
+    if kind.split is None or training.eval_every <= 0:
+        return 0
+    return int(training.split_until * training.steps)
+
+
 def default_run_dir(spec: Any) -> Path:
     """`runs/<spec.name>`."""
     return Path("runs") / spec.name
@@ -300,9 +308,8 @@ def train(
             eval_sets[split] = task_api.evaluation_tasks(spec, split)
     # The training-split sample the run's best weights are chosen on (`selection`), never an evaluation split.
     # Token splitting reads the same sample, on every process (each applies the split to its own copy).
-    splitting = kind.split is not None and tr.split_until > 0 and tr.eval_every > 0
     select_set = (selection.selection_tasks(spec)
-                  if (selection.keeps_best(spec) and main) or splitting else None)
+                  if (selection.keeps_best(spec) and main) or _split_until(kind, tr) else None)
 
     run = Path(out) if out is not None else default_run_dir(spec)
     optim = make_optimizer(tr)
@@ -425,10 +432,8 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
             ckdir.mkdir(exist_ok=True)
         return reason[0]
 
-    # Token splitting (`training.split_until`, `ModelKind.split`): at the evaluation points up to this step.
-    split_until = (int(tr.split_until * total)
-                   if kind.split is not None and tr.eval_every > 0 and select_set is not None else 0)
-    split_batch = select_set.batch() if split_until else None
+    split_until = _split_until(kind, tr)
+    split_batch = select_set.batch() if split_until else None  # `train` built the sample on every process
 
     def split_token(s: tuple[Any, Any, int], done: int) -> tuple[Any, Any, int]:
         """Every process: `s` with the largest unsolved group's token split (after this point's evaluation and

@@ -28,6 +28,11 @@ def sinusoidal_positions(length: int, width: int) -> Float[Array, "L D"]:
     return emb
 
 
+def zeroed(linear: eqx.nn.Linear) -> eqx.nn.Linear:
+    """`linear` with zero weights and bias: a conditioning path (or output layer) that starts switched off."""
+    return eqx.tree_at(lambda m: (m.weight, m.bias), linear, (jnp.zeros_like(linear.weight), jnp.zeros_like(linear.bias)))
+
+
 class MLP(eqx.Module):
     """Two-layer GELU MLP applied to the last axis."""
 
@@ -128,24 +133,20 @@ class Block(eqx.Module):
         self.attn = Attention(width, heads, span=span, rel_init=rel_init, key=k1)
         if route_span:
             # cond -> bias per head and relative offset; zero at init, so routing is learned from the data.
-            lin = eqx.nn.Linear(width, heads * (2 * span - 1) * (2 if mirror else 1), key=k4)
-            self.route = eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))
+            self.route = zeroed(eqx.nn.Linear(width, heads * (2 * span - 1) * (2 if mirror else 1), key=k4))
         else:
             self.route = None
         self.mirror = bool(route_span and mirror)
         if residual_gate:
             # cond -> a scale of the residual stream before attention adds what it read; zero at init (scale 1).
-            lin = eqx.nn.Linear(width, width, key=jax.random.fold_in(k4, 1))
-            self.rgate = eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))
+            self.rgate = zeroed(eqx.nn.Linear(width, width, key=jax.random.fold_in(k4, 1)))
         else:
             self.rgate = None
         self.norm2 = eqx.nn.LayerNorm(width)
         self.mlp = MLP(width, mlp_ratio * width, width, key=k2)
         if film:
-            lin = eqx.nn.Linear(width, 4 * width, key=k3)
             # Start as identity modulation: zero weights, so scale = 1 and shift = 0 at init.
-            lin = eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))
-            self.film = lin
+            self.film = zeroed(eqx.nn.Linear(width, 4 * width, key=k3))
         else:
             self.film = None
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from nlic.compiler.kinds import Batch, Shapes
-from nlic.compiler.models.layers import MLP, Transformer, sinusoidal_positions
+from nlic.compiler.models.layers import MLP, Transformer, sinusoidal_positions, zeroed
 from nlic.compiler.spec import RelaxationSpec, Spec
 from nlic.grammar.errors import SpecError
 
@@ -99,9 +99,7 @@ class Inductor(eqx.Module):
         self.encoder = Transformer(s.layers, D, s.heads, s.mlp_ratio, key=k[3])
         self.head = MLP(D, s.head_hidden, cfg.vocab, key=k[4])
         if s.head_init == "zero":
-            fc2 = self.head.fc2
-            self.head = eqx.tree_at(lambda m: (m.fc2.weight, m.fc2.bias), self.head,
-                                    (jnp.zeros_like(fc2.weight), jnp.zeros_like(fc2.bias)))
+            self.head = eqx.tree_at(lambda m: m.fc2, self.head, zeroed(self.head.fc2))
         self.datum_positions = s.positions == "datum"
         if s.value_pairs:
             # Drawn from their own key (folded in), so turning the option on leaves every other initial weight as

@@ -41,7 +41,7 @@ _GAP = 3.0
 @dataclasses.dataclass(frozen=True)
 class Split:
     """What a split did: the token split (`old`), the token that became its copy (`new`), the program and size of the
-    unsolved group, and how the group was divided (`from solved tasks` or `principal axis`)."""
+    unsolved group, and how the group was divided (`from the solved tasks it serves` or `principal axis`)."""
 
     old: int
     new: int
@@ -79,6 +79,7 @@ def split_merged_token(model, batch: Batch, has_target: np.ndarray, *, min_group
     if model.program_proj is not None:  # the continuous-program ablation has no tokens to split
         return model, None
     programs, solved, hidden = (np.asarray(a) for a in _programs(model, batch))
+    hidden = hidden.astype(np.float64)
     has = np.asarray(has_target, bool)
     skip, vocab = model.cfg.skip_token, model.cfg.vocab
     progs = [tuple(int(t) for t in p if t != skip) for p in programs]
@@ -95,7 +96,7 @@ def split_merged_token(model, batch: Batch, has_target: np.ndarray, *, min_group
     new = unused[0]
 
     def feature(i: int) -> np.ndarray:  # the slot MLP's hidden layer at the task's first slot holding `old`
-        return hidden[i, int(np.flatnonzero(programs[i] == old)[0])].astype(np.float64)
+        return hidden[i, int(np.flatnonzero(programs[i] == old)[0])]
 
     bad = np.stack([feature(i) for i in range(len(progs)) if has[i] and not solved[i] and progs[i] == group])
     good = [feature(i) for i in range(len(progs)) if has[i] and solved[i] and old in progs[i]]
@@ -115,10 +116,10 @@ def split_merged_token(model, batch: Batch, has_target: np.ndarray, *, min_group
     b_new = float(fc2.bias[old]) - mid * scale / 2
     # Only where the old token is written may the new one win: lower its bias until it stays a margin below the
     # winner at every other (task, slot) of the sample (the slot MLP is shared by all slots).
-    logits = hidden.astype(np.float64) @ np.asarray(fc2.weight, np.float64).T + np.asarray(fc2.bias, np.float64)
+    logits = hidden @ np.asarray(fc2.weight, np.float64).T + np.asarray(fc2.bias, np.float64)
     elsewhere = (programs != old) & has[:, None]
     if elsewhere.any():
-        over = (hidden.astype(np.float64) @ w_new + b_new) - np.delete(logits, new, axis=-1).max(-1) + 1.0
+        over = (hidden @ w_new + b_new) - np.delete(logits, new, axis=-1).max(-1) + 1.0
         b_new -= max(0.0, float(over[elsewhere].max()))
     w = fc2.weight.at[new].set(jnp.asarray(w_new, fc2.weight.dtype))
     b = fc2.bias.at[new].set(b_new)
