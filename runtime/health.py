@@ -101,11 +101,17 @@ STALL_GAIN = 0.05
 (Comp-I seed 2 with the defaults: 0.30, 0.54, 0.55, 0.54, 0.54, 0.54 at steps 500-3000)..."""
 STALL_MIN_EVALS = 4
 """...over at least this many ID evaluations (fewer say nothing about a trend)."""
+STUCK_MIN_EVALS = 3
+"""`id-accuracy-stuck`: in the first half of a run, an ID evaluation (the third or a later one) that gained under
+`STALL_GAIN` on every evaluation before it, at an accuracy between `ZERO_ACCURACY` and `PARTIAL_ACCURACY` (Comp-I
+seed 4 with token splitting: 0.15, 0.48, 0.49 at steps 500-1500, then 0.49 to the end; a healthy Comp-I run gains
+at every point until it solves the tasks: 0.16, 0.65, 0.91, 1.00)."""
 ID_SPLIT = "id"
 """The evaluation split whose accuracy is the in-distribution one."""
 
 _ORDER = ("nan-loss", "codebook-collapse", "all-skip", "relaxation-gap", "plateau-no-discrete",
-          "plateau-zero-accuracy", "id-accuracy-drop", "id-accuracy-low-at-end", "id-accuracy-stalled")
+          "plateau-zero-accuracy", "id-accuracy-drop", "id-accuracy-stuck", "id-accuracy-low-at-end",
+          "id-accuracy-stalled")
 CHECK_IDS: tuple[str, ...] = _ORDER
 """Every warning id, in the order warnings of the same step are reported."""
 
@@ -480,8 +486,8 @@ def _check_stalled(h: _History, since: int) -> HealthWarning | None:
     half = max(step, h.total) / 2
     first = [a for s, a in h.evals if s <= half]
     second = [a for s, a in h.evals if s > half]
-    if not first or not second or max(second) - max(first) >= STALL_GAIN:
-        return None
+    if not first or not second or max(second) - max(first) >= STALL_GAIN or max(first) >= PARTIAL_ACCURACY:
+        return None  # gaining, or a language that had formed (a fall from there is a drop, not a stall)
     evidence = {"accuracy": acc, "best_first_half": max(first), "best_second_half": max(second),
                 "half_step": int(half)}
     summary = (f"ID accuracy {acc:.2f} at the end: at most {max(second):.2f} after step {int(half)} against "
@@ -492,14 +498,40 @@ def _check_stalled(h: _History, since: int) -> HealthWarning | None:
             "training settled on a language that covers only part of the tasks: the programs it induces solve "
             "some of them, and no token does what the rest need (often two operations share one token; "
             "`nlic inspect RUN` shows what each token does)",
-            f"{_slower(h.spec)}; more language.vocab{_now(h.spec, 'language.vocab')}; a wider "
-            f"model.executor.width{_now(h.spec, 'model.executor.width')}; another seed")
+            f"a later training.split_until{_now(h.spec, 'training.split_until')} (token splitting gives "
+            f"operations that share a token tokens of their own; 0 turns it off); {_slower(h.spec)}; more "
+            f"language.vocab{_now(h.spec, 'language.vocab')}; a wider model.executor.width"
+            f"{_now(h.spec, 'model.executor.width')}; another seed")
     steps = _field(h.spec, "training.steps")
     return HealthWarning(
         "id-accuracy-stalled", step, summary, evidence,
         "the model stopped improving over the second half of training with tasks still unsolved",
         f"a larger model; {_lr(h.spec, 1 / 3, 'lower')}; more training.steps"
         + ("" if steps is None else f" (now {steps})"))
+
+
+def _check_stuck(h: _History, since: int) -> HealthWarning | None:
+    if not h.discrete:
+        return None
+    for k in range(STUCK_MIN_EVALS - 1, len(h.evals)):
+        s, acc = h.evals[k]
+        if s <= since or s > h.total / 2:
+            continue
+        before = max(a for _, a in h.evals[:k])
+        if not ZERO_ACCURACY <= acc < PARTIAL_ACCURACY or acc - before >= STALL_GAIN:
+            continue
+        prev = h.evals[k - 1][0]
+        return HealthWarning(
+            "id-accuracy-stuck", s,
+            f"ID accuracy {acc:.2f} at step {s}, {before:.2f} at best before (no gain of {STALL_GAIN} since step "
+            f"{prev}), with {1 - acc:.2f} of the tasks unsolved",
+            {"accuracy": acc, "best_before": before, "since_step": prev},
+            "the language covers part of the tasks and stopped growing early: no token does what the rest need, and "
+            "token splitting did not give them one (often several operations share one token while the inductor's "
+            "features do not yet tell them apart)",
+            f"another seed (training.restarts{_now(h.spec, 'training.restarts')} restarts from a derived one); "
+            f"{_slower(h.spec)}; more language.vocab{_now(h.spec, 'language.vocab')}")
+    return None
 
 
 # (check, whether it runs only on a finished run); a check may return one of several ids (the plateau's depends
@@ -511,6 +543,7 @@ _CHECKS: tuple[tuple[Callable[[_History, int], HealthWarning | None], bool], ...
     (_check_relaxation_gap, False),
     (_check_plateau, False),
     (_check_drop, False),
+    (_check_stuck, False),
     (_check_final, True),
     (_check_stalled, True),
 )

@@ -9,14 +9,15 @@ starts over, at most `training.restarts` times. After the probe step an attempt 
 attempt runs to the end whatever its health.
 
 A restart applies the fix its warning names where that fix is the schedule (`attempt_spec`): after a warning of a
-language that never formed (`SLOWER_ANNEAL`: a codebook collapse, all slots at skip, a relaxation gap, a plateau with
-no discrete program solving anything) the next attempt keeps its seed and anneals the inductor's temperature from
-twice the start (`exp(4 -> 0.5)` becomes `exp(8 -> 0.5)`, the paper's schedule; the end stays); after any other
-warning (a NaN, ...) it starts from the next derived seed (`attempt_seed`). Measured on `specs/minimal/shift_p.yaml`
-seed 4: five attempts at `exp(4 -> 0.5)` (the seed and four derived ones) all sat on the same plateau (one token in
-one slot, ID 0.00; abandoned at step 800 or 1000), and so did a derived seed at `exp(8 -> 0.5)` until step 1000,
-when the plateau check abandons it; the spec's own seed at `exp(8 -> 0.5)` left the plateau by step 750 and ended at
-ID 1.00, OOD 1.00 (benchmarks/README, "Keeping the best weights; restarts that anneal more slowly").
+language that never formed (`SLOWER_ANNEAL`: a codebook collapse, all slots at skip, a relaxation gap, a plateau
+with no discrete program solving anything) the next attempt keeps its seed and anneals the inductor's temperature
+from twice the start (`exp(4 -> 0.5)` becomes `exp(8 -> 0.5)`, the paper's schedule; the end stays); after any other
+warning (a NaN, a language stuck on part of the tasks: `id-accuracy-stuck`, ...) it starts from the next derived
+seed (`attempt_seed`). Measured on `specs/minimal/shift_p.yaml` seed 4: five attempts at `exp(4 -> 0.5)` (the seed
+and four derived ones) all sat on the same plateau (one token in one slot, ID 0.00; abandoned at step 800 or 1000),
+and so did a derived seed at `exp(8 -> 0.5)` until step 1000, when the plateau check abandons it; the spec's own
+seed at `exp(8 -> 0.5)` left the plateau by step 750 and ended at ID 1.00, OOD 1.00 (benchmarks/README, "Keeping the
+best weights; restarts that anneal more slowly").
 
 Everything is a function of the spec and seed: the same spec and seed restart at the same steps and end with the
 same weights, and a killed run resumes into the same attempt (its number is in `restarts.json`, written before the

@@ -198,16 +198,38 @@ def _evaluated(accuracies, every=500):
 def test_id_accuracy_stalled_names_a_run_that_settled_on_part_of_the_tasks():
     # Comp-I seed 2 with the defaults (measured): ID 0.30, 0.54, 0.55, 0.54, 0.54, 0.54 at steps 500-3000.
     comp_i = _evaluated([0.30, 0.54, 0.55, 0.54, 0.54, 0.54])
-    assert check(comp_i, 3000) == []  # an end-of-run check
+    assert "id-accuracy-stalled" not in ids(check(comp_i, 3000))  # an end-of-run check
     spec = parse_spec((Path(__file__).resolve().parents[1] / "specs/minimal/comp_i.yaml").read_text(), "comp_i.yaml")
-    (w,) = check(comp_i, 3000, final=True, spec=spec)
+    stuck, w = check(comp_i, 3000, final=True, spec=spec)
+    assert (stuck.id, stuck.step) == ("id-accuracy-stuck", 1500)  # already in the first half (below)
     assert (w.id, w.step) == ("id-accuracy-stalled", 3000)
     assert w.evidence == {"accuracy": 0.54, "best_first_half": 0.55, "best_second_half": 0.54, "half_step": 1500}
     assert "0.54" in w.summary and "language.vocab (now" in w.fix and "nlic inspect" in w.cause
+    assert "training.split_until (now 0.67)" in w.fix
     assert health.verdict_of(comp_i, [w]).failed == "id-accuracy-stalled"
+
+
+def test_id_accuracy_stuck_names_a_run_that_stopped_growing_in_its_first_half():
+    # Comp-I seed 4 with token splitting (measured): ID 0.15, 0.48, 0.49 at steps 500-1500.
+    spec = parse_spec((Path(__file__).resolve().parents[1] / "specs/minimal/comp_i.yaml").read_text(), "comp_i.yaml")
+    (w,) = check(_evaluated([0.15, 0.48, 0.49]), 3000, spec=spec)
+    assert (w.id, w.step) == ("id-accuracy-stuck", 1500)
+    assert w.evidence == {"accuracy": 0.49, "best_before": 0.48, "since_step": 1000}
+    assert "training.restarts (now 2)" in w.fix and "another seed" in w.fix
+    # Not: gaining at every point (a healthy Comp-I run), solved, nothing solved (the plateau checks' case), too
+    # few evaluations, a point in the second half (the end-of-run check's), or a kind without discrete programs.
+    assert check(_evaluated([0.16, 0.65, 0.91, 1.00]), 3000) == []
+    assert check(_evaluated([0.95, 0.95, 0.95]), 3000) == []
+    assert "id-accuracy-stuck" not in ids(check(_evaluated([0.05, 0.05, 0.05]), 3000))
+    assert check(_evaluated([0.5, 0.5]), 3000) == []
+    assert check(_evaluated([0.2, 0.4, 0.6, 0.6]), 3000) == []
+    assert check(_evaluated([0.15, 0.48, 0.49]), 3000, discrete=False) == []
     # Not: still improving, solved, too few evaluations to see a trend, or already `id-accuracy-low-at-end`.
     assert check(_evaluated([0.2, 0.3, 0.4, 0.5, 0.6, 0.7]), 3000, final=True) == []
     assert check(_evaluated([0.3, 0.95, 0.95, 0.95, 0.95, 0.95]), 3000, final=True) == []
+    # Solved, then fallen at the last point (Shift-L seed 0, measured: 0.79, then 1.00 to step 2500, 0.62 at 3000;
+    # the run keeps step 2500's weights): not a language that stalled.
+    assert check(_evaluated([0.79, 1.0, 1.0, 1.0, 1.0, 0.62]), 3000, final=True) == []
     assert check(_evaluated([0.3, 0.5, 0.5], every=1000), 3000, final=True) == []
     assert "id-accuracy-stalled" not in ids(check(_evaluated([0.05] * 6), 3000, final=True))
     # A kind without discrete programs gets a cause that does not speak of tokens.

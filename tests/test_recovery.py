@@ -91,6 +91,20 @@ def test_a_restart_after_a_language_that_never_formed_anneals_more_slowly():
     assert set(recovery.SLOWER_ANNEAL) <= set(health._ORDER)  # warning ids
 
 
+def test_a_language_stuck_on_part_of_the_tasks_restarts_from_a_derived_seed_up_to_the_probe():
+    # Comp-I seed 4 (measured): ID 0.15, 0.48, 0.49 at steps 500-1500 of 3000; the probe point is step 1500.
+    spec = parse_spec(TINY.replace("RESTARTS", "2").replace("steps: 12", "steps: 3000"), "t.yaml")
+    rows = []
+    for s, acc in ((500, 0.15), (1000, 0.48), (1500, 0.49)):
+        rows += [{"step": s, "loss": 0.5, "nll": 0.5, "tokens_in_use": 5.0, "codebook_perplexity": 4.0,
+                  "skip_fraction": 0.3, "id_accuracy": acc}, {"step": s, "split": "id", "accuracy": acc, "tasks": 100}]
+    reason = recovery.restart_reason(rows, step=1500, probe=1500, spec=spec, discrete=True)
+    assert reason is not None and reason[0] == "id-accuracy-stuck"
+    assert recovery.restart_reason(rows[:4], step=1000, probe=1500, spec=spec, discrete=True) is None  # still gaining
+    nxt = recovery.attempt_spec(spec, 1, (reason[0],))
+    assert nxt.seed == recovery.attempt_seed(spec.seed, 1) and nxt.relaxation == spec.relaxation
+
+
 def test_state_round_trips_and_bad_records_are_located(tmp_path):
     assert recovery.read_state(tmp_path) == recovery.RestartState()
     state = recovery.RestartState().after(recovery.Restart(0, 600, "plateau-no-discrete", "loss 1.5 -> 1.5"))

@@ -3,6 +3,7 @@ is deterministic, and that a killed run resumes through a split to the same weig
 
 import json
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,20 +48,44 @@ def fresh(slots=1):
     return model, tasks
 
 
-def test_a_fresh_model_splits_its_one_program_along_the_group_and_copies_the_code():
+def switched_on(model):
+    """`model` with the interpreter's conditioning paths (zero at init: a fresh token's code changes nothing) drawn
+    at random, so that each token's code changes what it computes."""
+    leaves, tree = jax.tree_util.tree_flatten(model.executor)
+    keys = jax.random.split(jax.random.key(7), len(leaves))
+    leaves = [0.3 * jax.random.normal(k, a.shape, a.dtype)
+              if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating) and not jnp.any(a) else a
+              for k, a in zip(keys, leaves, strict=True)]
+    return eqx.tree_at(lambda m: m.executor, model, jax.tree_util.tree_unflatten(tree, leaves))
+
+
+def test_a_fresh_model_splits_its_one_program_along_the_group():
     model, tasks = fresh()
     b = tasks.batch()
     before = programs(model, b)
     new_model, info = split_merged_token(model, b, tasks.has_target)
     assert info is not None and info.tasks >= 3 and info.old in info.program and info.new != model.cfg.skip_token
-    assert info.new not in before  # an unused token takes the copy
+    assert info.new not in before  # an unused token takes the split
     ex0, ex1 = model.executor.code_embed, new_model.executor.code_embed
-    np.testing.assert_array_equal(ex1[info.new], ex0[info.old])  # it executes like the token it splits
     np.testing.assert_array_equal(np.delete(np.asarray(ex1), info.new, 0), np.delete(np.asarray(ex0), info.new, 0))
     after = programs(new_model, b)
     moved = (after == info.new).any(-1)
-    assert 0 < moved.sum() < len(after)  # the group is divided, not moved whole
+    assert moved.sum() == info.writes <= info.moved < info.tasks  # the group is divided, not moved whole
+    assert 0 < info.moved
     assert set(after.ravel()) <= set(before.ravel()) | {info.new}
+
+
+def test_the_new_code_is_fitted_to_the_tasks_that_move_to_it():
+    model, tasks = fresh()
+    model = switched_on(model)
+    b = tasks.batch()
+    new_model, info = split_merged_token(model, b, tasks.has_target)
+    assert info is not None and 0 < info.moved <= info.tasks
+    assert info.after < info.before  # the moving tasks are reconstructed better by their own code
+    ex0, ex1 = np.asarray(model.executor.code_embed), np.asarray(new_model.executor.code_embed)
+    assert not np.allclose(ex1[info.new], ex0[info.old])
+    np.testing.assert_array_equal(np.delete(ex1, info.new, 0), np.delete(ex0, info.new, 0))  # no other code moves
+    assert f"{info.moved} move to the new token" in info.summary()
 
 
 def test_the_new_token_takes_no_slot_the_old_one_did_not_hold():
