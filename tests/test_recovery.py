@@ -23,7 +23,7 @@ from nlic.runtime.train import train
 from conftest import interrupt_training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_health import TINY_NLI  # noqa: E402
+from test_health import TINY_NLI, _evaluated  # noqa: E402
 
 # tests/test_health.py's tiny NLI whose token-count regulariser (reg_weight 20) holds the codebook at one token:
 # `codebook-collapse` fires at step 6 of every attempt (that file measures the same run without restarts).
@@ -94,10 +94,7 @@ def test_a_restart_after_a_language_that_never_formed_anneals_more_slowly():
 def test_a_language_stuck_on_part_of_the_tasks_restarts_from_a_derived_seed_up_to_the_probe():
     # Comp-I seed 4 (measured): ID 0.15, 0.48, 0.49 at steps 500-1500 of 3000; the probe point is step 1500.
     spec = parse_spec(TINY.replace("RESTARTS", "2").replace("steps: 12", "steps: 3000"), "t.yaml")
-    rows = []
-    for s, acc in ((500, 0.15), (1000, 0.48), (1500, 0.49)):
-        rows += [{"step": s, "loss": 0.5, "nll": 0.5, "tokens_in_use": 5.0, "codebook_perplexity": 4.0,
-                  "skip_fraction": 0.3, "id_accuracy": acc}, {"step": s, "split": "id", "accuracy": acc, "tasks": 100}]
+    rows = _evaluated([0.15, 0.48, 0.49])
     reason = recovery.restart_reason(rows, step=1500, probe=1500, spec=spec, discrete=True)
     assert reason is not None and reason[0] == "id-accuracy-stuck"
     assert recovery.restart_reason(rows[:4], step=1000, probe=1500, spec=spec, discrete=True) is None  # still gaining

@@ -41,6 +41,7 @@ import numpy as np
 import optax
 
 from nlic.compiler.kinds import Batch
+from nlic.compiler.models.nli.model import _pair_loglik
 
 __all__ = ["Split", "split_merged_token"]
 
@@ -91,20 +92,17 @@ _FIT_LR = 0.05
 """Step size of the code fit (Adam)."""
 
 
-def _task_loss(model, code_embed, program, inputs, outputs, mask):
+def _task_loss(model, old, code, program, inputs, outputs, mask):
     """A task's reconstruction NLL of its spec pairs under `program` (hard tokens, soft value states at temperature
-    1, no noise) with the interpreter's codes `code_embed`."""
-    cfg = model.cfg
-    z = jax.nn.one_hot(program, cfg.vocab, dtype=code_embed.dtype)
-    codes = z @ code_embed
-    gate = z[:, cfg.skip_token] if cfg.relaxation.skip else jnp.zeros(z.shape[0], code_embed.dtype)
+    1, no noise), token `old`'s code replaced by `code`."""
+    model = eqx.tree_at(lambda m: m.executor.code_embed, model, model.executor.code_embed.at[old].set(code))
+    codes, gate = model.codes(jax.nn.one_hot(program, model.cfg.vocab, dtype=code.dtype))
     key = jax.random.key(0)  # unused: no noise
 
     def pair(x, y):
-        logp = model.run_soft(codes, gate, x, jnp.asarray(1.0, code_embed.dtype), key=key, noise=False)
-        return -jnp.take_along_axis(logp, y[:, None], axis=-1)[:, 0].mean()
+        return -_pair_loglik(model.run_soft(codes, gate, x, jnp.asarray(1.0, code.dtype), key=key, noise=False), y)
 
-    w = mask.astype(code_embed.dtype)
+    w = mask.astype(code.dtype)
     return (jax.vmap(pair)(inputs, outputs) * w).sum() / jnp.maximum(w.sum(), 1.0)
 
 
@@ -113,8 +111,7 @@ def _with_code(model, batch: Batch, programs, old, code):
     """Every task's loss (its argmax program) with token `old`'s code replaced by `code`, and each task's gradient
     of that loss with respect to `code`."""
     def one(p, xs, ys, m):
-        return jax.value_and_grad(
-            lambda c: _task_loss(model, model.executor.code_embed.at[old].set(c), p, xs, ys, m))(code)
+        return jax.value_and_grad(lambda c: _task_loss(model, old, c, p, xs, ys, m))(code)
     return jax.vmap(one)(programs, batch.inputs, batch.outputs, batch.pair_mask)
 
 
@@ -122,8 +119,8 @@ def _with_code(model, batch: Batch, programs, old, code):
 def _fit_code(model, batch: Batch, programs, old, code, weight):
     """`code` after `_FIT_STEPS` Adam steps on the `weight`-weighted mean loss of the tasks (token `old` read as it)."""
     def total(c):
-        losses = jax.vmap(lambda p, xs, ys, m: _task_loss(model, model.executor.code_embed.at[old].set(c), p, xs, ys,
-                                                          m))(programs, batch.inputs, batch.outputs, batch.pair_mask)
+        losses = jax.vmap(lambda p, xs, ys, m: _task_loss(model, old, c, p, xs, ys, m))(
+            programs, batch.inputs, batch.outputs, batch.pair_mask)
         return (losses * weight).sum() / jnp.maximum(weight.sum(), 1.0)
 
     opt = optax.adam(_FIT_LR)
@@ -185,7 +182,7 @@ def _weight(n: int, index: np.ndarray) -> np.ndarray:
 
 
 def _divide(model, batch: Batch, programs: np.ndarray, old: int, members: np.ndarray,
-            features: np.ndarray) -> tuple[np.ndarray, dict]:
+            features: np.ndarray) -> tuple[np.ndarray, jax.Array, float, float]:
     """Which of the group's tasks (`members`, indices into the batch) move to the new token, and its code.
 
     Two codes compete for the group's tasks, as in k-means with the reconstruction loss as the distance: one fitted
@@ -197,8 +194,7 @@ def _divide(model, batch: Batch, programs: np.ndarray, old: int, members: np.nda
     them again, so a token that merged three primitives gives one away at each split.
 
     Returns:
-        (bool mask over `members`, {"code": the new code, "before"/"after": the moving tasks' mean loss under the
-        old code and the new one}).
+        (bool mask over `members`, the new code, the moving tasks' mean loss under the old code and under the new).
     """
     progs, old_i = jnp.asarray(programs), jnp.asarray(old, jnp.int32)  # traced: one compile for every token
     c_old = model.executor.code_embed[old]
@@ -208,19 +204,16 @@ def _divide(model, batch: Batch, programs: np.ndarray, old: int, members: np.nda
         moving = _axis_side(features)
     if not moving.any():  # the tasks look alike in every respect: the first half moves
         moving = np.arange(len(members)) < len(members) // 2
-    code = c_old
-    for _ in range(_ROUNDS):
+    for round_ in range(_ROUNDS):
         fitted = [_fit_code(model, batch, progs, old_i, c_old, jnp.asarray(_weight(len(programs), members[side])))
                   for side in (moving, ~moving)]
         loss_new, loss_stay = (np.asarray(_with_code(model, batch, progs, old_i, c)[0], np.float64) for c in fitted)
         better = loss_new[members] < loss_stay[members]
-        code, last = fitted[0], (moving, loss_new)
-        if not better.any() or better.all() or (better == moving).all():
+        if round_ == _ROUNDS - 1 or not better.any() or better.all() or (better == moving).all():
             break
         moving = better
-    moving, loss_new = last
     idx = members[moving]
-    return moving, {"code": code, "before": float(loss_old[idx].mean()), "after": float(loss_new[idx].mean())}
+    return moving, fitted[0], float(loss_old[idx].mean()), float(loss_new[idx].mean())
 
 
 def split_merged_token(model, batch: Batch, has_target: np.ndarray, *, min_group: int = 3):
@@ -259,8 +252,8 @@ def split_merged_token(model, batch: Batch, has_target: np.ndarray, *, min_group
         return hidden[i, int(np.flatnonzero(programs[i] == old)[0])]
 
     members = np.flatnonzero([has[i] and not solved[i] and progs[i] == group for i in range(len(progs))])
-    moving, losses = _divide(model, batch, programs, old, members, np.stack([feature(int(i)) for i in members]))
-    code_new = losses.pop("code")
+    moving, code_new, before, after = _divide(model, batch, programs, old, members,
+                                              np.stack([feature(int(i)) for i in members]))
     fc2 = model.inductor.head.fc2
     logits = hidden @ np.asarray(fc2.weight, np.float64).T + np.asarray(fc2.bias, np.float64)  # B T K
     target = programs.copy()
@@ -283,15 +276,15 @@ def split_merged_token(model, batch: Batch, has_target: np.ndarray, *, min_group
     margin = np.where(elsewhere, _MARGIN, _TIE)  # the group's side that stays: never above the old token
     guarded = valid & ~moves
     if guarded.any():
-        b_new -= max(0.0, float((new_logit - others + margin)[guarded].max()))
+        lower = max(0.0, float((new_logit - others + margin)[guarded].max()))
+        b_new, new_logit = b_new - lower, new_logit - lower
     # Where the features do not separate the sides yet, the moving tasks' new logit stays close below the old one:
     # under training's relaxed tokens they still run the new code in part, and its lower loss pulls them over.
-    writes = ((hidden @ w_new + b_new > others) & moves).any(-1)
+    writes = ((new_logit > others) & moves).any(-1)
     w = fc2.weight.at[new].set(jnp.asarray(w_new, fc2.weight.dtype))
     b = fc2.bias.at[new].set(b_new)
     code = model.executor.code_embed.at[new].set(code_new)
     model = eqx.tree_at(lambda m: (m.inductor.head.fc2.weight, m.inductor.head.fc2.bias, m.executor.code_embed),
                         model, (w, b, code))
     return model, Split(old=old, new=new, program=group, tasks=int(n), moved=int(moving.sum()),
-                        writes=int(writes.sum()),
-                        before=losses["before"], after=losses["after"])
+                        writes=int(writes.sum()), before=before, after=after)
