@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from nlic.compiler import FAMILIES, MODEL_KINDS, format_spec, load_spec, parse_spec
 from nlic.compiler.spec import DEEPENED_METHODS, IntRange, Schedule, SearchSpec, Spec
-from nlic.compiler.validate import MAX_ENUMERATED, _Checker, _parse_tree
+from nlic.compiler.validate import _Checker, _parse_tree
 from nlic.grammar.errors import Loc, NlicError
 from nlic.grammar.program import (
     Alias,
@@ -192,13 +192,11 @@ def specs(draw: Callable) -> Spec:
                                 executor=executor)
     search: SearchSpec = spec.search
     method = draw(st.sampled_from(sorted(MODEL_KINDS.get(kind).search_methods)))
-    width = search.branch_width(lang.vocab)
-    deepest = max(d for d in range(min(64, lang.max_length) + 1) if width**d <= MAX_ENUMERATED)
     search = dataclasses.replace(
         search,
         method=method,
         deepen=search.deepen and method in DEEPENED_METHODS,
-        depth=draw(st.integers(0, deepest)),
+        depth=draw(st.integers(0, 64)),
         length=draw(st.one_of(st.just(0), st.integers(lang.length, lang.max_length))),
     )
     evals = dataclasses.replace(spec.eval, splits=tuple(draw(st.lists(st.sampled_from(base.splits), unique=True))))

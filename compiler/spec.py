@@ -277,7 +277,17 @@ class SearchSpec:
         "exact", "Keep the start whose discrete program fits the spec best (exact matches, then likelihood), "
         "or the one with the highest soft likelihood.", choices=("likelihood", "exact"),
     )
-    depth: int = _f(3, "Longest program (non-skip tokens) the enumerate search tries exhaustively.", min=0, max=64)
+    depth: int = _f(
+        6, "Longest program (non-skip tokens) the enumerate search tries exhaustively, cut to the greatest length "
+        "whose programs (every one up to it) number at most `programs`: 15 tokens reach depth 4, 23 or 31 depth 3, "
+        "a branch of 3 depth 6.", min=0, max=64,
+    )
+    programs: int = _f(
+        100_000, "Most programs one enumeration tries per task (every program of up to `depth` tokens over the "
+        "branch's tokens, the empty one included); it bounds the depth, and with it the enumeration's time and "
+        "memory. Comp-I (15 tokens): depth 4's 54,241 programs write the compositions of two positional "
+        "primitives that depth 3 misses.", min=1, max=1_000_000,
+    )
     branch: int = _f(
         0, "Tokens the enumerate search tries at each position: the task's `branch` most probable non-skip tokens "
         "under the inductor (0 = every token). Fewer tokens reach deeper programs at the same cost.", min=0,
@@ -313,6 +323,19 @@ class SearchSpec:
     def branch_width(self, vocab: int) -> int:
         """Tokens the enumerate search tries per position in a language of `vocab` tokens (skip excluded)."""
         return min(self.branch or vocab - 1, vocab - 1)
+
+    def enumeration_depth(self, vocab: int, max_length: int) -> int:
+        """The depth an enumeration runs to in a language of `vocab` tokens and `max_length` slots: `depth`, cut to
+        `max_length` and to the greatest depth whose programs (a full tree, the empty program included) number at
+        most `programs`."""
+        width, depth = self.branch_width(vocab), min(self.depth, max_length)
+        while depth > 0 and sum(width**i for i in range(depth + 1)) > self.programs:
+            depth -= 1
+        return depth
+
+    def fitted(self, vocab: int, max_length: int) -> SearchSpec:
+        """This search with `depth` cut to `enumeration_depth` (every enumerating caller runs this one)."""
+        return dataclasses.replace(self, depth=self.enumeration_depth(vocab, max_length))
 
     def stages(self) -> tuple[SearchSpec, ...]:
         """The searches `solve` runs in turn, each on the tasks no earlier one solved: this search itself, or with

@@ -20,7 +20,7 @@ from typing import Any
 from nlic.compiler import spec as spec_module
 from nlic.compiler.families import FAMILIES
 from nlic.compiler.kinds import MODEL_KINDS
-from nlic.compiler.spec import DEEPENED_METHODS, IntRange, Schedule, Spec
+from nlic.compiler.spec import IntRange, Schedule, Spec
 from nlic.grammar.errors import Diagnostic, Loc, NlicError, SpecError, did_you_mean
 from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.grammar.spec_parser import parse_expression, parse_nls
@@ -363,10 +363,6 @@ def _resolve_paths(params: tuple, keys: Any, base: Path) -> tuple:
     return tuple((k, fix(v) if k in keys else v) for k, v in params)
 
 
-MAX_ENUMERATED = 1_000_000
-"""Most programs one level of the enumerate search may hold (each is a state of every spec pair in memory)."""
-
-
 def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths: bool) -> Spec:
     """Checks between fields and against the registries; returns the spec with path params resolved."""
     ok = lambda *names: not any(n in c.bad for n in names)  # noqa: E731
@@ -392,17 +388,6 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
         c.error(c.loc_of("model.executor.mirrors"), "model.executor.mirrors needs model.executor.routing",
                 "set routing: true, or remove mirrors")
     search = spec.search
-    # depth and deepen bind the enumerating methods only (a printed spec holds them for every kind)
-    if search.method in DEEPENED_METHODS and ok("search.depth", "search.branch", "language.vocab", "language.max_length"):
-        width = search.branch_width(lang.vocab)
-        if search.depth > lang.max_length:
-            c.error(c.loc_of("search.depth"), f"search.depth ({search.depth}) is longer than language.max_length "
-                    f"({lang.max_length})", f"set depth to at most {lang.max_length}")
-        elif width ** search.depth > MAX_ENUMERATED:
-            fit = max(d for d in range(search.depth + 1) if width**d <= MAX_ENUMERATED)
-            c.error(c.loc_of("search.depth"), f"enumerating {width}^{search.depth} programs per task is too many "
-                    f"(limit {MAX_ENUMERATED:,})", f"lower search.depth to {fit} or set search.branch below {width}")
-
     if ok("search.length", "language.length", "language.max_length") and search.length and not (
         lang.length <= search.length <= lang.max_length
     ):

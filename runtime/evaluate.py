@@ -25,7 +25,7 @@ from nlic.compiler.identity import UNTRAINED_SECTIONS, trained_spec_diff
 from nlic.compiler.kinds import kind_of
 from nlic.compiler.lower import abstract_model
 from nlic.compiler.models.nli.search import enumeration_chunks
-from nlic.compiler.spec import SearchSpec, Spec
+from nlic.compiler.spec import DEEPENED_METHODS, SearchSpec, Spec
 from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, SpecError, did_you_mean
 from nlic.grammar.reading import MAX_HEADER_BYTES, loads_json, read_text
 from nlic.runtime import run_dir as rd
@@ -184,6 +184,8 @@ def solve_flops(kind: Any, model: Any, tasks: Any, search: SearchSpec) -> float:
     times its iterations (`enumeration_chunks`). A staged search (`deepen`) counts every stage, the cost of a
     task no stage before the last solves (an upper bound). NaN when the solve cannot be lowered as one function.
     """
+    if search.method in DEEPENED_METHODS and kind.name == "nli":
+        search = search.fitted(model.cfg.vocab, model.cfg.max_length)
     stages = search.stages()
     if len(stages) > 1:
         return float(sum(solve_flops(kind, model, tasks, stage) for stage in stages))

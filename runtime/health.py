@@ -529,8 +529,8 @@ def _check_stuck(h: _History, since: int) -> HealthWarning | None:
             "the language covers part of the tasks and stopped growing early: no token does what the rest need, and "
             "token splitting did not give them one (often several operations share one token while the inductor's "
             "features do not yet tell them apart)",
-            f"another seed (training.restarts{_now(h.spec, 'training.restarts')} restarts from a derived one); "
-            f"{_slower(h.spec)}; more language.vocab{_now(h.spec, 'language.vocab')}")
+            f"another seed, {_slower(h.spec)} (training.restarts{_now(h.spec, 'training.restarts')} restarts from a "
+            f"derived seed annealed from twice the start); more language.vocab{_now(h.spec, 'language.vocab')}")
     return None
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from nlic.compiler.families import TaskSet, codec_of, evaluation_tasks, family_of, load_tasks, params_of
 from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import AUTO_SEARCH, MODEL_KINDS, ModelKind, kind_of
-from nlic.compiler.spec import SearchSpec, Spec
+from nlic.compiler.spec import DEEPENED_METHODS, SearchSpec, Spec
 from nlic.grammar.errors import Loc, SpecError, did_you_mean
 from nlic.grammar.program import ProgramFile, format_programs
 from nlic.runtime import distributed
@@ -79,8 +79,11 @@ def batch_size(search: SearchSpec, n: int) -> int:
     return max(1, min(search.batch, n))
 
 
-def _kind_and_search(spec: Spec | ModelKind, search: SearchSpec | None, caller: str) -> tuple[ModelKind, SearchSpec]:
-    """The model kind and the search to run: `search`, or the spec's own when it is None."""
+def _kind_and_search(spec: Spec | ModelKind, search: SearchSpec | None, caller: str,
+                     model: Any = None) -> tuple[ModelKind, SearchSpec]:
+    """The model kind and the search to run: `search`, or the spec's own when it is None, its enumeration depth cut
+    to what the model's language and `search.programs` allow (`SearchSpec.fitted`), so that `deepen` runs no stage
+    twice."""
     if isinstance(spec, ModelKind):
         if search is None:
             raise TypeError(f"{caller}(kind, ...) needs search=SearchSpec(...)")
@@ -90,6 +93,9 @@ def _kind_and_search(spec: Spec | ModelKind, search: SearchSpec | None, caller: 
         search = spec.search if search is None else search
     if search.method == AUTO_SEARCH:  # a SearchSpec built in code (a loaded spec holds the concrete method)
         search = dataclasses.replace(search, method=kind.default_search)
+    cfg = getattr(model, "cfg", None)  # the NLI's language (the kinds that enumerate)
+    if search.method in DEEPENED_METHODS and hasattr(cfg, "vocab"):
+        search = search.fitted(cfg.vocab, cfg.max_length)
     return kind, search
 
 
@@ -181,7 +187,7 @@ def solve(
     Returns:
         A `SolveResult`.
     """
-    kind, search = _kind_and_search(spec, search, "solve")
+    kind, search = _kind_and_search(spec, search, "solve", model)
     n = len(tasks)
     size = batch_size(search, n)  # every stage and batch has this shape: one trace per stage
     key = jax.random.key(seed)
@@ -230,7 +236,7 @@ def solve(
 def warm_up(spec: Spec | ModelKind, model, tasks: TaskSet, *, search: SearchSpec | None = None) -> None:
     """Compile everything `solve(spec, model, tasks, search=search)` runs, so that timing it measures the search
     alone: every stage of the search on one batch of the shape that call uses."""
-    _, search = _kind_and_search(spec, search, "warm_up")
+    _, search = _kind_and_search(spec, search, "warm_up", model)
     warm = tasks.take(slice(0, batch_size(search, len(tasks))))
     for stage in search.stages():
         solve(spec, model, warm, search=stage)

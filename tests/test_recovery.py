@@ -91,7 +91,7 @@ def test_a_restart_after_a_language_that_never_formed_anneals_more_slowly():
     assert set(recovery.SLOWER_ANNEAL) <= set(health._ORDER)  # warning ids
 
 
-def test_a_language_stuck_on_part_of_the_tasks_restarts_from_a_derived_seed_up_to_the_probe():
+def test_a_language_stuck_on_part_of_the_tasks_restarts_from_a_derived_seed_annealed_slower_up_to_the_probe():
     # Comp-I seed 4 (measured): ID 0.15, 0.48, 0.49 at steps 500-1500 of 3000; the probe point is step 1500.
     spec = parse_spec(TINY.replace("RESTARTS", "2").replace("steps: 12", "steps: 3000"), "t.yaml")
     rows = _evaluated([0.15, 0.48, 0.49])
@@ -99,7 +99,13 @@ def test_a_language_stuck_on_part_of_the_tasks_restarts_from_a_derived_seed_up_t
     assert reason is not None and reason[0] == "id-accuracy-stuck"
     assert recovery.restart_reason(rows[:4], step=1000, probe=1500, spec=spec, discrete=True) is None  # still gaining
     nxt = recovery.attempt_spec(spec, 1, (reason[0],))
-    assert nxt.seed == recovery.attempt_seed(spec.seed, 1) and nxt.relaxation == spec.relaxation
+    assert nxt.seed == recovery.attempt_seed(spec.seed, 1) != spec.seed  # both: a derived seed...
+    tau = spec.relaxation.tau_inductor
+    assert nxt.relaxation.tau_inductor == dataclasses.replace(tau, start=2 * tau.start)  # ...and the slower anneal
+    third = recovery.attempt_spec(spec, 3, (reason[0], "plateau-no-discrete", reason[0]))
+    assert third.seed == recovery.attempt_seed(spec.seed, 2)  # two reseeds, three doublings
+    assert third.relaxation.tau_inductor == dataclasses.replace(tau, start=8 * tau.start)
+    assert recovery.RESEED_AND_SLOWER <= set(health._ORDER) and not recovery.RESEED_AND_SLOWER & recovery.SLOWER_ANNEAL
 
 
 def test_state_round_trips_and_bad_records_are_located(tmp_path):

@@ -1,6 +1,7 @@
 """Tests of NLI test-time search and the `solve` API: discrete outputs, exact scoring, tracing, determinism."""
 
 import dataclasses
+import importlib
 
 import equinox as eqx
 import jax
@@ -347,3 +348,22 @@ def test_deepen_stages_share_one_compiled_enumeration(model_tasks):
     for st in stages:
         if st.method == "enumerate":
             jitted(model, batch, *_arguments(model, st, enumerates=True), jax.random.key(0))
+
+
+def test_solve_runs_the_depth_that_fits_the_program_budget(model_tasks, monkeypatch):
+    """`search.depth` is cut to `search.programs` (and the language's slots) before `deepen` makes its stages: no
+    stage repeats a depth, and the result equals the search written at the fitted depth."""
+    spec, model, tasks = model_tasks
+    K = spec.language.vocab
+    wide = _search(method="enumerate", depth=6, deepen=True, programs=1 + (K - 1) + (K - 1) ** 2)
+    assert wide.enumeration_depth(K, spec.language.max_length) == 2
+    solve_module = importlib.import_module("nlic.runtime.solve")  # `nlic.runtime.solve` is also the function
+    ran = []
+    real = solve_module._solve_batches
+    monkeypatch.setattr(solve_module, "_solve_batches", lambda k, m, t, s, *a, **kw: ran.append(s.depth) or real(
+        k, m, t, s, *a, **kw))
+    got = solve(spec, model, tasks, search=wide)
+    assert ran and max(ran) == 2 and len(ran) == len(set(ran))  # stages 1, 2 (those tasks left), never 3..6
+    want = solve(spec, model, tasks, search=dataclasses.replace(wide, depth=2))
+    np.testing.assert_array_equal(got.programs, want.programs)
+    assert search_cost(model, wide) == search_cost(model, dataclasses.replace(wide, depth=2))

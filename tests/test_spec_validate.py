@@ -276,8 +276,23 @@ def test_enumeration_fields_bind_only_enumerating_methods():
     """A printed spec writes depth and deepen for every kind, so a method that never enumerates ignores them."""
     spec = parse_spec(MINIMAL + "language: {vocab: 200}\nsearch: {method: gradient, deepen: true, depth: 3}\n", "s.yaml")
     assert spec.search.stages() == (spec.search,)
-    (d,) = errors(MINIMAL + "language: {vocab: 200}\nsearch: {method: cascade, depth: 3}\n")
-    assert "programs per task is too many" in d.message
+    spec = parse_spec(MINIMAL + "language: {vocab: 200}\nsearch: {method: cascade, depth: 3}\n", "s.yaml")
+    assert spec.search.depth == 3  # the spec keeps what it says; the search runs the depth that fits its budget:
+    assert spec.search.enumeration_depth(200, 12) == 2  # 1 + 199 + 199^2 = 39,801 programs <= 100,000 < 199^3
+
+
+def test_enumeration_depth_fits_the_program_budget_and_the_slots():
+    """`search.depth` is a maximum: cut to language.max_length and to the deepest full tree of at most
+    `search.programs` programs (a printed spec, which writes the default depth, stays valid for any language)."""
+    s = parse_spec(MINIMAL, "s.yaml").search
+    assert (s.depth, s.programs) == (6, 100_000)
+    assert [s.enumeration_depth(v, 12) for v in (4, 8, 16, 24, 32)] == [6, 5, 4, 3, 3]
+    assert s.enumeration_depth(16, 2) == 2
+    assert dataclasses.replace(s, branch=3).enumeration_depth(32, 12) == 6
+    assert dataclasses.replace(s, programs=1).enumeration_depth(16, 12) == 0
+    assert s.fitted(16, 12) == dataclasses.replace(s, depth=4)
+    short = parse_spec(MINIMAL + "language: {vocab: 8, length: 2, max_length: 3}\n", "s.yaml")
+    assert parse_spec(format_spec(short), "again.yaml") == short  # depth 6 > max_length 3 printed and read back
 
 
 def test_auto_on_the_command_line_is_the_kinds_own_search():

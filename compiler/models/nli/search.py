@@ -128,6 +128,8 @@ def _runner(per_task: Callable[..., tuple], *, enumerates: bool = False) -> Call
         return jax.vmap(lambda task, k: per_task(model, task, search, hyper, k))(_tasks(batch), keys)
 
     def run(model: NLI, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray) -> Solution:
+        if enumerates:
+            search = search.fitted(model.cfg.vocab, model.cfg.max_length)
         prog, out, fit, ll, soft = batched(model, batch, *_arguments(model, search, enumerates=enumerates), key)
         prog = pad_program(prog, model.cfg.max_length, model.cfg.skip_token)  # searched on search.slots slots
         if model.program_proj is not None:
@@ -462,7 +464,7 @@ def _cost_cascade(model: NLI, search: SearchSpec) -> int:
 
 def search_cost(model: NLI, search: SearchSpec) -> int:
     """Program executions (on one spec pair, max_length steps) one task's search costs."""
-    return SEARCH_METHODS.get(search.method).cost(model, search)
+    return SEARCH_METHODS.get(search.method).cost(model, search.fitted(model.cfg.vocab, model.cfg.max_length))
 
 
 SEARCH_METHODS.register("none", SearchMethod("none", _runner(_none), _cost_none, "argmax program of the inductor"))
