@@ -76,7 +76,8 @@ class ModelKind:
         build: `build(spec, shapes, *, key) -> model` builds the equinox module.
         loss: `loss(model, batch, t, *, key) -> (scalar, metrics)`; `t` in [0, 1] is training progress as a
             float array (temperature schedules are evaluated from it inside jit).
-        solve: `solve(model, batch, search_spec, *, key) -> Solution`; dispatches on `search_spec.method`.
+        solve: `solve(model, batch, search_spec, *, key) -> Solution`; dispatches on `search_spec.method`. Kinds
+            that enumerate (`search_methods` has `enumerate`) also take `tokens=`, the tokens to enumerate over.
         search_methods: names of the search methods this kind supports.
         execute: `execute(model, programs, inputs) -> outputs` runs discrete programs with hard tokens; None for
             kinds without discrete programs.

@@ -280,7 +280,9 @@ class SearchSpec:
     depth: int = _f(
         6, "Longest program (non-skip tokens) the enumerate search tries exhaustively, cut to the greatest length "
         "whose programs (every one up to it) number at most `programs`: 15 tokens reach depth 4, 23 or 31 depth 3, "
-        "a branch of 3 depth 6.", min=0, max=64,
+        "a branch of 3 depth 6. With deepen, `nlic solve` then enumerates over only the language's tokens in use "
+        "(those the inductor writes on 256 training tasks) as deep as the same budget allows, up to this depth "
+        "(Shift-P seed 1: 3 of 15 tokens, depth 6).", min=0, max=64,
     )
     programs: int = _f(
         100_000, "Most programs one enumeration tries per task (every program of up to `depth` tokens over the "

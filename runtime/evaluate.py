@@ -182,7 +182,9 @@ def solve_flops(kind: Any, model: Any, tasks: Any, search: SearchSpec) -> float:
     extrapolated from one and zero steps: F(b) = F(1) + (b - 1) * (F(1) - F(0)), exact for a fixed-length scan
     and an upper bound for searches that stop early; the NLI's enumeration loop likewise, from depth d and depth 0,
     times its iterations (`enumeration_chunks`). A staged search (`deepen`) counts every stage, the cost of a
-    task no stage before the last solves (an upper bound). NaN when the solve cannot be lowered as one function.
+    task no stage before the last solves (an upper bound, except that the enumeration over the language's tokens in
+    use, which `solve` adds from the training split, is not counted). NaN when the solve cannot be lowered as one
+    function.
     """
     if search.method in DEEPENED_METHODS and kind.name == "nli":
         search = search.fitted(model.cfg.vocab, model.cfg.max_length)

@@ -24,7 +24,7 @@ from nlic.compiler.families import TaskSet, codec_of, evaluation_tasks, family_o
 from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import AUTO_SEARCH, MODEL_KINDS, ModelKind, kind_of
 from nlic.compiler.spec import DEEPENED_METHODS, SearchSpec, Spec
-from nlic.grammar.errors import Loc, SpecError, did_you_mean
+from nlic.grammar.errors import Loc, NlicError, SpecError, did_you_mean
 from nlic.grammar.program import ProgramFile, format_programs
 from nlic.runtime import distributed
 from nlic.runtime.files import atomic_write
@@ -106,26 +106,92 @@ def _assign(rows: np.ndarray, where: np.ndarray, values: np.ndarray) -> np.ndarr
     return rows
 
 
-def _stage_label(stages: tuple[SearchSpec, ...], s: int) -> str:
+LIVE_SAMPLE = 256
+"""Training tasks whose argmax programs tell which tokens a language uses (`language_tokens`)."""
+
+LIVE_KEY = 2000
+"""Index the live stage's search key is folded from (the other stages keep theirs: 1000 + their place)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One search `solve` runs on the tasks no earlier stage solved: `search`, the index its key is folded from,
+    and `tokens`, the tokens an enumeration tries (None: the search's own)."""
+
+    search: SearchSpec
+    key_index: int
+    tokens: tuple[int, ...] | None = None
+
+    def label(self, count: int) -> str:
+        if count == 1:
+            return ""
+        st = self.search
+        if st.method != "enumerate":
+            return f" [{st.method}]"
+        over = f" over the {len(self.tokens)} tokens in use" if self.tokens is not None else ""
+        return f" [enumerate depth {st.depth}{over}]"
+
+
+def language_tokens(spec: Spec, kind: ModelKind, model) -> tuple[int, ...] | None:
+    """The tokens (skip excluded) of the inductor's argmax programs on a fixed sample of `LIVE_SAMPLE` tasks of the
+    spec's training split: the language's tokens in use. None for a kind without discrete programs, or when the
+    training data cannot be read here (a run moved away from its data files)."""
+    if not kind.discrete_programs:
+        return None
+    try:
+        tasks = evaluation_tasks(spec, spec.task.train_split, LIVE_SAMPLE)
+    except NlicError:
+        return None
+    sol = kind.solve(model, tasks.batch(), SearchSpec(method="none"), key=jax.random.key(0))
+    return tuple(sorted({int(t) for t in np.asarray(sol.programs).ravel()} - {spec.language.skip_token}))
+
+
+def _live_stage(search: SearchSpec, written: SearchSpec, vocab: int, max_length: int,
+                tokens: tuple[int, ...] | None) -> Stage | None:
+    """An enumeration over the language's tokens in use, when it reaches deeper than `search`'s over all (or its
+    branch's) tokens within `search.programs`: up to the written `depth` (Shift-P seed 1: 3 tokens in use of 15,
+    depth 6 where all 15 reach 4, OOD 0.86 -> 1.00). None otherwise."""
+    if (not tokens or len(tokens) < 2 or not search.deepen or search.method not in DEEPENED_METHODS
+            or len(tokens) >= search.branch_width(vocab)):
+        return None  # one token in use: its repetitions are enumerated to max_length already
+    live = dataclasses.replace(written, method="enumerate", deepen=False, branch=len(tokens)).fitted(vocab, max_length)
+    return Stage(live, LIVE_KEY, tokens) if live.depth > search.depth else None
+
+
+def _plan(spec: Spec | ModelKind, search: SearchSpec | None, model, caller: str) -> tuple[ModelKind, SearchSpec,
+                                                                                          list[Stage]]:
+    """The kind, the (fitted) search, and the stages `solve` runs: `search.stages()`, with the enumeration over the
+    language's tokens in use (`_live_stage`) after the other enumerations, where the spec is known."""
+    kind, written = _kind_and_search(spec, search, caller)
+    _, search = _kind_and_search(spec, written, caller, model)
+    stages = [Stage(st, 1000 + i) for i, st in enumerate(search.stages())]
+    cfg = getattr(model, "cfg", None)
+    if isinstance(spec, Spec) and search.deepen and search.method in DEEPENED_METHODS and hasattr(cfg, "vocab"):
+        live = _live_stage(search, written, cfg.vocab, cfg.max_length, language_tokens(spec, kind, model))
+        if live is not None:
+            last = max(i for i, st in enumerate(stages) if st.search.method == "enumerate")
+            stages.insert(last + 1, live)
     if len(stages) == 1:
-        return ""
-    st = stages[s]
-    return f" [{st.method} depth {st.depth}]" if st.method == "enumerate" else f" [{st.method}]"
+        stages[0] = dataclasses.replace(stages[0], key_index=-1)  # a single search uses the key itself
+    return kind, search, stages
 
 
 def _solve_batches(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, size: int, key, *,
-                   progress: bool, label: str, t0: float, shard: bool = False) -> tuple[np.ndarray, ...] | None:
+                   progress: bool, label: str, t0: float, shard: bool = False,
+                   tokens: tuple[int, ...] | None = None) -> tuple[np.ndarray, ...] | None:
     """Run one search over `tasks` in batches of `size` (the last one padded); None when there are no tasks.
 
-    `shard`: split the batches over the processes of a multi-process run (`_solve_shared`).
+    `shard`: split the batches over the processes of a multi-process run (`_solve_shared`). `tokens`: the tokens
+    an enumeration tries (`Stage.tokens`).
     """
     n = len(tasks)
+    extra = {} if tokens is None else {"tokens": tokens}
     if shard and distributed.is_distributed() and n:
-        return _solve_shared(kind, model, tasks, search, size, key, progress=progress, label=label, t0=t0)
+        return _solve_shared(kind, model, tasks, search, size, key, progress=progress, label=label, t0=t0, extra=extra)
     parts = []
     for b, start in enumerate(range(0, n, size)):
         chunk = tasks.take(slice(start, start + size))
-        sol = kind.solve(model, _pad(chunk, size).batch(), search, key=jax.random.fold_in(key, b))
+        sol = kind.solve(model, _pad(chunk, size).batch(), search, key=jax.random.fold_in(key, b), **extra)
         parts.append(jax.tree.map(lambda a: np.asarray(a)[: len(chunk)], tuple(sol)))
         if progress:
             done = min(start + size, n)
@@ -136,7 +202,7 @@ def _solve_batches(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, s
 
 
 def _solve_shared(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, size: int, key, *,
-                  progress: bool, label: str, t0: float) -> tuple[np.ndarray, ...]:
+                  progress: bool, label: str, t0: float, extra: dict[str, Any]) -> tuple[np.ndarray, ...]:
     """`_solve_batches` over the processes: each solves a contiguous block of the batches on its own devices with
     the batch's own key (`fold_in(key, b)`, as one process would), and every process gets all rows.
 
@@ -151,7 +217,7 @@ def _solve_shared(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, si
     for j in range(per):
         b = min(me * per + j, batches - 1)
         chunk = tasks.take(slice(b * size, b * size + size))
-        sol = kind.solve(model, _pad(chunk, size).batch(), search, key=jax.random.fold_in(key, b))
+        sol = kind.solve(model, _pad(chunk, size).batch(), search, key=jax.random.fold_in(key, b), **extra)
         parts.append(tuple(np.asarray(a) for a in sol))
         if progress and distributed.is_main():
             print(f"solve{label}: batch {j + 1}/{per} of process 0 ({n} tasks over {count} processes), "
@@ -187,18 +253,17 @@ def solve(
     Returns:
         A `SolveResult`.
     """
-    kind, search = _kind_and_search(spec, search, "solve", model)
+    kind, search, stages = _plan(spec, search, model, "solve")
     n = len(tasks)
     size = batch_size(search, n)  # every stage and batch has this shape: one trace per stage
     key = jax.random.key(seed)
-    stages = search.stages()
     t0 = time.perf_counter()
     rows: tuple[np.ndarray, ...] | None = None
     todo = np.arange(n)
-    for s, stage in enumerate(stages):
-        stage_key = key if len(stages) == 1 else jax.random.fold_in(key, 1000 + s)
-        part = _solve_batches(kind, model, tasks.take(todo), stage, size, stage_key,
-                              progress=progress, label=_stage_label(stages, s), t0=t0, shard=shard)
+    for stage in stages:
+        stage_key = key if stage.key_index < 0 else jax.random.fold_in(key, stage.key_index)
+        part = _solve_batches(kind, model, tasks.take(todo), stage.search, size, stage_key, progress=progress,
+                              label=stage.label(len(stages)), t0=t0, shard=shard, tokens=stage.tokens)
         if part is None:  # no tasks
             break
         if rows is None:
@@ -236,10 +301,12 @@ def solve(
 def warm_up(spec: Spec | ModelKind, model, tasks: TaskSet, *, search: SearchSpec | None = None) -> None:
     """Compile everything `solve(spec, model, tasks, search=search)` runs, so that timing it measures the search
     alone: every stage of the search on one batch of the shape that call uses."""
-    _, search = _kind_and_search(spec, search, "warm_up", model)
-    warm = tasks.take(slice(0, batch_size(search, len(tasks))))
-    for stage in search.stages():
-        solve(spec, model, warm, search=stage)
+    kind, search, stages = _plan(spec, search, model, "warm_up")
+    size = batch_size(search, len(tasks))
+    warm = tasks.take(slice(0, size))
+    for stage in stages:
+        _solve_batches(kind, model, warm, stage.search, size, jax.random.key(0), progress=False, label="", t0=0.0,
+                       tokens=stage.tokens)
 
 
 # --- solve and write: `nlic solve` ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from nlic.compiler.models.nli.search import (
     search_cost,
 )
 from nlic.compiler.ranking import best_index, better
+from nlic.compiler.kinds import MODEL_KINDS
 from nlic.compiler.spec import SearchSpec
 from nlic.grammar.errors import SpecError
 from nlic.runtime.solve import solve
@@ -358,6 +359,7 @@ def test_solve_runs_the_depth_that_fits_the_program_budget(model_tasks, monkeypa
     wide = _search(method="enumerate", depth=6, deepen=True, programs=1 + (K - 1) + (K - 1) ** 2)
     assert wide.enumeration_depth(K, spec.language.max_length) == 2
     solve_module = importlib.import_module("nlic.runtime.solve")  # `nlic.runtime.solve` is also the function
+    monkeypatch.setattr(solve_module, "language_tokens", lambda *a: None)  # no enumeration over the tokens in use
     ran = []
     real = solve_module._solve_batches
     monkeypatch.setattr(solve_module, "_solve_batches", lambda k, m, t, s, *a, **kw: ran.append(s.depth) or real(
@@ -367,3 +369,48 @@ def test_solve_runs_the_depth_that_fits_the_program_budget(model_tasks, monkeypa
     want = solve(spec, model, tasks, search=dataclasses.replace(wide, depth=2))
     np.testing.assert_array_equal(got.programs, want.programs)
     assert search_cost(model, wide) == search_cost(model, dataclasses.replace(wide, depth=2))
+
+
+def test_an_enumeration_over_the_tokens_in_use_reaches_deeper(model_tasks, monkeypatch):
+    """After the enumerations over every token (cut to depth 2 by `search.programs` here), `solve` enumerates over
+    the language's tokens in use as deep as the same budget allows (up to the written depth): a 4-token program
+    over 2 of them is found, and replays."""
+    spec, model, tasks = model_tasks
+    K, Tmax = spec.language.vocab, spec.language.max_length
+    n, m, _ = tasks.inputs.shape
+    prog = np.full((n, Tmax), spec.language.skip_token)
+    prog[:, :4] = [3, 5, 5, 3]
+    outs = np.stack([np.asarray(execute(model, prog, tasks.inputs[:, j])) for j in range(m)], axis=1)
+    planted = dataclasses.replace(tasks, outputs=outs, query_outputs=np.asarray(execute(model, prog, tasks.query_inputs)))
+    budget = 1 + (K - 1) + (K - 1) ** 2
+    search = _search(method="enumerate", depth=4, deepen=True, programs=budget)
+    solve_module = importlib.import_module("nlic.runtime.solve")
+    tokens = solve_module.language_tokens(spec, MODEL_KINDS.get("nli"), model)
+    assert tokens and all(0 <= t < K and t != spec.language.skip_token for t in tokens)
+    monkeypatch.setattr(solve_module, "language_tokens", lambda *a: (3, 5))
+    _, fitted, stages = solve_module._plan(spec, dataclasses.replace(search, method="cascade"), model, "solve")
+    assert fitted.depth == 2
+    assert [(st.search.method, st.search.depth, st.tokens) for st in stages] == [
+        ("enumerate", 1, None), ("enumerate", 2, None), ("enumerate", 4, (3, 5)), ("gradient", 2, None)]
+    assert [st.key_index for st in stages] == [1000, 1001, solve_module.LIVE_KEY, 1002]  # the others' keys kept
+    assert stages[2].label(4) == " [enumerate depth 4 over the 2 tokens in use]"
+    nli = MODEL_KINDS.get("nli")
+    found = nli.solve(model, planted.batch(), stages[2].search, key=jax.random.key(0), tokens=(3, 5))
+    assert np.all(np.asarray(found.spec_fit) == 1.0)
+    with pytest.raises(ValueError, match="search.branch"):
+        nli.solve(model, planted.batch(), stages[2].search, key=jax.random.key(0), tokens=(3, 5, 7))
+    res = solve(spec, model, planted, search=search)
+    assert np.all(res.spec_fit == 1.0) and res.accuracy == 1.0
+    np.testing.assert_array_equal(execute(model, res.programs, tasks.query_inputs), res.outputs)
+    live = solve_module._live_stage(search.fitted(K, Tmax), search, K, Tmax, (3, 5))
+    assert (live.search.depth, live.search.branch, live.tokens) == (4, 2, (3, 5))
+    assert solve_module._live_stage(search.fitted(K, Tmax), search, K, Tmax, tuple(range(1, K))) is None  # all in use
+    assert solve_module._live_stage(search.fitted(K, Tmax), search, K, Tmax, (3,)) is None  # repetitions cover one
+
+
+def test_an_enumeration_over_one_token_ends(model_tasks):
+    """`branch: 1` (one token a position) enumerates that token's repetitions: the loop over the program tree
+    takes one program a chunk instead of growing its chunk forever."""
+    spec, model, tasks = model_tasks
+    res = solve(spec, model, tasks, search=_search(method="enumerate", depth=3, branch=1))
+    assert res.programs.shape == (len(tasks), spec.language.max_length)

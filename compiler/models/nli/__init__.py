@@ -45,9 +45,10 @@ __all__ = [
 ]
 
 
-def solve(model: NLI, batch: Batch, search: SearchSpec, *, key) -> Solution:
-    """Induce and search a discrete program per task with the search method `search.method`."""
-    return SEARCH_METHODS.get(search.method).run(model, batch, search, key=key)
+def solve(model: NLI, batch: Batch, search: SearchSpec, *, key, tokens=None) -> Solution:
+    """Induce and search a discrete program per task with the search method `search.method`; `tokens`: the tokens
+    an enumeration tries (as many as `search.branch`; default: the task's likeliest, or all)."""
+    return SEARCH_METHODS.get(search.method).run(model, batch, search, key=key, tokens=tokens)
 
 
 NLI_KIND = ModelKind(

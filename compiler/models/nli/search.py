@@ -6,7 +6,7 @@ Every method returns a discrete program per task, scored exactly with hard token
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
@@ -116,10 +116,13 @@ def _arguments(model: NLI, search: SearchSpec, *, enumerates: bool) -> tuple[Sea
 
 
 def _runner(per_task: Callable[..., tuple], *, enumerates: bool = False) -> Callable[..., Solution]:
-    """Wrap a per-task search function into a jitted, task-vmapped `run(model, batch, search, *, key)`.
+    """Wrap a per-task search function into a jitted, task-vmapped `run(model, batch, search, *, key, tokens=None)`.
 
     For methods that `enumerates`, the depth is an array (`hyper["depth"]`) and the static search spec holds the
     depth the enumeration is compiled for (`enumeration_capacity`): `deepen`'s stages share one compiled function.
+    Their `search.depth` is cut to `search.programs` first (`SearchSpec.fitted`), and `tokens` (as many as
+    `search.branch`) replaces each task's likeliest tokens as the ones enumerated (`nlic.runtime.solve` passes the
+    language's tokens in use); the other methods ignore it.
     """
 
     @eqx.filter_jit
@@ -127,10 +130,15 @@ def _runner(per_task: Callable[..., tuple], *, enumerates: bool = False) -> Call
         keys = jax.random.split(key, batch.inputs.shape[0])
         return jax.vmap(lambda task, k: per_task(model, task, search, hyper, k))(_tasks(batch), keys)
 
-    def run(model: NLI, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray) -> Solution:
-        if enumerates:
-            search = search.fitted(model.cfg.vocab, model.cfg.max_length)
-        prog, out, fit, ll, soft = batched(model, batch, *_arguments(model, search, enumerates=enumerates), key)
+    def run(model: NLI, batch: Batch, search: SearchSpec, *, key: PRNGKeyArray,
+            tokens: Sequence[int] | None = None) -> Solution:
+        static, hyper = _arguments(model, search.fitted(model.cfg.vocab, model.cfg.max_length) if enumerates else search,
+                                   enumerates=enumerates)
+        if enumerates and tokens is not None:  # the tokens to enumerate over (as many as search.branch)
+            if len(tokens) != static.branch_width(model.cfg.vocab):
+                raise ValueError(f"{len(tokens)} tokens to enumerate over, but search.branch is {static.branch}")
+            hyper["ops"] = jnp.asarray(tokens, jnp.int32)
+        prog, out, fit, ll, soft = batched(model, batch, static, hyper, key)
         prog = pad_program(prog, model.cfg.max_length, model.cfg.skip_token)  # searched on search.slots slots
         if model.program_proj is not None:
             out = soft
@@ -302,7 +310,7 @@ def enumeration_chunks(width: int, depth: int) -> int:
     children of at most `ENUMERATION_CHUNK` programs): XLA's cost analysis counts the loop body once, so a FLOP
     count of the search scales its body by this."""
     parents = 1
-    while parents * width * width <= ENUMERATION_CHUNK:
+    while width > 1 and parents * width * width <= ENUMERATION_CHUNK:  # one token: one program a level
         parents *= width
     return sum(-(-width**lev // parents) for lev in range(max(int(depth), 0)))
 
@@ -315,10 +323,12 @@ def enumeration_capacity(width: int, depth: int, max_length: int) -> int:
     return cap
 
 
-def _enumerate_best(model: NLI, task: Task, search: SearchSpec, depth: Int[Array, ""] | int | None = None) -> tuple:
+def _enumerate_best(model: NLI, task: Task, search: SearchSpec, depth: Int[Array, ""] | int | None = None,
+                    ops: Int[Array, " b"] | None = None) -> tuple:
     """Exhaustive search over every program of up to `depth` (default `search.depth`, which bounds it) non-skip
-    tokens (drawn from the task's `search.branch` likeliest tokens, or all), every repetition of one token up to
-    `max_length`, and the inductor's argmax program, all scored exactly with hard tokens.
+    tokens (`ops`, whose number `search.branch` must equal, or the task's `search.branch` likeliest tokens, or
+    all), every repetition of one token up to `max_length`, and the inductor's argmax program, all scored exactly
+    with hard tokens.
 
     Programs sharing a prefix share its execution: the programs form a tree in breadth-first order (program q's
     children, q followed by each token, are programs b*q + 1 ... b*q + b), whose states are computed one chunk of
@@ -329,7 +339,8 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec, depth: Int[Array
     cfg = model.cfg
     every = jnp.asarray([k for k in range(cfg.vocab) if k != cfg.skip_token], jnp.int32)
     width = search.branch_width(cfg.vocab)
-    ops = every if width == every.shape[0] else _likely_tokens(model, task, every, width)
+    if ops is None:
+        ops = every if width == every.shape[0] else _likely_tokens(model, task, every, width)
     w = task.mask.astype(jnp.float32)
     n = jnp.maximum(w.sum(), 1.0)
     depth = search.depth if depth is None else depth
@@ -355,7 +366,7 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec, depth: Int[Array
     cap = search.depth
     starts = [_tree_nodes(width, i - 1) if i else 0 for i in range(cap + 2)]
     parents = 1
-    while parents * width * width <= ENUMERATION_CHUNK:
+    while width > 1 and parents * width * width <= ENUMERATION_CHUNK:  # one token: one program a level
         parents *= width
     chunk_start, chunk_end, chunks = [], [], [0]  # chunks[d]: chunks of the levels before d (`enumeration_chunks`)
     for lev in range(cap):
@@ -415,7 +426,7 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec, depth: Int[Array
 
 def _enumerate(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
     # No soft program is searched: the likelihood reported is the found program's hard-token one.
-    (prog, fit, ll), slots = _enumerate_best(model, task, search, hyper.get("depth"))
+    (prog, fit, ll), slots = _enumerate_best(model, task, search, hyper.get("depth"), hyper.get("ops"))
     tau_e, tau_d = _end_temps(search)
     return prog, _discrete_outputs(model, prog, task), fit, ll, _soft_predict(model, slots, task.query, tau_e, tau_d)
 
@@ -424,7 +435,7 @@ def _cascade(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGK
     """`enumerate`, then `gradient` seeded with its best program: a task enumeration solves costs no gradient
     step (the loop over a batch ends as soon as every task in it is solved). The exact fit decides."""
     k1, k2 = jax.random.split(key)
-    found, slots = _enumerate_best(model, task, search, hyper.get("depth"))
+    found, slots = _enumerate_best(model, task, search, hyper.get("depth"), hyper.get("ops"))
     finals, progs, fits, lls = _gradient_core(model, task, search, hyper, k1, seed_best=found, slots=slots)
     picked = _pick(model, task, search, finals, progs, fits, lls, k2)
     prog, fit, ll, soft = picked[0], picked[2], picked[3], picked[4]
