@@ -25,13 +25,13 @@ from nlic.compiler.identity import UNTRAINED_SECTIONS, trained_spec_diff
 from nlic.compiler.kinds import kind_of
 from nlic.compiler.lower import abstract_model
 from nlic.compiler.models.nli.search import enumeration_chunks
-from nlic.compiler.spec import DEEPENED_METHODS, SearchSpec, Spec
+from nlic.compiler.spec import SearchSpec, Spec
 from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, SpecError, did_you_mean
 from nlic.grammar.reading import MAX_HEADER_BYTES, loads_json, read_text
 from nlic.runtime import run_dir as rd
 from nlic.runtime.files import atomic_write
 from nlic.runtime.outputs import refuse_existing
-from nlic.runtime.solve import batch_size, solve, warm_up
+from nlic.runtime.solve import batch_size, fitted_search, solve, warm_up
 from nlic.runtime.train import train
 
 __all__ = [
@@ -186,8 +186,7 @@ def solve_flops(kind: Any, model: Any, tasks: Any, search: SearchSpec) -> float:
     use, which `solve` adds from the training split, is not counted). NaN when the solve cannot be lowered as one
     function.
     """
-    if search.method in DEEPENED_METHODS and kind.name == "nli":
-        search = search.fitted(model.cfg.vocab, model.cfg.max_length)
+    search = fitted_search(kind, search, model)
     stages = search.stages()
     if len(stages) > 1:
         return float(sum(solve_flops(kind, model, tasks, stage) for stage in stages))

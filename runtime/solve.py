@@ -79,11 +79,8 @@ def batch_size(search: SearchSpec, n: int) -> int:
     return max(1, min(search.batch, n))
 
 
-def _kind_and_search(spec: Spec | ModelKind, search: SearchSpec | None, caller: str,
-                     model: Any = None) -> tuple[ModelKind, SearchSpec]:
-    """The model kind and the search to run: `search`, or the spec's own when it is None, its enumeration depth cut
-    to what the model's language and `search.programs` allow (`SearchSpec.fitted`), so that `deepen` runs no stage
-    twice."""
+def _kind_and_search(spec: Spec | ModelKind, search: SearchSpec | None, caller: str) -> tuple[ModelKind, SearchSpec]:
+    """The model kind and the search to run: `search`, or the spec's own when it is None."""
     if isinstance(spec, ModelKind):
         if search is None:
             raise TypeError(f"{caller}(kind, ...) needs search=SearchSpec(...)")
@@ -93,10 +90,18 @@ def _kind_and_search(spec: Spec | ModelKind, search: SearchSpec | None, caller: 
         search = spec.search if search is None else search
     if search.method == AUTO_SEARCH:  # a SearchSpec built in code (a loaded spec holds the concrete method)
         search = dataclasses.replace(search, method=kind.default_search)
-    cfg = getattr(model, "cfg", None)  # the NLI's language (the kinds that enumerate)
-    if search.method in DEEPENED_METHODS and hasattr(cfg, "vocab"):
-        search = search.fitted(cfg.vocab, cfg.max_length)
     return kind, search
+
+
+def _enumerates(kind: ModelKind, search: SearchSpec) -> bool:
+    """Whether `search` runs an enumeration of `kind` (then `model.cfg` holds its language)."""
+    return search.method in DEEPENED_METHODS and "enumerate" in kind.search_methods
+
+
+def fitted_search(kind: ModelKind, search: SearchSpec, model) -> SearchSpec:
+    """`search` with its enumeration depth cut to what the model's language and `search.programs` allow
+    (`SearchSpec.fitted`), so that `deepen` runs no stage twice; unchanged for a search that does not enumerate."""
+    return search.fitted(model.cfg.vocab, model.cfg.max_length) if _enumerates(kind, search) else search
 
 
 def _assign(rows: np.ndarray, where: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -150,7 +155,7 @@ def _live_stage(search: SearchSpec, written: SearchSpec, vocab: int, max_length:
                 tokens: tuple[int, ...] | None) -> Stage | None:
     """An enumeration over the language's tokens in use, when it reaches deeper than `search`'s over all (or its
     branch's) tokens within `search.programs`: up to the written `depth` (Shift-P seed 1: 3 tokens in use of 15,
-    depth 6 where all 15 reach 4, OOD 0.86 -> 1.00). None otherwise."""
+    depth 6 where all 15 reach 4, OOD 0.86 -> 0.99). None otherwise."""
     if (not tokens or len(tokens) < 2 or not search.deepen or search.method not in DEEPENED_METHODS
             or len(tokens) >= search.branch_width(vocab)):
         return None  # one token in use: its repetitions are enumerated to max_length already
@@ -163,10 +168,12 @@ def _plan(spec: Spec | ModelKind, search: SearchSpec | None, model, caller: str)
     """The kind, the (fitted) search, and the stages `solve` runs: `search.stages()`, with the enumeration over the
     language's tokens in use (`_live_stage`) after the other enumerations, where the spec is known."""
     kind, written = _kind_and_search(spec, search, caller)
-    _, search = _kind_and_search(spec, written, caller, model)
+    search = fitted_search(kind, written, model)
     stages = [Stage(st, 1000 + i) for i, st in enumerate(search.stages())]
-    cfg = getattr(model, "cfg", None)
-    if isinstance(spec, Spec) and search.deepen and search.method in DEEPENED_METHODS and hasattr(cfg, "vocab"):
+    cfg = model.cfg if _enumerates(kind, search) else None
+    # The training split is read only where a stage over fewer tokens could reach deeper than `search` does.
+    if isinstance(spec, Spec) and cfg is not None and search.deepen and search.depth < min(written.depth,
+                                                                                          cfg.max_length):
         live = _live_stage(search, written, cfg.vocab, cfg.max_length, language_tokens(spec, kind, model))
         if live is not None:
             last = max(i for i, st in enumerate(stages) if st.search.method == "enumerate")

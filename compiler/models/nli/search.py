@@ -305,13 +305,20 @@ def _tree_nodes(width: int, depth: int) -> int:
     return sum(width**i for i in range(depth + 1))
 
 
+def _chunk_parents(width: int) -> int:
+    """Programs of one level whose children one iteration of the enumeration loop runs: the largest power of
+    `width` whose children (b^k * b) and theirs fit `ENUMERATION_CHUNK`, or 1 (one token: one program a level)."""
+    parents = 1
+    while width > 1 and parents * width * width <= ENUMERATION_CHUNK:
+        parents *= width
+    return parents
+
+
 def enumeration_chunks(width: int, depth: int) -> int:
     """Iterations of the enumeration loop for programs of up to `depth` tokens over `width` tokens (each runs the
     children of at most `ENUMERATION_CHUNK` programs): XLA's cost analysis counts the loop body once, so a FLOP
     count of the search scales its body by this."""
-    parents = 1
-    while width > 1 and parents * width * width <= ENUMERATION_CHUNK:  # one token: one program a level
-        parents *= width
+    parents = _chunk_parents(width)
     return sum(-(-width**lev // parents) for lev in range(max(int(depth), 0)))
 
 
@@ -365,9 +372,7 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec, depth: Int[Array
     # the last chunk of a level also reads programs past it, whose children are ignored and written over later.
     cap = search.depth
     starts = [_tree_nodes(width, i - 1) if i else 0 for i in range(cap + 2)]
-    parents = 1
-    while width > 1 and parents * width * width <= ENUMERATION_CHUNK:  # one token: one program a level
-        parents *= width
+    parents = _chunk_parents(width)
     chunk_start, chunk_end, chunks = [], [], [0]  # chunks[d]: chunks of the levels before d (`enumeration_chunks`)
     for lev in range(cap):
         for c in range(-(-width**lev // parents)):
