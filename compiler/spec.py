@@ -137,6 +137,12 @@ class InductorSpec:
         "the other datum (y_j == x_i for all i) to the pair embedding, so cross-position relations (moves, reversals) "
         "are visible before any attention is learned.",
     )
+    offsets: bool = _f(
+        False, "nli and dlpn: add each position's value-equality pattern at every relative offset (y_j == x_(j+d) "
+        "and x_i == y_(i+d) for d in -(L-1)..L-1) to the pair embedding: a move by k looks the same wherever the "
+        "moved object sits, which `relations` (absolute positions) hides on sparse data such as 1-D ARC rows (a "
+        "supervised inductor told grid1d moves apart at chance without it, at 1.00 with it).",
+    )
     head_init: Literal["random", "zero"] = _f(
         "zero", "nli and dlpn: initial output layer of the slot MLP: random, or zero (every token starts equally "
         "likely in every slot, so no token is ahead before the data has spoken).", choices=("random", "zero"),
@@ -211,6 +217,11 @@ class RelaxationSpec:
     inductor_gumbel: bool = _f(True, "Add Gumbel noise to the inductor's token logits (ablation: false).")
     executor_gumbel: bool = _f(True, "Add Gumbel noise to the interpreter's value logits (ablation: false).")
     skip: bool = _f(True, "Use the skip token as a gated no-op (ablation: false).")
+    skip_from: float = _f(
+        0.0, "Fraction of training before which the inductor may not write the skip token (nli): every slot holds an "
+        "operator, so the interpreter learns what tokens do before copying the input wins on data where most cells "
+        "do not change (grid1d: 1-2 of 16 tokens and all skip without it). 0: from the start.", min=0.0, max=0.9,
+    )
     value_bottleneck: bool = _f(True, "Executor state is a distribution over values (ablation: false = continuous).")
     recurrent: bool = _f(True, "Apply the step network once per token (ablation: false = one non-recurrent pass).")
     discrete_program: bool = _f(True, "Programs are codebook tokens (ablation: false = continuous program vectors).")

@@ -323,6 +323,9 @@ def _check_all_skip(h: _History, since: int) -> HealthWarning | None:
     reg = _field(h.spec, "relaxation.reg_weight")
     if isinstance(reg, (int, float)) and reg > 0:
         fix += f"; relaxation.reg_weight 0 (now {reg})"
+    if _field(h.spec, "relaxation.skip_from") == 0:
+        fix += ("; where most of each output is its input (sparse grids), relaxation.skip_from: 0.15 (now 0), so "
+                "that tokens learn an effect before skip is allowed")
     return HealthWarning(
         "all-skip", row["step"], f"{skip:.0%} of the program slots are skip, for {ALL_SKIP_PATIENCE} logged steps",
         {"skip_fraction": skip, "rows": ALL_SKIP_PATIENCE, "accuracy": h.accuracy_at(row)},
@@ -358,6 +361,9 @@ def _check_collapse(h: _History, since: int) -> HealthWarning | None:
     fixes = [f"relaxation.reg_weight 0 (now {reg})"] if isinstance(reg, (int, float)) and reg > 0 else []
     fixes.append(_slower(h.spec))
     fixes.append("a larger language.vocab" + _now(h.spec, "language.vocab"))
+    if _field(h.spec, "model.inductor.offsets") is False:
+        fixes.append("where tasks move objects on sparse rows or grids, model.inductor.offsets: true (now false), so "
+                     "the inductor sees a move wherever the object sits")
     return HealthWarning(
         "codebook-collapse", row["step"], ", ".join(parts),
         {"tokens_in_use": tokens, "codebook_perplexity": ppl, "skip_fraction": skip, "rows": COLLAPSE_PATIENCE,

@@ -15,6 +15,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
     ["search.py", "no/such/run"],
     ["speed.py", "no/such/spec.yaml"],
     ["robustness.py", "no/such/spec.yaml"],
+    ["grid1d_probes.py", "no/such/spec.yaml", "--probe", "inductor"],
     ["robustness.py", str(BENCH.parent / "specs" / "minimal" / "comp_i.yaml"), "--seeds", "no/such"],
 ], ids=lambda a: " ".join(a))
 def test_bad_input_exits_2_without_a_traceback(args, tmp_path):
@@ -44,6 +45,36 @@ def test_robustness_trains_scores_and_writes_its_rows(tmp_path):
     data = json.loads((tmp_path / "runs" / "robustness.json").read_text())
     assert [(row["spec"], row["seed"], row["model"]) for row in data["rows"]] == [("tiny_health", 1, "trained")]
     assert all(row["verdict"] for row in data["rows"])
+
+
+TINY_GRID1D = """
+version: 1
+name: tiny_grid1d
+task: {family: grid1d, params: {suite: comp, min_length: 8, max_length: 10}, pairs: 3}
+language: {vocab: 8, length: 2, max_length: 4}
+model:
+  inductor: {layers: 1, width: 8, heads: 2, head_hidden: 8, offsets: true}
+  executor: {layers: 1, width: 8, heads: 2}
+training: {batch: 4}
+"""
+
+
+@pytest.mark.parametrize("probe", ["inductor", "executor"])
+def test_grid1d_probes_train_and_print_per_rule_accuracy(probe, tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_GRID1D)
+    r = subprocess.run([sys.executable, str(BENCH / "grid1d_probes.py"), str(spec), "--probe", probe, "--steps", "2"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if line.startswith(f"{probe} step ")]
+    assert [line.split()[2] for line in lines] == ["0", "1"]
+    assert "flip:" in lines[-1] and "accuracy" in lines[-1]
+    assert "ground-truth tokens in a vocab of 8" in r.stdout
+    # Not an NLI spec of grid1d: a message and exit 2.
+    other = BENCH.parent / "specs" / "minimal" / "shift_l.yaml"
+    r = subprocess.run([sys.executable, str(BENCH / "grid1d_probes.py"), str(other), "--probe", probe],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "not an NLI spec of the grid1d family" in r.stderr
 
 
 def test_speed_compile_alternates_a_baseline_with_this_installation(monkeypatch, capsys):

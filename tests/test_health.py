@@ -108,6 +108,7 @@ def test_collapse_fix_names_the_spec_fields_and_their_values():
     assert "1 of 4 tokens in use" in w.summary
     assert "relaxation.reg_weight 0 (now 1.0)" in w.fix
     assert "relaxation.tau_inductor" in w.fix and "language.vocab (now 4)" in w.fix
+    assert "model.inductor.offsets: true (now false)" in w.fix
     line = health.verdict_of(rows, [w]).line()
     assert line.startswith("verdict: codebook-collapse (step 6: 1 of 4 tokens in use, perplexity 1.00): try ")
     assert "\n" not in line
@@ -120,6 +121,9 @@ def test_all_skip():
     w = next(x for x in found if x.id == "all-skip")
     assert w.step == 30 and w.evidence["skip_fraction"] == pytest.approx(0.995)
     assert "skip" in w.summary and "tau_inductor" in w.fix
+    spec = parse_spec(TINY_NLI.replace("REG", "0.0").replace("STEPS", "10"), "tiny.yaml")
+    w = next(x for x in check(rows, 10, spec=spec) if x.id == "all-skip")
+    assert "relaxation.skip_from: 0.15 (now 0)" in w.fix
     # Shift-L's start: all skip for one logged row only.
     assert check([nli_row(*r) for r in SHIFT_L_START[:3]]) == []
 

@@ -13,6 +13,7 @@ from nlic.compiler.families import sample_split, shapes_of
 from nlic.compiler.kinds import MODEL_KINDS
 from nlic.compiler.models import nli
 from nlic.compiler.models.nli import build, execute, loss, solve
+from nlic.compiler.models.nli.model import offset_pattern
 from nlic.compiler.spec import ExecutorSpec, InductorSpec, IntRange, LanguageSpec, ModelSpec, RelaxationSpec, Schedule, SearchSpec, Spec, TaskSpec, TrainingSpec
 from nlic.runtime.solve import solve as solve_tasks
 
@@ -176,6 +177,58 @@ def test_datum_positions_and_mirrors_build_train_and_keep_skip_exact():
     route = model.executor.step.blocks[0].route
     H, R = model.executor.step.blocks[0].attn.rel_bias.shape
     assert route.weight.shape[0] == 2 * H * R
+
+
+def test_skip_from_keeps_the_skip_token_out_of_early_programs():
+    plain = tiny_spec()
+    late = tiny_spec(skip_from=0.5)
+    model, tasks = setup(plain)
+    early, _ = setup(late)
+    batch = tasks.batch()
+
+    def to_skip(m):  # a head biased towards skip: without skip_from every slot holds it
+        fc2 = m.inductor.head.fc2
+        return eqx.tree_at(lambda m: m.inductor.head.fc2.bias, m, fc2.bias.at[plain.language.skip_token].add(50.0))
+
+    model, early = to_skip(model), to_skip(early)
+    _, m0 = jloss(model, batch, jnp.asarray(0.3), key=jax.random.key(0))
+    assert float(m0["skip_fraction"]) == 1.0
+    _, m1 = jloss(early, batch, jnp.asarray(0.3), key=jax.random.key(0))
+    assert float(m1["skip_fraction"]) == 0.0
+    # From skip_from on, the loss is the plain one.
+    v0, _ = jloss(model, batch, jnp.asarray(0.7), key=jax.random.key(0))
+    v1, _ = jloss(early, batch, jnp.asarray(0.7), key=jax.random.key(0))
+    assert float(v0) == float(v1)
+
+
+def test_offset_relations_see_a_move_wherever_the_block_sits():
+    spec = tiny_spec()
+    on = dataclasses.replace(spec, model=dataclasses.replace(
+        spec.model, inductor=dataclasses.replace(spec.model.inductor, offsets=True)))
+    base, _ = setup(spec)
+    model, tasks = setup(on)
+    # A key of its own: turning the option on leaves every other initial weight as it was.
+    assert eqx.tree_equal(eqx.tree_at(lambda m: (m.inductor.offset_x, m.inductor.offset_y), model, (None, None)),
+                          base)
+    L = shapes_of(spec).length
+    assert model.inductor.offset_y.weight.shape == (spec.model.inductor.width, 2 * L - 1)
+    value, _ = jloss(model, tasks.batch(), jnp.asarray(0.5), key=jax.random.key(0))
+    assert bool(jnp.isfinite(value))
+
+    # The feature is the equality pattern at each relative offset d = -(L-1)..L-1 (column d + L - 1): a block
+    # moved right by 2 shows the same row pattern wherever it sits.
+    x1 = jnp.array([0, 3, 3, 0, 0, 0, 0, 0][:L])
+    y1 = jnp.array([0, 0, 0, 3, 3, 0, 0, 0][:L])
+    p1 = np.asarray(offset_pattern(y1, x1))
+    p2 = np.asarray(offset_pattern(jnp.roll(y1, 2), jnp.roll(x1, 2)))
+    assert p1.shape == (L, 2 * L - 1)
+    assert p1[3, L - 1 - 2] and p1[4, L - 1 - 2] and not p1[3, L - 1]  # output cells 3, 4 come from 2 to the left
+    np.testing.assert_array_equal(p1[3], p2[5])
+    np.testing.assert_array_equal(p1[4], p2[6])
+    assert not p1[0, : L - 1].any()  # nothing left of the datum's first cell
+    # The embedding reads it: without the offset weights it differs.
+    without = eqx.tree_at(lambda m: (m.inductor.offset_x, m.inductor.offset_y), model, (None, None))
+    assert not np.allclose(model.inductor.encode(x1, y1), without.inductor.encode(x1, y1))
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ __all__ = [
     "loss",
     "execute",
     "pad_program",
+    "offset_pattern",
     "relax_tokens",
     "spec_scores",
 ]
@@ -76,6 +77,8 @@ class Inductor(eqx.Module):
     queries: Float[Array, "T D"]
     relation_x: eqx.nn.Linear | None
     relation_y: eqx.nn.Linear | None
+    offset_x: eqx.nn.Linear | None
+    offset_y: eqx.nn.Linear | None
     pair_x: Float[Array, "V D"] | None
     pair_y: Float[Array, "V D"] | None
     encoder: Transformer
@@ -101,6 +104,14 @@ class Inductor(eqx.Module):
         if s.head_init == "zero":
             self.head = eqx.tree_at(lambda m: m.fc2, self.head, zeroed(self.head.fc2))
         self.datum_positions = s.positions == "datum"
+        if s.offsets:
+            # From a key of their own (folded in), so turning the option on leaves every other initial weight as
+            # it was.
+            ox, oy = jax.random.split(jax.random.fold_in(key, 2))
+            self.offset_x = eqx.nn.Linear(2 * cfg.positions - 1, D, key=ox)
+            self.offset_y = eqx.nn.Linear(2 * cfg.positions - 1, D, key=oy)
+        else:
+            self.offset_x = self.offset_y = None
         if s.value_pairs:
             # Drawn from their own key (folded in), so turning the option on leaves every other initial weight as
             # it was.
@@ -119,6 +130,10 @@ class Inductor(eqx.Module):
             eq = (y[:, None] == x[None, :]).astype(ex.dtype)
             ey = ey + jax.vmap(self.relation_y)(eq)
             ex = ex + jax.vmap(self.relation_x)(eq.T)
+        if self.offset_x is not None and self.offset_y is not None:
+            # Where each output value comes from and each input value goes, relative to its own position.
+            ey = ey + jax.vmap(self.offset_y)(offset_pattern(y, x).astype(ey.dtype))
+            ex = ex + jax.vmap(self.offset_x)(offset_pattern(x, y).astype(ex.dtype))
         if self.pair_x is not None and self.pair_y is not None:
             ey = ey + self.pair_x[x] * self.pair_y[y]  # (x_i, y_i): the value map at position i
         seq = jnp.concatenate([self.queries, ex, ey], axis=0)
@@ -127,6 +142,15 @@ class Inductor(eqx.Module):
         if self.datum_positions:  # slots have no position; x_i and y_i share position i
             positions = jnp.concatenate([jnp.full(T, -1), jnp.arange(L), jnp.arange(L)])
         return self.encoder(seq, positions=positions)[:T]
+
+
+def offset_pattern(a: Int[Array, " L"], b: Int[Array, " L"]) -> Bool[Array, "L R"]:
+    """out[j, d + L - 1] = (a_j == b_(j+d)) for the relative offsets d = -(L-1)..L-1 (False off the datum): the
+    same pattern wherever a moved object sits, unlike `relations`' absolute y_j == x_i."""
+    L = a.shape[0]
+    at = jnp.arange(L)[:, None] + jnp.arange(1 - L, L)[None, :]
+    inside = (at >= 0) & (at < L)
+    return (a[:, None] == b[jnp.clip(at, 0, L - 1)]) & inside
 
 
 class Executor(eqx.Module):
@@ -425,6 +449,8 @@ def loss(model: NLI, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray) ->
     loo = (total[:, None] - w[..., None, None] * e) / jnp.maximum(others, 1.0)[..., None, None]
     used = w * (others > 0)  # pairs with at least one other pair to induce from
     logits = jax.vmap(jax.vmap(model.token_logits))(loo)  # B m T K
+    if r.skip and r.skip_from > 0:  # no skip before skip_from: the slots' operators are trained first
+        logits = logits.at[..., cfg.skip_token].add(jnp.where(t < r.skip_from, _NEG, 0.0))
     k_ind, k_exe = jax.random.split(key)
     z = relax_tokens(logits, tau_e, r, key=k_ind)
 
