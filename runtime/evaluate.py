@@ -39,6 +39,7 @@ __all__ = [
     "RESULT_FILES",
     "Row",
     "evaluate",
+    "methods_of",
     "search_plan",
     "trained_model",
     "solve_flops",
@@ -92,6 +93,21 @@ def task_label(spec: Spec) -> str:
     family name."""
     split = spec.task.param("split")
     return str(split) if split is not None else spec.task.family
+
+
+def methods_of(methods: Sequence[str], kind: str) -> tuple[str, ...]:
+    """The methods of `methods` that apply to specs of `kind`: plain names, and `KIND:METHOD` entries of that kind
+    (`--methods none,nli:enumerate,gradient`: the NLI's enumeration, and gradient search for every kind)."""
+    out = []
+    for m in methods:
+        k, sep, name = m.partition(":")
+        if not sep:
+            name = m
+        elif k != kind:
+            continue
+        if name not in out:
+            out.append(name)
+    return tuple(out)
 
 
 def search_plan(
@@ -238,7 +254,8 @@ def evaluate(
         budgets: search budgets (see `search_plan`); None: 0 and each spec's own.
         steps: override of `training.steps` (part of the spec hash, so runs with another budget are not reused).
         tasks: tasks per split (default: each spec's `eval.tasks`).
-        methods: search modes (default `DEFAULT_METHODS`, those each kind supports).
+        methods: search modes (default `DEFAULT_METHODS`, those each kind supports); `KIND:METHOD` runs a method
+            for that kind's specs only.
         runs: parent directory of the run directories.
         data_seed: the seed the evaluation tasks derive from (`evaluation_tasks`), shared by all specs and seeds;
             None (default): each training seed's own, so that at each seed every spec sees the same tasks, those
@@ -260,14 +277,15 @@ def evaluate(
         raise SpecError(f"two specs are named '{dup[0]}'", loc=Loc("name"), hint="give each spec its own `name`")
     kinds = [kind_of(s) for s in specs]
     known = {m for k in kinds for m in k.search_methods}
+    known |= {f"{k.name}:{m}" for k in kinds for m in k.search_methods}
     bad = [m for m in methods or () if m not in known]  # the defaults are filtered per kind instead
     if bad:
         raise SpecError(f"no model kind here has the search method '{bad[0]}'", loc=Loc("--methods"),
-                        hint=did_you_mean(bad[0], known))
+                        hint=did_you_mean(bad[0], known) or "a method, or KIND:METHOD for one kind's specs only")
     methods = tuple(methods) if methods else DEFAULT_METHODS
     rows: list[Row] = []
     for spec, kind in zip(specs, kinds):
-        plan = search_plan(spec, methods, kind.search_methods, budgets)
+        plan = search_plan(spec, methods_of(methods, kind.name), kind.search_methods, budgets)
         eval_splits = tuple(splits) if splits else spec.eval.splits
         n = int(tasks or spec.eval.tasks)
         costs: dict[tuple[str, int], float] = {}

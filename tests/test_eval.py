@@ -4,9 +4,12 @@ import csv
 import dataclasses
 import math
 
+import pytest
+
 from nlic.compiler.spec import SearchSpec, Spec
+from nlic.grammar.errors import SpecError
 from nlic.runtime.cli import main
-from nlic.runtime.evaluate import Row, results_markdown, search_plan
+from nlic.runtime.evaluate import Row, evaluate, methods_of, results_markdown, search_plan
 
 TINY = """version: 1
 name: {name}
@@ -117,6 +120,17 @@ def test_eval_reports_user_errors_with_exit_2(tmp_path, capsys):
     assert main(["eval", specs[0], specs[0]]) == 2  # two specs named alike would share run directories
     assert "named 'tiny_ic'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_kind_qualified_methods_apply_to_that_kind_only(tmp_path):
+    methods = ("none", "nli:enumerate", "lpn:gradient", "ttt:gradient", "gradient")
+    assert methods_of(methods, "nli") == ("none", "enumerate", "gradient")
+    assert methods_of(methods[:4], "nli") == ("none", "enumerate")
+    assert methods_of(methods[:4], "lpn") == ("none", "gradient")
+    assert methods_of(methods[:4], "in_context") == ("none",)
+    # A kind or method no spec here has: the located error, before any training.
+    with pytest.raises(SpecError, match="no model kind here has the search method 'lpn:enumerate'"):
+        evaluate([Spec()], methods=["lpn:enumerate"], runs=tmp_path)
 
 
 def test_search_plan_and_table_layout():

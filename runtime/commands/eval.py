@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: 0 and each spec's own search.steps / search.starts)",
     )
     parser.add_argument("--methods", metavar="LIST",
-                        help="search modes, e.g. none,gradient (default: none,prior,gradient where the kind has them)")
+                        help="search modes, e.g. none,gradient (default: none,prior,gradient,cascade where the kind "
+                        "has them); KIND:METHOD for one kind's specs only, e.g. none,nli:enumerate,lpn:gradient")
     parser.add_argument("--steps", type=int, metavar="N", help="override training.steps of every spec")
     parser.add_argument("--tasks", type=int, metavar="N",
                         help="the first N tasks of each split's evaluation sample (default: each spec's eval.tasks; "
