@@ -33,7 +33,7 @@ import optax
 from nlic.compiler import load_spec
 from nlic.compiler.families import shapes_of
 from nlic.compiler.families.grid1d import generate
-from nlic.compiler.models.nli.model import build
+from nlic.compiler.models.nli.model import _pair_loglik, build
 from nlic.runtime.cli import guarded
 
 __all__ = ["main"]
@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     def executor_loss(m: Any, b: tuple[Any, ...], key: Any, tau: Any) -> Any:
         def one(p: Any, x: Any, y: Any, k: Any) -> Any:
             codes, gate = m.codes(jax.nn.one_hot(p, lang.vocab))
-            lp = m.run_soft(codes, gate, x, tau, key=k, noise=True)
-            return jnp.take_along_axis(lp, y[:, None], -1).mean()
+            return _pair_loglik(m.run_soft(codes, gate, x, tau, key=k, noise=True), y)
 
         B, P = b[0].shape[:2]
         keys = jax.random.split(key, B * P).reshape(B, P)

@@ -29,6 +29,7 @@ __all__ = [
     "EvalSpec",
     "Spec",
     "SECTIONS",
+    "tree_nodes",
 ]
 
 SPEC_VERSION = 1
@@ -267,6 +268,11 @@ class TrainingSpec:
     )
 
 
+def tree_nodes(width: int, depth: int) -> int:
+    """Programs of up to `depth` tokens over `width` tokens, the empty one included (the enumeration's tree)."""
+    return sum(width**i for i in range(depth + 1))
+
+
 DEEPENED_METHODS = ("enumerate", "cascade")
 """Search methods `search.deepen` applies to."""
 
@@ -342,7 +348,7 @@ class SearchSpec:
         `max_length` and to the greatest depth whose programs (a full tree, the empty program included) number at
         most `programs`."""
         width, depth = self.branch_width(vocab), min(self.depth, max_length)
-        while depth > 0 and sum(width**i for i in range(depth + 1)) > self.programs:
+        while depth > 0 and tree_nodes(width, depth) > self.programs:
             depth -= 1
         return depth
 

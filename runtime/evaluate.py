@@ -100,10 +100,8 @@ def methods_of(methods: Sequence[str], kind: str) -> tuple[str, ...]:
     (`--methods none,nli:enumerate,gradient`: the NLI's enumeration, and gradient search for every kind)."""
     out = []
     for m in methods:
-        k, sep, name = m.partition(":")
-        if not sep:
-            name = m
-        elif k != kind:
+        k, sep, name = m.rpartition(":")
+        if sep and k != kind:
             continue
         if name not in out:
             out.append(name)

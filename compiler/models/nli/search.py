@@ -18,7 +18,7 @@ from nlic.compiler.kinds import Batch, Solution
 from nlic.compiler.models.nli.model import NLI, _pair_loglik, pad_program, relax_tokens, spec_scores
 from nlic.compiler.ranking import best_index, better
 from nlic.grammar.registry import Registry
-from nlic.compiler.spec import SearchSpec
+from nlic.compiler.spec import SearchSpec, tree_nodes
 
 __all__ = ["ENUMERATION_CHUNK", "ENUMERATION_NODES", "SearchMethod", "SEARCH_METHODS", "Task", "enumeration_capacity",
            "search_cost"]
@@ -300,11 +300,6 @@ ENUMERATION_CHUNK = 64
 (b tokens), the largest such chunk, or of one program where b^2 exceeds it."""
 
 
-def _tree_nodes(width: int, depth: int) -> int:
-    """Programs of at most `depth` tokens over `width` tokens, the empty one included (a full `width`-ary tree)."""
-    return sum(width**i for i in range(depth + 1))
-
-
 def _chunk_parents(width: int) -> int:
     """Programs of one level whose children one iteration of the enumeration loop runs: the largest power of
     `width` whose children (b^k * b) and theirs fit `ENUMERATION_CHUNK`, or 1 (one token: one program a level)."""
@@ -325,7 +320,7 @@ def enumeration_chunks(width: int, depth: int) -> int:
 def enumeration_capacity(width: int, depth: int, max_length: int) -> int:
     """The depth an enumeration of `depth` tokens over `width` tokens is compiled for (see `ENUMERATION_NODES`)."""
     cap = depth
-    while cap < max_length and _tree_nodes(width, cap + 1) <= ENUMERATION_NODES:
+    while cap < max_length and tree_nodes(width, cap + 1) <= ENUMERATION_NODES:
         cap += 1
     return cap
 
@@ -371,7 +366,7 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec, depth: Int[Array
     # Each level's parents go in chunks of `parents` programs (all of one level, computed by an earlier chunk);
     # the last chunk of a level also reads programs past it, whose children are ignored and written over later.
     cap = search.depth
-    starts = [_tree_nodes(width, i - 1) if i else 0 for i in range(cap + 2)]
+    starts = [tree_nodes(width, i - 1) if i else 0 for i in range(cap + 2)]
     parents = _chunk_parents(width)
     chunk_start, chunk_end, chunks = [], [], [0]  # chunks[d]: chunks of the levels before d (`enumeration_chunks`)
     for lev in range(cap):
