@@ -20,8 +20,9 @@ analysis, and a plain matmul of the same FLOPs as the ceiling reference.
 
 --compile runs `nlic compile SPEC --no-write` in fresh processes, cold (an empty compile cache folder) then warm (the
 folder the cold run filled), and prints per spec: the process's wall seconds, its CPU seconds (user + system, a
-measure that a busy machine inflates less) and the compile phase (`compiled in` of its log: XLA's seconds, tracing
-excluded). With --baseline, another installation (an older checkout's venv) compiles each spec in turn with this
+measure that a busy machine inflates less), the command's `total` (tracing and compiling: the process less Python's
+start and imports), the compile phase (`compiled in` of its log: XLA's seconds, tracing excluded) and the entries
+and traces it loaded from the cache. With --baseline, another installation (an older checkout's venv) compiles each spec in turn with this
 one, --rounds times, and the sums of both sides' wall seconds end the output.
 """
 
@@ -225,13 +226,17 @@ def _compile_once(spec: Path, cache: Path, python: str | None = None) -> dict[st
         sys.stderr.write(r.stderr)
         raise SystemExit(r.returncode)
     phase = re.search(r"compiled in ([\d.]+) s", r.stderr)
-    loaded = re.search(r"compile cache: .* \((\d+) loaded, (\d+) written\)", r.stdout)
+    loaded = re.search(r"compile cache: .* \((\d+) loaded, (\d+) written[;)]", r.stdout)
+    traces = re.search(r"traces: (\d+) loaded", r.stdout)
+    total = re.search(r"^total ([\d.]+) s", r.stdout, re.M)
     return {
         "wall_s": round(wall, 2),
         "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
         "compile_s": float(phase.group(1)) if phase else float("nan"),
         "loaded": int(loaded.group(1)) if loaded else -1,
         "written": int(loaded.group(2)) if loaded else -1,
+        "traces_loaded": int(traces.group(1)) if traces else 0,
+        "total_s": float(total.group(1)) if total else float("nan"),  # the command less Python's start and imports
     }
 
 
@@ -255,8 +260,9 @@ def compile_times(specs: list[Path], *, baseline: str | None = None, rounds: int
                         rows.append(row)
                         label = f"{side:8s} " if baseline else ""
                         print(f"{spec.name:22s} {label}{state}: {row['wall_s']:7.1f} s wall, "
-                              f"{row['cpu_s']:7.1f} s CPU, compile phase {row['compile_s']:5.1f} s "
-                              f"({row['loaded']} loaded, {row['written']} written)", flush=True)
+                              f"{row['cpu_s']:7.1f} s CPU, total {row.get('total_s', math.nan):5.1f} s, compile phase "
+                              f"{row['compile_s']:5.1f} s ({row['loaded']} loaded, {row['written']} written, "
+                              f"{row.get('traces_loaded', 0)} traces loaded)", flush=True)
     if baseline:
         for state in ("cold", "warm"):
             total = {side: sum(r["wall_s"] for r in rows if r["side"] == side and r["cache"] == state)

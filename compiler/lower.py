@@ -22,7 +22,8 @@ import numpy as np
 from nlic.compiler.families import shapes_of
 from nlic.compiler.identity import spec_hash
 from nlic.compiler.kinds import Batch, ModelKind, Shapes, kind_of
-from nlic.compiler.optim import init_fn, make_optimizer, train_step_fn
+from nlic.compiler import tracecache
+from nlic.compiler.optim import OPTIMIZERS, init_fn, make_optimizer, train_step_fn
 from nlic.compiler.spec import Spec
 
 __all__ = [
@@ -120,10 +121,13 @@ class _Compiler:
     def __init__(self, options: dict[str, Any] | None):
         self.options = options
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlic-compile")
+        # Functions whose trace came from the store most likely load from the compile cache too: loading
+        # executables two at a time is faster (deepcoder's warm compile phase 2.2 -> 1.5 s), compiling is not.
+        self.loads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nlic-load")
         self.futures: dict[str, Any] = {}
         self.compile_s: dict[str, float] = {}  # XLA's part alone, per function
 
-    def submit(self, name: str, lowered: tuple[Any, float]) -> None:
+    def submit(self, name: str, lowered: tuple[Any, float], *, cached: bool = False) -> None:
         low, lower_s = lowered
 
         def one() -> tuple[Any, float]:
@@ -132,7 +136,7 @@ class _Compiler:
             self.compile_s[name] = time.perf_counter() - t0
             return compiled, lower_s + self.compile_s[name]
 
-        self.futures[name] = self.pool.submit(one)
+        self.futures[name] = (self.loads if cached else self.pool).submit(one)
 
     def result(self, name: str) -> tuple[Any, float]:
         """(compiled, seconds of lowering plus compiling that function)."""
@@ -140,6 +144,7 @@ class _Compiler:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.loads.shutdown(wait=True, cancel_futures=True)
 
 
 def _costs(compiled: Any, seconds: float) -> dict[str, Any]:
@@ -203,19 +208,44 @@ def _trace_fn(kind: Any, model: Any) -> tuple[Callable[..., Any], list[Any]]:
     return _weights_fn(fn, model)
 
 
-def _export(run: Callable[..., Any], leaves: list[Any], spec: Any, shapes: Any) -> Any:
-    """`jax.export` of `run(weights, programs: int32[b, max_length], inputs: int32[b, L])`, b symbolic."""
+def _traced_code(kind: Any, spec: Any = None) -> list[Any]:
+    """The functions a kind's traces run (their source files outside nlic enter `tracecache`'s key)."""
+    code = [f for f in (getattr(kind, field.name) for field in dataclasses.fields(kind)) if callable(f)]
+    if spec is not None and spec.training.optimizer in OPTIMIZERS:
+        code.append(OPTIMIZERS.get(spec.training.optimizer))
+    return code
+
+
+def _export(run: Callable[..., Any], leaves: list[Any], spec: Any, shapes: Any, *, name: str = "",
+            kind: Any = None) -> tuple[Any, bytes]:
+    """`jax.export` of `run(weights, programs: int32[b, max_length], inputs: int32[b, L])`, b symbolic, and its
+    serialised bytes; from the trace store (`tracecache`) under `name` when it holds them."""
     (b,) = jax.export.symbolic_shape("b")
     args = (
         [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves],
         jax.ShapeDtypeStruct((b, int(spec.language.max_length)), jnp.int32),
         jax.ShapeDtypeStruct((b, shapes.length), jnp.int32),
     )
+    store = tracecache.trace_store()
+    key = None
+    if store is not None and name:
+        key = tracecache.trace_key(name, (spec_hash(spec), str(int(spec.language.max_length)), str(shapes.length)),
+                                   args[0], (), _traced_code(kind) if kind is not None else ())
+        blob = store.get(key)
+        if blob is not None:
+            try:
+                return jax.export.deserialize(bytearray(blob)), blob
+            except Exception:  # damaged: export afresh (and overwrite it)
+                pass
     try:
         # One artifact for CPU and GPU hosts: StableHLO lowered for both, picked at call time.
-        return jax.export.export(jax.jit(run), platforms=EXPORT_PLATFORMS)(*args)
+        exported = jax.export.export(jax.jit(run), platforms=EXPORT_PLATFORMS)(*args)
     except Exception:  # a kind using a platform-specific op: export for this backend only (recorded in meta)
-        return jax.export.export(jax.jit(run))(*args)
+        exported = jax.export.export(jax.jit(run))(*args)
+    blob = bytes(exported.serialize())
+    if store is not None and key is not None:
+        store.put(key, blob)
+    return exported, blob
 
 
 def export_executor(spec: Any, kind: Any, model: Any, shapes: Any) -> tuple[bytes, dict[str, Any]]:
@@ -225,8 +255,7 @@ def export_executor(spec: Any, kind: Any, model: Any, shapes: Any) -> tuple[byte
     and returns int32[b, L].
     """
     run, leaves = _executor_fn(kind, model)
-    exported = _export(run, leaves, spec, shapes)
-    blob = bytes(exported.serialize())
+    exported, blob = _export(run, leaves, spec, shapes, name="export_executor", kind=kind)
     meta = {
         "format": ARTIFACT_FORMAT,
         "version": ARTIFACT_VERSION,
@@ -257,8 +286,7 @@ def export_trace(spec: Any, kind: Any, model: Any, shapes: Any) -> tuple[bytes, 
     if kind.trace is None:
         raise ValueError(f"model kind '{kind.name}' has no execution trace")
     run, leaves = _trace_fn(kind, model)
-    exported = _export(run, leaves, spec, shapes)
-    blob = bytes(exported.serialize())
+    exported, blob = _export(run, leaves, spec, shapes, name="export_trace", kind=kind)
     meta = {
         "kind": kind.name,
         "spec_hash": spec_hash(spec),
@@ -337,19 +365,27 @@ def compile_spec(spec: Spec, *, log: Callable[[str], None] | None = None, optimi
         def solve(model, batch, key):
             return kind.solve(model, batch, search, key=key)
 
-        # Each function compiles on the background thread as soon as it is lowered, while the next is traced.
-        lowered["train_step"] = _lower(train_step_fn(kind, optim), model, opt_state,
-                                       _abstract_batch(shapes, spec.training.batch),
-                                       jax.ShapeDtypeStruct((), jnp.float32), jax.ShapeDtypeStruct((), jnp.int32), key)
-        compiler.submit("train_step", lowered["train_step"])
-        lowered["search"] = _lower(solve, model, _abstract_batch(shapes, search.batch), key)
-        compiler.submit("search", lowered["search"])
+        # Each function compiles on the background thread as soon as it is lowered, while the next is traced (or
+        # loaded from the trace store: `tracecache`).
+        parts, code = (spec_hash(spec),), _traced_code(kind, spec)
+        loaded: list[str] = []
+
+        def traced(name: str, fn: Callable[..., Any], *args: Any) -> None:
+            low = tracecache.lower(name, fn, args, parts=parts, code=code, is_leaf=_is_leaf_array)
+            lowered[name] = (low.lowered, low.seconds)
+            if low.loaded:
+                loaded.append(name)
+            compiler.submit(name, lowered[name], cached=low.loaded)
+
+        traced("train_step", train_step_fn(kind, optim), model, opt_state, _abstract_batch(shapes, spec.training.batch),
+               jax.ShapeDtypeStruct((), jnp.float32), jax.ShapeDtypeStruct((), jnp.int32), key)
+        traced("search", solve, model, _abstract_batch(shapes, search.batch), key)
         if kind.execute is not None:
             run, leaves = _executor_fn(kind, model)
-            lowered["executor"] = _lower(run, leaves, jax.ShapeDtypeStruct((1, spec.language.max_length), jnp.int32),
-                                         jax.ShapeDtypeStruct((1, shapes.length), jnp.int32))
-            compiler.submit("executor", lowered["executor"])
-        say(f"traced {', '.join(lowered)} in {sum(s for _, s in lowered.values()):.1f} s; compiling")
+            traced("executor", run, leaves, jax.ShapeDtypeStruct((1, spec.language.max_length), jnp.int32),
+                   jax.ShapeDtypeStruct((1, shapes.length), jnp.int32))
+        how = f" ({', '.join(loaded)} from the trace store)" if loaded else ""
+        say(f"traced {', '.join(lowered)} in {sum(s for _, s in lowered.values()):.1f} s{how}; compiling")
         t_traced = time.perf_counter()
         # The exports need only the weights' shapes: they trace while the last functions compile.
         functions: dict[str, Any] = {}

@@ -12,12 +12,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nlic.compiler import tracecache
 from nlic.compiler.kinds import Batch, ModelKind
 from nlic.grammar.errors import Loc
 from nlic.grammar.registry import Registry
 
 __all__ = [
     "OPTIMIZERS",
+    "StoredTrainStep",
     "init_fn",
     "init_state",
     "lr_schedule",
@@ -90,6 +92,82 @@ def train_step_fn(kind: ModelKind, optim: optax.GradientTransformation) -> Calla
 def make_train_step(kind: ModelKind, optim: optax.GradientTransformation, *, max_traces: int | None = None) -> Callable:
     """`train_step_fn` jitted; `max_traces` makes a second trace an error (tests)."""
     return eqx.filter_jit(eqx.debug.assert_max_traces(train_step_fn(kind, optim), max_traces=max_traces))
+
+
+class StoredTrainStep:
+    """`train_step_fn` compiled through `tracecache.lower`: a process that finds the step's trace in the trace store
+    (the compile cache's folder) skips tracing it, and one that finds its compiled code in the compile cache skips
+    XLA too. Same arguments and results as `make_train_step`'s function, and the same bits (the code XLA compiles is
+    that of the same jaxpr); for one device: sharded arguments take `make_train_step`.
+
+    One compiled function per argument signature (a token split that grows the model compiles another).
+
+    Args:
+        kind, optim: as `train_step_fn`.
+        training: the spec's `training` section (its text enters the trace's key with the model's structure).
+        max_traces: a second trace or load is an error (tests).
+    """
+
+    def __init__(self, kind: ModelKind, optim: optax.GradientTransformation, training: Any, *,
+                 max_traces: int | None = None):
+        self._fn = train_step_fn(kind, optim)
+        self._parts = (f"train_step {kind.name}", tracecache.describe(training))
+        self._code = [f for f in (kind.build, kind.loss) if callable(f)]
+        if training.optimizer in OPTIMIZERS:
+            self._code.append(OPTIMIZERS.get(training.optimizer))
+        self._compiled: dict[Any, tuple[Any, tracecache.Lowered]] = {}
+        self._max_traces = max_traces
+        self.loaded = 0  # signatures whose trace came from the store (tests, logs)
+
+    def __call__(self, model, opt_state, batch, t, step, key):
+        args = (model, opt_state, batch, t, step, key)
+        dyn, static = eqx.partition(args, eqx.is_array)
+        leaves, treedef = jax.tree_util.tree_flatten(dyn)
+        signature = (treedef, tuple((x.shape, x.dtype) for x in leaves))
+        entry = self._compiled.get(signature)
+        if entry is None:
+            if self._max_traces is not None and len(self._compiled) >= self._max_traces:
+                raise RuntimeError(f"the train step was traced {len(self._compiled) + 1} times (at most "
+                                   f"{self._max_traces})")
+            low = tracecache.lower("train_step", self._fn, args, parts=self._parts, code=self._code,
+                                   outline=_outline_step, check=_step_outline_ok)
+            self.loaded += low.loaded
+            entry = (low.lowered.compile(), low)
+            self._compiled[signature] = entry
+        compiled, low = entry
+        flat = [jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x for x in leaves]
+        out = compiled(*[flat[i] for i in low.kept])
+        return _rebuild_step(out, model, opt_state, low.info)
+
+
+def _outline_step(out: Any) -> dict[str, Any]:
+    model, opt_state, _loss, metrics, _gnorm = out
+    if not all(eqx.is_array(v) for v in metrics.values()):
+        raise TypeError("a stored train step needs metrics as a flat dict of arrays")
+    return {"model": len(jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))),
+            "opt_state": len(jax.tree_util.tree_leaves(eqx.filter(opt_state, eqx.is_array))),
+            "metrics": sorted(metrics)}
+
+
+def _step_outline_ok(info: Any) -> bool:
+    return (isinstance(info, dict) and all(isinstance(info.get(k), int) for k in ("model", "opt_state"))
+            and isinstance(info.get("metrics"), list) and all(isinstance(m, str) for m in info["metrics"]))
+
+
+def _rebuild_step(out: list[Any], model: Any, opt_state: Any, info: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """The train step's `(model, opt_state, loss, metrics, grad_norm)` from its flat outputs."""
+    parts = []
+    at = 0
+    for tree, n in ((model, info["model"]), (opt_state, info["opt_state"])):
+        arrays, static = eqx.partition(tree, eqx.is_array)
+        leaves, treedef = jax.tree_util.tree_flatten(arrays)
+        if len(leaves) != n:
+            raise RuntimeError(f"stored train step returns {n} leaves where the state has {len(leaves)}")
+        parts.append(eqx.combine(jax.tree_util.tree_unflatten(treedef, out[at:at + n]), static))
+        at += n
+    names = info["metrics"]
+    loss, values, gnorm = out[at], out[at + 1:at + 1 + len(names)], out[at + 1 + len(names)]
+    return parts[0], parts[1], loss, dict(zip(names, values, strict=True)), gnorm
 
 
 def init_fn(spec: Any, kind: ModelKind, shapes: Any, optim: optax.GradientTransformation) -> Callable[[Any], Any]:

@@ -1,5 +1,10 @@
-"""The persistent XLA compilation cache: compiled functions kept on disk, so that a second `nlic compile` or
-`nlic train` of a spec loads its train step and search instead of compiling them again.
+"""The persistent compile cache: compiled functions and their traces kept on disk, so that a second `nlic compile`
+or `nlic train` of a spec loads its train step and search instead of tracing and compiling them again.
+
+Two kinds of entries share the folder: jax's compiled executables (below) and nlic's traces
+(`nlic-trace-<key>-cache`: serialised `jax.export`s of the functions `nlic.compiler.tracecache` lowers, keyed by
+the spec, the argument shapes, nlic's source and the library versions). Measured on the idle 2-core machine, a warm
+`nlic compile specs/shift_l.yaml --no-write` took 3.5 s instead of 7 s (10 s cold), its compile phase 1.2 s.
 
 The `nlic` commands turn it on at start-up (`runtime/cli.py`); importing nlic does not touch jax's configuration,
 so a library user calls `enable_compile_cache()` to get it. Where it lives, first match wins:
@@ -37,6 +42,7 @@ from jax._src import compilation_cache as _jax_cache  # the file cache jax uses 
 from jax._src.compilation_cache_interface import CacheInterface
 from jax.experimental.compilation_cache import compilation_cache as _jax_cache_api
 
+from nlic.compiler import tracecache
 from nlic.grammar.errors import NlicError, escape
 from nlic.grammar.reading import read_bytes
 from nlic.runtime.files import atomic_write
@@ -203,7 +209,48 @@ class _AtomicFileCache(CacheInterface):
             self.stats.writes += 1
 
 
-_state: dict[str, object] = {"path": None, "stats": CacheStats()}
+_TRACE_PREFIX = "nlic-trace-"
+_MAX_TRACE_BYTES = 256 << 20  # a serialised export is 0.1-2 MB
+
+
+class _TraceFileStore:
+    """`tracecache`'s store in the compile cache's folder: `nlic-trace-<key>-cache` files, written atomically and
+    read bounded, pruned with jax's entries (same suffix)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._writable = True
+        self.loaded = 0
+        self.written = 0
+
+    def _file(self, key: str) -> Path:
+        return self._path / f"{_TRACE_PREFIX}{key}{_SUFFIX}"
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            data = read_bytes(self._file(key), limit=_MAX_TRACE_BYTES, what="compile cache entry", error=NlicError,
+                              streams=False)
+        except NlicError:
+            return None
+        self.loaded += 1
+        with contextlib.suppress(OSError):
+            os.utime(self._file(key))
+        return data
+
+    def put(self, key: str, value: bytes) -> None:
+        if not self._writable:
+            return
+        try:
+            atomic_write(self._file(key), value)
+        except OSError as e:
+            self._writable = False
+            _warn(f"cannot write to the compile cache {self._path}: {e.strerror or e}; not writing more entries "
+                  f"in this run (free some space, or move the cache: NLIC_COMPILE_CACHE=DIR or =off)")
+            return
+        self.written += 1
+
+
+_state: dict[str, object] = {"path": None, "stats": CacheStats(), "traces": None}
 _warned: set[str] = set()
 
 
@@ -268,6 +315,9 @@ def _install(path: Path | None) -> None:
         with _jax_cache._cache_initialized_mutex:
             _jax_cache._cache = _AtomicFileCache(path, stats)
             _jax_cache._cache_initialized = True
+    traces = None if path is None else _TraceFileStore(path)
+    tracecache.set_trace_store(traces)
+    _state["traces"] = traces
     _state["path"] = path
 
 
@@ -321,4 +371,7 @@ def describe_compile_cache() -> str:
     if path is None:
         return "compile cache: off"
     s = compile_cache_stats()
-    return escape(f"compile cache: {path} ({s.hits} loaded, {s.writes} written)")
+    t = _state["traces"]
+    traces = (f"; traces: {t.loaded} loaded, {t.written} written"
+              if isinstance(t, _TraceFileStore) and (t.loaded or t.written) else "")
+    return escape(f"compile cache: {path} ({s.hits} loaded, {s.writes} written{traces})")

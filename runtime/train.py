@@ -25,7 +25,7 @@ from jax.sharding import PartitionSpec as P
 from nlic.compiler import families as task_api
 from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import ModelKind, kind_of
-from nlic.compiler.optim import init_state, lr_schedule, make_optimizer, make_train_step
+from nlic.compiler.optim import StoredTrainStep, init_state, lr_schedule, make_optimizer, make_train_step
 from nlic.compiler.printer import format_spec
 from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError, DataError, Loc, SpecError
@@ -139,9 +139,12 @@ def replicate(tree: Any, mesh: Mesh | None = None) -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_train_step(kind: ModelKind, training: Any) -> Callable:
-    # Runs of the same kind and training section in one process (`nlic eval`) share one compiled step.
-    return make_train_step(kind, make_optimizer(training))
+def _cached_train_step(kind: ModelKind, training: Any, one_device: bool = True) -> Callable:
+    # Runs of the same kind and training section in one process (`nlic eval`) share one compiled step. On one
+    # device the step's trace is kept in the compile cache's folder (`StoredTrainStep`): a second run of the spec
+    # neither traces nor compiles it. Sharded over several devices or processes it is jitted as usual.
+    optim = make_optimizer(training)
+    return StoredTrainStep(kind, optim, training) if one_device else make_train_step(kind, optim)
 
 
 # --- evaluation -----------------------------------------------------------------------------------------------
@@ -390,7 +393,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
 
     model, opt_state = replicate((model, opt_state), mesh)
     key_data = np.asarray(jax.random.key_data(train_key))
-    step_fn = _cached_train_step(kind, tr)
+    step_fn = _cached_train_step(kind, tr, mesh.size == 1 and not distributed.is_distributed())
     lr_at = lr_schedule(tr)
     total = tr.steps
     bar = Progress(total, start=start, enabled=progress if main else False)

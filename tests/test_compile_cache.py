@@ -135,22 +135,29 @@ def test_isa_cap_is_not_claimed_once_jax_has_started(monkeypatch):
 # --- the CLI, in fresh processes -------------------------------------------------------------------------------
 
 
-def _compile(tmp_path: Path, cache: Path) -> tuple[float, str]:
+def _compile(tmp_path: Path, cache: Path) -> tuple[float, str, str]:
     r = run_cli(tmp_path, "compile", "spec.yaml", "--no-write", env={"NLIC_COMPILE_CACHE": str(cache)})
     assert r.returncode == 0, r.stderr
-    seconds = float(re.search(r"compiled in ([\d.]+) s", r.stderr).group(1))  # the compile phase, tracing excluded
-    return seconds, r.stdout
+    seconds = float(re.search(r"total ([\d.]+) s", r.stdout).group(1))  # tracing and compiling, imports excluded
+    return seconds, r.stdout, r.stderr
 
 
-def test_second_compile_in_a_fresh_process_loads_the_first_ones_functions(tmp_path):
+def _traces(folder: Path) -> list[Path]:
+    return sorted(folder.glob("nlic-trace-*-cache")) if folder.is_dir() else []
+
+
+def test_second_compile_in_a_fresh_process_loads_the_first_ones_functions_and_traces(tmp_path):
     (tmp_path / "spec.yaml").write_text(tiny_text(steps=2))
     cache = tmp_path / "cache"
-    cold, out = _compile(tmp_path, cache)
-    written = _entries(cache)
-    assert len(written) >= 3 and f"compile cache: {cache} (0 loaded, {len(written)} written)" in out
+    cold, out, _ = _compile(tmp_path, cache)
+    written, traces = _entries(cache), _traces(cache)
+    n = len(written) - len(traces)  # jax's executables
+    assert n >= 3 and len(traces) >= 3
+    assert f"compile cache: {cache} (0 loaded, {n} written; traces: 0 loaded, {len(traces)} written)" in out
     used = [p.stat().st_mtime for p in written]
-    warm, out = _compile(tmp_path, cache)
-    assert f"compile cache: {cache} ({len(written)} loaded, 0 written)" in out and _entries(cache) == written
+    warm, out, log = _compile(tmp_path, cache)
+    assert f"compile cache: {cache} ({n} loaded, 0 written; traces: {len(traces)} loaded, 0 written)" in out
+    assert _entries(cache) == written and "from the trace store" in log
     assert all(p.stat().st_mtime > t for p, t in zip(written, used))  # marked as used: pruned last
     assert warm < 0.5 * cold, (cold, warm)
 
@@ -166,7 +173,8 @@ def test_code_loaded_from_the_cache_trains_the_same_weights(tmp_path):
         fingerprints.append(json.loads((tmp_path / f"run{i}" / "model.json").read_text())["fingerprint"])
         if i == 0:
             written = _entries(cache)
-    assert written and _entries(cache) == written  # the second run compiled nothing new
+            assert _traces(cache)  # the train step's
+    assert written and _entries(cache) == written  # the second run traced and compiled nothing new
     assert fingerprints[0] == fingerprints[1]
 
 
