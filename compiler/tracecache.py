@@ -281,11 +281,20 @@ def lower(
             arrays = jax.tree_util.tree_leaves(eqx.filter(out, eqx.is_array))
             return [jax.random.key_data(a) if _is_key(a) else a for a in arrays]
 
-        exported = jax.export.export(jax.jit(flat))(*abstract)
+        STATS.traced += 1
+        try:
+            exported = jax.export.export(jax.jit(flat))(*abstract)
+            blob = bytes(exported.serialize())
+        except Exception:
+            # What jax.export refuses (a host callback in a user's model, say) compiles as a plain jit, not stored;
+            # an error of `fn` itself is raised again here.
+            described.clear()
+            lowered = jax.jit(flat).lower(*abstract)
+            info = described[0] if described else None
+            return Lowered(lowered, time.perf_counter() - t0, False, tuple(range(len(abstract))), info)
         info = described[0] if described else None
         if store is not None and key is not None:
-            store.put(key, _pack(info, bytes(exported.serialize())))
-        STATS.traced += 1
+            store.put(key, _pack(info, blob))
         kept = tuple(kept_arguments(exported))
         lowered = jax.jit(_kept_call(exported, abstract)).lower(*[abstract[i] for i in kept])
     else:

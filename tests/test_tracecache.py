@@ -138,3 +138,19 @@ def test_an_outline_the_caller_refuses_is_traced_afresh(store):
     low = tracecache.lower("f", _f, ARGS, outline=lambda out: {"n": 2}, check=lambda info: info["n"] == 2)
     assert not low.loaded and low.info == {"n": 2}
     assert tracecache.lower("f", _f, ARGS, check=lambda info: info["n"] == 2).loaded
+
+
+def test_what_jax_export_refuses_compiles_as_a_plain_jit_and_is_not_stored(store):
+    seen = []
+
+    def with_callback(x, y):
+        jax.debug.callback(lambda v: seen.append(float(v)), x[0])  # a host callback: jax.export refuses it
+        return x * 2
+
+    args = (jnp.arange(3.0), jnp.zeros(2))
+    low = tracecache.lower("cb", with_callback, args)
+    assert not low.loaded and low.kept == (0, 1) and not store.entries
+    out = low.lowered.compile()(*args)
+    assert np.array_equal(out[0], np.arange(3.0) * 2) and seen == [0.0]
+    with pytest.raises(TypeError):  # an error of the function itself still reaches the caller
+        tracecache.lower("bad", lambda x: x @ jnp.ones((5, 5)), (jnp.ones(3),))
