@@ -26,7 +26,6 @@ import importlib.metadata
 import inspect
 import json
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -80,14 +79,17 @@ def trace_store() -> TraceStore | None:
     return _store["store"]
 
 
+def _roots() -> tuple[Path, ...]:
+    """The folders of nlic's three packages: siblings of this one, installed or editable (pyproject's package-dir)."""
+    here = Path(__file__).resolve().parent.parent
+    return tuple(here / package for package in _PACKAGES)
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """sha256 of the source of nlic's three packages (every `.py` file, by its path inside them)."""
     h = hashlib.sha256()
-    here = Path(__file__).resolve().parent  # compiler/
-    for package in _PACKAGES:
-        module = sys.modules.get(f"nlic.{package}")
-        root = Path(module.__file__).resolve().parent if module is not None and module.__file__ else here.parent / package
+    for package, root in zip(_PACKAGES, _roots(), strict=True):
         for path in sorted(root.rglob("*.py")):
             h.update(f"{package}/{path.relative_to(root).as_posix()}\0".encode())
             h.update(path.read_bytes())
@@ -101,15 +103,6 @@ def _file_hash(path: str) -> str:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return "unreadable"
-
-
-def _roots() -> tuple[Path, ...]:
-    out = []
-    for package in _PACKAGES:
-        module = sys.modules.get(f"nlic.{package}")
-        if module is not None and module.__file__:
-            out.append(Path(module.__file__).resolve().parent)
-    return tuple(out)
 
 
 def _outside_sources(objects: Iterable[Any]) -> list[str]:

@@ -168,18 +168,20 @@ class _AtomicFileCache(CacheInterface):
     fails to load at every later run and never replaces (its `put` skips existing keys).
     """
 
-    def __init__(self, path: Path, stats: CacheStats) -> None:
+    def __init__(self, path: Path, stats: CacheStats, *, prefix: str = "", limit: int = _MAX_ENTRY_BYTES) -> None:
         self._path = path
         self.stats = stats
+        self._prefix = prefix  # `_TRACE_PREFIX`: the same store holds `tracecache`'s traces
+        self._limit = limit
         self._writable = True
         self._lock = threading.Lock()  # `nlic compile` compiles on several threads
 
     def _file(self, key: str) -> Path:
-        return self._path / f"{key}{_SUFFIX}"
+        return self._path / f"{self._prefix}{key}{_SUFFIX}"
 
     def get(self, key: str) -> bytes | None:
         try:
-            data = read_bytes(self._file(key), limit=_MAX_ENTRY_BYTES, what="compile cache entry",
+            data = read_bytes(self._file(key), limit=self._limit, what="compile cache entry",
                               error=NlicError, streams=False)
         except NlicError:  # missing (the usual miss), unreadable or not a file: compile instead
             with self._lock:
@@ -209,45 +211,8 @@ class _AtomicFileCache(CacheInterface):
             self.stats.writes += 1
 
 
-_TRACE_PREFIX = "nlic-trace-"
-_MAX_TRACE_BYTES = 256 << 20  # a serialised export is 0.1-2 MB
-
-
-class _TraceFileStore:
-    """`tracecache`'s store in the compile cache's folder: `nlic-trace-<key>-cache` files, written atomically and
-    read bounded, pruned with jax's entries (same suffix)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._writable = True
-        self.loaded = 0
-        self.written = 0
-
-    def _file(self, key: str) -> Path:
-        return self._path / f"{_TRACE_PREFIX}{key}{_SUFFIX}"
-
-    def get(self, key: str) -> bytes | None:
-        try:
-            data = read_bytes(self._file(key), limit=_MAX_TRACE_BYTES, what="compile cache entry", error=NlicError,
-                              streams=False)
-        except NlicError:
-            return None
-        self.loaded += 1
-        with contextlib.suppress(OSError):
-            os.utime(self._file(key))
-        return data
-
-    def put(self, key: str, value: bytes) -> None:
-        if not self._writable:
-            return
-        try:
-            atomic_write(self._file(key), value)
-        except OSError as e:
-            self._writable = False
-            _warn(f"cannot write to the compile cache {self._path}: {e.strerror or e}; not writing more entries "
-                  f"in this run (free some space, or move the cache: NLIC_COMPILE_CACHE=DIR or =off)")
-            return
-        self.written += 1
+_TRACE_PREFIX = "nlic-trace-"  # `tracecache`'s entries: serialised exports (0.1-2 MB), pruned with jax's
+_MAX_TRACE_BYTES = 256 << 20
 
 
 _state: dict[str, object] = {"path": None, "stats": CacheStats(), "traces": None}
@@ -315,7 +280,8 @@ def _install(path: Path | None) -> None:
         with _jax_cache._cache_initialized_mutex:
             _jax_cache._cache = _AtomicFileCache(path, stats)
             _jax_cache._cache_initialized = True
-    traces = None if path is None else _TraceFileStore(path)
+    traces = (None if path is None
+              else _AtomicFileCache(path, CacheStats(), prefix=_TRACE_PREFIX, limit=_MAX_TRACE_BYTES))
     tracecache.set_trace_store(traces)
     _state["traces"] = traces
     _state["path"] = path
@@ -372,6 +338,6 @@ def describe_compile_cache() -> str:
         return "compile cache: off"
     s = compile_cache_stats()
     t = _state["traces"]
-    traces = (f"; traces: {t.loaded} loaded, {t.written} written"
-              if isinstance(t, _TraceFileStore) and (t.loaded or t.written) else "")
+    traces = (f"; traces: {t.stats.hits} loaded, {t.stats.writes} written"
+              if isinstance(t, _AtomicFileCache) and (t.stats.hits or t.stats.writes) else "")
     return escape(f"compile cache: {path} ({s.hits} loaded, {s.writes} written{traces})")
