@@ -109,6 +109,37 @@ def _lower(fn: Callable[..., Any], *args: Any, static_out: list[Any] | None = No
     return lowered, time.perf_counter() - t0
 
 
+def _state_template(spec: Any, kind: Any, shapes: Any, optim: Any) -> tuple[Any, Any, Any]:
+    """`(model, opt_state, train_key)` as `init_fn` returns them, with `jax.ShapeDtypeStruct` leaves, from the
+    model's shapes (`abstract_model`) without tracing the initialiser's random draws."""
+    model = abstract_model(spec)
+
+    def floating(x: Any) -> bool:
+        return isinstance(x, jax.ShapeDtypeStruct) and jnp.issubdtype(x.dtype, jnp.inexact)
+
+    opt_state = jax.eval_shape(optim.init, eqx.filter(model, floating))
+    key = jax.eval_shape(lambda: jax.random.split(jax.random.key(0))[1])
+    return model, opt_state, key
+
+
+def _state_rebuilder(template: Any, out_info: Any) -> Callable[[Any], Any] | None:
+    """`outputs -> (model, opt_state, train_key)` for the flat outputs of the initialiser lowered by `tracecache`
+    (keys as their data), or None when `template`'s leaves are not those outputs."""
+    arrays, static = eqx.partition(template, _is_leaf_array)
+    leaves, treedef = jax.tree_util.tree_flatten(arrays)
+    outs = jax.tree_util.tree_leaves(out_info)
+    keys = [jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) for x in leaves]
+    want = [jax.eval_shape(jax.random.key_data, x) if k else x for x, k in zip(leaves, keys, strict=True)]
+    if len(want) != len(outs) or any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(want, outs)):
+        return None
+
+    def rebuild(values: Any) -> Any:
+        values = [jax.random.wrap_key_data(v) if k else v for v, k in zip(values, keys, strict=True)]
+        return eqx.combine(jax.tree_util.tree_unflatten(treedef, values), static)
+
+    return rebuild
+
+
 class _Compiler:
     """Compiles lowered functions on one background thread while the caller goes on tracing the next ones.
 
@@ -355,10 +386,29 @@ def compile_spec(spec: Spec, *, log: Callable[[str], None] | None = None, optimi
     # compiles while they are traced.
     compiler = _Compiler(options)
     try:
-        lowered = {"init": _lower(init_fn(spec, kind, shapes, optim), jax.ShapeDtypeStruct((), jnp.uint32),
-                                  static_out=rest)}
-        compiler.submit("init", lowered["init"])
-        model, opt_state, key = eqx.combine(lowered["init"][0].out_info, rest[0])
+        parts, code = (spec_hash(spec),), _traced_code(kind, spec)
+        loaded: list[str] = []
+        seed = jax.ShapeDtypeStruct((), jnp.uint32)
+        # The initialiser's results take the structure of a template made without its random draws, so that a
+        # trace from the store is not traced again; a template that does not match the trace falls back to it.
+        template = _state_template(spec, kind, shapes, optim)
+        low = tracecache.lower("init", init_fn(spec, kind, shapes, optim), (seed,), parts=parts, code=code,
+                               is_leaf=_is_leaf_array)
+        rebuild = _state_rebuilder(template, low.lowered.out_info)
+        if rebuild is not None:
+            lowered = {"init": (low.lowered, low.seconds)}
+            if low.loaded:
+                loaded.append("init")
+
+            def start(init: Any, seed: Any) -> Any:
+                return rebuild(init(seed))
+        else:
+            lowered = {"init": _lower(init_fn(spec, kind, shapes, optim), seed, static_out=rest)}
+
+            def start(init: Any, seed: Any) -> Any:
+                return eqx.combine(init((seed,)), rest[0])
+        compiler.submit("init", lowered["init"], cached="init" in loaded)
+        model, opt_state, key = template
         params = count_parameters(model)
         search = spec.search
 
@@ -367,8 +417,6 @@ def compile_spec(spec: Spec, *, log: Callable[[str], None] | None = None, optimi
 
         # Each function compiles on the background thread as soon as it is lowered, while the next is traced (or
         # loaded from the trace store: `tracecache`).
-        parts, code = (spec_hash(spec),), _traced_code(kind, spec)
-        loaded: list[str] = []
 
         def traced(name: str, fn: Callable[..., Any], *args: Any) -> None:
             low = tracecache.lower(name, fn, args, parts=parts, code=code, is_leaf=_is_leaf_array)
@@ -403,7 +451,7 @@ def compile_spec(spec: Spec, *, log: Callable[[str], None] | None = None, optimi
         compiler.close()
     init, build_s = compiled.pop("init")
     # The initial weights, as `nlic train` starts from them (same seed, same initialiser).
-    model, opt_state, key = eqx.combine(init((jnp.asarray(spec.seed, jnp.uint32),)), rest[0])
+    model, opt_state, key = start(init, jnp.asarray(spec.seed, jnp.uint32))
     after_tracing = time.perf_counter() - t_traced
     say(f"built {kind.name} model for L={shapes.length} V={shapes.values} m={shapes.pairs}: {params['total']:,} "
         f"parameters")
