@@ -154,3 +154,26 @@ def test_what_jax_export_refuses_compiles_as_a_plain_jit_and_is_not_stored(store
     assert np.array_equal(out[0], np.arange(3.0) * 2) and seen == [0.0]
     with pytest.raises(TypeError):  # an error of the function itself still reaches the caller
         tracecache.lower("bad", lambda x: x @ jnp.ones((5, 5)), (jnp.ones(3),))
+
+
+def test_a_compile_from_the_store_builds_the_same_initial_model(store):
+    from nlic.compiler import compile_spec
+
+    spec = tiny_spec()
+    logs: list[list[str]] = [[], []]
+    models = [leaves_of(compile_spec(spec, log=logs[i].append).model) for i in range(2)]
+    assert "from the trace store" not in " ".join(logs[0])
+    assert "(init, train_step, search, executor from the trace store)" in " ".join(logs[1])
+    assert all(np.array_equal(a, b) for a, b in zip(*models, strict=True))
+
+
+def test_an_initialiser_template_that_does_not_match_its_trace_is_refused():
+    from nlic.compiler.lower import _state_rebuilder
+
+    template = (jax.ShapeDtypeStruct((3,), jnp.float32), jax.ShapeDtypeStruct((), jax.random.key(0).dtype))
+    assert _state_rebuilder(template, [jax.ShapeDtypeStruct((3,), jnp.float32),
+                                       jax.ShapeDtypeStruct((2,), jnp.uint32)]) is not None
+    for outs in ([jax.ShapeDtypeStruct((3,), jnp.float32)],
+                 [jax.ShapeDtypeStruct((4,), jnp.float32), jax.ShapeDtypeStruct((2,), jnp.uint32)],
+                 [jax.ShapeDtypeStruct((3,), jnp.float16), jax.ShapeDtypeStruct((2,), jnp.uint32)]):
+        assert _state_rebuilder(template, outs) is None
