@@ -23,7 +23,7 @@ from nlic.compiler.families import shapes_of
 from nlic.compiler.identity import spec_hash
 from nlic.compiler.kinds import Batch, ModelKind, Shapes, kind_of
 from nlic.compiler import tracecache
-from nlic.compiler.optim import OPTIMIZERS, init_fn, make_optimizer, train_step_fn
+from nlic.compiler.optim import init_fn, make_optimizer, traced_code, train_step_fn
 from nlic.compiler.spec import Spec
 
 __all__ = [
@@ -86,27 +86,6 @@ def count_parameters(model: Any) -> dict[str, int]:
 # these options (the build's initial weights are within 1e-6 of training's, with or without them).
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True,
                 "xla_cpu_use_fusion_emitters": False, "xla_cpu_parallel_codegen_split_count": 1}
-
-
-def _lower(fn: Callable[..., Any], *args: Any, static_out: list[Any] | None = None) -> tuple[Any, float]:
-    """`jax.jit(fn).lower(...)` for pytrees mixing arrays and static values; returns (lowered, seconds).
-
-    The compiled function takes the array leaves of `args` (as one pytree) and returns the array leaves of the
-    result (None where `fn` returned static values); those static values are appended to `static_out`, so
-    that outputs can be recombined without tracing `fn` a second time.
-    """
-    dyn, static = eqx.partition(args, _is_leaf_array)
-
-    def pure(dyn_args):
-        arrays, rest = eqx.partition(fn(*eqx.combine(dyn_args, static)), eqx.is_array)
-        if static_out is not None:
-            static_out.append(rest)
-        return arrays  # static parts of returned modules are not jit outputs
-
-    abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), dyn)
-    t0 = time.perf_counter()
-    lowered = jax.jit(pure).lower(abstract)
-    return lowered, time.perf_counter() - t0
 
 
 def _state_template(spec: Any, kind: Any, shapes: Any, optim: Any) -> tuple[Any, Any, Any]:
@@ -239,44 +218,25 @@ def _trace_fn(kind: Any, model: Any) -> tuple[Callable[..., Any], list[Any]]:
     return _weights_fn(fn, model)
 
 
-def _traced_code(kind: Any, spec: Any = None) -> list[Any]:
-    """The functions a kind's traces run (their source files outside nlic enter `tracecache`'s key)."""
-    code = [f for f in (getattr(kind, field.name) for field in dataclasses.fields(kind)) if callable(f)]
-    if spec is not None and spec.training.optimizer in OPTIMIZERS:
-        code.append(OPTIMIZERS.get(spec.training.optimizer))
-    return code
-
-
-def _export(run: Callable[..., Any], leaves: list[Any], spec: Any, shapes: Any, *, name: str = "",
-            kind: Any = None) -> tuple[Any, bytes]:
+def _export(run: Callable[..., Any], leaves: list[Any], spec: Any, shapes: Any, *, name: str,
+            kind: Any) -> tuple[Any, bytes]:
     """`jax.export` of `run(weights, programs: int32[b, max_length], inputs: int32[b, L])`, b symbolic, and its
-    serialised bytes; from the trace store (`tracecache`) under `name` when it holds them."""
+    serialised bytes; from the trace store (`tracecache.export`) under `name` when it holds them."""
     (b,) = jax.export.symbolic_shape("b")
     args = (
         [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves],
         jax.ShapeDtypeStruct((b, int(spec.language.max_length)), jnp.int32),
         jax.ShapeDtypeStruct((b, shapes.length), jnp.int32),
     )
-    store = tracecache.trace_store()
-    key = None
-    if store is not None and name:
-        key = tracecache.trace_key(name, (spec_hash(spec), str(int(spec.language.max_length)), str(shapes.length)),
-                                   args[0], (), _traced_code(kind) if kind is not None else ())
-        blob = store.get(key)
-        if blob is not None:
-            try:
-                return jax.export.deserialize(bytearray(blob)), blob
-            except Exception:  # damaged: export afresh (and overwrite it)
-                pass
-    try:
-        # One artifact for CPU and GPU hosts: StableHLO lowered for both, picked at call time.
-        exported = jax.export.export(jax.jit(run), platforms=EXPORT_PLATFORMS)(*args)
-    except Exception:  # a kind using a platform-specific op: export for this backend only (recorded in meta)
-        exported = jax.export.export(jax.jit(run))(*args)
-    blob = bytes(exported.serialize())
-    if store is not None and key is not None:
-        store.put(key, blob)
-    return exported, blob
+
+    def make() -> Any:
+        try:
+            # One artifact for CPU and GPU hosts: StableHLO lowered for both, picked at call time.
+            return jax.export.export(jax.jit(run), platforms=EXPORT_PLATFORMS)(*args)
+        except Exception:  # a kind using a platform-specific op: export for this backend only (recorded in meta)
+            return jax.export.export(jax.jit(run))(*args)
+
+    return tracecache.export(name, make, args[0], parts=(spec_hash(spec),), code=traced_code(kind))
 
 
 def export_executor(spec: Any, kind: Any, model: Any, shapes: Any) -> tuple[bytes, dict[str, Any]]:
@@ -381,33 +341,27 @@ def compile_spec(spec: Spec, *, log: Callable[[str], None] | None = None, optimi
     kind = kind_of(spec)
     shapes = shapes_of(spec)
     optim = make_optimizer(spec.training)
-    rest: list[Any] = []
     # Trace the initialiser once; every other function is traced at its output *shapes*, so the initialiser
     # compiles while they are traced.
     compiler = _Compiler(options)
     try:
-        parts, code = (spec_hash(spec),), _traced_code(kind, spec)
+        parts, code = (spec_hash(spec),), traced_code(kind, spec.training.optimizer)
         loaded: list[str] = []
         seed = jax.ShapeDtypeStruct((), jnp.uint32)
         # The initialiser's results take the structure of a template made without its random draws, so that a
-        # trace from the store is not traced again; a template that does not match the trace falls back to it.
+        # trace from the store is not traced again; a template that does not match the trace is made by tracing.
+        initialise = init_fn(spec, kind, shapes, optim)
+        low = tracecache.lower("init", initialise, (seed,), parts=parts, code=code, is_leaf=_is_leaf_array)
         template = _state_template(spec, kind, shapes, optim)
-        low = tracecache.lower("init", init_fn(spec, kind, shapes, optim), (seed,), parts=parts, code=code,
-                               is_leaf=_is_leaf_array)
         rebuild = _state_rebuilder(template, low.lowered.out_info)
-        if rebuild is not None:
-            lowered = {"init": (low.lowered, low.seconds)}
-            if low.loaded:
-                loaded.append("init")
-
-            def start(init: Any, seed: Any) -> Any:
-                return rebuild(init(seed))
-        else:
-            lowered = {"init": _lower(init_fn(spec, kind, shapes, optim), seed, static_out=rest)}
-
-            def start(init: Any, seed: Any) -> Any:
-                return eqx.combine(init((seed,)), rest[0])
-        compiler.submit("init", lowered["init"], cached="init" in loaded)
+        if rebuild is None:
+            template = eqx.filter_eval_shape(initialise, seed)
+            rebuild = _state_rebuilder(template, low.lowered.out_info)
+            assert rebuild is not None  # the same function's outputs
+        lowered = {"init": (low.lowered, low.seconds)}
+        if low.loaded:
+            loaded.append("init")
+        compiler.submit("init", lowered["init"], cached=low.loaded)
         model, opt_state, key = template
         params = count_parameters(model)
         search = spec.search
@@ -451,7 +405,7 @@ def compile_spec(spec: Spec, *, log: Callable[[str], None] | None = None, optimi
         compiler.close()
     init, build_s = compiled.pop("init")
     # The initial weights, as `nlic train` starts from them (same seed, same initialiser).
-    model, opt_state, key = start(init, jnp.asarray(spec.seed, jnp.uint32))
+    model, opt_state, key = rebuild(init(jnp.asarray(spec.seed, jnp.uint32)))
     after_tracing = time.perf_counter() - t_traced
     say(f"built {kind.name} model for L={shapes.length} V={shapes.values} m={shapes.pairs}: {params['total']:,} "
         f"parameters")

@@ -4,6 +4,7 @@ and the train step, the one `nlic compile` compiles and reports and `nlic train`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "lr_schedule",
     "make_optimizer",
     "make_train_step",
+    "traced_code",
     "train_step_fn",
 ]
 
@@ -94,6 +96,15 @@ def make_train_step(kind: ModelKind, optim: optax.GradientTransformation, *, max
     return eqx.filter_jit(eqx.debug.assert_max_traces(train_step_fn(kind, optim), max_traces=max_traces))
 
 
+def traced_code(kind: ModelKind, optimizer: str | None = None) -> list[Callable[..., Any]]:
+    """The functions a kind's traces run, and the named optimiser's factory: `tracecache` hashes their source files
+    where they lie outside nlic (a user's own kind or optimiser)."""
+    code = [f for f in (getattr(kind, field.name) for field in dataclasses.fields(kind)) if callable(f)]
+    if optimizer is not None and optimizer in OPTIMIZERS:
+        code.append(OPTIMIZERS.get(optimizer))
+    return code
+
+
 class StoredTrainStep:
     """`train_step_fn` compiled through `tracecache.lower`: a process that finds the step's trace in the trace store
     (the compile cache's folder) skips tracing it, and one that finds its compiled code in the compile cache skips
@@ -112,9 +123,7 @@ class StoredTrainStep:
                  max_traces: int | None = None):
         self._fn = train_step_fn(kind, optim)
         self._parts = (f"train_step {kind.name}", tracecache.describe(training))
-        self._code = [f for f in (kind.build, kind.loss) if callable(f)]
-        if training.optimizer in OPTIMIZERS:
-            self._code.append(OPTIMIZERS.get(training.optimizer))
+        self._code = traced_code(kind, training.optimizer)
         self._compiled: dict[Any, tuple[Any, tracecache.Lowered]] = {}
         self._max_traces = max_traces
         self.loaded = 0  # signatures whose trace came from the store (tests, logs)
@@ -123,7 +132,10 @@ class StoredTrainStep:
         args = (model, opt_state, batch, t, step, key)
         dyn, static = eqx.partition(args, eqx.is_array)
         leaves, treedef = jax.tree_util.tree_flatten(dyn)
-        signature = (treedef, tuple((x.shape, x.dtype) for x in leaves))
+        # As `eqx.filter_jit`'s cache: the arrays' structure and shapes, and the static values (a function or a
+        # Python number held by the model) by equality.
+        s_leaves, s_def = jax.tree_util.tree_flatten(static)
+        signature = (treedef, tuple((x.shape, x.dtype) for x in leaves), s_def, tuple(s_leaves))
         entry = self._compiled.get(signature)
         if entry is None:
             if self._max_traces is not None and len(self._compiled) >= self._max_traces:

@@ -35,12 +35,12 @@ import equinox as eqx
 import jax
 
 __all__ = [
-    "STATS",
     "TRACE_FORMAT",
     "Lowered",
     "TraceStore",
     "code_fingerprint",
     "describe",
+    "export",
     "kept_arguments",
     "lower",
     "set_trace_store",
@@ -167,16 +167,6 @@ def _abstract(x: Any) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(x.shape, x.dtype)
 
 
-class _Stats:
-    def __init__(self) -> None:
-        self.loaded = 0
-        self.traced = 0
-
-
-STATS = _Stats()
-"""Traces loaded from the store and traced afresh by this process."""
-
-
 @dataclasses.dataclass(frozen=True)
 class Lowered:
     """What `lower` returns.
@@ -247,52 +237,61 @@ def lower(
     abstract = [_abstract(x) for x in leaves]
     store = trace_store()
     key = trace_key(name, parts, dyn, static, code) if store is not None else None
-    exported = info = None
-    if store is not None and key is not None:
-        data = store.get(key)
-        unpacked = _unpack(data) if data is not None else None
-        if unpacked is not None:
-            info, blob = unpacked
-            if check is None or _checks(check, info):
-                exported = _deserialize(blob, abstract)
-    lowered = None
-    if exported is not None:
-        try:
-            kept = tuple(kept_arguments(exported))
-            lowered = jax.jit(_kept_call(exported, abstract)).lower(*[abstract[i] for i in kept])
-        except Exception:  # an entry that deserialised but does not lower here: trace afresh (and overwrite it)
-            exported = None
-    loaded = exported is not None
-    if exported is None:
-        described: list[Any] = []
+    data = store.get(key) if store is not None and key is not None else None
+    unpacked = _unpack(data) if data is not None else None
+    if unpacked is not None and (check is None or _checks(check, unpacked[0])):
+        exported = _deserialize(unpacked[1], abstract)
+        if exported is not None:
+            try:
+                lowered, kept = _lower_call(exported, abstract)
+            except Exception:  # an entry that deserialised but does not lower here: trace afresh (and overwrite it)
+                pass
+            else:
+                return Lowered(lowered, time.perf_counter() - t0, True, kept, unpacked[0])
+    described: list[Any] = []
 
-        def flat(*xs):
-            xs = [jax.random.wrap_key_data(x) if k else x for x, k in zip(xs, keys, strict=True)]
-            out = fn(*eqx.combine(jax.tree_util.tree_unflatten(treedef, xs), static))
-            if outline is not None:
-                described.append(outline(out))
-            arrays = jax.tree_util.tree_leaves(eqx.filter(out, eqx.is_array))
-            return [jax.random.key_data(a) if _is_key(a) else a for a in arrays]
+    def flat(*xs):
+        xs = [jax.random.wrap_key_data(x) if k else x for x, k in zip(xs, keys, strict=True)]
+        out = fn(*eqx.combine(jax.tree_util.tree_unflatten(treedef, xs), static))
+        if outline is not None:
+            described.append(outline(out))
+        arrays = jax.tree_util.tree_leaves(eqx.filter(out, eqx.is_array))
+        return [jax.random.key_data(a) if _is_key(a) else a for a in arrays]
 
-        STATS.traced += 1
-        try:
-            exported = jax.export.export(jax.jit(flat))(*abstract)
-            blob = bytes(exported.serialize())
-        except Exception:
-            # What jax.export refuses (a host callback in a user's model, say) compiles as a plain jit, not stored;
-            # an error of `fn` itself is raised again here.
-            described.clear()
-            lowered = jax.jit(flat).lower(*abstract)
-            info = described[0] if described else None
-            return Lowered(lowered, time.perf_counter() - t0, False, tuple(range(len(abstract))), info)
+    try:
+        exported = jax.export.export(jax.jit(flat))(*abstract)
+        blob = bytes(exported.serialize())
+    except Exception:
+        # What jax.export refuses (a host callback in a user's model, say) compiles as a plain jit, not stored;
+        # an error of `fn` itself is raised again here.
+        described.clear()
+        lowered = jax.jit(flat).lower(*abstract)
         info = described[0] if described else None
-        if store is not None and key is not None:
-            store.put(key, _pack(info, blob))
-        kept = tuple(kept_arguments(exported))
-        lowered = jax.jit(_kept_call(exported, abstract)).lower(*[abstract[i] for i in kept])
-    else:
-        STATS.loaded += 1
-    return Lowered(lowered, time.perf_counter() - t0, loaded, kept, info)
+        return Lowered(lowered, time.perf_counter() - t0, False, tuple(range(len(abstract))), info)
+    info = described[0] if described else None
+    if store is not None and key is not None:
+        store.put(key, _pack(info, blob))
+    lowered, kept = _lower_call(exported, abstract)
+    return Lowered(lowered, time.perf_counter() - t0, False, kept, info)
+
+
+def export(name: str, make: Callable[[], Any], dyn: Any, *, parts: Iterable[str] = (),
+           code: Iterable[Any] = ()) -> tuple[Any, bytes]:
+    """`make()` (a `jax.export.Exported` of arguments `dyn`) and its serialised bytes, from the store under the key
+    of `name` when it holds them (a damaged entry is made afresh and replaced)."""
+    store = trace_store()
+    key = trace_key(name, parts, dyn, (), code) if store is not None else None
+    blob = store.get(key) if store is not None and key is not None else None
+    if blob is not None:
+        try:
+            return jax.export.deserialize(bytearray(blob)), blob
+        except Exception:
+            pass
+    exported = make()
+    blob = bytes(exported.serialize())
+    if store is not None and key is not None:
+        store.put(key, blob)
+    return exported, blob
 
 
 def _checks(check: Callable[[Any], bool], info: Any) -> bool:
@@ -308,8 +307,9 @@ def kept_arguments(exported: Any) -> list[int]:
     return sorted(exported.module_kept_var_idx)
 
 
-def _kept_call(exported: Any, abstract: list[jax.ShapeDtypeStruct]) -> Callable[..., Any]:
-    kept = kept_arguments(exported)
+def _lower_call(exported: Any, abstract: list[jax.ShapeDtypeStruct]) -> tuple[Any, tuple[int, ...]]:
+    """A call of `exported` lowered on the arguments it reads, and their positions."""
+    kept = tuple(kept_arguments(exported))
 
     def call(*xs):
         full: list[Any] = [jax.numpy.zeros(a.shape, a.dtype) for a in abstract]  # never read: the module drops them
@@ -317,7 +317,7 @@ def _kept_call(exported: Any, abstract: list[jax.ShapeDtypeStruct]) -> Callable[
             full[i] = x
         return exported.call(*full)
 
-    return call
+    return jax.jit(call).lower(*[abstract[i] for i in kept]), kept
 
 
 def _deserialize(blob: bytes, abstract: list[jax.ShapeDtypeStruct]) -> Any:

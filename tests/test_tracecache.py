@@ -177,3 +177,13 @@ def test_an_initialiser_template_that_does_not_match_its_trace_is_refused():
                  [jax.ShapeDtypeStruct((4,), jnp.float32), jax.ShapeDtypeStruct((2,), jnp.uint32)],
                  [jax.ShapeDtypeStruct((3,), jnp.float16), jax.ShapeDtypeStruct((2,), jnp.uint32)]):
         assert _state_rebuilder(template, outs) is None
+
+
+def test_a_template_that_does_not_match_is_made_by_tracing_the_initialiser(store, monkeypatch):
+    from nlic.compiler import compile_spec, lower
+
+    spec = tiny_spec()
+    want = leaves_of(compile_spec(spec).model)
+    monkeypatch.setattr(lower, "_state_template", lambda *a: (jax.ShapeDtypeStruct((1,), jnp.float32),))
+    got = leaves_of(compile_spec(spec).model)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
