@@ -441,12 +441,13 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
     def split_token(s: tuple[Any, Any, int], done: int) -> tuple[Any, Any, int]:
         """Every process: `s` with the largest unsolved group's token split (after this point's evaluation and
         best-weights record, before its checkpoint: a resumed run continues from the split weights)."""
+        began = time.perf_counter()
         new, info = kind.split(distributed.local_copy(s[0]), split_batch, select_set.has_target)
         if info is None:
             return s
         if main:
             rd.append_metrics(run, {"step": done, "token_split": info.summary()})
-            bar.message(f"step {done}: token split {info.summary()}")
+            bar.message(f"step {done}: token split {info.summary()} in {time.perf_counter() - began:.0f} s")
         return (replicate(new, mesh), s[1], s[2])
 
     state = (model, opt_state, start)  # replaced in one assignment per step: always a consistent triple
