@@ -126,29 +126,3 @@ def test_training_records_its_splits_and_resumes_through_them_bit_identically(tm
     interrupt_training(monkeypatch, spec, tmp_path / "cut", derive_seed(spec.seed, "train", 3))
     res = train(spec, out=tmp_path / "cut", resume=True, progress=False)
     assert res.fingerprint == full.fingerprint
-
-
-def test_codes_are_fitted_on_the_group_alone_as_on_the_whole_sample_with_the_others_weighted_zero():
-    # The split fits its codes on the group's tasks gathered into a padded batch (fast: the sample's other tasks
-    # weigh nothing); that must fit the same code as the whole sample with zero weights elsewhere, and the padding
-    # must weigh nothing either.
-    from nlic.compiler.models.nli import split as S
-
-    model, tasks = fresh(slots=2)
-    model = switched_on(model)
-    batch = tasks.batch()
-    progs = programs(model, batch)
-    members = np.array([1, 4, 5, 9, 17])  # 5 tasks: padded to 8
-    sub, sub_progs, n = S._gather(batch, progs, members)
-    assert n == 5 and sub.inputs.shape[0] == S._bucket(5) == 8
-    assert [S._bucket(k) for k in (1, 8, 9, 16, 17, 100)] == [8, 8, 16, 16, 32, 128]
-    old = jnp.asarray(int(progs[members[0], 0]), jnp.int32)
-    code = model.executor.code_embed[int(old)]
-    whole = S._fit_code(model, batch, jnp.asarray(progs), old, code, jnp.asarray(S._weight(len(progs), members)))
-    alone = S._fit_code(model, sub, sub_progs, old, code, jnp.asarray(S._weight(8, np.arange(5))))
-    assert not np.allclose(np.asarray(whole), np.asarray(code))  # the fit moved the code
-    np.testing.assert_allclose(np.asarray(alone), np.asarray(whole), rtol=1e-4, atol=1e-5)
-    loss_whole, grad_whole = S._with_code(model, batch, jnp.asarray(progs), old, code)
-    loss_sub, grad_sub = S._with_code(model, sub, sub_progs, old, code)
-    np.testing.assert_allclose(np.asarray(loss_sub)[:n], np.asarray(loss_whole)[members], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(grad_sub)[:n], np.asarray(grad_whole)[members], rtol=1e-4, atol=1e-6)

@@ -13,11 +13,11 @@ an NLI codebook:
 3. Divide the group in two, as k-means with the reconstruction loss as the distance: a code is fitted (from the
    old token's code, `_FIT_STEPS` Adam steps) to each side, and each round moves exactly the tasks the moving side's
    code reconstructs better. The first division follows the principal axis of the tasks' loss gradients with
-   respect to the old code (tasks of one primitive pull it the same way). Only the group's tasks are run in these
-   fits (the sample's other tasks would weigh nothing). The side that stays keeps the old token and its code, which
-   still serves the tasks it solves; a later split divides it again. A plain copy of the old code, as before
-   2026-12-04, left the inductor no reason to keep the moved tasks on the new token: with both codes alike, the
-   moved half drifted back within 50 steps (Comp-I seed 2, `complement`, `double` and `inc` on one token).
+   respect to the old code (tasks of one primitive pull it the same way). The side that stays keeps the old token
+   and its code, which still serves the tasks it solves; a later split divides it again. A plain copy of the old
+   code, as before 2026-12-04, left the inductor no reason to keep the moved tasks on the new token: with both
+   codes alike, the moved half drifted back within 50 steps (Comp-I seed 2, `complement`, `double` and `inc` on
+   one token).
 4. An unused token (in no program of the sample) takes the moving side's code, and in the inductor's output layer a
    row fitted (from the old token's row, `_ROW_STEPS` Adam steps of cross-entropy, every other row fixed) so that
    the moving tasks write it and every other (task, slot) keeps its token; then its bias is lowered until it wins
@@ -181,19 +181,6 @@ def _weight(n: int, index: np.ndarray) -> np.ndarray:
     return w
 
 
-def _bucket(n: int) -> int:
-    """The padded size of a gathered batch of n tasks: the next power of two, at least 8."""
-    return max(8, 1 << max(n - 1, 0).bit_length())
-
-
-def _gather(batch: Batch, programs: np.ndarray, index: np.ndarray) -> tuple[Batch, jax.Array, int]:
-    """The tasks `index` of `batch` and their programs, padded to `_bucket(len(index))` by repeating the first (the
-    padding must weigh nothing); and len(index)."""
-    n = len(index)
-    take = np.concatenate([index, np.full(_bucket(n) - n, index[0])]).astype(np.int32)
-    return Batch(*(a[take] for a in batch)), jnp.asarray(programs[take]), n
-
-
 def _divide(model, batch: Batch, programs: np.ndarray, old: int, members: np.ndarray,
             features: np.ndarray) -> tuple[np.ndarray, jax.Array, float, float]:
     """Which of the group's tasks (`members`, indices into the batch) move to the new token, and its code.
@@ -209,27 +196,24 @@ def _divide(model, batch: Batch, programs: np.ndarray, old: int, members: np.nda
     Returns:
         (bool mask over `members`, the new code, the moving tasks' mean loss under the old code and under the new).
     """
-    old_i = jnp.asarray(old, jnp.int32)  # traced: one compile for every token
-    # Only the group's tasks enter the fits and losses (the others weigh nothing), gathered into a batch padded to a
-    # power of two (`_gather`: few compiled shapes); the positions below index `members`.
-    sub, progs, n = _gather(batch, programs, members)
+    progs, old_i = jnp.asarray(programs), jnp.asarray(old, jnp.int32)  # traced: one compile for every token
     c_old = model.executor.code_embed[old]
-    loss_old, grads = (np.asarray(a, np.float64)[:n] for a in _with_code(model, sub, progs, old_i, c_old))
-    moving = _axis_side(grads)
+    loss_old, grads = (np.asarray(a, np.float64) for a in _with_code(model, batch, progs, old_i, c_old))
+    moving = _axis_side(grads[members])
     if not moving.any():
         moving = _axis_side(features)
     if not moving.any():  # the tasks look alike in every respect: the first half moves
         moving = np.arange(len(members)) < len(members) // 2
     for round_ in range(_ROUNDS):
-        fitted = [_fit_code(model, *_gather(batch, programs, members[side])[:2], old_i, c_old,
-                            jnp.asarray(_weight(_bucket(int(side.sum())), np.arange(int(side.sum())))))
+        fitted = [_fit_code(model, batch, progs, old_i, c_old, jnp.asarray(_weight(len(programs), members[side])))
                   for side in (moving, ~moving)]
-        loss_new, loss_stay = (np.asarray(_with_code(model, sub, progs, old_i, c)[0], np.float64)[:n] for c in fitted)
-        better = loss_new < loss_stay
+        loss_new, loss_stay = (np.asarray(_with_code(model, batch, progs, old_i, c)[0], np.float64) for c in fitted)
+        better = loss_new[members] < loss_stay[members]
         if round_ == _ROUNDS - 1 or not better.any() or better.all() or (better == moving).all():
             break
         moving = better
-    return moving, fitted[0], float(loss_old[moving].mean()), float(loss_new[moving].mean())
+    idx = members[moving]
+    return moving, fitted[0], float(loss_old[idx].mean()), float(loss_new[idx].mean())
 
 
 def split_merged_token(model, batch: Batch, has_target: np.ndarray, *, min_group: int = 3):
