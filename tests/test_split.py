@@ -126,3 +126,53 @@ def test_training_records_its_splits_and_resumes_through_them_bit_identically(tm
     interrupt_training(monkeypatch, spec, tmp_path / "cut", derive_seed(spec.seed, "train", 3))
     res = train(spec, out=tmp_path / "cut", resume=True, progress=False)
     assert res.fingerprint == full.fingerprint
+
+
+def test_codes_are_fitted_on_the_group_alone_as_on_the_whole_sample_with_the_others_weighted_zero():
+    # The split fits its codes on the group's tasks gathered into a padded batch (fast: the sample's other tasks
+    # weigh nothing); that must fit the same code as the whole sample with zero weights elsewhere, and the padding
+    # must weigh nothing either.
+    from nlic.compiler.models.nli import split as S
+
+    model, tasks = fresh(slots=2)
+    model = switched_on(model)
+    batch = tasks.batch()
+    progs = programs(model, batch)
+    members = np.array([1, 4, 5, 9, 17])  # 5 tasks: padded to 8
+    sub, sub_progs, n = S._gather(batch, progs, members)
+    assert n == 5 and sub.inputs.shape[0] == S._bucket(5, len(progs)) == 8
+    # Powers of two, at least 8, never beyond the sample (a group of 65-100 of 100 tasks is not padded to 128).
+    assert [S._bucket(k, 100) for k in (1, 8, 9, 16, 17, 64, 65, 100)] == [8, 8, 16, 16, 32, 64, 100, 100]
+    assert [S._bucket(k, 6) for k in (1, 5, 6)] == [6, 6, 6]
+    old = jnp.asarray(int(progs[members[0], 0]), jnp.int32)
+    code = model.executor.code_embed[int(old)]
+    whole = S._fit_code(model, batch, jnp.asarray(progs), old, code, jnp.asarray(S._weight(len(progs), members)))
+    alone = S._fit_code(model, sub, sub_progs, old, code, jnp.asarray(S._weight(8, np.arange(5))))
+    assert not np.allclose(np.asarray(whole), np.asarray(code))  # the fit moved the code
+    np.testing.assert_allclose(np.asarray(alone), np.asarray(whole), rtol=1e-4, atol=1e-5)
+    loss_whole, grad_whole = S._with_code(model, batch, jnp.asarray(progs), old, code)
+    loss_sub, grad_sub = S._with_code(model, sub, sub_progs, old, code)
+    np.testing.assert_allclose(np.asarray(loss_sub)[:n], np.asarray(loss_whole)[members], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(grad_sub)[:n], np.asarray(grad_whole)[members], rtol=1e-4, atol=1e-6)
+
+
+def test_where_the_row_alone_cannot_separate_the_sides_the_inductor_is_taught_the_split():
+    # The slots of a fresh model look much alike to the slot MLP, so the fitted row alone leaves moving tasks on the
+    # old token (the guard keeps the new one below it there). Taught, the whole inductor makes more of them write the
+    # new token at once, only in the slot that held the old one, and every other task keeps its program.
+    model, tasks = fresh(slots=3)
+    model = switched_on(model)
+    b = tasks.batch()
+    before = programs(model, b)
+    untaught, i0 = split_merged_token(model, b, tasks.has_target, teach=False)
+    assert i0 is not None and i0.writes < i0.moved and not i0.taught
+    taught, info = split_merged_token(model, b, tasks.has_target)
+    assert info.taught and "the inductor taught the split" in info.summary()
+    assert (info.old, info.new, info.moved) == (i0.old, i0.new, i0.moved)
+    after = programs(taught, b)
+    writes = (after == info.new).any(-1)
+    assert writes.sum() == info.writes and i0.writes < info.writes <= info.moved
+    assert not ((after == info.new) & (before != info.old)).any()  # only where the old token was
+    np.testing.assert_array_equal(np.where(after == info.new, info.old, after)[~writes], before[~writes])
+    # The interpreter is not what teaching changes: the codes are those of the untaught split.
+    np.testing.assert_array_equal(np.asarray(taught.executor.code_embed), np.asarray(untaught.executor.code_embed))
