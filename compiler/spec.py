@@ -257,7 +257,7 @@ class TrainingSpec:
         "nli: up to this fraction of the steps, at every evaluation point, the token shared by the largest group "
         "of unsolved tasks of the selection sample (>= 3 tasks with one program) is split: the group is divided by "
         "which of two fitted codes reconstructs each task better, and one side moves to an unused token with its "
-        "code, the inductor taught to write it (`nlic.compiler.models.nli.split`); 0: never. Needs eval_every > 0.",
+        "code (`nlic.compiler.models.nli.split`); 0: never. Needs eval_every > 0.",
         min=0.0, max=1.0,
     )
     keep: Literal["best", "last"] = _f(

@@ -13,22 +13,17 @@ an NLI codebook:
 3. Divide the group in two, as k-means with the reconstruction loss as the distance: a code is fitted (from the
    old token's code, `_FIT_STEPS` Adam steps) to each side, and each round moves exactly the tasks the moving side's
    code reconstructs better. The first division follows the principal axis of the tasks' loss gradients with
-   respect to the old code (tasks of one primitive pull it the same way). Only the group's tasks are run in these
-   fits (the sample's other tasks would weigh nothing). The side that stays keeps the old token and its code, which
-   still serves the tasks it solves; a later split divides it again. A plain copy of the old code, as before
-   2026-12-04, left the inductor no reason to keep the moved tasks on the new token: with both codes alike, the
-   moved half drifted back within 50 steps (Comp-I seed 2, `complement`, `double` and `inc` on one token).
+   respect to the old code (tasks of one primitive pull it the same way). The side that stays keeps the old token
+   and its code, which still serves the tasks it solves; a later split divides it again. A plain copy of the old
+   code, as before 2026-12-04, left the inductor no reason to keep the moved tasks on the new token: with both
+   codes alike, the moved half drifted back within 50 steps (Comp-I seed 2, `complement`, `double` and `inc` on
+   one token).
 4. An unused token (in no program of the sample) takes the moving side's code, and in the inductor's output layer a
    row fitted (from the old token's row, `_ROW_STEPS` Adam steps of cross-entropy, every other row fixed) so that
    the moving tasks write it and every other (task, slot) keeps its token; then its bias is lowered until it wins
-   no slot of a solved task or one the old token does not hold, nor one of the group's side that stays.
-5. Where that row alone leaves moving tasks on the old token (the inductor's features do not separate the two sides
-   yet), the whole inductor is taught the split: `_TEACH_STEPS` Adam steps of the same cross-entropy over every
-   (task, slot) of the sample, then the bias guard of step 4 again. Before 2026-12-05 such tasks were left to
-   training's relaxed tokens, under which the new token, kept below the old one, ran in part; in the failing runs
-   it got too little of the group's probability, and the group went back to the old token at the next evaluation
-   (Comp-I seed 6: `t2 -> t1` at steps 500, 1000 and 1500, 45 tasks each time, of the 17, 22 and 4 that moved 1, 0
-   and 0 writing it).
+   no slot of a solved task or one the old token does not hold, nor one of the group's side that stays. Where the
+   inductor's features do not separate the two sides yet, the moving tasks' new logit stays a little below the old
+   one: training's relaxed tokens still run the new code in part, and its lower loss pulls the tasks over.
 
 Deterministic: a function of the weights and the sample (no random draw; a fixed number of fit steps), so a resumed
 run splits the same way.
@@ -63,13 +58,6 @@ _ROW_STEPS = 300
 _ROW_LR = 0.05
 """Step size of that fit."""
 
-_TEACH_STEPS = 200
-"""Adam steps that teach the whole inductor the split's programs, where the fitted row alone leaves moving tasks on
-the old token (their slot features do not separate the group's sides yet)."""
-
-_TEACH_LR = 1e-3
-"""Step size of that fit (training's own order of magnitude: the inductor moves, it is not re-learnt)."""
-
 
 @dataclasses.dataclass(frozen=True)
 class Split:
@@ -86,14 +74,12 @@ class Split:
     writes: int
     before: float
     after: float
-    taught: bool = False
 
     def summary(self) -> str:
         text = " ".join(f"t{t}" for t in self.program)
         return (f"t{self.old} -> t{self.new} ({self.tasks} unsolved tasks share the program `{text}`; {self.moved} "
                 f"move to the new token ({self.writes} write it at once), whose code fitted to them takes their "
-                f"loss {self.before:.3f} -> {self.after:.3f}"
-                + ("; the inductor taught the split" if self.taught else "") + ")")
+                f"loss {self.before:.3f} -> {self.after:.3f})")
 
 
 _FIT_STEPS = 64
@@ -172,29 +158,6 @@ def _fit_row(hidden, logits, w, b, target, weight, new):
 
 
 @eqx.filter_jit
-def _teach(model, batch: Batch, target, weight):
-    """The inductor after `_TEACH_STEPS` Adam steps of `weight`ed cross-entropy between its token logits at every
-    (task, slot) of `batch` and `target` (the moving tasks write the new token, every other slot its own token)."""
-    params, static = eqx.partition(model.inductor, eqx.is_inexact_array)
-
-    def loss(p):
-        m = eqx.tree_at(lambda m: m.inductor, model, eqx.combine(p, static))
-        pooled = jax.vmap(m.pooled_slots)(batch.inputs, batch.outputs, batch.pair_mask)
-        logp = jax.nn.log_softmax(jax.vmap(m.token_logits)(pooled), axis=-1)
-        return -(jnp.take_along_axis(logp, target[..., None], axis=-1)[..., 0] * weight).sum()
-
-    opt = optax.adam(_TEACH_LR)
-
-    def step(carry, _):
-        p, s = carry
-        u, s = opt.update(jax.grad(loss)(p), s, p)
-        return (optax.apply_updates(p, u), s), None
-
-    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=_TEACH_STEPS)
-    return eqx.combine(params, static)
-
-
-@eqx.filter_jit
 def _programs(model, batch: Batch):
     pooled = jax.vmap(model.pooled_slots)(batch.inputs, batch.outputs, batch.pair_mask)
     programs = jnp.argmax(jax.vmap(model.token_logits)(pooled), axis=-1)
@@ -218,20 +181,6 @@ def _weight(n: int, index: np.ndarray) -> np.ndarray:
     return w
 
 
-def _bucket(n: int, size: int) -> int:
-    """The padded size of a gathered batch of n of a sample's `size` tasks: the next power of two, at least 8, at
-    most `size` (a group of 65-100 of 100 tasks is not padded beyond the sample)."""
-    return max(n, min(size, max(8, 1 << max(n - 1, 0).bit_length())))
-
-
-def _gather(batch: Batch, programs: np.ndarray, index: np.ndarray) -> tuple[Batch, jax.Array, int]:
-    """The tasks `index` of `batch` and their programs, padded to `_bucket` by repeating the first (the padding must
-    weigh nothing); and len(index)."""
-    n = len(index)
-    take = np.concatenate([index, np.full(_bucket(n, len(programs)) - n, index[0])]).astype(np.int32)
-    return Batch(*(a[take] for a in batch)), jnp.asarray(programs[take]), n
-
-
 def _divide(model, batch: Batch, programs: np.ndarray, old: int, members: np.ndarray,
             features: np.ndarray) -> tuple[np.ndarray, jax.Array, float, float]:
     """Which of the group's tasks (`members`, indices into the batch) move to the new token, and its code.
@@ -247,45 +196,27 @@ def _divide(model, batch: Batch, programs: np.ndarray, old: int, members: np.nda
     Returns:
         (bool mask over `members`, the new code, the moving tasks' mean loss under the old code and under the new).
     """
-    old_i = jnp.asarray(old, jnp.int32)  # traced: one compile for every token
-    # Only the group's tasks enter the fits and losses (the others weigh nothing), gathered into a batch padded to a
-    # power of two (`_gather`: few compiled shapes); the positions below index `members`.
-    sub, progs, n = _gather(batch, programs, members)
+    progs, old_i = jnp.asarray(programs), jnp.asarray(old, jnp.int32)  # traced: one compile for every token
     c_old = model.executor.code_embed[old]
-    loss_old, grads = (np.asarray(a, np.float64)[:n] for a in _with_code(model, sub, progs, old_i, c_old))
-    moving = _axis_side(grads)
+    loss_old, grads = (np.asarray(a, np.float64) for a in _with_code(model, batch, progs, old_i, c_old))
+    moving = _axis_side(grads[members])
     if not moving.any():
         moving = _axis_side(features)
     if not moving.any():  # the tasks look alike in every respect: the first half moves
         moving = np.arange(len(members)) < len(members) // 2
     for round_ in range(_ROUNDS):
-        fitted = [_fit_code(model, *_gather(batch, programs, members[side])[:2], old_i, c_old,
-                            jnp.asarray(_weight(_bucket(int(side.sum()), len(programs)), np.arange(int(side.sum())))))
+        fitted = [_fit_code(model, batch, progs, old_i, c_old, jnp.asarray(_weight(len(programs), members[side])))
                   for side in (moving, ~moving)]
-        loss_new, loss_stay = (np.asarray(_with_code(model, sub, progs, old_i, c)[0], np.float64)[:n] for c in fitted)
-        better = loss_new < loss_stay
+        loss_new, loss_stay = (np.asarray(_with_code(model, batch, progs, old_i, c)[0], np.float64) for c in fitted)
+        better = loss_new[members] < loss_stay[members]
         if round_ == _ROUNDS - 1 or not better.any() or better.all() or (better == moving).all():
             break
         moving = better
-    return moving, fitted[0], float(loss_old[moving].mean()), float(loss_new[moving].mean())
+    idx = members[moving]
+    return moving, fitted[0], float(loss_old[idx].mean()), float(loss_new[idx].mean())
 
 
-def _guard(hidden, logits, w, b, new, moves, guarded, margin) -> tuple[float, np.ndarray]:
-    """The new token's bias lowered until it stays `margin` below the winner at every `guarded` (task, slot) (every
-    one but the moving tasks' slots that write the old token: the solved tasks' programs kept whole, the slot MLP
-    being shared by all slots), and which tasks then write it in a slot of `moves`.
-
-    Where the features do not separate the sides, the moving tasks' new logit stays close below the old one.
-    """
-    new_logit = hidden @ w + b
-    others = np.delete(logits, new, axis=-1).max(-1)
-    if guarded.any():
-        lower = max(0.0, float((new_logit - others + margin)[guarded].max()))
-        b, new_logit = b - lower, new_logit - lower
-    return b, ((new_logit > others) & moves).any(-1)
-
-
-def split_merged_token(model, batch: Batch, has_target: np.ndarray, *, min_group: int = 3, teach: bool = True):
+def split_merged_token(model, batch: Batch, has_target: np.ndarray, *, min_group: int = 3):
     """Split the token of the largest group of unsolved tasks that share a program (module docstring).
 
     Args:
@@ -293,8 +224,6 @@ def split_merged_token(model, batch: Batch, has_target: np.ndarray, *, min_group
         batch: the sample's tasks.
         has_target: bool [B], tasks whose query output is known (the others are never counted).
         min_group: the smallest group worth a token.
-        teach: where the fitted row leaves a moving task on the old token, fit the whole inductor to the split's
-            programs (`_teach`).
 
     Returns:
         (model, Split) after a split; (model, None), unchanged, when no group reaches `min_group`, every token is
@@ -337,27 +266,25 @@ def split_merged_token(model, batch: Batch, has_target: np.ndarray, *, min_group
     w_new, b_new = (np.asarray(a, np.float64) for a in _fit_row(
         jnp.asarray(hidden, jnp.float32), jnp.asarray(logits, jnp.float32), fc2.weight[old], fc2.bias[old],
         jnp.asarray(target, jnp.int32), jnp.asarray(weight, jnp.float32), jnp.asarray(new, jnp.int32)))
+    b_new = float(b_new)
+    # The new token may win only where a moving task writes the old one: lower its bias until it stays a margin below
+    # the winner at every other (task, slot) of the sample, the solved tasks' programs kept whole (the slot MLP is
+    # shared by all slots, and the inductor's features need not separate the group's sides yet).
+    new_logit = hidden @ w_new + b_new
+    others = np.delete(logits, new, axis=-1).max(-1)
     elsewhere = ((programs != old) | solved[:, None]) & valid
     margin = np.where(elsewhere, _MARGIN, _TIE)  # the group's side that stays: never above the old token
-    b_new, writes = _guard(hidden, logits, w_new, float(b_new), new, moves, valid & ~moves, margin)
+    guarded = valid & ~moves
+    if guarded.any():
+        lower = max(0.0, float((new_logit - others + margin)[guarded].max()))
+        b_new, new_logit = b_new - lower, new_logit - lower
+    # Where the features do not separate the sides yet, the moving tasks' new logit stays close below the old one:
+    # under training's relaxed tokens they still run the new code in part, and its lower loss pulls them over.
+    writes = ((new_logit > others) & moves).any(-1)
+    w = fc2.weight.at[new].set(jnp.asarray(w_new, fc2.weight.dtype))
+    b = fc2.bias.at[new].set(b_new)
     code = model.executor.code_embed.at[new].set(code_new)
     model = eqx.tree_at(lambda m: (m.inductor.head.fc2.weight, m.inductor.head.fc2.bias, m.executor.code_embed),
-                        model, (fc2.weight.at[new].set(jnp.asarray(w_new, fc2.weight.dtype)),
-                                fc2.bias.at[new].set(b_new), code))
-    taught = False
-    if teach and writes.sum() < moves.any(-1).sum():
-        # The row alone does not separate the sides on the inductor's present features: teach the whole inductor
-        # the split's programs on the sample, so that the moving tasks write the new token at once. Left to
-        # training's relaxed tokens, a new token kept below the old one got too little of the group's probability to
-        # pull it over, and the group went back (Comp-I, benchmarks/README).
-        model = eqx.tree_at(lambda m: m.inductor, model, _teach(
-            model, batch, jnp.asarray(target, jnp.int32), jnp.asarray(weight, fc2.weight.dtype)))
-        taught = True
-        hidden = np.asarray(_programs(model, batch)[2], np.float64)
-        fc2 = model.inductor.head.fc2
-        logits = hidden @ np.asarray(fc2.weight, np.float64).T + np.asarray(fc2.bias, np.float64)
-        b_new, writes = _guard(hidden, logits, np.asarray(fc2.weight[new], np.float64), float(fc2.bias[new]), new,
-                               moves, valid & ~moves, margin)
-        model = eqx.tree_at(lambda m: m.inductor.head.fc2.bias, model, fc2.bias.at[new].set(b_new))
+                        model, (w, b, code))
     return model, Split(old=old, new=new, program=group, tasks=int(n), moved=int(moving.sum()),
-                        writes=int(writes.sum()), before=before, after=after, taught=taught)
+                        writes=int(writes.sum()), before=before, after=after)
