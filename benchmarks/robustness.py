@@ -80,7 +80,8 @@ def _targets(items: list[str]) -> dict[str, float]:
 
 
 def _verdict(run: Path) -> str:
-    """The run's health verdict (`health.json`: "healthy" or the first failed check), or "?" when it has none."""
+    """The run's health verdict (`health.json`: "healthy", with the warnings it recovered from, or the first failed
+    check), or "?" when it has none."""
     path = run / rd.HEALTH_FILE
     try:
         record = loads_json(read_text(path, limit=MAX_HEADER_BYTES, what="health record", error=CheckpointError),
@@ -88,7 +89,12 @@ def _verdict(run: Path) -> str:
     except (OSError, CheckpointError):  # a missing or damaged record must not lose the measured row
         return "?"
     verdict = record.get("verdict") if isinstance(record, dict) else None
-    return str(verdict) if isinstance(verdict, str) else "?"
+    if not isinstance(verdict, str):
+        return "?"
+    recovered = record.get("recovered")
+    if verdict == "healthy" and isinstance(recovered, list) and recovered:
+        return f"healthy (recovered from {', '.join(str(r) for r in recovered)})"
+    return verdict
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:

@@ -261,9 +261,10 @@ class TrainingSpec:
         min=0.0, max=1.0,
     )
     keep: Literal["best", "last"] = _f(
-        "best", "Which weights the run keeps: those of the evaluation point whose discrete programs solve the most "
-        "of a fixed sample of the training split (the latest of equals; `nlic.runtime.selection`), or the last "
-        "step's. The evaluation splits are never read to choose. Needs eval_every > 0 (else: last).",
+        "best", "Which weights the run keeps: those of the evaluation point, of any restart attempt, whose discrete "
+        "programs solve the most of a fixed sample of the training split (the latest of equals; an abandoned "
+        "attempt's only if it beats every point of the last; `nlic.runtime.selection`), or the last step's. The "
+        "evaluation splits are never read to choose. Needs eval_every > 0 (else: last).",
         choices=("best", "last"),
     )
 

@@ -5,7 +5,9 @@ warning once when it first fires, and keeps the warnings and the verdict in the 
 
 Every check is causal: whether and at which step it fires depends only on the rows up to that step, so a run
 checked as it goes, checked once at its end, or killed and resumed with `--resume` gets the same warnings and
-the same verdict. Checks read the signals a row has and skip the ones it lacks, so each model kind gets the
+the same verdict. The verdict is the first warning a run did not outgrow: one about the way there (a collapse, a
+plateau, a stuck language) that later ID evaluations left behind (`PARTIAL_ACCURACY` reached after it) is reported
+as `healthy (recovered from ...)`. Checks read the signals a row has and skip the ones it lacks, so each model kind gets the
 checks that apply to it: the codebook checks need `tokens_in_use` / `codebook_perplexity` / `skip_fraction`
 (NLI, D-LPN), the others only the loss and an accuracy.
 
@@ -47,6 +49,7 @@ __all__ = [
     "FINAL_ID_ACCURACY",
     "ID_SPLIT",
     "CHECK_IDS",
+    "UNRECOVERABLE",
     "HealthWarning",
     "Verdict",
     "check_health",
@@ -114,6 +117,9 @@ _ORDER = ("nan-loss", "codebook-collapse", "all-skip", "relaxation-gap", "platea
           "id-accuracy-stalled")
 CHECK_IDS: tuple[str, ...] = _ORDER
 """Every warning id, in the order warnings of the same step are reported."""
+UNRECOVERABLE = frozenset({"nan-loss", "id-accuracy-low-at-end", "id-accuracy-stalled"})
+"""Warnings that stay a finished run's verdict whatever its later accuracy (a non-finite loss; the end-of-run
+checks, which judge the end itself)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +163,8 @@ class Verdict:
 
     status: str
     warnings: tuple[HealthWarning, ...] = ()
+    recovered: tuple[HealthWarning, ...] = ()
+    recovery: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -168,10 +176,17 @@ class Verdict:
         return self.warnings[0].id if self.warnings else None
 
     def line(self) -> str:
-        """`verdict: healthy`, or the first failed check with its step, evidence and fix (and the others' ids)."""
+        """`verdict: healthy`, or the first failed check with its step, evidence and fix (and the others' ids).
+
+        A healthy run whose early warnings it outgrew says so: `verdict: healthy (recovered from
+        id-accuracy-stuck at step 1500: ID accuracy 1.00 at step 2500)`."""
         if not self.warnings:
-            return "verdict: unchecked (no training step was logged)" if self.status == "unchecked" \
-                else "verdict: healthy"
+            if self.status == "unchecked":
+                return "verdict: unchecked (no training step was logged)"
+            if self.recovered:
+                what = ", ".join(f"{w.id} at step {w.step}" for w in self.recovered)
+                return f"verdict: healthy (recovered from {what}: {self.recovery})"
+            return "verdict: healthy"
         w = self.warnings[0]
         rest = sorted({x.id for x in self.warnings[1:]} - {w.id})
         more = f" (also: {', '.join(rest)})" if rest else ""
@@ -591,13 +606,34 @@ def check_health(
     return found
 
 
-def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarning]) -> Verdict:
-    """The verdict of a finished run from its rows and the warnings `check_health(..., final=True)` gave."""
-    if warnings:
-        return Verdict("unhealthy", tuple(sorted(warnings, key=lambda w: (w.step, _ORDER.index(w.id)))))
+def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarning], *, spec: Any = None) -> Verdict:
+    """The verdict of a finished run from its rows and the warnings `check_health(..., final=True)` gave.
+
+    A warning about the way there (every check but `UNRECOVERABLE`) that the run outgrew is not its verdict: when
+    an ID evaluation after the warning's step reached `PARTIAL_ACCURACY` (the last one; with `training.keep: best`,
+    the best one, whose weights the run keeps), the run is healthy, recovered from it. (Comp-I seed 5 with
+    `model.inductor.offsets`: ID 0.17 at steps 500-1500, `id-accuracy-stuck`, then 0.51 and 1.00 at 2000-2500.)
+    """
+    ordered = tuple(sorted(warnings, key=lambda w: (w.step, _ORDER.index(w.id))))
+    evals = _history(rows, 1, True, spec).evals
+    keep_best = _field(spec, "training.keep") == "best"
+    failed, recovered, recovery = [], [], ""
+    for w in ordered:
+        after = [(s, a) for s, a in evals if s > w.step]
+        if w.id in UNRECOVERABLE or not after:
+            failed.append(w)
+            continue
+        s, a = max(after, key=lambda e: (e[1], -e[0])) if keep_best else after[-1]
+        if a < PARTIAL_ACCURACY:
+            failed.append(w)
+            continue
+        recovered.append(w)
+        recovery = f"ID accuracy {a:.2f} at step {s}"
+    if failed:
+        return Verdict("unhealthy", tuple(failed))
     if not any("split" not in r and "loss" in r for r in rows):
         return Verdict("unchecked")
-    return Verdict("healthy")
+    return Verdict("healthy", recovered=tuple(recovered), recovery=recovery)
 
 
 def health_record(
@@ -607,7 +643,8 @@ def health_record(
     """The text of `health.json`: the warnings so far and, once the run has finished, its verdict.
 
     `{"format": "nlic-health", "version": 1, "step", "steps", "finished", "verdict": "healthy" | "unchecked" |
-    <the first failed check's id> | null while running, "line": the verdict line | null, "warnings": [{"id",
+    <the first failed check's id> | null while running, "line": the verdict line | null, "recovered": [the ids of
+    the warnings a healthy run outgrew], "warnings": [{"id",
     "step", "summary", "evidence", "cause", "fix"}, ...], "restarts": [{"attempt", "step", "reason", "summary"},
     ...]}` (the attempts abandoned before this one, `nlic.runtime.recovery`).
     """
@@ -619,6 +656,7 @@ def health_record(
         "finished": verdict is not None,
         "verdict": None if verdict is None else (verdict.failed or verdict.status),
         "line": None if verdict is None else verdict.line(),
+        "recovered": [] if verdict is None else [w.id for w in verdict.recovered],
         "warnings": [_clean(w.as_dict()) for w in warnings],
         "restarts": [_clean(dict(r)) for r in restarts],
     }

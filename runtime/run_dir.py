@@ -195,10 +195,12 @@ def truncate_metrics(run: Path, step: int) -> None:
         atomic_write(Path(run) / METRICS_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def save_model(run: Path, spec: Any, model: Any, *, step: int, weights_step: int | None = None) -> str:
+def save_model(run: Path, spec: Any, model: Any, *, step: int, weights_step: int | None = None,
+               weights_attempt: int = 0) -> str:
     """Write `model.eqx` (equinox leaves) sealed by `model.json` (spec hash, checksum, fingerprint, the steps
-    trained and `weights_step`: the step whose weights these are, `step` unless the run kept earlier ones);
-    returns the fingerprint."""
+    trained, `weights_step`: the step whose weights these are, `step` unless the run kept earlier ones, and
+    `weights_attempt`: the restart attempt that trained them, 0 for a run that never restarted); returns the
+    fingerprint."""
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, model)
     payload = buf.getvalue()
@@ -206,7 +208,8 @@ def save_model(run: Path, spec: Any, model: Any, *, step: int, weights_step: int
     # `spec`: to name what differs if the spec later reads back differently.
     header = seal(payload, format=MODEL_FORMAT_TAG, version=MODEL_FORMAT, kind=spec.model.kind,
                   spec_hash=spec_hash(spec), step=int(step),
-                  weights_step=int(step if weights_step is None else weights_step), fingerprint=fp,
+                  weights_step=int(step if weights_step is None else weights_step),
+                  weights_attempt=int(weights_attempt), fingerprint=fp,
                   spec=spec_data(spec))
     with _writing("model"):
         write_sealed(Path(run) / MODEL_FILE, payload, header, header_path=Path(run) / MODEL_META_FILE)

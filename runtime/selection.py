@@ -12,6 +12,13 @@ its best keeps its last weights, bit for bit) are checkpointed under `checkpoint
 `model.eqx`. The selection rows are in `metrics.jsonl` as `{"step", "split": "selection", "from": <train split>,
 "accuracy", "spec_fit", "tasks"}`; `model.json` names the step whose weights it holds (`weights_step`).
 
+Across restarts (`nlic.runtime.recovery`) the same holds for the whole run: each abandoned attempt keeps its selection
+rows and best checkpoint under `attempts/<k>/`, all attempts score the same selection sample, and an abandoned
+attempt's best point that beats every point of the last attempt (strictly: ties keep the last attempt's) gives the
+run its weights (`best_abandoned`; `model.json`'s `weights_attempt` names the attempt). A restart is a fresh draw,
+not always a better one: on `specs/minimal/comp_i.yaml` with `model.inductor.offsets` at seed 2 the second attempt
+was abandoned at ID 0.88 and the third ended near 0.5 (benchmarks/README, "Keeping the best attempt").
+
 Everything is a function of the rows: a killed run resumes with its rows up to the checkpoint, replays the same
 steps, and rewrites the same best weights, so it ends with the same model as one never interrupted.
 """
@@ -27,7 +34,7 @@ from nlic.compiler.seeds import derive_seed
 from nlic.runtime import checkpoint as ckpt
 from nlic.runtime import run_dir as rd
 
-__all__ = ["SELECTION_SPLIT", "BEST_DIR", "Best", "keeps_best", "selection_tasks"]
+__all__ = ["SELECTION_SPLIT", "BEST_DIR", "Best", "keeps_best", "selection_tasks", "best_abandoned"]
 
 SELECTION_SPLIT = "selection"
 """The `split` of a metrics row that scores the selection sample (its `from`: the training split's name)."""
@@ -75,12 +82,36 @@ class Best:
         """Checkpoint `state` (model, optimiser state, key data) as the best so far (atomic, one file kept)."""
         ckpt.save_checkpoint(self.folder, state, step=step, spec=spec, keep=1)
 
+    def saved(self) -> Path | None:
+        """The best point's checkpoint file; None when no point was scored or its file is not the one written."""
+        if self.step is None:
+            return None
+        path = ckpt.latest_checkpoint(self.folder)
+        if path is None or path.name != ckpt.checkpoint_name(self.step):
+            return None
+        return path
+
     def earlier(self, final_step: int) -> Path | None:
         """The checkpoint to keep instead of the final weights: the best point's, when it is not the last step;
         None when the last weights are the best (or no point was scored)."""
         if self.step is None or self.step == int(final_step):
             return None
-        path = ckpt.latest_checkpoint(self.folder)
-        if path is None or path.name != ckpt.checkpoint_name(self.step):
-            return None  # cannot happen in a run nlic wrote: the best point's file is written with its row
-        return path
+        return self.saved()  # None cannot happen in a run nlic wrote: the best point's file is written with its row
+
+
+def best_abandoned(run: Path, attempts: int, than: float | None) -> tuple[int, Best, Path] | None:
+    """The abandoned attempt (of `0..attempts-1`, archived under `attempts/<k>/`) whose best point scored more than
+    `than` on the selection sample (None: any score), with that point and its checkpoint; the highest score wins,
+    the earliest attempt among equals. None when no abandoned attempt beats `than` (or none has its file)."""
+    found: tuple[int, Best, Path] | None = None
+    for k in range(int(attempts)):
+        archived = Path(run) / rd.ATTEMPTS_DIR / str(k)
+        b = Best(archived, rd.read_metrics(archived))
+        if b.accuracy is None or (than is not None and b.accuracy <= than):
+            continue
+        if found is not None and b.accuracy <= (found[1].accuracy or 0.0):
+            continue
+        path = b.saved()
+        if path is not None:
+            found = (k, b, path)
+    return found

@@ -242,7 +242,7 @@ class _Health:
                                     spec=self.spec, final=True)
         self._report(found, step)
         self.warnings = found
-        verdict = health.verdict_of(self.rows, found)
+        verdict = health.verdict_of(self.rows, found, spec=self.spec)
         self._write(step, verdict)
         return verdict
 
@@ -544,17 +544,25 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
     finally:
         bar.close()
 
-    weights_step = state[2]
+    weights_step, weights_attempt = state[2], attempt
     if keeping:
         # Every process takes process 0's choice and loads the same file (a file system they share, as on resume).
-        chosen = distributed.share_from_main(f"keep-best-{attempt}", lambda: _choose_best(best, state[2], bar))
+        chosen = distributed.share_from_main(f"keep-best-{attempt}",
+                                             lambda: _choose_best(best, state[2], bar, run, attempt))
         if chosen is not None:
-            (kept, _, _), weights_step = load(Path(chosen))
-            state = (replicate(kept, mesh), state[1], state[2])
+            try:
+                (kept, _, _), weights_step = load(Path(chosen[0]))
+            except CheckpointError as e:  # a damaged file of an abandoned attempt: the run keeps its last weights
+                if main:
+                    bar.message(f"warning: {e.render()}; keeping the last step's weights")
+            else:
+                weights_attempt = int(chosen[1])
+                state = (replicate(kept, mesh), state[1], state[2])
     model = distributed.local_copy(state[0])
     fp, verdict = None, None
     if main:
-        fp = rd.save_model(run, spec, model, step=state[2], weights_step=weights_step)
+        fp = rd.save_model(run, spec, model, step=state[2], weights_step=weights_step,
+                           weights_attempt=weights_attempt)
         if kind.execute is not None:
             rd.save_executor_weights(run, model)
         verdict = checks.finish(state[2])
@@ -567,8 +575,22 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
                        verdict=verdict)
 
 
-def _choose_best(best: selection.Best, final: int, bar: Progress) -> str | None:
-    """Process 0: the checkpoint whose weights the run keeps instead of its last (`selection`), or None."""
+def _choose_best(best: selection.Best, final: int, bar: Progress, run: Path, attempt: int) -> list[Any] | None:
+    """Process 0: the checkpoint whose weights the run keeps instead of its last (`selection`), with the attempt
+    that wrote it, or None: an abandoned attempt's best point if it beats every point of this one, else this
+    attempt's best point."""
+    try:
+        other = selection.best_abandoned(run, attempt, best.accuracy)
+    except CheckpointError as e:  # a damaged archive must not cost the run its own weights
+        bar.message(f"warning: the abandoned attempts' records are unreadable ({e.render()}); keeping this "
+                    "attempt's best weights")
+        other = None
+    if other is not None:
+        k, b, path = other
+        bar.message(f"keeping the weights of attempt {k + 1}'s step {b.step}: its discrete programs solve "
+                    f"{b.accuracy:.2f} of the training-split selection sample, this attempt's best "
+                    f"{best.accuracy or 0.0:.2f} (training.keep: best; the attempt is in {path.parents[2]})")
+        return [str(path), k]
     path = best.earlier(final)
     if path is not None:
         bar.message(f"keeping the weights of step {best.step}: its discrete programs solve {best.accuracy:.2f} of "
@@ -577,7 +599,7 @@ def _choose_best(best: selection.Best, final: int, bar: Progress) -> str | None:
     elif best.step is not None and best.step != final:
         bar.message(f"warning: the best weights (step {best.step}) are missing from {best.folder}; keeping the "
                     "last step's")
-    return None if path is None else str(path)
+    return None if path is None else [str(path), attempt]
 
 
 def _check_same_spec(run: Path, spec: Any) -> None:

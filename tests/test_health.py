@@ -241,6 +241,35 @@ def test_id_accuracy_stuck_names_a_run_that_stopped_growing_in_its_first_half():
     assert "token" not in w.cause and "training.steps" in w.fix
 
 
+def test_a_run_that_outgrew_an_early_warning_ends_healthy_and_says_what_it_recovered_from():
+    # Comp-I seed 5 with model.inductor.offsets, its third attempt (measured): ID 0.17 at steps 500-1500, then 0.51,
+    # 1.00, 1.00.
+    spec = parse_spec((Path(__file__).resolve().parents[1] / "specs/minimal/comp_i.yaml").read_text(), "comp_i.yaml")
+    rows = _evaluated([0.17, 0.17, 0.17, 0.51, 1.00, 1.00])
+    found = check(rows, 3000, final=True, spec=spec)
+    assert ids(found) == ["id-accuracy-stuck"]
+    verdict = health.verdict_of(rows, found, spec=spec)
+    assert verdict.healthy and verdict.failed is None and [w.id for w in verdict.recovered] == ["id-accuracy-stuck"]
+    assert verdict.line() == "verdict: healthy (recovered from id-accuracy-stuck at step 1500: ID accuracy 1.00 at " \
+                             "step 2500)"  # the best evaluation: the weights `training.keep: best` keeps
+    record = json.loads(health.health_record(found, step=3000, total_steps=3000, verdict=verdict))
+    assert record["verdict"] == "healthy" and record["recovered"] == ["id-accuracy-stuck"]
+    assert len(record["warnings"]) == 1  # the warning itself stays on record
+    # Not recovered: the last evaluation short of PARTIAL_ACCURACY, or none after the warning.
+    short = _evaluated([0.17, 0.17, 0.17, 0.51, 0.85, 0.80])
+    assert health.verdict_of(short, check(short, 3000, final=True, spec=spec), spec=spec).failed == \
+        "id-accuracy-stuck"
+    # Without `keep: best` the last evaluation is the run's result: a fall after the recovery is not one.
+    last = _evaluated([0.17, 0.17, 0.17, 1.00, 1.00, 0.60])
+    found = check(last, 3000, final=True)
+    assert not health.verdict_of(last, found).healthy
+    assert health.verdict_of(last, found, spec=spec).healthy  # keep: best (the default) keeps step 2000's weights
+    # A non-finite loss stays the verdict whatever came after.
+    nan = [dict(nli_row(50, 2.3, 3, 2.0, 0.5, 0.0), loss=None)] + _evaluated([0.5, 1.0, 1.0])
+    found = check(nan, 1500, final=True)
+    assert "nan-loss" in ids(found) and health.verdict_of(nan, found, spec=spec).failed == "nan-loss"
+
+
 def test_checks_are_causal_so_checking_as_you_go_equals_checking_at_the_end():
     rows = ([nli_row(s, 2.3, 2, 1.5, 0.5, 0.0) for s in range(50, 401, 50)]
             + [nli_row(s, 2.3, 1, 1.0, 0.0, 0.0) for s in range(450, 601, 50)]

@@ -4,6 +4,7 @@ archive of abandoned attempts, and that a restarted run is deterministic and res
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import subprocess
@@ -204,3 +205,63 @@ def test_two_processes_restart_as_one_does(restarted, tmp_path):
         assert [s for s, _ in a] == [s for s, _ in b]
         np.testing.assert_allclose([x for _, x in a], [x for _, x in b], rtol=1e-5)
     assert json.loads((two / "health.json").read_text())["restarts"][0]["reason"] == "codebook-collapse"
+
+
+def _scripted_selection(monkeypatch, first: float, later: float):
+    """Every evaluation of attempt 0 (the spec's own temperature) scores `first`, of later attempts `later`."""
+    train_module = importlib.import_module("nlic.runtime.train")  # the module (the package exports its function)
+    real = train_module.quick_accuracy
+
+    def scripted(spec, model, tasks):
+        row = real(spec, model, tasks)
+        own = model.cfg.relaxation.tau_inductor == spec.relaxation.tau_inductor
+        return {**row, "accuracy": first if own else later}
+
+    monkeypatch.setattr(train_module, "quick_accuracy", scripted)
+
+
+@pytest.mark.parametrize("first, kept", [(0.9, 0), (0.4, 1)])
+def test_an_abandoned_attempt_that_beat_the_last_one_gives_the_run_its_weights(first, kept, tmp_path, monkeypatch):
+    # Attempt 0 is abandoned at step 6 (codebook collapse) after scoring `first` on the selection sample at steps
+    # 2, 4, 6; attempt 1 scores 0.5 everywhere. The run keeps the better attempt's best point (ties: the last).
+    spec = parse_spec(TINY.replace("RESTARTS", "1").replace("eval_every: 0", "eval_every: 2, split_until: 0"), "tiny.yaml")
+    assert spec.training.keep == "best"
+    _scripted_selection(monkeypatch, first, 0.5)
+    res = train(spec, out=tmp_path / "run", progress=False)
+    assert recovery.read_state(res.run_dir).attempt == 1
+    meta = json.loads((res.run_dir / "model.json").read_text())
+    assert meta["weights_attempt"] == kept
+    assert meta["weights_step"] == (6 if kept == 0 else 12)  # the latest of equal points
+    if kept == 0:
+        saved = res.run_dir / recovery.ATTEMPTS_DIR / "0" / "checkpoints" / "best" / "step_00000006.eqx"
+        assert saved.exists()
+        # The same choice again, from the files alone: a second run of the same spec keeps the same weights.
+        again = train(spec, out=tmp_path / "again", progress=False)
+        assert again.fingerprint == res.fingerprint
+        # And the weights are attempt 0's: not those a run without the archive would keep.
+        _scripted_selection(monkeypatch, 0.4, 0.5)
+        other = train(spec, out=tmp_path / "other", progress=False)
+        assert other.fingerprint != res.fingerprint
+
+
+def test_best_abandoned_reads_the_archives_and_skips_what_does_not_beat_the_bar(tmp_path):
+    from nlic.runtime import selection
+
+    run = tmp_path / "run"
+    for k, accs in enumerate([(0.2, 0.6), (0.7, 0.3), (0.7,)]):
+        d = run / recovery.ATTEMPTS_DIR / str(k)
+        d.mkdir(parents=True)
+        rows = [{"step": 2 * (i + 1), "split": "selection", "from": "train", "accuracy": a, "spec_fit": a,
+                 "tasks": 10} for i, a in enumerate(accs)]
+        (d / rd.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # No checkpoint files: nothing can be kept.
+    assert selection.best_abandoned(run, 3, 0.5) is None
+    # Attempts 1 and 2 tie at 0.7: the earliest wins; the bar is strict.
+    best_dir = run / recovery.ATTEMPTS_DIR / "1" / "checkpoints" / "best"
+    best_dir.mkdir(parents=True)
+    (best_dir / "step_00000002.eqx").write_bytes(b"x")
+    (best_dir / "latest").write_text("step_00000002.eqx\n")
+    found = selection.best_abandoned(run, 3, 0.5)
+    assert found is not None and found[0] == 1 and found[1].step == 2 and found[2].name == "step_00000002.eqx"
+    assert selection.best_abandoned(run, 3, 0.7) is None
+    assert selection.best_abandoned(run, 1, None) is None  # attempt 0 has no file
