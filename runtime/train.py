@@ -552,7 +552,10 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
         if chosen is not None:
             try:
                 (kept, _, _), weights_step = load(Path(chosen[0]))
-            except CheckpointError as e:  # a damaged file of an abandoned attempt: the run keeps its last weights
+            except CheckpointError as e:
+                if int(chosen[1]) == attempt:
+                    raise  # this attempt's own best file: refused, as before
+                # A damaged file of an abandoned attempt must not cost the run its own weights: it keeps its last.
                 if main:
                     bar.message(f"warning: {e.render()}; keeping the last step's weights")
             else:

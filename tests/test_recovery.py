@@ -18,7 +18,7 @@ from nlic.compiler import parse_spec
 from nlic.compiler.identity import weight_leaves
 from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError
-from nlic.runtime import health, recovery
+from nlic.runtime import health, recovery, selection
 from nlic.runtime import run_dir as rd
 from nlic.runtime.train import train
 from conftest import interrupt_training
@@ -224,7 +224,8 @@ def _scripted_selection(monkeypatch, first: float, later: float):
 def test_an_abandoned_attempt_that_beat_the_last_one_gives_the_run_its_weights(first, kept, tmp_path, monkeypatch):
     # Attempt 0 is abandoned at step 6 (codebook collapse) after scoring `first` on the selection sample at steps
     # 2, 4, 6; attempt 1 scores 0.5 everywhere. The run keeps the better attempt's best point (ties: the last).
-    spec = parse_spec(TINY.replace("RESTARTS", "1").replace("eval_every: 0", "eval_every: 2, split_until: 0"), "tiny.yaml")
+    spec = parse_spec(TINY.replace("RESTARTS", "1").replace("eval_every: 0", "eval_every: 2, split_until: 0"),
+                      "tiny.yaml")
     assert spec.training.keep == "best"
     _scripted_selection(monkeypatch, first, 0.5)
     res = train(spec, out=tmp_path / "run", progress=False)
@@ -245,8 +246,6 @@ def test_an_abandoned_attempt_that_beat_the_last_one_gives_the_run_its_weights(f
 
 
 def test_best_abandoned_reads_the_archives_and_skips_what_does_not_beat_the_bar(tmp_path):
-    from nlic.runtime import selection
-
     run = tmp_path / "run"
     for k, accs in enumerate([(0.2, 0.6), (0.7, 0.3), (0.7,)]):
         d = run / recovery.ATTEMPTS_DIR / str(k)
