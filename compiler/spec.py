@@ -242,14 +242,17 @@ class TrainingSpec:
     checkpoint_every: int = _f(500, "Steps between checkpoints (0: only at the end).", min=0)
     restarts: int = _f(
         2,
-        "Fresh starts allowed when a health check fails before the probe point (`nlic.runtime.recovery`): after "
+        "Fresh starts allowed when a health check fails before the probe point (id-accuracy-stuck: before the "
+        "last token split, where later; `nlic.runtime.recovery`): after "
         "a language that never formed (collapse, all skip, relaxation gap, plateau) the same seed with the "
         "inductor temperature's start doubled, after other warnings a derived seed; 0: never restart.",
         min=0, max=1000,
     )
     probe: float = _f(
         0.5,
-        "Fraction of the steps up to which an attempt with a health warning is abandoned for a fresh start.",
+        "Fraction of the steps up to which an attempt with a health warning is abandoned for a fresh start (one "
+        "whose language is stuck on part of the tasks, id-accuracy-stuck: up to the last token split, "
+        "split_until, where that is later).",
         min=0.0, max=1.0,
     )
     split_until: float = _f(

@@ -105,7 +105,8 @@ STALL_GAIN = 0.05
 STALL_MIN_EVALS = 4
 """...over at least this many ID evaluations (fewer say nothing about a trend)."""
 STUCK_MIN_EVALS = 3
-"""`id-accuracy-stuck`: in the first half of a run, an ID evaluation (the third or a later one) that gained under
+"""`id-accuracy-stuck`: in the first half of a run (or up to its last token split, where that is later:
+`check_health`'s `stuck_until`), an ID evaluation (the third or a later one) that gained under
 `STALL_GAIN` on every evaluation before it, at an accuracy between `ZERO_ACCURACY` and `PARTIAL_ACCURACY` (Comp-I
 seed 4 with token splitting: 0.15, 0.48, 0.49 at steps 500-1500, then 0.49 to the end; a healthy Comp-I run gains
 at every point until it solves the tasks: 0.16, 0.65, 0.91, 1.00)."""
@@ -210,6 +211,7 @@ class _History:
     total: int
     discrete: bool
     spec: Any
+    stuck_until: float  # the last step at which `id-accuracy-stuck` may fire
 
     def accuracy(self, row: Mapping[str, Any]) -> float | None:
         """The in-distribution accuracy a training row carries: of discrete programs, or the kind's own."""
@@ -232,13 +234,16 @@ class _History:
         return [a for s, a in self.evals if lo < s <= hi]
 
 
-def _history(rows: Sequence[Mapping[str, Any]], total: int, discrete: bool, spec: Any) -> _History:
+def _history(rows: Sequence[Mapping[str, Any]], total: int, discrete: bool, spec: Any,
+             stuck_until: int | None = None) -> _History:
     train = [r for r in rows if "split" not in r and "loss" in r and isinstance(r.get("step"), int)]
     evals = [(r["step"], float(r["accuracy"])) for r in rows
              if r.get("split") == ID_SPLIT and isinstance(r.get("step"), int) and _num(r.get("accuracy")) is not None]
     train.sort(key=lambda r: r["step"])
     evals.sort(key=lambda e: e[0])
-    return _History(tuple(train), tuple(evals), max(int(total), 1), discrete, spec)
+    total = max(int(total), 1)
+    return _History(tuple(train), tuple(evals), total, discrete, spec,
+                    max(total / 2, stuck_until or 0))
 
 
 # --- fix hints ------------------------------------------------------------------------------------------------
@@ -536,7 +541,7 @@ def _check_stuck(h: _History, since: int) -> HealthWarning | None:
         return None
     for k in range(STUCK_MIN_EVALS - 1, len(h.evals)):
         s, acc = h.evals[k]
-        if s <= since or s > h.total / 2:
+        if s <= since or s > h.stuck_until:
             continue
         before = max(a for _, a in h.evals[:k])
         if not ZERO_ACCURACY <= acc < PARTIAL_ACCURACY or acc - before >= STALL_GAIN:
@@ -578,6 +583,7 @@ def check_health(
     spec: Any = None,
     final: bool = False,
     since: int = -1,
+    stuck_until: int | None = None,
 ) -> list[HealthWarning]:
     """The warnings `rows` raise, each at the first step its condition held, ordered by step.
 
@@ -590,11 +596,14 @@ def check_health(
         final: the run has finished: also the end-of-run checks.
         since: report only firings at steps after this one (rows before it are still read): what a caller that
             checked up to `since` already knows is not recomputed.
+        stuck_until: the last step at which `id-accuracy-stuck` may fire, where later than half the run: the last
+            token split (`training.split_until`), the in-run remedy for a stuck language, so that a language still
+            stuck after it is seen while a restart can still act (`nlic.runtime.recovery`). None: half the run.
 
     Returns:
         At most one warning per id: its first firing after `since`.
     """
-    h = _history(rows, total_steps, discrete, spec)
+    h = _history(rows, total_steps, discrete, spec, stuck_until)
     found = []
     for check, at_end in _CHECKS:
         if at_end and not final:

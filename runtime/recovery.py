@@ -5,8 +5,9 @@ Training is a draw: the same spec learns a working language at one seed and not 
 reach ID 1.00, 0.00 and 0.86). A failing run shows it early, in its health checks (`nlic.runtime.health`: Comp-I
 seed 1's plateau with no discrete program solving anything fires at step 600 of 3000, seed 0's run raises
 nothing). So up to `training.probe` of the way through a run, a health warning ends the attempt and training
-starts over, at most `training.restarts` times. After the probe step an attempt is never abandoned, and the last
-attempt runs to the end whatever its health.
+starts over, at most `training.restarts` times. After the probe step only a language still stuck on part of the tasks
+(`id-accuracy-stuck`) ends an attempt, up to the last token split (`training.split_until`, the in-run remedy for
+it; `last_step`); the last attempt runs to the end whatever its health.
 
 A restart applies the fix its warning names where that fix is the schedule (`attempt_spec`): after a warning of a
 language that never formed (`SLOWER_ANNEAL`: a codebook collapse, all slots at skip, a relaxation gap, a plateau
@@ -53,6 +54,8 @@ __all__ = [
     "attempt_seed",
     "probe_step",
     "restart_reason",
+    "last_step",
+    "STUCK",
     "read_state",
     "write_state",
     "archive_attempt",
@@ -127,21 +130,39 @@ def probe_step(training: Any) -> int:
     return int(round(float(training.probe) * int(training.steps)))
 
 
+STUCK = "id-accuracy-stuck"
+"""The warning that may also end an attempt after the probe step, up to the last token split (`last_step`)."""
+
+
+def last_step(probe: int, split_until: int) -> int:
+    """The last step at which an attempt may be abandoned: the probe step (0: never), or the last token split
+    (`training.split_until` of the steps) where that is later, for `STUCK` alone.
+
+    Token splitting is the in-run remedy for a language stuck on part of the tasks; a language still stuck after
+    the last split had its chance will not move (Comp-I seed 4 on an AMD EPYC: ID 0.09, 0.34, 0.48 at steps
+    500-1500, still gaining at the probe step, then 0.48 at every evaluation to step 3000 through the splits at
+    steps 1500 and 2000), so it starts over while a restart can still act.
+    """
+    return 0 if probe <= 0 else max(probe, split_until)
+
+
 def restart_reason(
-    rows: Sequence[Mapping[str, Any]], *, step: int, probe: int, spec: Any, discrete: bool
+    rows: Sequence[Mapping[str, Any]], *, step: int, probe: int, spec: Any, discrete: bool, split_until: int = 0
 ) -> tuple[str, str] | None:
     """Why the attempt whose metrics rows are `rows` should end at `step` (the first warning's id and summary), or
-    None: any warning of the checks that run during training, up to the probe step.
+    None: any warning of the checks that run during training, up to the probe step; after it, up to the last
+    token split (`split_until`, a step; 0: none), `STUCK` alone (`last_step`).
 
     An accuracy threshold at the probe step was considered and left out: on a hard task (DeepCoder's ID accuracy
     is 0.07-0.24 after a full run) it would abandon every healthy attempt.
     """
-    if step > probe:
+    if step > last_step(probe, split_until):
         return None
-    found = health.check_health(rows, total_steps=spec.training.steps, discrete=discrete, spec=spec)
-    if found:
-        w = found[0]
-        return w.id, w.summary
+    found = health.check_health(rows, total_steps=spec.training.steps, discrete=discrete, spec=spec,
+                                stuck_until=split_until or None)
+    for w in found:
+        if w.step <= probe or w.id == STUCK:
+            return w.id, w.summary
     return None
 
 

@@ -198,6 +198,7 @@ class _Health:
         self.run, self.spec, self.bar = run, spec, bar
         self.restarts = restarts  # the attempts abandoned before this one (`recovery`), for health.json
         self.discrete = kind.discrete_programs
+        self.stuck_until = _split_until(kind, spec.training) or None  # `id-accuracy-stuck` watches to the last split
         self.rows = rows  # every metrics row so far (a resumed run's rows up to its checkpoint first)
         self.checked = -1
         self.warnings: list[health.HealthWarning] = []
@@ -222,7 +223,7 @@ class _Health:
     def check(self, step: int) -> None:
         """Run the checks on the rows up to `step` (all of them logged); print and record new warnings."""
         found = health.check_health(self.rows, total_steps=self.spec.training.steps, discrete=self.discrete,
-                                    spec=self.spec, since=self.checked)
+                                    spec=self.spec, since=self.checked, stuck_until=self.stuck_until)
         self.checked = step
         self._report(found, step)
 
@@ -239,7 +240,7 @@ class _Health:
         """The verdict of the finished run: every check over all its rows, the end-of-run ones too (a pure
         function of the rows, so a resumed run and an uninterrupted one get the same)."""
         found = health.check_health(self.rows, total_steps=self.spec.training.steps, discrete=self.discrete,
-                                    spec=self.spec, final=True)
+                                    spec=self.spec, final=True, stuck_until=self.stuck_until)
         self._report(found, step)
         self.warnings = found
         verdict = health.verdict_of(self.rows, found, spec=self.spec)
@@ -417,7 +418,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
     def decide(done: int) -> str | None:
         """Process 0: whether to abandon this attempt at `done`; if so, archive it and record the next one."""
         reason = recovery.restart_reason(checks.rows, step=done, probe=probe, spec=spec,
-                                         discrete=kind.discrete_programs)
+                                         discrete=kind.discrete_programs, split_until=split_until)
         if reason is None:
             return None
         record = recovery.Restart(attempt, done, reason[0], reason[1])
@@ -436,6 +437,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
         return reason[0]
 
     split_until = _split_until(kind, tr)
+    last_restart = recovery.last_step(probe, split_until)  # a stuck language restarts up to the last split
     split_batch = select_set.batch() if split_until else None  # `train` built the sample on every process
 
     def split_token(s: tuple[Any, Any, int], done: int) -> tuple[Any, Any, int]:
@@ -483,7 +485,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
                 t_log, tasks_since = time.perf_counter(), 0
             logged = done % tr.log_every == 0 or is_last
             evaluated = tr.eval_every > 0 and (done % tr.eval_every == 0 or is_last)
-            decides = may_restart and done <= probe and (logged or evaluated)
+            decides = may_restart and done <= last_restart and (logged or evaluated)
             splits_here = split_until > 0 and evaluated and not is_last and done <= split_until
             if not main:
                 if splits_here:

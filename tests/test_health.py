@@ -228,6 +228,13 @@ def test_id_accuracy_stuck_names_a_run_that_stopped_growing_in_its_first_half():
     assert check(_evaluated([0.5, 0.5]), 3000) == []
     assert check(_evaluated([0.2, 0.4, 0.6, 0.6]), 3000) == []
     assert check(_evaluated([0.15, 0.48, 0.49]), 3000, discrete=False) == []
+    # Up to the last token split where that is later than half the run (`stuck_until`): Comp-I seed 4 on an AMD
+    # EPYC (measured) gained at every point of the first half, then sat at 0.48 through the splits to step 3000.
+    late = _evaluated([0.09, 0.34, 0.48, 0.48, 0.48, 0.48])
+    assert "id-accuracy-stuck" not in ids(check(late, 3000))
+    (w,) = check(_evaluated([0.09, 0.34, 0.48, 0.48]), 3000, stuck_until=2010)
+    assert (w.id, w.step, w.evidence["best_before"]) == ("id-accuracy-stuck", 2000, 0.48)
+    assert "id-accuracy-stuck" not in ids(check(late, 3000, stuck_until=1000))  # never earlier than half the run
     # Not: still improving, solved, too few evaluations to see a trend, or already `id-accuracy-low-at-end`.
     assert check(_evaluated([0.2, 0.3, 0.4, 0.5, 0.6, 0.7]), 3000, final=True) == []
     assert check(_evaluated([0.3, 0.95, 0.95, 0.95, 0.95, 0.95]), 3000, final=True) == []

@@ -109,6 +109,28 @@ def test_a_language_stuck_on_part_of_the_tasks_restarts_from_a_derived_seed_anne
     assert recovery.RESEED_AND_SLOWER <= set(health._ORDER) and not recovery.RESEED_AND_SLOWER & recovery.SLOWER_ANNEAL
 
 
+def test_a_language_still_stuck_after_the_probe_restarts_up_to_the_last_token_split_and_nothing_else_does():
+    # Comp-I seed 4 on an AMD EPYC (measured): ID 0.09, 0.34, 0.48 at steps 500-1500 (gaining at the probe point),
+    # then 0.48 at every point to step 3000 through the splits at steps 1500 and 2000.
+    spec = parse_spec(TINY.replace("RESTARTS", "2").replace("steps: 12", "steps: 3000"), "t.yaml")
+    history = [0.09, 0.34, 0.48, 0.48, 0.48]
+    assert recovery.last_step(1500, 2010) == 2010 and recovery.last_step(1500, 0) == 1500
+    assert recovery.last_step(0, 2010) == 0  # no restarts allowed: never
+    assert recovery.restart_reason(_evaluated(history[:3]), step=1500, probe=1500, spec=spec, discrete=True, split_until=2010) \
+        is None  # still gaining at the probe point
+    at_2000 = _evaluated(history[:4])
+    reason = recovery.restart_reason(at_2000, step=2000, probe=1500, spec=spec, discrete=True, split_until=2010)
+    assert reason is not None and reason[0] == recovery.STUCK and "step 2000" in reason[1]
+    assert recovery.restart_reason(at_2000, step=2000, probe=1500, spec=spec, discrete=True) is None  # no splits
+    assert recovery.restart_reason(_evaluated(history), step=2500, probe=1500, spec=spec, discrete=True, split_until=2010) is None
+    # After the probe step no other warning ends an attempt: a plateau at step 1800 is reported, not acted on.
+    flat = [{"step": s, "loss": 2.3, "nll": 2.3, "tokens_in_use": 3.0, "codebook_perplexity": 2.5,
+             "skip_fraction": 0.3, "id_accuracy": 0.0} for s in range(1550, 2001, 50)]
+    found = health.check_health(flat, total_steps=3000, spec=spec, stuck_until=2010)
+    assert found and found[0].id == "plateau-no-discrete" and found[0].step > 1500
+    assert recovery.restart_reason(flat, step=2000, probe=1500, spec=spec, discrete=True, split_until=2010) is None
+
+
 def test_state_round_trips_and_bad_records_are_located(tmp_path):
     assert recovery.read_state(tmp_path) == recovery.RestartState()
     state = recovery.RestartState().after(recovery.Restart(0, 600, "plateau-no-discrete", "loss 1.5 -> 1.5"))
@@ -264,3 +286,30 @@ def test_best_abandoned_reads_the_archives_and_skips_what_does_not_beat_the_bar(
     assert found is not None and found[0] == 1 and found[1].step == 2 and found[2].name == "step_00000002.eqx"
     assert selection.best_abandoned(run, 3, 0.7) is None
     assert selection.best_abandoned(run, 1, None) is None  # attempt 0 has no file
+
+
+def test_a_run_whose_language_is_still_stuck_after_the_probe_restarts_at_its_last_token_split(tmp_path, monkeypatch):
+    # 12 steps, evaluations every 2: the probe step is 6, the last token split at step 8. Attempt 0's ID accuracy
+    # (scripted) gains up to the probe and then stalls: it is abandoned at step 8, not at the probe; attempt 1
+    # solves everything and runs to the end.
+    spec = parse_spec(TINY.replace("REG", "0.0").replace("RESTARTS", "1").replace("eval_every: 0", "eval_every: 2"),
+                      "tiny.yaml")
+    assert recovery.probe_step(spec.training) == 6 and int(spec.training.split_until * 12) == 8
+    train_module = importlib.import_module("nlic.runtime.train")
+    calls = []
+
+    def scripted(spec_, model, tasks):  # no evaluation: the scores alone
+        own = model.cfg.relaxation.tau_inductor == spec.relaxation.tau_inductor
+        calls.append(own)
+        point = (sum(calls) - 1) // 3 if own else 0  # three scorings per point (id, ood, selection)
+        acc = [0.1, 0.3, 0.5, 0.5, 0.5, 0.5][min(point, 5)] if own else 1.0
+        return {"accuracy": acc, "spec_fit": acc, "tasks": 10}
+
+    monkeypatch.setattr(train_module, "quick_accuracy", scripted)
+    res = train(spec, out=tmp_path / "run", progress=False)
+    state = recovery.read_state(res.run_dir)
+    assert state.attempt == 1
+    assert (state.history[0].step, state.history[0].reason) == (8, recovery.STUCK)
+    archived = rd.read_metrics(res.run_dir / recovery.ATTEMPTS_DIR / "0")
+    assert [r["accuracy"] for r in archived if r.get("split") == "id"] == [0.1, 0.3, 0.5, 0.5]
+    assert res.verdict is not None and res.verdict.healthy
