@@ -91,10 +91,12 @@ def _verdict(run: Path) -> str:
     verdict = record.get("verdict") if isinstance(record, dict) else None
     if not isinstance(verdict, str):
         return "?"
-    recovered = record.get("recovered")
-    if verdict == "healthy" and isinstance(recovered, list) and recovered:
-        return f"healthy (recovered from {', '.join(str(r) for r in recovered)})"
-    return verdict
+    notes = []
+    for key, what in (("recovered", "recovered from"), ("after_kept", "after the kept weights:")):
+        ids = record.get(key)
+        if verdict == "healthy" and isinstance(ids, list) and ids:
+            notes.append(f"{what} {', '.join(str(r) for r in ids)}")
+    return f"{verdict} ({'; '.join(notes)})" if notes else verdict
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:

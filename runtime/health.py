@@ -166,6 +166,8 @@ class Verdict:
     warnings: tuple[HealthWarning, ...] = ()
     recovered: tuple[HealthWarning, ...] = ()
     recovery: str = ""
+    after_kept: tuple[HealthWarning, ...] = ()
+    kept: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -184,10 +186,14 @@ class Verdict:
         if not self.warnings:
             if self.status == "unchecked":
                 return "verdict: unchecked (no training step was logged)"
+            notes = []
             if self.recovered:
                 what = ", ".join(f"{w.id} at step {w.step}" for w in self.recovered)
-                return f"verdict: healthy (recovered from {what}: {self.recovery})"
-            return "verdict: healthy"
+                notes.append(f"recovered from {what}: {self.recovery}")
+            if self.after_kept:
+                what = ", ".join(f"{w.id} at step {w.step}" for w in self.after_kept)
+                notes.append(f"{self.kept}; training then went on to {what}")
+            return "verdict: healthy" + (f" ({'; '.join(notes)})" if notes else "")
         w = self.warnings[0]
         rest = sorted({x.id for x in self.warnings[1:]} - {w.id})
         more = f" (also: {', '.join(rest)})" if rest else ""
@@ -616,17 +622,32 @@ def check_health(
     return found
 
 
-def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarning], *, spec: Any = None) -> Verdict:
+def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarning], *, spec: Any = None,
+               kept_step: int | None = None) -> Verdict:
     """The verdict of a finished run from its rows and the warnings `check_health(..., final=True)` gave.
 
     A warning about the way there (every check but `UNRECOVERABLE`) that the run outgrew is not its verdict: when
     an ID evaluation after the warning's step reached `PARTIAL_ACCURACY` (the last one; with `training.keep: best`,
     the best one, whose weights the run keeps), the run is healthy, recovered from it. (Comp-I seed 5 with
     `model.inductor.offsets`: ID 0.17 at steps 500-1500, `id-accuracy-stuck`, then 0.51 and 1.00 at 2000-2500.)
+
+    `kept_step`: the step of this attempt whose weights a `training.keep: best` run keeps (None: another attempt's,
+    or unknown). Where its ID evaluation reached `PARTIAL_ACCURACY`, warnings that fired after it (the end-of-run
+    checks included) judge training the run did not keep: the run is healthy, and the line names them (Shift-P
+    seed 1 on an AMD EPYC: ID 1.00 at steps 1000-2500, step 2500 kept, then `codebook-collapse` at step 2850 and
+    ID 0.00 at 3000).
     """
     ordered = tuple(sorted(warnings, key=lambda w: (w.step, _ORDER.index(w.id))))
     evals = _history(rows, 1, True, spec).evals
     keep_best = _field(spec, "training.keep") == "best"
+    after_kept: tuple[HealthWarning, ...] = ()
+    kept = ""
+    at_kept = [a for s, a in evals if s == kept_step]
+    if keep_best and at_kept and at_kept[-1] >= PARTIAL_ACCURACY:
+        # The weights the run keeps came before these warnings: what training did after them is not the run's.
+        after_kept = tuple(w for w in ordered if w.step > kept_step)
+        ordered = tuple(w for w in ordered if w.step <= kept_step)
+        kept = f"the weights of step {kept_step} kept, at ID accuracy {at_kept[-1]:.2f}"
     failed, recovered, recovery = [], [], ""
     for w in ordered:
         after = [(s, a) for s, a in evals if s > w.step]
@@ -643,7 +664,7 @@ def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarni
         return Verdict("unhealthy", tuple(failed))
     if not any("split" not in r and "loss" in r for r in rows):
         return Verdict("unchecked")
-    return Verdict("healthy", recovered=tuple(recovered), recovery=recovery)
+    return Verdict("healthy", recovered=tuple(recovered), recovery=recovery, after_kept=after_kept, kept=kept)
 
 
 def health_record(
@@ -654,7 +675,8 @@ def health_record(
 
     `{"format": "nlic-health", "version": 1, "step", "steps", "finished", "verdict": "healthy" | "unchecked" |
     <the first failed check's id> | null while running, "line": the verdict line | null, "recovered": [the ids of
-    the warnings a healthy run outgrew], "warnings": [{"id",
+    the warnings a healthy run outgrew], "after_kept": [the ids of the warnings that fired after the weights a
+    healthy run keeps], "warnings": [{"id",
     "step", "summary", "evidence", "cause", "fix"}, ...], "restarts": [{"attempt", "step", "reason", "summary"},
     ...]}` (the attempts abandoned before this one, `nlic.runtime.recovery`).
     """
@@ -667,6 +689,7 @@ def health_record(
         "verdict": None if verdict is None else (verdict.failed or verdict.status),
         "line": None if verdict is None else verdict.line(),
         "recovered": [] if verdict is None else [w.id for w in verdict.recovered],
+        "after_kept": [] if verdict is None else [w.id for w in verdict.after_kept],
         "warnings": [_clean(w.as_dict()) for w in warnings],
         "restarts": [_clean(dict(r)) for r in restarts],
     }

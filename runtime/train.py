@@ -236,14 +236,15 @@ class _Health:
         if new:
             self._write(step, None)
 
-    def finish(self, step: int) -> health.Verdict:
+    def finish(self, step: int, kept_step: int | None = None) -> health.Verdict:
         """The verdict of the finished run: every check over all its rows, the end-of-run ones too (a pure
-        function of the rows, so a resumed run and an uninterrupted one get the same)."""
+        function of the rows and of the step whose weights it keeps, `kept_step`, so a resumed run and an
+        uninterrupted one get the same)."""
         found = health.check_health(self.rows, total_steps=self.spec.training.steps, discrete=self.discrete,
                                     spec=self.spec, final=True, stuck_until=self.stuck_until)
         self._report(found, step)
         self.warnings = found
-        verdict = health.verdict_of(self.rows, found, spec=self.spec)
+        verdict = health.verdict_of(self.rows, found, spec=self.spec, kept_step=kept_step)
         self._write(step, verdict)
         return verdict
 
@@ -570,7 +571,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
                            weights_attempt=weights_attempt)
         if kind.execute is not None:
             rd.save_executor_weights(run, model)
-        verdict = checks.finish(state[2])
+        verdict = checks.finish(state[2], kept_step=weights_step if weights_attempt == attempt else None)
         bar.message(f"done: {state[2]} steps, language {fp}, results in {run}")
         bar.message(verdict.line())
     else:

@@ -3,6 +3,7 @@ and real tiny runs (a codebook forced into collapse, a resumed run, the CLI's ve
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -246,6 +247,28 @@ def test_id_accuracy_stuck_names_a_run_that_stopped_growing_in_its_first_half():
     # A kind without discrete programs gets a cause that does not speak of tokens.
     (w,) = check(_evaluated([0.30, 0.54, 0.55, 0.54, 0.54, 0.54]), 3000, final=True, discrete=False)
     assert "token" not in w.cause and "training.steps" in w.fix
+
+
+def test_warnings_after_the_kept_weights_do_not_make_the_verdict():
+    # Shift-P seed 1 on an AMD EPYC (measured): ID 0.58, then 1.00 at steps 1000-2500, 0.00 at 3000 (the codebook
+    # collapsed to all skip at step 2850); `training.keep: best` keeps step 2500's weights: ID 1.00, OOD 0.99.
+    spec = parse_spec((Path(__file__).resolve().parents[1] / "specs/minimal/shift_p.yaml").read_text(), "shift_p.yaml")
+    rows = _evaluated([0.58, 1.00, 1.00, 1.00, 1.00])
+    rows += [nli_row(2850, 3.0, 1, 1.0, 1.0, 0.0), nli_row(2900, 3.0, 1, 1.0, 1.0, 0.0)] + eval_rows(3000, 0.0)
+    found = check(rows, 3000, final=True, spec=spec)
+    assert "id-accuracy-low-at-end" in ids(found) and all(w.step > 2500 for w in found)
+    assert not health.verdict_of(rows, found, spec=spec).healthy  # the kept step unknown: judged at the end
+    verdict = health.verdict_of(rows, found, spec=spec, kept_step=2500)
+    assert verdict.healthy and verdict.failed is None and ids(verdict.after_kept) == ids(found)
+    assert verdict.line().startswith("verdict: healthy (the weights of step 2500 kept, at ID accuracy 1.00; training "
+                                     "then went on to ")
+    record = json.loads(health.health_record(found, step=3000, total_steps=3000, verdict=verdict))
+    assert record["verdict"] == "healthy" and record["after_kept"] == ids(found) and record["recovered"] == []
+    # Not: kept weights short of PARTIAL_ACCURACY, the last step kept, or a run that keeps its last weights.
+    assert not health.verdict_of(rows, found, spec=spec, kept_step=500).healthy
+    assert not health.verdict_of(rows, found, spec=spec, kept_step=3000).healthy
+    last = dataclasses.replace(spec, training=dataclasses.replace(spec.training, keep="last"))
+    assert not health.verdict_of(rows, found, spec=last, kept_step=2500).healthy
 
 
 def test_a_run_that_outgrew_an_early_warning_ends_healthy_and_says_what_it_recovered_from():
