@@ -241,7 +241,7 @@ class _History:
 
 
 def _history(rows: Sequence[Mapping[str, Any]], total: int, discrete: bool, spec: Any,
-             stuck_until: int | None = None) -> _History:
+             stuck_until: int = 0) -> _History:
     train = [r for r in rows if "split" not in r and "loss" in r and isinstance(r.get("step"), int)]
     evals = [(r["step"], float(r["accuracy"])) for r in rows
              if r.get("split") == ID_SPLIT and isinstance(r.get("step"), int) and _num(r.get("accuracy")) is not None]
@@ -249,7 +249,7 @@ def _history(rows: Sequence[Mapping[str, Any]], total: int, discrete: bool, spec
     evals.sort(key=lambda e: e[0])
     total = max(int(total), 1)
     return _History(tuple(train), tuple(evals), total, discrete, spec,
-                    max(total / 2, stuck_until or 0))
+                    max(total / 2, stuck_until))
 
 
 # --- fix hints ------------------------------------------------------------------------------------------------
@@ -590,7 +590,7 @@ def check_health(
     spec: Any = None,
     final: bool = False,
     since: int = -1,
-    stuck_until: int | None = None,
+    stuck_until: int = 0,
 ) -> list[HealthWarning]:
     """The warnings `rows` raise, each at the first step its condition held, ordered by step.
 
@@ -605,7 +605,7 @@ def check_health(
             checked up to `since` already knows is not recomputed.
         stuck_until: the last step at which `id-accuracy-stuck` may fire, where later than half the run: the last
             token split (`training.split_until`), the in-run remedy for a stuck language, so that a language still
-            stuck after it is seen while a restart can still act (`nlic.runtime.recovery`). None: half the run.
+            stuck after it is seen while a restart can still act (`nlic.runtime.recovery`). 0: half the run.
 
     Returns:
         At most one warning per id: its first firing after `since`.

@@ -95,7 +95,10 @@ def attempt_seed(seed: int, attempt: int) -> int:
 SLOWER_ANNEAL = frozenset({"codebook-collapse", "all-skip", "relaxation-gap", "plateau-no-discrete"})
 """Warnings whose restart anneals the inductor's temperature from twice the start (their fix names it)."""
 
-RESEED_AND_SLOWER = frozenset({"id-accuracy-stuck"})
+STUCK = "id-accuracy-stuck"
+"""The warning that may also end an attempt after the probe step, up to the last token split (`last_step`)."""
+
+RESEED_AND_SLOWER = frozenset({STUCK})
 """Warnings whose restart does both: a derived seed and the slower anneal. A language stuck on part of the tasks
 (Comp-I seed 4: the value primitives solved, no positional one) stayed stuck from its own seed and from two derived
 ones at the same anneal (ID 0.48 at step 1500), and from its own seed annealed from 8 (0.48 at step 1000); the first
@@ -130,10 +133,6 @@ def probe_step(training: Any) -> int:
     return int(round(float(training.probe) * int(training.steps)))
 
 
-STUCK = "id-accuracy-stuck"
-"""The warning that may also end an attempt after the probe step, up to the last token split (`last_step`)."""
-
-
 def last_step(probe: int, split_until: int) -> int:
     """The last step at which an attempt may be abandoned: the probe step (0: never), or the last token split
     (`training.split_until` of the steps) where that is later, for `STUCK` alone.
@@ -159,7 +158,7 @@ def restart_reason(
     if step > last_step(probe, split_until):
         return None
     found = health.check_health(rows, total_steps=spec.training.steps, discrete=discrete, spec=spec,
-                                stuck_until=split_until or None)
+                                stuck_until=split_until)
     for w in found:
         if w.step <= probe or w.id == STUCK:
             return w.id, w.summary

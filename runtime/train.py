@@ -194,11 +194,11 @@ class _Health:
     the verdict in `health.json` (`nlic.runtime.health`)."""
 
     def __init__(self, run: Path, spec: Any, kind: ModelKind, bar: Progress, rows: list[dict[str, Any]], start: int,
-                 restarts: tuple[dict[str, Any], ...] = ()):
+                 restarts: tuple[dict[str, Any], ...] = (), stuck_until: int = 0):
         self.run, self.spec, self.bar = run, spec, bar
         self.restarts = restarts  # the attempts abandoned before this one (`recovery`), for health.json
         self.discrete = kind.discrete_programs
-        self.stuck_until = _split_until(kind, spec.training) or None  # `id-accuracy-stuck` watches to the last split
+        self.stuck_until = stuck_until  # the last token split: `id-accuracy-stuck` watches up to it (0: half the run)
         self.rows = rows  # every metrics row so far (a resumed run's rows up to its checkpoint first)
         self.checked = -1
         self.warnings: list[health.HealthWarning] = []
@@ -409,7 +409,8 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
     restarts = tuple(dataclasses.asdict(h) for h in history)
     # Rows of a resumed run up to its checkpoint (truncated above); a new run has none.
     rows = rd.read_metrics(run) if (resuming and main) else []
-    checks = _Health(run, spec, kind, bar, rows, start, restarts) if main else None
+    split_until = _split_until(kind, tr)
+    checks = _Health(run, spec, kind, bar, rows, start, restarts, stuck_until=split_until) if main else None
     keeping = selection.keeps_best(spec)
     best = selection.Best(run, rows) if main and keeping else None
     may_restart = attempt < tr.restarts and probe > 0
@@ -437,7 +438,6 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
             ckdir.mkdir(exist_ok=True)
         return reason[0]
 
-    split_until = _split_until(kind, tr)
     last_restart = recovery.last_step(probe, split_until)  # a stuck language restarts up to the last split
     split_batch = select_set.batch() if split_until else None  # `train` built the sample on every process
 
