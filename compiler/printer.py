@@ -80,6 +80,8 @@ def _lines(obj: Any, syntax: str, depth: int, comments: bool) -> list[str]:
     sep = ": " if syntax == "yaml" else " "
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
+        if f.metadata.get("quiet_default") and not comments and value == f.default:
+            continue  # a field added later, left out at its default so that earlier specs keep their hash
         if comments and f.metadata.get("doc"):
             out.append(f"{pad}# {f.metadata['doc']}{_registered(f.metadata.get('registry'))}")
         if dataclasses.is_dataclass(value) and not isinstance(value, (Schedule, IntRange)):

@@ -112,6 +112,13 @@ class TaskSpec:
     )
     pairs: int = _f(4, "Specification pairs per task (m); each task also has one held-out query pair.", min=1, max=64)
     train_split: str = _f("train", "Split the model is trained on.")
+    colours: Literal["as_is", "canonical"] = _f(
+        "as_is", "Grid tasks: canonical renumbers each task's colours by their role (the inputs' colours 1, 2, ... by "
+        "mean run length, then count; colours only the outputs hold from the top down), so that a rule with colour "
+        "arguments (recolour to a new colour) is the same program in every task; predictions, data output and "
+        "replay are mapped back to the task's own colours. as_is: the colours as the data hold them.",
+        quiet_default=True,
+    )
 
     def param(self, name: str, default: Any = None) -> Any:
         return dict(self.params).get(name, default)

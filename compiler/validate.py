@@ -19,6 +19,7 @@ from typing import Any
 
 from nlic.compiler import spec as spec_module
 from nlic.compiler.families import FAMILIES
+from nlic.compiler.families.colours import colours_of
 from nlic.compiler.kinds import MODEL_KINDS
 from nlic.compiler.spec import IntRange, Schedule, Spec
 from nlic.grammar.errors import Diagnostic, Loc, NlicError, SpecError, did_you_mean
@@ -442,6 +443,12 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
                 if "eval.splits" not in c.locs:
                     hint = f"eval.splits defaults to {_show(spec.eval.splits)}; set it to some of: {', '.join(splits)}"
                 c.error(c.loc_of("eval.splits"), f"task family '{family.name}' has no split '{s}'", hint)
+    if ok("task.colours") and spec.task.colours == "canonical":
+        codec = family.codec(dict(resolved))
+        if colours_of(codec) is None:
+            c.error(c.loc_of("task.colours"), f"task.colours: canonical needs grid data, and task family "
+                    f"'{family.name}' encodes its values with {type(codec).__name__}",
+                    "remove task.colours (or use as_is): only grid colours are renumbered")
     if ok("language.values") and lang.values and lang.values < values:
         c.error(c.loc_of("language.values"), f"language.values ({lang.values}) is smaller than the task's "
                 f"alphabet ({values})", f"set values to 0 (inferred) or at least {values}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nlic.compiler.families import Codec, TaskSet
+from nlic.compiler.families.colours import restore_colours
 from nlic.grammar.errors import DataError, Loc
 from nlic.runtime.files import atomic_write
 
@@ -31,6 +32,7 @@ def export_tasks(tasks: TaskSet, codec: Codec, out_dir: str | os.PathLike[str], 
         raise DataError("the directory is not empty; refusing to mix or overwrite task files", loc=Loc(str(out)),
                         hint="choose a new directory or pass --force")
     out.mkdir(parents=True, exist_ok=True)
+    tasks = restore_colours(tasks)  # the tasks' own colours, also for tasks a spec renumbered
     written = []
     for i, tid in enumerate(tasks.ids):
         train = [

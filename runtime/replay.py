@@ -18,7 +18,8 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from nlic.compiler.families import codec_of
+from nlic.compiler.families import canonical_colours_of, codec_of
+from nlic.compiler.families.colours import parse_colours, restore_rows, through
 from nlic.compiler.identity import fingerprint, spec_hash
 from nlic.compiler.kinds import kind_of
 from nlic.compiler.validate import load_spec
@@ -483,18 +484,62 @@ def replay(run_dir: str | Path, programs: str | Path | ProgramFile, inputs: Sequ
     if not items:
         raise DataError("no inputs to replay", loc=Loc("inputs"), hint="give at least one input")
     tokens = pf.array([it.id for it in items], language.max_length)
+    maps = program_colour_maps(spec, pf, [it.id for it in items])
     x = np.stack([it.encoded for it in items])
+    if maps is not None:  # the programs run in their tasks' canonical colours
+        x = np.stack([through(np.argsort(m), row) for m, row in zip(maps, x)])
     if artifact is None:
         outputs = execute_programs(spec, model, tokens, x)
         traced = trace_programs(spec, model, tokens, x) if trace else None
     else:
         traced = art.trace(weights, tokens, x) if trace else None  # first: a build without a trace fails fast
         outputs = art.run(weights, tokens, x)
+    outputs = restore_rows(np.asarray(outputs), maps)
     rows = [{"id": it.id, "input": it.value, "output": codec.decode(out)} for it, out in zip(items, outputs)]
     if traced is not None:
         for i, (row, it) in enumerate(zip(rows, items)):
-            row["trace"] = _trace_steps(pf, pf.get(it.id), codec, traced[0][i], traced[1][i], tokens[i])
+            values = traced[0][i] if maps is None else through(maps[i], np.asarray(traced[0][i]))
+            row["trace"] = _trace_steps(pf, pf.get(it.id), codec, values, traced[1][i], tokens[i])
     return rows
+
+
+def program_colour_maps(spec: Any, pf: ProgramFile, ids: Sequence[str]) -> np.ndarray | None:
+    """Each program's map from canonical colours to its task's own (its `colours` metadata, written by `nlic
+    solve`), int [n, V]; None where the run's spec keeps colours as they are (`task.colours`).
+
+    A program without `colours` (written by hand) runs on the colours it is given.
+
+    Raises:
+        ProgramError: a `colours` field that is not a permutation of the codec's colours, or one in a file of a
+            language that keeps colours as they are.
+    """
+    found = canonical_colours_of(spec)
+    if found is None:
+        for pid in dict.fromkeys(ids):
+            prog = pf.get(pid)
+            if prog.field("colours") is not None:
+                raise ProgramError(f"program '{pid}' has colours metadata, but this language keeps the task's colours "
+                                   "as they are (its spec has no task.colours: canonical)", loc=prog.loc,
+                                   hint="remove the colours=... field")
+        return None
+    colours, values = found
+    out = np.empty((len(ids), values), np.int32)
+    cache: dict[str, np.ndarray] = {}
+    for i, pid in enumerate(ids):
+        if pid not in cache:
+            prog = pf.get(pid)
+            text = prog.field("colours")
+            if text is None:
+                cache[pid] = np.arange(values, dtype=np.int32)
+            else:
+                try:
+                    cache[pid] = parse_colours(str(text), colours, values)
+                except ValueError as e:
+                    raise ProgramError(f"program '{pid}': bad colours={json.dumps(str(text)[:80])}: {e}", loc=prog.loc,
+                                       hint="write the task's own colour of each canonical colour 1, 2, ..., as "
+                                       "nlic solve does, or leave the field out") from None
+        out[i] = cache[pid]
+    return out
 
 
 def artifact_of_run(run: Path, build: Path) -> tuple[Any, Artifact, list[np.ndarray], str]:

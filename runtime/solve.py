@@ -20,7 +20,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from nlic.compiler.families import TaskSet, codec_of, evaluation_tasks, family_of, load_tasks, params_of
+from nlic.compiler.families import (
+    TaskSet,
+    canonical_colours_of,
+    codec_of,
+    evaluation_tasks,
+    family_of,
+    load_tasks,
+    params_of,
+)
+from nlic.compiler.families.colours import colour_text, restore_colours, restore_rows
 from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import AUTO_SEARCH, MODEL_KINDS, ModelKind, kind_of
 from nlic.compiler.spec import DEEPENED_METHODS, SearchSpec, Spec
@@ -489,6 +498,7 @@ def _write_solved(spec: Any, model: Any, kind: ModelKind, search: SearchSpec, ta
     predictions.parent.mkdir(parents=True, exist_ok=True)
 
     ids = list(result.ids)
+    colours = (canonical_colours_of(spec) or ((),))[0]
     has_target = np.asarray(tasks.has_target, bool)
     correct = np.asarray(result.correct, bool)
     pf = None
@@ -504,6 +514,8 @@ def _write_solved(spec: Any, model: Any, kind: ModelKind, search: SearchSpec, ta
                 fields["steps"] = search.steps
             if has_target[i]:
                 fields["correct"] = bool(correct[i])
+            if tasks.colour_maps is not None:
+                fields["colours"] = colour_text(tasks.colour_maps[i], colours)
             meta.append(fields)
         language = Language.of(spec, fingerprint(spec, model))
         pf = program_file(language, ids, np.asarray(result.programs), meta)
@@ -516,11 +528,14 @@ def _write_solved(spec: Any, model: Any, kind: ModelKind, search: SearchSpec, ta
         say(f"model kind '{kind.name}' has no discrete programs: no program file written, predictions only")
 
     codec = codec_of(spec)
+    # Predictions in the task's own colours (the model worked in canonical ones where the spec asks for them).
+    outputs = restore_rows(np.asarray(result.outputs), tasks.colour_maps)
+    own = restore_colours(tasks)
     rows = []
     for i, pid in enumerate(ids):
-        row = {"id": pid, "input": codec.decode(tasks.query_inputs[i]), "output": codec.decode(result.outputs[i])}
+        row = {"id": pid, "input": codec.decode(own.query_inputs[i]), "output": codec.decode(outputs[i])}
         if has_target[i]:
-            row["target"] = codec.decode(tasks.query_outputs[i])
+            row["target"] = codec.decode(own.query_outputs[i])
             row["correct"] = bool(correct[i])
         rows.append(row)
     atomic_write(predictions, jsonl(rows))

@@ -16,6 +16,8 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
     ["speed.py", "no/such/spec.yaml"],
     ["robustness.py", "no/such/spec.yaml"],
     ["grid1d_probes.py", "no/such/spec.yaml", "--probe", "inductor"],
+    ["grid1d_rules.py", "no/such/spec.yaml", "id", "p.jsonl"],
+    ["grid1d_rules.py", str(BENCH.parent / "specs" / "grid1d_comp.yaml"), "id", "no/such/p.jsonl"],
     ["robustness.py", str(BENCH.parent / "specs" / "minimal" / "comp_i.yaml"), "--seeds", "no/such"],
 ], ids=lambda a: " ".join(a))
 def test_bad_input_exits_2_without_a_traceback(args, tmp_path):

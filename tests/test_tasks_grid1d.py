@@ -367,7 +367,8 @@ def test_grid1d_mixed_lengths_train_solve_replay(tmp_path):
     assert len(rows) == 6 and len({len(r["input"][0]) for r in rows}) > 1  # several lengths, unpadded
 
 
-def test_exported_and_user_files_of_mixed_lengths_through_the_files_family(tmp_path):
+@pytest.mark.parametrize("colours", ["as_is", "canonical"])
+def test_exported_and_user_files_of_mixed_lengths_through_the_files_family(tmp_path, colours):
     # Exported grid1d tasks (rows of 9-12 cells) next to a user's hand-written 1-row ARC tasks (tests/data/grid1d:
     # 9, 10 and 12 cells; one task with two test pairs, one of them without an output, one with no test pair).
     source = _spec(min_length=8, max_length=12)
@@ -377,7 +378,7 @@ def test_exported_and_user_files_of_mixed_lengths_through_the_files_family(tmp_p
     assert len(lengths) > 1 and max(lengths) == 12
     paths = json.dumps(["tasks", str(USER_TASKS)])
     text = (f"name: g1d_files\ntask:\n  family: files\n  params: {{train: {paths}, ood: {paths}}}\n  pairs: 3\n"
-            "eval: {tasks: 20, splits: [ood]}\n" + MODEL)
+            f"  colours: {colours}\neval: {{tasks: 20, splits: [ood]}}\n" + MODEL)
     spec = parse_spec(text, str(_write(tmp_path / "f.yaml", text)))
     codec = codec_of(spec)
     assert isinstance(codec, GridCodec) and (codec.rows, codec.cols, codec.values) == (1, 12, 11) and codec.pad

@@ -5,6 +5,7 @@ A family fixes a spec's data shapes and splits, which validation and lowering ne
 """
 
 from nlic.compiler.families.api import (
+    canonical_colours_of as canonical_colours_of,
     codec_of as codec_of,
     evaluation_tasks as evaluation_tasks,
     family_of as family_of,
@@ -29,6 +30,7 @@ __all__ = [
     "GridCodec",
     "SequenceCodec",
     "TaskSet",
+    "canonical_colours_of",
     "codec_of",
     "evaluation_tasks",
     "family_of",

@@ -10,13 +10,14 @@ import os
 from typing import Any
 
 from nlic.compiler.families.base import FAMILIES, Codec, Family, TaskSet
+from nlic.compiler.families.colours import canonical_colours, colours_of
 from nlic.compiler.families.common import check_split
 from nlic.compiler.families.files import read_tasks
 from nlic.compiler.kinds import Shapes
 from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import Loc, SpecError
 
-__all__ = ["family_of", "params_of", "codec_of", "shapes_of", "sample_split", "evaluation_tasks", "load_tasks"]
+__all__ = ["canonical_colours_of", "family_of", "params_of", "codec_of", "shapes_of", "sample_split", "evaluation_tasks", "load_tasks"]
 
 
 def family_of(spec: Any) -> Family:
@@ -59,7 +60,30 @@ def sample_split(spec: Any, split: str, n: int, *, seed: int) -> TaskSet:
     family = family_of(spec)
     params = params_of(spec)
     check_split(family.name, split, family.splits(params))
-    return family.sample(params, split, int(n), int(spec.task.pairs), seed=int(seed))
+    return _coloured(spec, family.sample(params, split, int(n), int(spec.task.pairs), seed=int(seed)))
+
+
+def canonical_colours_of(spec: Any) -> tuple[tuple[int, ...], int] | None:
+    """(the colour values, V of the family's codec) when the spec renumbers colours (`task.colours: canonical`),
+    else None.
+
+    Raises:
+        SpecError: canonical colours asked of a family without grid data.
+    """
+    if getattr(spec.task, "colours", "as_is") != "canonical":
+        return None
+    codec = family_of(spec).codec(params_of(spec))
+    colours = colours_of(codec)
+    if colours is None:
+        raise SpecError(f"task.colours: canonical needs grid data, and task family '{spec.task.family}' has none",
+                        loc=Loc("task.colours"), hint="remove task.colours")
+    return colours, int(codec.values)
+
+
+def _coloured(spec: Any, tasks: TaskSet) -> TaskSet:
+    """The tasks in canonical colours where the spec asks for them (`task.colours`), else as they are."""
+    found = canonical_colours_of(spec)
+    return tasks if found is None else canonical_colours(tasks, *found)
 
 
 def evaluation_tasks(spec: Any, split: str, n: int | None = None, *, seed: int | None = None) -> TaskSet:
@@ -92,4 +116,4 @@ def load_tasks(path: str | os.PathLike[str], spec: Any) -> TaskSet:
     Raises:
         DataError: located by file and line (JSONL) or task id and pair, for any malformed or unfit task.
     """
-    return read_tasks(path, codec_of(spec), pairs=int(spec.task.pairs))
+    return _coloured(spec, read_tasks(path, codec_of(spec), pairs=int(spec.task.pairs)))

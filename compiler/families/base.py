@@ -31,6 +31,8 @@ class TaskSet:
         pair_mask: bool [n, m], False for padding pairs of tasks with fewer than m pairs.
         query_inputs, query_outputs: int32 [n, L]; the held-out query pair.
         has_target: bool [n], False where the query output is unknown (then query_outputs is padding).
+        colour_maps: int [n, V] or None: for tasks renumbered into canonical colours (`task.colours: canonical`,
+            `nlic.compiler.families.colours`), each task's map from canonical values to its own.
     """
 
     ids: tuple[str, ...]
@@ -40,6 +42,7 @@ class TaskSet:
     query_inputs: np.ndarray
     query_outputs: np.ndarray
     has_target: np.ndarray
+    colour_maps: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -55,6 +58,7 @@ class TaskSet:
             query_inputs=self.query_inputs[idx],
             query_outputs=self.query_outputs[idx],
             has_target=self.has_target[idx],
+            colour_maps=None if self.colour_maps is None else self.colour_maps[idx],
         )
 
     def batch(self):

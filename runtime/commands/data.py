@@ -14,6 +14,7 @@ from typing import Any
 
 from nlic.compiler import load_spec
 from nlic.compiler.families import codec_of, evaluation_tasks
+from nlic.compiler.families.colours import restore_colours
 from nlic.grammar.errors import DataError, Loc
 from nlic.runtime.export import export_tasks
 
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     seed = spec.seed if args.seed is None else args.seed
     if args.n is not None and args.n < 1:
         raise DataError(f"-n must be at least 1, got {args.n}", loc=Loc("-n"))
-    tasks = evaluation_tasks(spec, split, args.n, seed=seed)
+    tasks = restore_colours(evaluation_tasks(spec, split, args.n, seed=seed))  # the task's own colours
     codec = codec_of(spec)
     if args.action == "export":
         written = export_tasks(tasks, codec, args.out, force=args.force)
