@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from nlic.compiler import FAMILIES, MODEL_KINDS, format_spec, load_spec, parse_spec
+from nlic.compiler.families.colours import colours_of
 from nlic.compiler.spec import DEEPENED_METHODS, IntRange, Schedule, SearchSpec, Spec
 from nlic.compiler.validate import _Checker, _parse_tree
 from nlic.grammar.errors import Loc, NlicError
@@ -85,6 +86,7 @@ class _TaskBase:
     task: Any  # TaskSpec of a shipped spec
     splits: tuple[str, ...]
     values: int  # the task's alphabet: language.values must be 0 or at least this
+    grids: bool  # the task's values are grid colours (task.colours: canonical is allowed)
 
 
 @functools.cache
@@ -97,7 +99,8 @@ def _task_bases() -> tuple[_TaskBase, ...]:
             task = load_spec(path).task
             family = FAMILIES.get(task.family)
             params = dict(task.params)
-            out.append(_TaskBase(task, tuple(family.splits(params)), family.codec(params).values))
+            codec = family.codec(params)
+            out.append(_TaskBase(task, tuple(family.splits(params)), codec.values, colours_of(codec) is not None))
         except NlicError:  # e.g. a family whose data is not on this machine
             continue
     if not out:
@@ -177,7 +180,8 @@ def specs(draw: Callable) -> Spec:
     base = draw(st.sampled_from(_task_bases()))
     spec = draw(_schema_specs())
     task = dataclasses.replace(spec.task, family=base.task.family, params=base.task.params,
-                               train_split=draw(st.sampled_from(base.splits)))
+                               train_split=draw(st.sampled_from(base.splits)),
+                               colours=spec.task.colours if base.grids else "as_is")  # canonical needs grids
     lang = spec.language
     lang = dataclasses.replace(
         lang,
