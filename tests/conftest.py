@@ -81,3 +81,16 @@ def interrupt_training(monkeypatch, spec, out, batch_seed: int) -> None:
     with pytest.raises(KeyboardInterrupt):
         _train(spec, out=out, progress=False)
     monkeypatch.setattr(_families, "sample_split", real)
+
+
+# The tiny NLI of the grid1d end-to-end tests (test_tasks_grid1d, test_colours): one shape, L = 12, V = 11, so
+# each compiles from the cache the first one filled.
+TINY_GRID1D_MODEL = """
+language: {vocab: 6, length: 3, max_length: 6, values: 11}
+model:
+  kind: nli
+  inductor: {layers: 1, width: 16, heads: 2, head_hidden: 16}
+  executor: {layers: 1, width: 16, heads: 2, routing: true}
+training: {steps: 2, batch: 4, warmup: 1, log_every: 1, eval_every: 0, checkpoint_every: 0}
+search: {method: none, batch: 8}
+"""

@@ -30,6 +30,8 @@ from nlic.grammar.errors import SpecError
 from nlic.runtime.cli import main
 from nlic.runtime.train import train
 
+from conftest import TINY_GRID1D_MODEL
+
 COLOURS = tuple(range(1, 10))
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
@@ -120,15 +122,7 @@ def test_the_field_is_checked_and_left_out_of_the_hash_at_its_default(tmp_path):
     assert sample_split(ok, "train", 4, seed=0).colour_maps is not None
 
 
-MODEL = """
-language: {vocab: 6, length: 3, max_length: 6, values: 11}
-model:
-  kind: nli
-  inductor: {layers: 1, width: 16, heads: 2, head_hidden: 16}
-  executor: {layers: 1, width: 16, heads: 2, routing: true}
-training: {steps: 2, batch: 4, warmup: 1, log_every: 1, eval_every: 0, checkpoint_every: 0}
-search: {method: none, batch: 8}
-"""
+MODEL = TINY_GRID1D_MODEL
 
 
 def test_predictions_data_and_replay_are_in_the_tasks_own_colours(tmp_path):

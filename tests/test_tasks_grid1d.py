@@ -34,6 +34,8 @@ from nlic.runtime.cli import main
 from nlic.runtime.export import export_tasks
 from nlic.runtime.train import train
 
+from conftest import TINY_GRID1D_MODEL
+
 USER_TASKS = Path(__file__).parent / "data" / "grid1d"
 
 # (rule, args, input, expected output): the semantics of every rule, pinned.
@@ -311,16 +313,9 @@ def test_primitives_run_on_encoded_rows():
 
 # --- end to end with rows of mixed lengths --------------------------------------------------------------------------
 
-# One tiny model for both end-to-end tests: the same shapes (L = 12, V = 11), so the second compiles from the cache.
-MODEL = """
-language: {vocab: 6, length: 3, max_length: 6, values: 11}
-model:
-  kind: nli
-  inductor: {layers: 1, width: 16, heads: 2, head_hidden: 16}
-  executor: {layers: 1, width: 16, heads: 2, routing: true}
-training: {steps: 2, batch: 4, warmup: 1, log_every: 1, eval_every: 0, checkpoint_every: 0}
-search: {method: none, batch: 8}
-"""
+# One tiny model for the end-to-end tests (conftest): the same shapes (L = 12, V = 11), so the later ones compile
+# from the cache.
+MODEL = TINY_GRID1D_MODEL
 
 
 def _jsonl(path: Path) -> list[dict]:
