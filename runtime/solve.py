@@ -498,7 +498,8 @@ def _write_solved(spec: Any, model: Any, kind: ModelKind, search: SearchSpec, ta
     predictions.parent.mkdir(parents=True, exist_ok=True)
 
     ids = list(result.ids)
-    colours = (canonical_colours_of(spec) or ((),))[0]
+    # Each program records its task's colour map (languages of canonical colours), for `nlic run` to map back.
+    colours = None if tasks.colour_maps is None else canonical_colours_of(spec)
     has_target = np.asarray(tasks.has_target, bool)
     correct = np.asarray(result.correct, bool)
     pf = None
@@ -514,8 +515,8 @@ def _write_solved(spec: Any, model: Any, kind: ModelKind, search: SearchSpec, ta
                 fields["steps"] = search.steps
             if has_target[i]:
                 fields["correct"] = bool(correct[i])
-            if tasks.colour_maps is not None:
-                fields["colours"] = colour_text(tasks.colour_maps[i], colours)
+            if colours is not None:
+                fields["colours"] = colour_text(tasks.colour_maps[i], colours[0])
             meta.append(fields)
         language = Language.of(spec, fingerprint(spec, model))
         pf = program_file(language, ids, np.asarray(result.programs), meta)

@@ -17,7 +17,16 @@ from nlic.compiler.kinds import Shapes
 from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import Loc, SpecError
 
-__all__ = ["canonical_colours_of", "family_of", "params_of", "codec_of", "shapes_of", "sample_split", "evaluation_tasks", "load_tasks"]
+__all__ = [
+    "canonical_colours_of",
+    "family_of",
+    "params_of",
+    "codec_of",
+    "shapes_of",
+    "sample_split",
+    "evaluation_tasks",
+    "load_tasks",
+]
 
 
 def family_of(spec: Any) -> Family:
@@ -70,7 +79,7 @@ def canonical_colours_of(spec: Any) -> tuple[tuple[int, ...], int] | None:
     Raises:
         SpecError: canonical colours asked of a family without grid data.
     """
-    if getattr(spec.task, "colours", "as_is") != "canonical":
+    if spec.task.colours != "canonical":
         return None
     codec = family_of(spec).codec(params_of(spec))
     colours = colours_of(codec)

@@ -29,9 +29,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from nlic.compiler.families.base import TaskSet
+from nlic.compiler.families.codecs import GridCodec
 
 __all__ = [
-    "CHOICES",
     "colours_of",
     "canonical_map",
     "canonical_colours",
@@ -42,13 +42,9 @@ __all__ = [
     "parse_colours",
 ]
 
-CHOICES = ("as_is", "canonical")
-"""Values of `task.colours`."""
-
-
-def colours_of(codec) -> tuple[int, ...] | None:
+def colours_of(codec: object) -> tuple[int, ...] | None:
     """The values a grid codec's colours take (1 .. V-1 without PAD), or None for a codec without colours."""
-    if type(codec).__name__ != "GridCodec":
+    if not isinstance(codec, GridCodec):
         return None
     return tuple(v for v in range(1, int(codec.values)) if v != codec.pad)
 
@@ -149,8 +145,8 @@ def restore_colours(tasks: TaskSet) -> TaskSet:
     m = tasks.colour_maps
     return dataclasses.replace(
         tasks,
-        inputs=np.stack([through(m[i], tasks.inputs[i]) for i in range(len(tasks))]) if len(tasks) else tasks.inputs,
-        outputs=np.stack([through(m[i], tasks.outputs[i]) for i in range(len(tasks))]) if len(tasks) else tasks.outputs,
+        inputs=restore_rows(tasks.inputs, m),
+        outputs=restore_rows(tasks.outputs, m),
         query_inputs=restore_rows(tasks.query_inputs, m),
         query_outputs=restore_rows(tasks.query_outputs, m),
         colour_maps=None,
@@ -158,7 +154,8 @@ def restore_colours(tasks: TaskSet) -> TaskSet:
 
 
 def restore_rows(rows: np.ndarray, maps: np.ndarray | None) -> np.ndarray:
-    """int [n, L] rows in canonical colours -> each in its task's own colours (maps: int [n, V], or None)."""
+    """int [n, ...] data of n tasks in canonical colours (rows [n, L], or pairs [n, m, L]) -> each in its task's own
+    colours (maps: int [n, V], or None)."""
     if maps is None:
         return rows
     return np.stack([through(maps[i], r) for i, r in enumerate(rows)]) if len(rows) else rows
