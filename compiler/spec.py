@@ -252,7 +252,9 @@ class TrainingSpec:
         "Fresh starts allowed when a health check fails before the probe point (id-accuracy-stuck: before the "
         "last token split, where later; `nlic.runtime.recovery`): after "
         "a language that never formed (collapse, all skip, relaxation gap, plateau) the same seed with the "
-        "inductor temperature's start doubled, after other warnings a derived seed; 0: never restart.",
+        "inductor temperature's start doubled, after other warnings a derived seed; 0: never restart. With "
+        "keep: best, an attempt abandoned as stuck that the last attempt did not beat on the selection sample "
+        "then continues to the end from its last checkpoint.",
         min=0, max=1000,
     )
     probe: float = _f(

@@ -26,6 +26,15 @@ attempt's first file) and ends bit-identical. Attempt 0 uses the spec's own seed
 exactly the weights it had before recovery existed.
 
 The run directory keeps each abandoned attempt's metrics and health record under `attempts/<k>/`.
+
+A restart is a draw, and it can lose: an attempt abandoned with its language stuck on part of the tasks may have been
+better than every one after it, and still learning (grid1d comp, seed 0: abandoned at ID 0.72 at step 2000, the
+restarts reached 0.60 and 0.54; the same attempt without restarts reached 0.82 at step 3000). So when the last
+attempt ends and an attempt abandoned as stuck (`STUCK`) scored more on the selection sample than every point of
+it, that attempt is continued to the end from its last checkpoint (`continuation`, `restore_attempt`): the last
+attempt is archived like the others, the stuck one's files come back to the run directory, and it trains on with
+no further restart, exactly as it would have without restarts (a resume). The run then keeps the best weights of
+all its attempts as before. A run whose restarts did better is unchanged.
 """
 
 from __future__ import annotations
@@ -40,7 +49,9 @@ from typing import Any
 from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError, Loc
 from nlic.grammar.reading import MAX_HEADER_BYTES, loads_json, read_text
-from nlic.runtime import health
+from nlic.runtime import checkpoint as ckpt
+from nlic.runtime import health, selection
+from nlic.runtime import run_dir as rd
 from nlic.runtime.files import atomic_write, writing
 from nlic.runtime.run_dir import ATTEMPTS_DIR, RESTARTS_FILE
 
@@ -59,6 +70,9 @@ __all__ = [
     "read_state",
     "write_state",
     "archive_attempt",
+    "CONTINUED",
+    "continuation",
+    "restore_attempt",
 ]
 
 _FORMAT = "nlic-restarts"
@@ -78,13 +92,24 @@ class Restart:
 
 @dataclasses.dataclass(frozen=True)
 class RestartState:
-    """Which attempt a run is in, and the attempts it abandoned."""
+    """Which attempt a run is in, and the attempts it abandoned (or set aside: `CONTINUED`).
+
+    `continues`: the abandoned attempt the run went back to and trains to the end (None: the run is in attempt
+    `attempt`); `restored`: its files are back in the run directory (a run killed while moving them finishes the
+    moves on `--resume`)."""
 
     attempt: int = 0
     history: tuple[Restart, ...] = ()
+    continues: int | None = None
+    restored: bool = False
 
     def after(self, restart: Restart) -> RestartState:
         return RestartState(self.attempt + 1, (*self.history, restart))
+
+    @property
+    def training(self) -> int:
+        """The attempt whose model the run trains now."""
+        return self.attempt if self.continues is None else self.continues
 
 
 def attempt_seed(seed: int, attempt: int) -> int:
@@ -97,6 +122,10 @@ SLOWER_ANNEAL = frozenset({"codebook-collapse", "all-skip", "relaxation-gap", "p
 
 STUCK = "id-accuracy-stuck"
 """The warning that may also end an attempt after the probe step, up to the last token split (`last_step`)."""
+
+CONTINUED = "continued"
+"""The reason recorded for the last attempt when the run goes back to continue a better stuck one
+(`continuation`)."""
 
 RESEED_AND_SLOWER = frozenset({STUCK})
 """Warnings whose restart does both: a derived seed and the slower anneal. A language stuck on part of the tasks
@@ -190,13 +219,20 @@ def read_state(run: Path) -> RestartState:
                 and isinstance(h.get("reason"), str) and isinstance(h.get("summary"), str)):
             raise bad
         out.append(Restart(k, h["step"], h["reason"], h["summary"]))
-    return RestartState(attempt, tuple(out))
+    continues, restored = data.get("continues"), data.get("restored", False)
+    if continues is not None and (not isinstance(continues, int) or isinstance(continues, bool)
+                                  or not 0 <= continues < attempt or out[continues].reason != STUCK
+                                  or out[-1].reason != CONTINUED) or not isinstance(restored, bool):
+        raise bad
+    return RestartState(attempt, tuple(out), continues, restored)
 
 
 def write_state(run: Path, state: RestartState) -> None:
     """Write `restarts.json` atomically (before the attempt it names writes anything)."""
-    data = {"format": _FORMAT, "version": _VERSION, "attempt": state.attempt,
-            "history": [dataclasses.asdict(h) for h in state.history]}
+    data: dict[str, Any] = {"format": _FORMAT, "version": _VERSION, "attempt": state.attempt,
+                            "history": [dataclasses.asdict(h) for h in state.history]}
+    if state.continues is not None:  # absent otherwise: the files of runs that never continue stay as they were
+        data["continues"], data["restored"] = state.continues, state.restored
     with writing("restart record", error=CheckpointError, then="then continue with `nlic train --resume`"):
         atomic_write(Path(run) / RESTARTS_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -222,3 +258,41 @@ def archive_attempt(run: Path, attempt: int, names: Sequence[str]) -> Path:
                 target.unlink()
             src.rename(target)
     return dest
+
+
+def continuation(run: Path, history: Sequence[Restart], than: float | None) -> tuple[int, float] | None:
+    """The abandoned attempt to continue when the last one ends (module docstring), with its best selection score:
+    of the attempts abandoned as stuck (`STUCK`) whose archive holds a checkpoint to resume, the one whose best point
+    scored more than `than` (the last attempt's best; strictly: ties keep the last attempt), the highest score
+    winning and the earliest among equals. None: no such attempt, or `than` is None (no selection scores: nothing
+    to compare).
+    """
+    if than is None:
+        return None
+    found: tuple[int, float] | None = None
+    for h in history:
+        if h.reason != STUCK:
+            continue
+        archived = Path(run) / ATTEMPTS_DIR / str(h.attempt)
+        score = selection.Best(archived, rd.read_metrics(archived)).accuracy
+        if score is None or score <= than or (found is not None and score <= found[1]):
+            continue
+        if ckpt.latest_checkpoint(archived / rd.CHECKPOINT_DIR) is not None:
+            found = (h.attempt, score)
+    return found
+
+
+def restore_attempt(run: Path, last: int, attempt: int, names: Sequence[str]) -> None:
+    """Archive the last attempt's files `names` under `attempts/<last>/` and move the abandoned attempt `attempt`'s
+    back into the run directory, where it trains on. Renames only, and safe to repeat: a run killed half-way
+    through is finished by the next call (`nlic train --resume`)."""
+    archive_attempt(run, last, names)
+    source = Path(run) / ATTEMPTS_DIR / str(int(attempt))
+    with writing("restore of an abandoned attempt", error=CheckpointError,
+                 then="then continue with `nlic train --resume`"):
+        for name in names:
+            src, target = source / name, Path(run) / name
+            if src.exists() and not target.exists():
+                src.rename(target)
+        if source.is_dir() and not any(source.iterdir()):
+            source.rmdir()

@@ -11,7 +11,7 @@ import functools
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -329,15 +329,20 @@ def train(
         like = (abstract[0], abstract[1], jax.eval_shape(jax.random.key_data, abstract[2]))
         return ckpt.load_checkpoint(path, like, spec=spec)
 
-    def open_run() -> tuple[bool, str | None, int, list[str]]:
+    def open_run() -> tuple[bool, str | None, int, list[str], bool]:
         """Prepare the run directory (process 0 alone); returns whether it resumes, the checkpoint to load, the
-        attempt (`recovery`) it is in and the reasons of the attempts abandoned before it."""
+        attempt (`recovery`) it trains, the reasons of the attempts abandoned before it, and whether that attempt is
+        an abandoned one continued to the end (`recovery.continuation`)."""
         resuming = rd.prepare(run, resume=resume, force=force)
-        path = ckpt.latest_checkpoint(ckdir) if resuming else None
         state = recovery.read_state(run) if resuming else recovery.RestartState()
+        if state.continues is not None and not state.restored:  # killed while moving the attempts' files
+            recovery.restore_attempt(run, state.attempt - 1, state.continues, _ATTEMPT_FILES)
+            state = dataclasses.replace(state, restored=True)
+            recovery.write_state(run, state)
+        path = ckpt.latest_checkpoint(ckdir) if resuming else None
         reasons = [h.reason for h in state.history]
         if path is not None:
-            loaded["state"] = load(path, recovery.attempt_spec(spec, state.attempt, reasons))
+            loaded["state"] = load(path, recovery.attempt_spec(spec, state.training, reasons))
         elif resuming:
             _check_same_spec(run, spec)
         if resuming:
@@ -346,9 +351,9 @@ def train(
             with writing("locked spec", error=CheckpointError, then="then continue with `nlic train --resume`"):
                 rd.write_spec(run, spec)
         rd.write_env(run)
-        return resuming, None if path is None else str(path), state.attempt, reasons
+        return resuming, None if path is None else str(path), state.training, reasons, state.continues is not None
 
-    resuming, path, attempt, reasons = distributed.share_from_main("prepare-run", open_run)
+    resuming, path, attempt, reasons, final = distributed.share_from_main("prepare-run", open_run)
     history = recovery.read_state(run).history if (main and resuming) else ()
     reasons = tuple(reasons)  # every process: what each abandoned attempt stopped for (`recovery.attempt_spec`)
     probe = recovery.probe_step(tr)
@@ -359,11 +364,34 @@ def train(
                 spec, trains, kind, shapes, optim, mesh, run, eval_sets, progress=progress, main=main,
                 attempt=attempt, history=history, reasons=reasons, probe=probe, resuming=resuming,
                 checkpoint=None if path is None else (loaded["state"] if main else load(Path(path), trains)),
-                select_set=select_set, load=lambda p: load(p, trains),
+                select_set=select_set, load=lambda p: load(p, trains), final=final,
             )
         except _Restart as r:
             attempt, history, resuming, path = attempt + 1, r.history, False, None
             reasons = (*reasons, r.reason)
+        except _Continue as c:
+            # Back to an abandoned attempt that beat the last one: its files are in the run directory again, and it
+            # resumes from its last checkpoint like a killed run (its rows after that checkpoint are dropped).
+            attempt, history, resuming, path, final = c.attempt, c.history, True, c.path, True
+            reasons = (*reasons, recovery.CONTINUED)
+            if main:
+                loaded["state"] = load(Path(path), recovery.attempt_spec(spec, attempt, reasons))
+                rd.truncate_metrics(run, loaded["state"][1])
+
+
+_ATTEMPT_FILES = (rd.METRICS_FILE, rd.HEALTH_FILE, rd.CHECKPOINT_DIR)
+"""An attempt's own files: what an abandoned attempt's archive holds (`recovery.archive_attempt`)."""
+
+
+class _Continue(Exception):
+    """The last attempt ended below an abandoned stuck one, which continues to the end (`recovery.continuation`;
+    raised after the files are moved and the record written)."""
+
+    def __init__(self, attempt: int, path: str, history: tuple[Any, ...]):
+        super().__init__("continue")
+        self.attempt = attempt  # the attempt that continues (every process)
+        self.path = path  # its last checkpoint (every process)
+        self.history = history  # the restart record (process 0)
 
 
 class _Restart(Exception):
@@ -376,11 +404,12 @@ class _Restart(Exception):
 
 
 def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, progress, main, attempt, history,
-                   reasons, probe, resuming, checkpoint, select_set, load) -> TrainResult:
+                   reasons, probe, resuming, checkpoint, select_set, load, final=False) -> TrainResult:
     """One attempt of `train`: from its checkpoint (or its seed's initial state) to the end, or to a restart.
 
     `spec` is the run's (its files, evaluation and checks); `trains` the attempt's (`recovery.attempt_spec`: its
-    seed and schedule), which the model is built from.
+    seed and schedule), which the model is built from. `final`: an abandoned attempt continued to the end
+    (`recovery.continuation`), which neither restarts nor hands over to another.
     """
     tr = spec.training
     ckdir = run / rd.CHECKPOINT_DIR
@@ -405,6 +434,8 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
     which = (f", attempt {attempt + 1} of at most {tr.restarts + 1} (seed {seed}"
              + (f", relaxation.tau_inductor {tau}" if tau != spec.relaxation.tau_inductor else "") + ")"
              if attempt else "")
+    if final:
+        which = f", attempt {attempt + 1} continued to the end (seed {seed}; no later attempt beat it)"
     bar.message(f"{verb} {spec.name} ({kind.name}) in {run} from step {start} of {total}{procs}{which}")
     restarts = tuple(dataclasses.asdict(h) for h in history)
     # Rows of a resumed run up to its checkpoint (truncated above); a new run has none.
@@ -413,7 +444,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
     checks = _Health(run, spec, kind, bar, rows, start, restarts, stuck_until=split_until) if main else None
     keeping = selection.keeps_best(spec)
     best = selection.Best(run, rows) if main and keeping else None
-    may_restart = attempt < tr.restarts and probe > 0
+    may_restart = attempt < tr.restarts and probe > 0 and not final
 
     abandoned: list[tuple[Any, ...]] = []  # process 0: the history `decide` recorded when it abandons the attempt
 
@@ -430,7 +461,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
         bar.message(f"restart: attempt {attempt + 1} abandoned at step {done} ({reason[0]}: {reason[1]}); "
                     f"starting over from seed {following_spec.seed}"
                     + (f" with relaxation.tau_inductor {slower}" if slower != tau else ""))
-        recovery.archive_attempt(run, attempt, (rd.METRICS_FILE, rd.HEALTH_FILE, rd.CHECKPOINT_DIR))
+        recovery.archive_attempt(run, attempt, _ATTEMPT_FILES)
         following = recovery.RestartState(attempt, tuple(history)).after(record)
         recovery.write_state(run, following)
         abandoned.append(following.history)
@@ -547,11 +578,18 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
     finally:
         bar.close()
 
+    if keeping and not final and attempt > 0:  # attempts were abandoned: did one of them beat this one?
+        went_back: list[tuple[Any, ...]] = []  # process 0: the new restart history
+        back = distributed.share_from_main(
+            f"continue-{attempt}", lambda: _go_back(run, history, best, attempt, state[2], bar, went_back))
+        if back is not None:
+            raise _Continue(int(back[0]), str(back[1]), went_back[-1] if main else ())
     weights_step, weights_attempt = state[2], attempt
     if keeping:
         # Every process takes process 0's choice and loads the same file (a file system they share, as on resume).
         chosen = distributed.share_from_main(f"keep-best-{attempt}",
-                                             lambda: _choose_best(best, state[2], bar, run, attempt))
+                                             lambda: _choose_best(best, state[2], bar, run, attempt,
+                                                                  max(attempt, len(history))))
         if chosen is not None:
             try:
                 (kept, _, _), weights_step = load(Path(chosen[0]))
@@ -581,12 +619,38 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
                        verdict=verdict)
 
 
-def _choose_best(best: selection.Best, final: int, bar: Progress, run: Path, attempt: int) -> list[Any] | None:
+def _go_back(run: Path, history: Sequence[Any], best: selection.Best, attempt: int, done: int, bar: Progress,
+             went_back: list[tuple[Any, ...]]) -> list[Any] | None:
+    """Process 0, at the end of the last attempt: when an attempt abandoned as stuck beat it on the selection
+    sample (`recovery.continuation`), archive this attempt, move that one's files back, record it (the new restart
+    history appended to `went_back`), and return [its number, its last checkpoint]; else None."""
+    found = recovery.continuation(run, history, best.accuracy)
+    if found is None:
+        return None
+    k, score = found
+    summary = (f"attempt {k + 1}, abandoned stuck, solved {score:.2f} of the selection sample at best, this attempt "
+               f"{best.accuracy or 0.0:.2f}: attempt {k + 1} continues to the end")
+    record = recovery.Restart(attempt, done, recovery.CONTINUED, summary)
+    state = recovery.RestartState(attempt + 1, (*history, record), continues=k)
+    recovery.write_state(run, state)  # before the moves: a run killed during them finishes them on --resume
+    recovery.restore_attempt(run, attempt, k, _ATTEMPT_FILES)
+    recovery.write_state(run, dataclasses.replace(state, restored=True))
+    path = ckpt.latest_checkpoint(run / rd.CHECKPOINT_DIR)
+    if path is None:  # `continuation` found one: only a damaged archive gets here
+        raise CheckpointError(f"the checkpoints of attempt {k + 1} are missing from {run / rd.CHECKPOINT_DIR}",
+                              loc=Loc(str(run)), hint="start the run over with --force")
+    bar.message(f"restart: {summary} (from {path.name})")
+    went_back.append(state.history)
+    return [k, str(path)]
+
+
+def _choose_best(best: selection.Best, final: int, bar: Progress, run: Path, attempt: int,
+                 archived: int) -> list[Any] | None:
     """Process 0: the checkpoint whose weights the run keeps instead of its last (`selection`), with the attempt
-    that wrote it, or None: an abandoned attempt's best point if it beats every point of this one, else this
-    attempt's best point."""
+    that wrote it, or None: an abandoned attempt's best point (of the `archived` attempts under `attempts/`) if it
+    beats every point of this one, else this attempt's best point."""
     try:
-        other = selection.best_abandoned(run, attempt, best.accuracy)
+        other = selection.best_abandoned(run, archived, best.accuracy)
     except CheckpointError as e:  # a damaged archive must not cost the run its own weights
         bar.message(f"warning: the abandoned attempts' records are unreadable ({e.render()}); keeping this "
                     "attempt's best weights")

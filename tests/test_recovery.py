@@ -7,17 +7,24 @@ import dataclasses
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import equinox as eqx
+import jax
 import numpy as np
 import pytest
 
 from nlic.compiler import parse_spec
+from nlic.compiler.families import shapes_of
+from nlic.compiler.kinds import kind_of
+from nlic.compiler.optim import init_state, make_optimizer
 from nlic.compiler.identity import weight_leaves
 from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError
+from nlic.runtime import checkpoint as ckpt
 from nlic.runtime import health, recovery, selection
 from nlic.runtime import run_dir as rd
 from nlic.runtime.train import train
@@ -313,3 +320,127 @@ def test_a_run_whose_language_is_still_stuck_after_the_probe_restarts_at_its_las
     archived = rd.read_metrics(res.run_dir / recovery.ATTEMPTS_DIR / "0")
     assert [r["accuracy"] for r in archived if r.get("split") == "id"] == [0.1, 0.3, 0.5, 0.5]
     assert res.verdict is not None and res.verdict.healthy
+
+
+def _stuck_then_worse(monkeypatch, spec, later: float):
+    """Scripted scores (no evaluation): attempt 0 (the spec's own temperature) gains up to the probe and then stalls
+    at 0.5, so it is abandoned as stuck at its last token split (step 8 of 12); later attempts score `later`."""
+    train_module = importlib.import_module("nlic.runtime.train")
+    calls = []
+
+    def scripted(spec_, model, tasks):
+        own = model.cfg.relaxation.tau_inductor == spec.relaxation.tau_inductor
+        calls.append(own)
+        point = (sum(calls) - 1) // 3 if own else 0  # three scorings per point (id, ood, selection)
+        acc = [0.1, 0.3, 0.5, 0.5, 0.5, 0.5][min(point, 5)] if own else later
+        return {"accuracy": acc, "spec_fit": acc, "tasks": 10}
+
+    monkeypatch.setattr(train_module, "quick_accuracy", scripted)
+
+
+def _stuck_spec(restarts: int = 1):
+    return parse_spec(TINY.replace("REG", "0.0").replace("RESTARTS", str(restarts))
+                      .replace("eval_every: 0", "eval_every: 2"), "tiny.yaml")
+
+
+def _losses(run):
+    return [(m["step"], m["loss"]) for m in rd.read_metrics(run) if "loss" in m]
+
+
+@pytest.fixture(scope="module")
+def continued(tmp_path_factory):
+    """Attempt 0 abandoned as stuck at step 8 (selection 0.5), attempt 1 scoring 0.2 to the end: the run goes back
+    and continues attempt 0 from its last checkpoint (step 4) to step 12."""
+    mp = pytest.MonkeyPatch()
+    spec = _stuck_spec()
+    _stuck_then_worse(mp, spec, 0.2)
+    try:
+        res = train(spec, out=tmp_path_factory.mktemp("continued") / "run", progress=False)
+        plain = train(_stuck_spec(0), out=tmp_path_factory.mktemp("plain") / "run", progress=False)
+    finally:
+        mp.undo()
+    return spec, res, plain
+
+
+def test_a_stuck_attempt_that_beat_its_restarts_is_continued_to_the_end(continued):
+    spec, res, plain = continued
+    state = recovery.read_state(res.run_dir)
+    assert [(h.attempt, h.step, h.reason) for h in state.history] == [(0, 8, recovery.STUCK),
+                                                                      (1, 12, recovery.CONTINUED)]
+    assert (state.attempt, state.continues, state.restored, state.training) == (2, 0, True, 0)
+    # The last attempt is archived like the others; the continued one's files are the run's again.
+    assert (res.run_dir / recovery.ATTEMPTS_DIR / "1" / rd.METRICS_FILE).exists()
+    assert not (res.run_dir / recovery.ATTEMPTS_DIR / "0").exists()
+    assert res.step == 12 and res.model.cfg.relaxation.tau_inductor == spec.relaxation.tau_inductor
+    # Attempt 0 trained on exactly as a run without restarts: the same losses at every step, the same last weights.
+    assert _losses(res.run_dir) == _losses(plain.run_dir) and [s for s, _ in _losses(res.run_dir)] == list(
+        range(2, 13, 2))
+    for a, b in zip(leaves(ckpt_model(res.run_dir, spec)), leaves(ckpt_model(plain.run_dir, plain.spec)),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    meta = json.loads((res.run_dir / "model.json").read_text())
+    assert meta["weights_attempt"] == 0
+    record = json.loads((res.run_dir / "health.json").read_text())
+    assert [r["reason"] for r in record["restarts"]] == [recovery.STUCK, recovery.CONTINUED]
+
+
+def ckpt_model(run, spec):
+    """The model of a run's last checkpoint (its last step's weights, whichever the run kept)."""
+    abstract = eqx.filter_eval_shape(init_state, spec, kind_of(spec), shapes_of(spec), make_optimizer(spec.training))
+    like = (abstract[0], abstract[1], jax.eval_shape(jax.random.key_data, abstract[2]))
+    (model, _, _), step = ckpt.load_checkpoint(ckpt.latest_checkpoint(run / rd.CHECKPOINT_DIR), like, spec=spec)
+    assert step == spec.training.steps
+    return model
+
+
+def test_restarts_that_did_better_are_not_undone(tmp_path, monkeypatch):
+    spec = _stuck_spec()
+    _stuck_then_worse(monkeypatch, spec, 0.5)  # a tie keeps the last attempt
+    res = train(spec, out=tmp_path / "run", progress=False)
+    state = recovery.read_state(res.run_dir)
+    assert state.continues is None and [h.reason for h in state.history] == [recovery.STUCK]
+    assert res.model.cfg.relaxation.tau_inductor != spec.relaxation.tau_inductor
+
+
+def test_a_run_killed_while_continuing_resumes_bit_identically(continued, tmp_path, monkeypatch):
+    spec, res, _ = continued
+    _stuck_then_worse(monkeypatch, spec, 0.2)
+    # Step 10 of attempt 0 is trained only in its continuation (it was abandoned at step 8).
+    interrupt_training(monkeypatch, spec, tmp_path / "r", derive_seed(spec.seed, "train", 9))
+    assert recovery.read_state(tmp_path / "r").continues == 0
+    resumed = train(spec, out=tmp_path / "r", resume=True, progress=False)
+    assert resumed.fingerprint == res.fingerprint
+    assert _losses(tmp_path / "r") == _losses(res.run_dir)
+
+
+def test_a_run_killed_while_moving_the_attempts_files_finishes_the_moves_on_resume(continued, tmp_path):
+    spec, res, _ = continued
+    run = tmp_path / "run"
+    shutil.copytree(res.run_dir, run)
+    # Undo the restore half-way: attempt 0's metrics back in its archive, the record not yet marked restored.
+    (run / recovery.ATTEMPTS_DIR / "0").mkdir()
+    (run / rd.METRICS_FILE).rename(run / recovery.ATTEMPTS_DIR / "0" / rd.METRICS_FILE)
+    state = recovery.read_state(run)
+    recovery.write_state(run, dataclasses.replace(state, restored=False))
+    recovery.restore_attempt(run, 1, 0, (rd.METRICS_FILE, rd.HEALTH_FILE, rd.CHECKPOINT_DIR))
+    assert (run / rd.METRICS_FILE).exists() and not (run / recovery.ATTEMPTS_DIR / "0").exists()
+    assert (run / recovery.ATTEMPTS_DIR / "1" / rd.METRICS_FILE).exists()  # the archive was not touched again
+
+
+def test_a_continue_record_is_checked(tmp_path):
+    run = tmp_path
+    stuck = recovery.Restart(0, 8, recovery.STUCK, "s")
+    cont = recovery.Restart(1, 12, recovery.CONTINUED, "c")
+    good = recovery.RestartState(2, (stuck, cont), continues=0, restored=True)
+    recovery.write_state(run, good)
+    assert recovery.read_state(run) == good
+    # A record without the key reads as before (files of runs that never continued).
+    recovery.write_state(run, recovery.RestartState(1, (stuck,)))
+    assert "continues" not in (run / recovery.RESTARTS_FILE).read_text()
+    for bad in (dict(continues=1), dict(continues=True), dict(continues=-1), dict(restored="yes")):
+        data = json.loads(json.dumps({"format": "nlic-restarts", "version": 1, "attempt": 2,
+                                      "history": [dataclasses.asdict(stuck), dataclasses.asdict(cont)],
+                                      "continues": 0, "restored": True} | bad))
+        (run / recovery.RESTARTS_FILE).write_text(json.dumps(data))
+        with pytest.raises(CheckpointError, match="not a valid nlic restart record"):
+            recovery.read_state(run)
