@@ -72,6 +72,7 @@ __all__ = [
     "archive_attempt",
     "CONTINUED",
     "continuation",
+    "continued_note",
     "restore_attempt",
 ]
 
@@ -280,6 +281,18 @@ def continuation(run: Path, history: Sequence[Restart], than: float | None) -> t
         if ckpt.latest_checkpoint(archived / rd.CHECKPOINT_DIR) is not None:
             found = (h.attempt, score)
     return found
+
+
+def continued_note(state: RestartState) -> str | None:
+    """The line that follows the verdict of a run that continued an abandoned attempt (None otherwise): the verdict
+    judges that attempt, whose stuck warning names restarts as its fix, and they were tried."""
+    if state.continues is None:
+        return None
+    k = state.continues
+    later = len(state.history) - 1 - k
+    after = "the attempt after it" if later == 1 else f"the {later} attempts after it"
+    return (f"note: attempt {k + 1} (abandoned as stuck) was continued to the end: {after} ended below it "
+            "(restarts.json, attempts/)")
 
 
 def restore_attempt(run: Path, last: int, attempt: int, names: Sequence[str]) -> None:

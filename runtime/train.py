@@ -612,6 +612,9 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
         verdict = checks.finish(state[2], kept_step=weights_step if weights_attempt == attempt else None)
         bar.message(f"done: {state[2]} steps, language {fp}, results in {run}")
         bar.message(verdict.line())
+        note = recovery.continued_note(recovery.read_state(run)) if final else None
+        if note:  # the verdict judges the continued attempt, whose stuck warning's fix (restarts) was tried
+            bar.message(note)
     else:
         fp = fingerprint(spec, model)
     distributed.barrier("train-done")  # the run directory is complete when train returns, on every process

@@ -382,6 +382,10 @@ def test_a_stuck_attempt_that_beat_its_restarts_is_continued_to_the_end(continue
     assert meta["weights_attempt"] == 0
     record = json.loads((res.run_dir / "health.json").read_text())
     assert [r["reason"] for r in record["restarts"]] == [recovery.STUCK, recovery.CONTINUED]
+    # The verdict judges the continued attempt; the line after it says the restarts were tried.
+    assert recovery.continued_note(state) == ("note: attempt 1 (abandoned as stuck) was continued to the end: the "
+                                              "attempt after it ended below it (restarts.json, attempts/)")
+    assert recovery.continued_note(recovery.RestartState(1, state.history[:1])) is None
 
 
 def ckpt_model(run, spec):
