@@ -49,9 +49,7 @@ from typing import Any
 from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError, Loc
 from nlic.grammar.reading import MAX_HEADER_BYTES, loads_json, read_text
-from nlic.runtime import checkpoint as ckpt
 from nlic.runtime import health, selection
-from nlic.runtime import run_dir as rd
 from nlic.runtime.files import atomic_write, writing
 from nlic.runtime.run_dir import ATTEMPTS_DIR, RESTARTS_FILE
 
@@ -265,22 +263,13 @@ def continuation(run: Path, history: Sequence[Restart], than: float | None) -> t
     """The abandoned attempt to continue when the last one ends (module docstring), with its best selection score:
     of the attempts abandoned as stuck (`STUCK`) whose archive holds a checkpoint to resume, the one whose best point
     scored more than `than` (the last attempt's best; strictly: ties keep the last attempt), the highest score
-    winning and the earliest among equals. None: no such attempt, or `than` is None (no selection scores: nothing
-    to compare).
+    winning and the earliest among equals (`selection.best_abandoned`, the rule that picks kept weights). None: no
+    such attempt, or `than` is None (no selection scores: nothing to compare).
     """
     if than is None:
         return None
-    found: tuple[int, float] | None = None
-    for h in history:
-        if h.reason != STUCK:
-            continue
-        archived = Path(run) / ATTEMPTS_DIR / str(h.attempt)
-        score = selection.Best(archived, rd.read_metrics(archived)).accuracy
-        if score is None or score <= than or (found is not None and score <= found[1]):
-            continue
-        if ckpt.latest_checkpoint(archived / rd.CHECKPOINT_DIR) is not None:
-            found = (h.attempt, score)
-    return found
+    found = selection.best_abandoned(run, [h.attempt for h in history if h.reason == STUCK], than, resumable=True)
+    return None if found is None else (found[0], float(found[1].accuracy))
 
 
 def continued_note(state: RestartState) -> str | None:

@@ -25,7 +25,7 @@ steps, and rewrites the same best weights, so it ends with the same model as one
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,19 +99,22 @@ class Best:
         return self.saved()  # None cannot happen in a run nlic wrote: the best point's file is written with its row
 
 
-def best_abandoned(run: Path, attempts: int, than: float | None) -> tuple[int, Best, Path] | None:
-    """The abandoned attempt (of `0..attempts-1`, archived under `attempts/<k>/`) whose best point scored more than
-    `than` on the selection sample (None: any score), with that point and its checkpoint; the highest score wins,
-    the earliest attempt among equals. None when no abandoned attempt beats `than` (or none has its file)."""
+def best_abandoned(run: Path, attempts: int | Iterable[int], than: float | None, *,
+                   resumable: bool = False) -> tuple[int, Best, Path] | None:
+    """The abandoned attempt (of `attempts`: a count for `0..attempts-1`, or the attempts' numbers; archived under
+    `attempts/<k>/`) whose best point scored more than `than` on the selection sample (None: any score), with that
+    point and a file: its best point's checkpoint, or with `resumable` its latest checkpoint (to train on from,
+    `nlic.runtime.recovery.continuation`). The highest score wins, the earliest attempt among equals. None when no
+    abandoned attempt beats `than` (or none has the file)."""
     found: tuple[int, Best, Path] | None = None
-    for k in range(int(attempts)):
+    for k in (range(attempts) if isinstance(attempts, int) else attempts):
         archived = Path(run) / rd.ATTEMPTS_DIR / str(k)
         b = Best(archived, rd.read_metrics(archived))
         if b.accuracy is None or (than is not None and b.accuracy <= than):
             continue
         if found is not None and b.accuracy <= (found[1].accuracy or 0.0):
             continue
-        path = b.saved()
+        path = ckpt.latest_checkpoint(archived / rd.CHECKPOINT_DIR) if resumable else b.saved()
         if path is not None:
-            found = (k, b, path)
+            found = (int(k), b, path)
     return found

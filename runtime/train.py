@@ -588,8 +588,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
     if keeping:
         # Every process takes process 0's choice and loads the same file (a file system they share, as on resume).
         chosen = distributed.share_from_main(f"keep-best-{attempt}",
-                                             lambda: _choose_best(best, state[2], bar, run, attempt,
-                                                                  max(attempt, len(history))))
+                                             lambda: _choose_best(best, state[2], bar, run, attempt, len(history)))
         if chosen is not None:
             try:
                 (kept, _, _), weights_step = load(Path(chosen[0]))
