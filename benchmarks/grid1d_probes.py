@@ -6,14 +6,17 @@ Two supervised probes on a spec's own (untrained) model, each on fresh training 
   near chance means the inductor cannot see what tells the rules apart, whatever the executor does.
 - `executor`: the whole model run on the ground-truth programs (those tokens, one per rule applied, then skip), the
   interpreter trained on the reconstruction loss. Exact accuracy on the query shows what one rule per token costs the
-  interpreter; rules with colour arguments cannot be solved with colour-blind tokens.
+  interpreter; rules with colour arguments cannot be solved with colour-blind tokens unless the spec renumbers
+  colours (`task.colours: canonical`, which both probes apply as training does).
 Both print the accuracy per rule on 400 `id` tasks every 100 (inductor) or 250 (executor) steps.
 
 Usage:
     python benchmarks/grid1d_probes.py SPEC --probe inductor|executor [--steps N] [--seed N]
 
 Measured (benchmarks/README.md, "grid1d"): the inductor tells the moves suite's four moves apart at chance (0.25)
-with `relations` alone and at 1.00 with `offsets`; the executor learns moves at 1.00 in 250 steps.
+with `relations` alone and at 1.00 with `offsets`; the executor learns moves at 1.00 in 250 steps. On the id suite
+(`specs/grid1d.yaml`, two executor layers, canonical colours) the executor reaches 0.84-0.87 from step 1000 to 3000:
+every rule at 0.9-1.0 but mirror (0.2-0.4), move to a dot (0.3-0.5) and push to an edge (0.2-0.45).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ import numpy as np
 import optax
 
 from nlic.compiler import load_spec
-from nlic.compiler.families import shapes_of
+from nlic.compiler.families import canonical_colours_of, shapes_of
+from nlic.compiler.families.colours import canonical_colours
 from nlic.compiler.families.grid1d import generate
 from nlic.compiler.models.nli.model import _pair_loglik, build
 from nlic.runtime.cli import guarded
@@ -75,9 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     lang = spec.language
     model = build(spec, shapes_of(spec), key=jax.random.key(args.seed))
     tok = Tokens(lang.vocab, lang.skip_token)
+    coloured = canonical_colours_of(spec)  # `task.colours: canonical`: the tasks renumbered as training sees them
 
     def tasks(n: int, seed: int, split: str = "train") -> tuple[Any, ...]:
         ts, programs = generate(params, split, n, spec.task.pairs, seed=seed)
+        if coloured is not None:
+            ts = canonical_colours(ts, *coloured)
         prog = np.full((n, lang.length), lang.skip_token, np.int32)
         for i, steps in enumerate(programs):
             for j, s in enumerate(steps[: lang.length]):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -20,12 +20,17 @@ from nlic.grammar.registry import Registry
 
 __all__ = [
     "OPTIMIZERS",
+    "SPIKE_DECAY",
+    "SPIKE_WARMUP",
+    "SkipSpikesState",
     "StoredTrainStep",
     "init_fn",
     "init_state",
     "lr_schedule",
     "make_optimizer",
     "make_train_step",
+    "skip_spikes",
+    "skipped_steps",
     "traced_code",
     "train_step_fn",
 ]
@@ -58,15 +63,64 @@ def lr_schedule(training: Any) -> Callable[[Any], Any]:
     return lr
 
 
+class SkipSpikesState(NamedTuple):
+    """`skip_spikes`' state: the wrapped optimiser's, the running mean of the accepted steps' log gradient norms,
+    how many steps were accepted and how many skipped."""
+
+    inner: Any
+    log_norm: jax.Array
+    accepted: jax.Array
+    skipped: jax.Array
+
+
+SPIKE_WARMUP = 50
+"""Steps `skip_spikes` always accepts first (their norms start its running mean)."""
+SPIKE_DECAY = 0.98
+"""Decay of that running mean per accepted step (about the last 50 steps)."""
+
+
+def skip_spikes(inner: optax.GradientTransformation, factor: float) -> optax.GradientTransformation:
+    """`inner`, but a step whose gradient norm exceeds `factor` times the running geometric mean of the accepted
+    steps' norms changes nothing: no update, and `inner`'s state (moments, step count) stays as it was. A
+    non-finite norm is passed on (the `nan-loss` check reports it). Deterministic: a function of the gradients."""
+
+    def init(params: Any) -> SkipSpikesState:
+        zero = jnp.zeros([], jnp.int32)
+        return SkipSpikesState(inner.init(params), jnp.zeros([], jnp.float32), zero, zero)
+
+    def update(grads: Any, state: SkipSpikesState, params: Any = None) -> tuple[Any, SkipSpikesState]:
+        norm = optax.tree.norm(grads)
+        log_norm = jnp.log(jnp.maximum(norm, 1e-30))
+        ok = ((state.accepted < SPIKE_WARMUP) | (log_norm <= state.log_norm + jnp.log(factor))
+              | ~jnp.isfinite(norm))
+        updates, new_inner = inner.update(grads, state.inner, params)
+        updates = jax.tree.map(lambda u: jnp.where(ok, u, jnp.zeros_like(u)), updates)
+        new_inner = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_inner, state.inner)
+        mean = jnp.where(state.accepted == 0, log_norm, SPIKE_DECAY * state.log_norm + (1 - SPIKE_DECAY) * log_norm)
+        mean = jnp.where(ok & jnp.isfinite(norm), mean, state.log_norm)
+        return updates, SkipSpikesState(new_inner, mean, state.accepted + ok.astype(jnp.int32),
+                                        state.skipped + (~ok).astype(jnp.int32))
+
+    return optax.GradientTransformation(init, update)
+
+
+def skipped_steps(opt_state: Any) -> Any:
+    """The number of updates `skip_spikes` skipped so far (None for an optimiser without it)."""
+    return opt_state.skipped if isinstance(opt_state, SkipSpikesState) else None
+
+
 def make_optimizer(training: Any) -> optax.GradientTransformation:
-    """The `optax.chain` of the spec: global-norm clipping (when clip > 0), then the named optimiser.
+    """The `optax.chain` of the spec: global-norm clipping (when clip > 0), then the named optimiser; wrapped in
+    `skip_spikes` when `training.skip_spikes` > 0.
 
     Raises:
         SpecError: `training.optimizer` is not in `OPTIMIZERS` (listing the known names).
     """
     factory = OPTIMIZERS.get(training.optimizer, loc=Loc("training.optimizer"))
     parts = [optax.clip_by_global_norm(training.clip)] if training.clip > 0 else []
-    return optax.chain(*parts, factory(lr_schedule(training), training))
+    chain = optax.chain(*parts, factory(lr_schedule(training), training))
+    factor = float(getattr(training, "skip_spikes", 0.0))
+    return skip_spikes(chain, factor) if factor > 0 else chain
 
 
 def train_step_fn(kind: ModelKind, optim: optax.GradientTransformation) -> Callable[..., Any]:

@@ -14,7 +14,8 @@ gets the checks that apply to it: the codebook checks need `tokens_in_use` / `co
 The signals: in training rows `loss` (and `nll`), `grad_norm`, `tokens_in_use`, `codebook_perplexity`,
 `skip_fraction`, `id_accuracy` (the NLI's discrete argmax program on each training task's query pair) or
 `pair_accuracy` (the baselines' own prediction), `relaxed_accuracy` (the NLI's same programs run with soft value
-states: its excess over `id_accuracy` is the relaxation gap); in evaluation rows (`{"split": "id", "accuracy": ...}`, every
+states: its excess over `id_accuracy` is the relaxation gap), `skipped_updates` (`training.skip_spikes`: the updates
+left out so far); in evaluation rows (`{"split": "id", "accuracy": ...}`, every
 `training.eval_every` steps) the accuracy of the discrete programs found without search.
 """
 
@@ -50,6 +51,10 @@ __all__ = [
     "ID_SPLIT",
     "CHECK_IDS",
     "UNRECOVERABLE",
+    "NO_RESTART",
+    "UNSTABLE_DROP",
+    "UNSTABLE_DROP_SHARE",
+    "SPIKE_FACTOR",
     "HealthWarning",
     "Verdict",
     "check_health",
@@ -110,17 +115,30 @@ STUCK_MIN_EVALS = 3
 `STALL_GAIN` on every evaluation before it, at an accuracy between `ZERO_ACCURACY` and `PARTIAL_ACCURACY` (Comp-I
 seed 4 with token splitting: 0.15, 0.48, 0.49 at steps 500-1500, then 0.49 to the end; a healthy Comp-I run gains
 at every point until it solves the tasks: 0.16, 0.65, 0.91, 1.00)."""
+UNSTABLE_DROP = 0.1
+"""`training-unstable`: an ID evaluation at least this far below the best before it (and at least
+`UNSTABLE_DROP_SHARE` of that best)..."""
+UNSTABLE_DROP_SHARE = 1 / 3
+"""...(grid1d id suite, seed 0: 0.46 at step 2000, 0.37, then 0.12 at step 3000)..."""
+SPIKE_FACTOR = 3.0
+"""...with a training row since that best whose loss (`nll`, else `loss`) is at least this many times the median
+of the rows logged between the evaluation before the best and the best (that run, logging every 50 steps: a median
+of 0.21 before, 1.03 at step 2550). On 91 recorded runs and attempts it fired only on the 14 whose ID fell after a
+loss spike (benchmarks/README.md, "Late falls with a loss spike")."""
 ID_SPLIT = "id"
 """The evaluation split whose accuracy is the in-distribution one."""
 
 _ORDER = ("nan-loss", "codebook-collapse", "all-skip", "relaxation-gap", "plateau-no-discrete",
-          "plateau-zero-accuracy", "id-accuracy-drop", "id-accuracy-stuck", "id-accuracy-low-at-end",
-          "id-accuracy-stalled")
+          "plateau-zero-accuracy", "id-accuracy-drop", "training-unstable", "id-accuracy-stuck",
+          "id-accuracy-low-at-end", "id-accuracy-stalled")
 CHECK_IDS: tuple[str, ...] = _ORDER
 """Every warning id, in the order warnings of the same step are reported."""
 UNRECOVERABLE = frozenset({"nan-loss", "id-accuracy-low-at-end", "id-accuracy-stalled"})
 """Warnings that stay a finished run's verdict whatever its later accuracy (a non-finite loss; the end-of-run
 checks, which judge the end itself)."""
+NO_RESTART = frozenset({"training-unstable"})
+"""Warnings that never restart an attempt (`nlic.runtime.recovery`): a fresh start does not make the updates
+smaller, and the best weights before it are kept (`training.keep: best`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -485,6 +503,55 @@ def _check_drop(h: _History, since: int) -> HealthWarning | None:
     return None
 
 
+def _loss(row: Mapping[str, Any]) -> float | None:
+    x = _num(row.get("nll", row.get("loss")))
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _unstable_fix(spec: Any) -> str:
+    skip = _field(spec, "training.skip_spikes")
+    first = ("training.skip_spikes: 10 to 30 (now 0), which leaves those steps out (grid1d, two runs replayed from "
+             "before their fall: 10 held one, 30 the other; neither both)" if not skip
+             else f"another training.skip_spikes (now {_fmt(skip)}; 10 and 30 measured)")
+    return (f"{first}; a learning rate that decays over the run (training.lr{_now(spec, 'training.lr')}; e.g. "
+            "cosine(0.002 -> 0.0002)); a smaller training.clip" + _now(spec, "training.clip"))
+
+
+def _check_unstable(h: _History, since: int) -> HealthWarning | None:
+    best, best_step, base_from = -1.0, 0, -1
+    for k, (s, acc) in enumerate(h.evals):
+        drop = best - acc
+        if s > since and best > 0 and drop >= max(UNSTABLE_DROP, UNSTABLE_DROP_SHARE * best):
+            base = [x for x in (_loss(r) for r in h.train if base_from < r["step"] <= best_step) if x is not None]
+            spikes = [(r["step"], _loss(r)) for r in h.train if best_step < r["step"] <= s]
+            if base:
+                median = sorted(base)[len(base) // 2]
+                high = [(st, x) for st, x in spikes if x is not None and x >= SPIKE_FACTOR * max(median, 1e-8)]
+                if high:
+                    first, peak = high[0], max(high, key=lambda e: e[1])
+                    norms = [g for g in (_num(r.get("grad_norm")) for r in h.train if best_step < r["step"] <= s)
+                             if g is not None]
+                    evidence = {"best": best, "best_step": best_step, "accuracy": acc, "loss_median": median,
+                                "first_spike_step": first[0], "peak_loss": peak[1], "peak_step": peak[0],
+                                "spikes": len(high), "max_grad_norm": max(norms) if norms else None}
+                    keep = _field(h.spec, "training.keep") == "best" and (_field(h.spec, "training.eval_every") or 0) > 0
+                    return HealthWarning(
+                        "training-unstable", s,
+                        f"ID accuracy fell from {best:.2f} (step {best_step}) to {acc:.2f} as the loss spiked: "
+                        f"{peak[1]:.3g} at step {peak[0]} against a median of {median:.3g} before "
+                        f"({len(high)} logged row{'s' * (len(high) > 1)} above {SPIKE_FACTOR:g}x, the first at step "
+                        f"{first[0]})" + ("; the run keeps its best weights (training.keep: best)" if keep else ""),
+                        evidence,
+                        "rare updates far off course: late in training a few draws of the relaxation's noise give "
+                        "gradients hundreds of times the usual (grid1d: up to 5,000 against a median of 1.5), and "
+                        "each such step, clipped but in its own direction, throws the model off what it had learned",
+                        _unstable_fix(h.spec))
+        if acc > best:
+            best, best_step = acc, s
+            base_from = h.evals[k - 1][0] if k > 0 else -1
+    return None
+
+
 def _check_final(h: _History, since: int) -> HealthWarning | None:
     if not h.train:
         return None
@@ -520,6 +587,9 @@ def _check_stalled(h: _History, since: int) -> HealthWarning | None:
     second = [a for s, a in h.evals if s > half]
     if not first or not second or max(second) - max(first) >= STALL_GAIN or max(first) >= PARTIAL_ACCURACY:
         return None  # gaining, or a language that had formed (a fall from there is a drop, not a stall)
+    unstable = _check_unstable(h, int(half))
+    if unstable is not None:
+        return None  # the second half fell with a loss spike: `training-unstable` names that cause
     evidence = {"accuracy": acc, "best_first_half": max(first), "best_second_half": max(second),
                 "half_step": int(half)}
     summary = (f"ID accuracy {acc:.2f} at the end: at most {max(second):.2f} after step {int(half)} against "
@@ -576,6 +646,7 @@ _CHECKS: tuple[tuple[Callable[[_History, int], HealthWarning | None], bool], ...
     (_check_relaxation_gap, False),
     (_check_plateau, False),
     (_check_drop, False),
+    (_check_unstable, False),
     (_check_stuck, False),
     (_check_final, True),
     (_check_stalled, True),

@@ -177,8 +177,8 @@ def restart_reason(
     rows: Sequence[Mapping[str, Any]], *, step: int, probe: int, spec: Any, discrete: bool, split_until: int = 0
 ) -> tuple[str, str] | None:
     """Why the attempt whose metrics rows are `rows` should end at `step` (the first warning's id and summary), or
-    None: any warning of the checks that run during training, up to the probe step; after it, up to the last
-    token split (`split_until`, a step; 0: none), `STUCK` alone (`last_step`).
+    None: any warning of the checks that run during training (but `health.NO_RESTART`'s), up to the probe step;
+    after it, up to the last token split (`split_until`, a step; 0: none), `STUCK` alone (`last_step`).
 
     An accuracy threshold at the probe step was considered and left out: on a hard task (DeepCoder's ID accuracy
     is 0.07-0.24 after a full run) it would abandon every healthy attempt.
@@ -188,6 +188,8 @@ def restart_reason(
     found = health.check_health(rows, total_steps=spec.training.steps, discrete=discrete, spec=spec,
                                 stuck_until=split_until)
     for w in found:
+        if w.id in health.NO_RESTART:
+            continue
         if w.step <= probe or w.id == STUCK:
             return w.id, w.summary
     return None

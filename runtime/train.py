@@ -25,7 +25,14 @@ from jax.sharding import PartitionSpec as P
 from nlic.compiler import families as task_api
 from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import ModelKind, kind_of
-from nlic.compiler.optim import StoredTrainStep, init_state, lr_schedule, make_optimizer, make_train_step
+from nlic.compiler.optim import (
+    StoredTrainStep,
+    init_state,
+    lr_schedule,
+    make_optimizer,
+    make_train_step,
+    skipped_steps,
+)
 from nlic.compiler.printer import format_spec
 from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError, DataError, Loc, SpecError
@@ -532,6 +539,9 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
                 rate = tasks_since / max(now - t_log, 1e-9) if tasks_since else None  # JSON null, not NaN
                 last_row = {"step": done, "loss": _finite(loss), **_floats(metrics), "grad_norm": _finite(gnorm),
                             "lr": float(lr_at(step)), "tasks_per_s": rate}
+                skipped = skipped_steps(opt_state)
+                if skipped is not None:  # `training.skip_spikes`: the updates skipped so far
+                    last_row["skipped_updates"] = int(skipped)
                 rd.append_metrics(run, last_row)
                 checks.add(last_row)
                 t_log, tasks_since = now, 0

@@ -17,6 +17,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
     ["robustness.py", "no/such/spec.yaml"],
     ["grid1d_probes.py", "no/such/spec.yaml", "--probe", "inductor"],
     ["grid1d_rules.py", "no/such/spec.yaml", "id", "p.jsonl"],
+    ["health_scan.py", "no/such/run"],
     ["grid1d_rules.py", str(BENCH.parent / "specs" / "grid1d_comp.yaml"), "id", "no/such/p.jsonl"],
     ["robustness.py", str(BENCH.parent / "specs" / "minimal" / "comp_i.yaml"), "--seeds", "no/such"],
 ], ids=lambda a: " ".join(a))

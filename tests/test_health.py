@@ -249,6 +249,59 @@ def test_id_accuracy_stuck_names_a_run_that_stopped_growing_in_its_first_half():
     assert "token" not in w.cause and "training.steps" in w.fix
 
 
+def _spiking(accuracies, spikes, every=500, base=0.2):
+    """Rows every 50 steps at loss `base`, but `spikes` ({step: loss}), with an ID evaluation every `every`."""
+    rows = []
+    for step in range(50, every * len(accuracies) + 1, 50):
+        acc = accuracies[step // every - 1] if step >= every else 0.0
+        rows.append(dict(nli_row(step, spikes.get(step, base), 6, 3.0, 0.0, acc),
+                         grad_norm=40.0 if step in spikes else 0.4))
+        if step % every == 0:
+            rows += eval_rows(step, accuracies[step // every - 1])
+    return rows
+
+
+def test_training_unstable_names_a_fall_that_came_with_a_loss_spike():
+    # grid1d's id suite, seed 0 (measured, restarts 0): ID 0.11, 0.17, 0.45, 0.46, 0.37, 0.12 at steps 500-3000,
+    # the loss about 0.2 until it spiked to 1.03 at step 2550.
+    accs = [0.11, 0.17, 0.45, 0.46, 0.37, 0.12]
+    spec = parse_spec((Path(__file__).resolve().parents[1] / "specs/grid1d.yaml").read_text(), "grid1d.yaml")
+    found = check(_spiking(accs, {2550: 1.03}), 3000, final=True, spec=spec)
+    (w,) = found  # not `id-accuracy-stalled` as well: its cause (a language that settled) is not this one
+    assert w.id == "training-unstable"
+    assert w.step == 3000 and w.evidence["best"] == 0.46 and w.evidence["best_step"] == 2000
+    assert w.evidence["first_spike_step"] == 2550 and w.evidence["peak_loss"] == 1.03
+    assert w.evidence["loss_median"] == 0.2 and w.evidence["max_grad_norm"] == 40.0
+    assert "1.03 at step 2550" in w.summary and "keeps its best weights" in w.summary
+    assert "training.skip_spikes: 10 to 30 (now 0)" in w.fix and "training.lr (now const(0.002)" in w.fix
+    assert "cosine" in w.fix and "training.clip (now 1" in w.fix
+    # Not: the same fall with a flat loss (`id-accuracy-stalled` then), the same spike with no fall, a fall smaller
+    # than a third of the best, or a spike before the best.
+    assert "training-unstable" not in ids(check(_spiking(accs, {}), 3000, final=True))
+    assert "id-accuracy-stalled" in ids(check(_spiking(accs, {}), 3000, final=True))
+    assert "training-unstable" not in ids(check(_spiking([0.11, 0.17, 0.45, 0.46, 0.47, 0.5], {2550: 1.03}), 3000))
+    assert "training-unstable" not in ids(check(_spiking([0.11, 0.17, 0.45, 0.46, 0.37, 0.37], {2550: 1.03}), 3000))
+    assert "training-unstable" not in ids(check(_spiking([0.11, 0.17, 0.45, 0.46, 0.37, 0.12], {1200: 3.0}), 3000))
+    # Causal: it fires at the evaluation that shows the fall, whenever the rows are checked.
+    rows = _spiking(accs, {2550: 1.03})
+    assert [w.step for w in check([r for r in rows if r["step"] <= 2500], 3000) if w.id == "training-unstable"] == []
+    # A fall from a solved language after the kept weights: the verdict stays healthy and names it.
+    solved = _spiking([0.5, 1.0, 1.0, 1.0, 1.0, 0.4], {2700: 5.0}, base=0.01)
+    warnings = check(solved, 3000, final=True, spec=spec)
+    assert "training-unstable" in ids(warnings)
+    verdict = health.verdict_of(solved, warnings, spec=spec, kept_step=2500)
+    assert verdict.healthy and "training-unstable at step 3000" in verdict.line()
+
+
+def test_training_unstable_never_restarts_an_attempt():
+    from nlic.runtime import recovery
+
+    spec = parse_spec((Path(__file__).resolve().parents[1] / "specs/grid1d.yaml").read_text(), "grid1d.yaml")
+    rows = _spiking([0.6, 0.2], {700: 3.0})
+    assert [(w.id, w.step) for w in check(rows, 3000, spec=spec)] == [("training-unstable", 1000)]
+    assert recovery.restart_reason(rows, step=1000, probe=1500, spec=spec, discrete=True) is None
+
+
 def test_warnings_after_the_kept_weights_do_not_make_the_verdict():
     # Shift-P seed 1 on an AMD EPYC (measured): ID 0.58, then 1.00 at steps 1000-2500, 0.00 at 3000 (the codebook
     # collapsed to all skip at step 2850); `training.keep: best` keeps step 2500's weights: ID 1.00, OOD 0.99.

@@ -252,6 +252,55 @@ def test_existing_results_are_never_overwritten_without_resume_or_force(trained,
     assert list((run / "checkpoints").iterdir()) == []
 
 
+def test_skip_spikes_leaves_a_spiking_step_out_and_nothing_else():
+    import optax
+
+    from nlic.compiler.optim import SPIKE_WARMUP, skip_spikes
+
+    opt = skip_spikes(optax.adam(0.1), 10.0)
+    params = {"w": jnp.ones(3)}
+    state = opt.init(params)
+    plain = optax.adam(0.1)
+    plain_state = plain.init(params)
+    grads = {"w": jnp.full(3, 0.1)}
+    for _ in range(SPIKE_WARMUP + 5):
+        u, state = opt.update(grads, state, params)
+        v, plain_state = plain.update(grads, plain_state, params)
+        np.testing.assert_array_equal(u["w"], v["w"])  # accepted steps: exactly the wrapped optimiser's
+    # 100x the running norm: no update, the moments and step count as they were.
+    u, spiked = opt.update({"w": jnp.full(3, 10.0)}, state, params)
+    assert not np.any(np.asarray(u["w"])) and int(spiked.skipped) == 1
+    assert all(bool(jnp.all(a == b)) for a, b in zip(jax.tree_util.tree_leaves(spiked.inner),
+                                                     jax.tree_util.tree_leaves(state.inner)))
+    # 5x is not a spike at factor 10; a non-finite gradient is passed on (nan-loss reports it).
+    u, after = opt.update({"w": jnp.full(3, 0.5)}, spiked, params)
+    assert np.all(np.asarray(u["w"]) != 0) and int(after.skipped) == 1
+    _, nan = opt.update({"w": jnp.full(3, jnp.nan)}, spiked, params)
+    assert int(nan.skipped) == 1
+    # The first steps are always taken, however large.
+    fresh = opt.init(params)
+    u, fresh = opt.update({"w": jnp.full(3, 1e6)}, fresh, params)
+    assert np.all(np.asarray(u["w"]) != 0) and int(fresh.skipped) == 0
+
+
+def test_skip_spikes_that_never_fires_trains_as_before_and_resumes_bit_identically(tmp_path, monkeypatch):
+    base = tiny_spec(steps=6, ckpt=2)
+    guarded = parse_spec(tiny_text(6, 2).replace("checkpoint_every: 2", "checkpoint_every: 2, skip_spikes: 1000"),
+                         "tiny.yaml")
+    assert guarded.training.skip_spikes == 1000
+    plain = train(base, out=tmp_path / "plain", progress=False)
+    full = train(guarded, out=tmp_path / "full", progress=False)
+    for a, b in zip(leaves_of(plain.model), leaves_of(full.model), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # the same updates; XLA fuses them differently
+    rows = [r for r in rd.read_metrics(tmp_path / "full") if "loss" in r]
+    assert rows and all(r["skipped_updates"] == 0 for r in rows)
+    assert all("skipped_updates" not in r for r in rd.read_metrics(tmp_path / "plain"))
+    interrupt_training(monkeypatch, guarded, tmp_path / "run", derive_seed(guarded.seed, "train", 3))
+    res = train(guarded, out=tmp_path / "run", resume=True, progress=False)
+    for a, b in zip(leaves_of(res.model), leaves_of(full.model), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_ctrl_c_leaves_a_checkpoint_that_resumes_exactly(trained, tmp_path, monkeypatch):
     spec, full = trained
     interrupt_training(monkeypatch, spec, tmp_path / "run", derive_seed(spec.seed, "train", 3))
