@@ -509,12 +509,10 @@ def _loss(row: Mapping[str, Any]) -> float | None:
 
 
 def _unstable_fix(spec: Any) -> str:
-    skip = _field(spec, "training.skip_spikes")
-    first = ("training.skip_spikes: 10 to 30 (now 0), which leaves those steps out (grid1d, two runs replayed from "
-             "before their fall: 10 held one, 30 the other; neither both)" if not skip
-             else f"another training.skip_spikes (now {_fmt(skip)}; 10 and 30 measured)")
-    return (f"{first}; a learning rate that decays over the run (training.lr{_now(spec, 'training.lr')}; e.g. "
-            "cosine(0.002 -> 0.0002)); a smaller training.clip" + _now(spec, "training.clip"))
+    return (f"a learning rate that decays over the run (training.lr{_now(spec, 'training.lr')}; e.g. cosine(0.002 -> "
+            "0.0002)); a smaller training.clip" + _now(spec, "training.clip") + "; training.skip_spikes"
+            + _now(spec, "training.skip_spikes") + " leaves such steps out, but is experimental: it held some grid1d "
+            "runs and made another diverge (benchmarks/README.md)")
 
 
 def _check_unstable(h: _History, since: int) -> HealthWarning | None:
