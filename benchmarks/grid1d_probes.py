@@ -34,8 +34,7 @@ import numpy as np
 import optax
 
 from nlic.compiler import load_spec
-from nlic.compiler.families import canonical_colours_of, shapes_of
-from nlic.compiler.families.colours import canonical_colours
+from nlic.compiler.families import coloured, shapes_of
 from nlic.compiler.families.grid1d import generate
 from nlic.compiler.models.nli.model import _pair_loglik, build
 from nlic.runtime.cli import guarded
@@ -79,12 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     lang = spec.language
     model = build(spec, shapes_of(spec), key=jax.random.key(args.seed))
     tok = Tokens(lang.vocab, lang.skip_token)
-    coloured = canonical_colours_of(spec)  # `task.colours: canonical`: the tasks renumbered as training sees them
 
     def tasks(n: int, seed: int, split: str = "train") -> tuple[Any, ...]:
         ts, programs = generate(params, split, n, spec.task.pairs, seed=seed)
-        if coloured is not None:
-            ts = canonical_colours(ts, *coloured)
+        ts = coloured(spec, ts)  # `task.colours: canonical`: the tasks renumbered as training sees them
         prog = np.full((n, lang.length), lang.skip_token, np.int32)
         for i, steps in enumerate(programs):
             for j, s in enumerate(steps[: lang.length]):

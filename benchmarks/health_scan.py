@@ -22,10 +22,11 @@ import sys
 from pathlib import Path
 
 from nlic.compiler import load_spec
+from nlic.compiler.kinds import kind_of
 from nlic.grammar.errors import CheckpointError, Loc, NlicError
 from nlic.runtime import health
 from nlic.runtime.cli import guarded
-from nlic.runtime.run_dir import SPEC_FILE, read_metrics
+from nlic.runtime.run_dir import ATTEMPTS_DIR, METRICS_FILE, SPEC_FILE, read_metrics
 
 __all__ = ["main"]
 
@@ -36,11 +37,11 @@ def _runs(paths: list[str]) -> list[Path]:
         run = Path(p)
         if run.is_file():
             run = run.parent
-        if not (run / "metrics.jsonl").is_file():
+        if not (run / METRICS_FILE).is_file():
             raise CheckpointError("not a run directory (no metrics.jsonl)", loc=Loc(str(p)),
                                   hint="give a directory `nlic train` wrote, or its metrics.jsonl")
         out.append(run)
-        attempts = run / "attempts"
+        attempts = run / ATTEMPTS_DIR
         if attempts.is_dir():
             out += sorted((a for a in attempts.iterdir() if a.is_dir() and a.name.isdigit()), key=lambda a: int(a.name))
     return out
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run}: no metrics rows")
             continue
         spec_path = run / SPEC_FILE
-        if not spec_path.exists() and run.parent.name == "attempts":
+        if not spec_path.exists() and run.parent.name == ATTEMPTS_DIR:
             spec_path = run.parent.parent / SPEC_FILE
         spec, note = None, ""
         if spec_path.exists():
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             except NlicError as e:  # a spec of another version: the checks run without it (no fix values)
                 note = f"  (spec not read: {e.diagnostics[0].message if e.diagnostics else e})"
         steps = spec.training.steps if spec is not None else max(int(r.get("step", 0)) for r in rows)
-        discrete = spec is None or spec.model.kind in ("nli", "dlpn")
+        discrete = spec is None or kind_of(spec).discrete_programs
         found = health.check_health(rows, total_steps=steps, discrete=discrete, spec=spec, final=True)
         evals = " ".join(f"{r['step']}:{r['accuracy']:.2f}" for r in rows
                          if r.get("split") == health.ID_SPLIT and isinstance(r.get("accuracy"), (int, float)))

@@ -119,8 +119,7 @@ def make_optimizer(training: Any) -> optax.GradientTransformation:
     factory = OPTIMIZERS.get(training.optimizer, loc=Loc("training.optimizer"))
     parts = [optax.clip_by_global_norm(training.clip)] if training.clip > 0 else []
     chain = optax.chain(*parts, factory(lr_schedule(training), training))
-    factor = float(getattr(training, "skip_spikes", 0.0))
-    return skip_spikes(chain, factor) if factor > 0 else chain
+    return skip_spikes(chain, training.skip_spikes) if training.skip_spikes > 0 else chain
 
 
 def train_step_fn(kind: ModelKind, optim: optax.GradientTransformation) -> Callable[..., Any]:

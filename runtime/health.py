@@ -325,6 +325,12 @@ def _runs(h: _History, since: int, patience: int, bad: Callable[[Mapping[str, An
     return None
 
 
+def _loss(row: Mapping[str, Any]) -> float | None:
+    """A training row's loss (`nll`, else `loss`); None when missing or not finite."""
+    x = _num(row.get("nll", row.get("loss")))
+    return x if x is not None and math.isfinite(x) else None
+
+
 def _unsolved(h: _History, row: Mapping[str, Any]) -> bool:
     acc = h.accuracy_at(row)
     return acc is None or acc < SOLVED_ACCURACY
@@ -451,8 +457,8 @@ def _check_plateau(h: _History, since: int) -> HealthWarning | None:
         rows = [r for r in h.train[: i + 1] if r["step"] > s - window]
         if len(rows) < PLATEAU_MIN_ROWS:  # a short run logging rarely: the last rows, however many steps they span
             rows = list(h.train[max(i + 1 - PLATEAU_MIN_ROWS, 0): i + 1])
-        losses = [_num(r.get("nll", r.get("loss"))) for r in rows]
-        if len(rows) < PLATEAU_MIN_ROWS or any(x is None or not math.isfinite(x) for x in losses):
+        losses = [_loss(r) for r in rows]
+        if len(rows) < PLATEAU_MIN_ROWS or any(x is None for x in losses):
             continue
         accs = [a for a in (h.accuracy(r) for r in rows) if a is not None] + h.evals_in(int(s - window), s)
         if not accs or max(accs) >= ZERO_ACCURACY:
@@ -501,11 +507,6 @@ def _check_drop(h: _History, since: int) -> HealthWarning | None:
         if acc > best:
             best, best_step = acc, s
     return None
-
-
-def _loss(row: Mapping[str, Any]) -> float | None:
-    x = _num(row.get("nll", row.get("loss")))
-    return x if x is not None and math.isfinite(x) else None
 
 
 def _unstable_fix(spec: Any) -> str:

@@ -6,6 +6,7 @@ A family fixes a spec's data shapes and splits, which validation and lowering ne
 
 from nlic.compiler.families.api import (
     canonical_colours_of as canonical_colours_of,
+    coloured as coloured,
     codec_of as codec_of,
     evaluation_tasks as evaluation_tasks,
     family_of as family_of,
@@ -31,6 +32,7 @@ __all__ = [
     "SequenceCodec",
     "TaskSet",
     "canonical_colours_of",
+    "coloured",
     "codec_of",
     "evaluation_tasks",
     "family_of",

@@ -19,6 +19,7 @@ from nlic.grammar.errors import Loc, SpecError
 
 __all__ = [
     "canonical_colours_of",
+    "coloured",
     "family_of",
     "params_of",
     "codec_of",
@@ -69,7 +70,7 @@ def sample_split(spec: Any, split: str, n: int, *, seed: int) -> TaskSet:
     family = family_of(spec)
     params = params_of(spec)
     check_split(family.name, split, family.splits(params))
-    return _coloured(spec, family.sample(params, split, int(n), int(spec.task.pairs), seed=int(seed)))
+    return coloured(spec, family.sample(params, split, int(n), int(spec.task.pairs), seed=int(seed)))
 
 
 def canonical_colours_of(spec: Any) -> tuple[tuple[int, ...], int] | None:
@@ -89,7 +90,7 @@ def canonical_colours_of(spec: Any) -> tuple[tuple[int, ...], int] | None:
     return colours, int(codec.values)
 
 
-def _coloured(spec: Any, tasks: TaskSet) -> TaskSet:
+def coloured(spec: Any, tasks: TaskSet) -> TaskSet:
     """The tasks in canonical colours where the spec asks for them (`task.colours`), else as they are."""
     found = canonical_colours_of(spec)
     return tasks if found is None else canonical_colours(tasks, *found)
@@ -125,4 +126,4 @@ def load_tasks(path: str | os.PathLike[str], spec: Any) -> TaskSet:
     Raises:
         DataError: located by file and line (JSONL) or task id and pair, for any malformed or unfit task.
     """
-    return _coloured(spec, read_tasks(path, codec_of(spec), pairs=int(spec.task.pairs)))
+    return coloured(spec, read_tasks(path, codec_of(spec), pairs=int(spec.task.pairs)))
