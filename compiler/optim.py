@@ -26,6 +26,7 @@ __all__ = [
     "StoredTrainStep",
     "init_fn",
     "init_state",
+    "drop_step",
     "lr_schedule",
     "make_optimizer",
     "make_train_step",
@@ -43,24 +44,37 @@ OPTIMIZERS.register("sgd", lambda lr, training: optax.sgd(lr))
 
 
 def lr_schedule(training: Any) -> Callable[[Any], Any]:
-    """Learning rate at an optimiser count: linear warm-up to `lr.at(0)`, then `training.lr` over the rest.
+    """Learning rate at an optimiser count: linear warm-up to `lr.at(0)`, then `training.lr` over the rest, times
+    `training.lr_drop` from step `drop_step(training)` on.
 
     Works on jnp arrays (inside the optimiser) and on Python ints (for logging, without device work).
     """
     warmup, steps, sched = int(training.warmup), int(training.steps), training.lr
+    drop_at, drop = drop_step(training), float(training.lr_drop)
 
     def lr(count: Any) -> Any:
         if isinstance(count, (int, float)):
             t = min(max((count - warmup) / max(steps - warmup - 1, 1), 0.0), 1.0)
-            return float(sched.at(t)) * (min(1.0, (count + 1.0) / warmup) if warmup > 0 else 1.0)
+            value = float(sched.at(t)) * (min(1.0, (count + 1.0) / warmup) if warmup > 0 else 1.0)
+            return value * drop if drop_at is not None and count >= drop_at else value
         count = jnp.asarray(count, jnp.float32)
         t = jnp.clip((count - warmup) / max(steps - warmup - 1, 1), 0.0, 1.0)
         value = jnp.asarray(sched.at(t), jnp.float32)
         if warmup > 0:
             value = value * jnp.minimum(1.0, (count + 1.0) / warmup)
+        if drop_at is not None:  # absent from the graph otherwise, so runs without it keep their bits
+            value = jnp.where(count >= drop_at, value * drop, value)
         return value
 
     return lr
+
+
+def drop_step(training: Any) -> int | None:
+    """The first step (0-based optimiser count) trained at the dropped rate (`training.lr_drop_at`), or None."""
+    at = float(training.lr_drop_at)
+    if at <= 0:
+        return None
+    return int(round(at * int(training.steps)))
 
 
 class SkipSpikesState(NamedTuple):

@@ -242,6 +242,15 @@ class TrainingSpec:
     optimizer: Literal["adamw", "adam", "sgd"] = _f("adamw", "Optimiser.", choices=("adamw", "adam", "sgd"))
     lr: Schedule = _f(Schedule("const", 2e-3, 2e-3), "Learning rate (after warm-up).")
     warmup: int = _f(20, "Linear learning-rate warm-up steps.", min=0)
+    lr_drop_at: float = _f(
+        0.0, "Fraction of the steps from which the learning rate is multiplied by lr_drop (on top of training.lr and "
+        "the warm-up), so that a run keeps what it learned: late in training a rare noise draw can give a gradient "
+        "1000x the usual, whose clipped step at the full rate throws the model off (`training-unstable`). The steps "
+        "before it are unchanged, bit for bit. 0: never.",
+        min=0.0, max=1.0, quiet_default=True,
+    )
+    lr_drop: float = _f(0.25, "Factor of the learning rate from training.lr_drop_at on.", min=0.0, max=1.0,
+                         quiet_default=True)
     weight_decay: float = _f(0.0, "AdamW weight decay.", min=0.0)
     clip: float = _f(1.0, "Global-norm gradient clipping (0 disables).", min=0.0)
     skip_spikes: float = _f(

@@ -502,16 +502,27 @@ def _check_drop(h: _History, since: int) -> HealthWarning | None:
                    else ""),
                 {"best": best, "best_step": best_step, "accuracy": acc},
                 "training became unstable after the language worked (updates too large late in training)",
-                f"{_lr(h.spec, 1 / 3, 'lower')}, or decay it (e.g. lr: cosine(... -> 0)); "
+                f"{_drop(h.spec)}; {_lr(h.spec, 1 / 3, 'lower')}, or decay it (e.g. lr: cosine(... -> 0)); "
                 "a smaller training.clip" + _now(h.spec, "training.clip"))
         if acc > best:
             best, best_step = acc, s
     return None
 
 
+def _drop(spec: Any) -> str:
+    """The `training.lr_drop_at` advice: set it, or, where it is set, drop earlier or further."""
+    at, drop = _field(spec, "training.lr_drop_at"), _field(spec, "training.lr_drop")
+    if at:
+        return (f"drop the learning rate earlier or further (training.lr_drop_at now {at}, training.lr_drop now "
+                f"{drop})")
+    now = "" if at is None else " (now 0: never)"
+    return (f"training.lr_drop_at: 0.5{now}: the second half of the run at a quarter of the learning rate, the first "
+            "half unchanged")
+
+
 def _unstable_fix(spec: Any) -> str:
-    return (f"a learning rate that decays over the run (training.lr{_now(spec, 'training.lr')}; e.g. cosine(0.002 -> "
-            "0.0002)); a smaller training.clip" + _now(spec, "training.clip") + "; training.skip_spikes"
+    return (f"{_drop(spec)}; a learning rate that decays over the run (training.lr{_now(spec, 'training.lr')}; "
+            "e.g. cosine(0.002 -> 0.0002)); a smaller training.clip" + _now(spec, "training.clip") + "; training.skip_spikes"
             + _now(spec, "training.skip_spikes") + " leaves such steps out, but is experimental: it held some grid1d "
             "runs and made another diverge (benchmarks/README.md)")
 

@@ -18,6 +18,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
     ["grid1d_probes.py", "no/such/spec.yaml", "--probe", "inductor"],
     ["grid1d_rules.py", "no/such/spec.yaml", "id", "p.jsonl"],
     ["health_scan.py", "no/such/run"],
+    ["replay.py", "no/such/run", "--from", "1500"],
     ["grid1d_rules.py", str(BENCH.parent / "specs" / "grid1d_comp.yaml"), "id", "no/such/p.jsonl"],
     ["robustness.py", str(BENCH.parent / "specs" / "minimal" / "comp_i.yaml"), "--seeds", "no/such"],
 ], ids=lambda a: " ".join(a))
@@ -27,6 +28,20 @@ def test_bad_input_exits_2_without_a_traceback(args, tmp_path):
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     assert "no/such" in r.stderr and "error:" in r.stderr
+
+
+def test_replay_names_the_checkpoints_a_run_has(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "spec.yaml").write_text((BENCH.parent / "specs" / "minimal" / "shift_l.yaml").read_text())
+    (run / "checkpoints" / "step_00000500.eqx").write_bytes(b"")
+    r = subprocess.run([sys.executable, str(BENCH / "replay.py"), str(run), "--from", "1500"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "no checkpoint at that step" in r.stderr and "step_00000500.eqx" in r.stderr
+    r = subprocess.run([sys.executable, str(BENCH / "replay.py"), str(run), "--from", "500"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "error:" in r.stderr  # an empty checkpoint
 
 
 def test_robustness_trains_scores_and_writes_its_rows(tmp_path):

@@ -275,6 +275,11 @@ def test_training_unstable_names_a_fall_that_came_with_a_loss_spike():
     assert "1.03 at step 2550" in w.summary and "keeps its best weights" in w.summary
     assert "training.skip_spikes (now 0" in w.fix and "experimental" in w.fix and "training.lr (now const(0.002)" in w.fix
     assert "cosine" in w.fix and "training.clip (now 1" in w.fix
+    assert w.fix.startswith("training.lr_drop_at: 0.5 (now 0: never)")  # what held every replayed fall
+    dropped = parse_spec((Path(__file__).resolve().parents[1] / "specs/grid1d_comp.yaml").read_text(), "c.yaml")
+    (w,) = check(_spiking(accs, {2550: 1.03}), 3000, final=True, spec=dropped)
+    assert w.fix.startswith("drop the learning rate earlier or further (training.lr_drop_at now 0.5, training.lr_drop "
+                            "now 0.25)")
     # Not: the same fall with a flat loss (`id-accuracy-stalled` then), the same spike with no fall, a fall smaller
     # than a third of the best, or a spike before the best.
     assert "training-unstable" not in ids(check(_spiking(accs, {}), 3000, final=True))

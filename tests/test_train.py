@@ -161,6 +161,23 @@ def test_lr_schedule_warms_up_then_follows_the_spec():
     assert all(a >= b for a, b in zip(got[3:], got[4:]))
 
 
+def test_lr_drop_scales_the_rate_from_its_step_on_and_leaves_the_steps_before_alone():
+    import dataclasses
+
+    from nlic.compiler.optim import drop_step
+
+    plain = dataclasses.replace(tiny_spec().training, steps=20, warmup=4, lr=Schedule("cosine", 1.0, 0.1))
+    dropped = dataclasses.replace(plain, lr_drop_at=0.5, lr_drop=0.25)
+    assert drop_step(plain) is None and drop_step(dropped) == 10
+    a, b = lr_schedule(plain), lr_schedule(dropped)
+    for i in range(20):
+        want = a(i) * (0.25 if i >= 10 else 1.0)
+        assert b(i) == pytest.approx(want)  # Python ints (logging)
+        assert float(b(jnp.asarray(i))) == pytest.approx(want, rel=1e-6)  # arrays (inside the optimiser)
+        if i < 10:
+            assert float(b(jnp.asarray(i))) == float(a(jnp.asarray(i)))  # bit for bit before the drop
+
+
 def test_train_step_traces_once_and_learns():
     spec = tiny_spec()
     kind = MODEL_KINDS.get(TOY)

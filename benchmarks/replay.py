@@ -1,0 +1,112 @@
+"""Train a run on from one of its checkpoints, as `nlic train` did, optionally with the learning rate dropped.
+
+The replay draws the same batches and noise keys as `nlic train` (the run's seed, the step's batch seed, the
+checkpoint's key), so the plain replay gives the run's own ID evaluations; `--lr-drop F` multiplies the learning rate
+by F from the checkpoint's step on, which is what `training.lr_drop_at` (at that step) and `training.lr_drop: F` do
+in a fresh run, whose steps before it are the same bit for bit. So one replay per setting tells, in a fraction of a
+run's time, whether a setting would have kept a run from a late fall. Token splits (`training.split_until`) are not
+replayed: start after the run's last split. The checkpoint must be of the run's own spec (a run with
+`training.restarts: 0`, or the attempt whose spec the run directory holds).
+
+Usage:
+    python benchmarks/replay.py RUN --from STEP [--lr-drop F] [--to STEP] [--every 250]
+
+Prints one line per evaluation: step, ID accuracy (training's own: the inductor's program, no search), the loss of
+that step, and the median and largest gradient norm (before clipping) since the last line, with how many exceeded
+3. Writes nothing.
+
+Measured (benchmarks/README.md, "A late drop of the learning rate"): grid1d comp seed 1 from step 1500, ID 0.76 /
+0.75 / 0.83 / 0.75 at steps 1750-2500 with `--lr-drop 0.25`, against 0.60 / 0.01 / 0.00 / 0.00 plain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from nlic.grammar.errors import CheckpointError, Loc
+from nlic.runtime.cli import guarded
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", metavar="RUN", help="a run directory `nlic train` wrote")
+    ap.add_argument("--from", dest="start", type=int, required=True, metavar="STEP",
+                    help="the step of the checkpoint to start from (checkpoints/step_<STEP>.eqx)")
+    ap.add_argument("--lr-drop", type=float, default=None, metavar="F",
+                    help="multiply the learning rate by F from the checkpoint on (0 < F <= 1; default: as the run)")
+    ap.add_argument("--to", type=int, default=None, metavar="STEP", help="the last step (default: the spec's steps)")
+    ap.add_argument("--every", type=int, default=250, metavar="N", help="steps between evaluations (default 250)")
+    args = ap.parse_args(argv)
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import nlic.compiler.families as task_api
+    from nlic.compiler import load_spec
+    from nlic.compiler.kinds import MODEL_KINDS
+    from nlic.compiler.optim import init_state, make_optimizer, make_train_step
+    from nlic.compiler.seeds import derive_seed
+    from nlic.runtime import checkpoint as ckpt
+    from nlic.runtime.run_dir import SPEC_FILE
+    from nlic.runtime.train import quick_accuracy
+
+    run = Path(args.run)
+    if not (run / SPEC_FILE).is_file():
+        raise CheckpointError(f"not a run directory (no {SPEC_FILE})", loc=Loc(args.run),
+                              hint="give a directory `nlic train` wrote")
+    path = run / "checkpoints" / f"step_{args.start:08d}.eqx"
+    if not path.is_file():
+        have = sorted(p.name for p in (run / "checkpoints").glob("step_*.eqx"))
+        raise CheckpointError("no checkpoint at that step", loc=Loc(str(path)),
+                              hint=f"the run has {', '.join(have) or 'no checkpoints'}")
+    if args.lr_drop is not None and not 0 < args.lr_drop <= 1:
+        raise CheckpointError(f"--lr-drop must be in (0, 1], got {args.lr_drop!r}", loc=Loc("--lr-drop"),
+                              hint="for example --lr-drop 0.25")
+    if args.every < 1:
+        raise CheckpointError(f"--every must be at least 1, got {args.every}", loc=Loc("--every"), hint="e.g. 250")
+    spec = load_spec(str(run / SPEC_FILE))
+    kind = MODEL_KINDS.get(spec.model.kind)
+    shapes = task_api.shapes_of(spec)
+    optim = make_optimizer(spec.training)
+    import equinox as eqx
+
+    abstract = eqx.filter_eval_shape(init_state, spec, kind, shapes, optim)
+    like = (abstract[0], abstract[1], jax.eval_shape(jax.random.key_data, abstract[2]))
+    (model, opt_state, key_data), step0 = ckpt.load_checkpoint(path, like, spec=spec)
+    key = jax.random.wrap_key_data(key_data)
+    training = spec.training
+    if args.lr_drop is not None:  # the run's optimiser state, the rate scaled from step0 on
+        training = dataclasses.replace(training, lr_drop_at=step0 / training.steps, lr_drop=args.lr_drop)
+        optim = make_optimizer(training)
+    step_fn = make_train_step(kind, optim)
+    evalset = task_api.evaluation_tasks(spec, "id")
+    total = spec.training.steps
+    end = min(args.to or total, total)
+    label = f"lr x{args.lr_drop:g}" if args.lr_drop is not None else "plain"
+    print(f"{run} from step {step0} to {end}, {label}", flush=True)
+    norms: list[float] = []
+    for step in range(step0, end):
+        tasks = task_api.sample_split(spec, spec.task.train_split, training.batch,
+                                      seed=derive_seed(spec.seed, "train", step))
+        t = jnp.asarray(step / max(total - 1, 1), jnp.float32)
+        model, opt_state, loss, _, gnorm = step_fn(model, opt_state, tasks.batch(), t, jnp.asarray(step, jnp.int32),
+                                                   key)
+        norms.append(float(gnorm))
+        done = step + 1
+        if done % args.every == 0 or done == end:
+            acc = quick_accuracy(spec, model, evalset)["accuracy"]
+            g = np.asarray(norms)
+            print(f"step {done}: id {acc:.2f}  loss {float(loss):.3f}  grad norm median {np.median(g):.2f} "
+                  f"max {g.max():.1f} (>3: {(g > 3).sum()})", flush=True)
+            norms = []
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(guarded(main))
