@@ -246,7 +246,7 @@ class TrainingSpec:
         0.0, "Fraction of the steps from which the learning rate is multiplied by lr_drop (on top of training.lr and "
         "the warm-up), so that a run keeps what it learned: late in training a rare noise draw can give a gradient "
         "1000x the usual, whose clipped step at the full rate throws the model off (`training-unstable`). The steps "
-        "before it are unchanged, bit for bit. 0: never.",
+        "before it are unchanged, bit for bit, and no attempt is abandoned for a restart from it on. 0: never.",
         min=0.0, max=1.0, quiet_default=True,
     )
     lr_drop: float = _f(0.25, "Factor of the learning rate from training.lr_drop_at on.", min=0.0, max=1.0,

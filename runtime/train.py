@@ -27,6 +27,7 @@ from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import ModelKind, kind_of
 from nlic.compiler.optim import (
     StoredTrainStep,
+    drop_step,
     init_state,
     lr_schedule,
     make_optimizer,
@@ -476,7 +477,8 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
             ckdir.mkdir(exist_ok=True)
         return reason[0]
 
-    last_restart = recovery.last_step(probe, split_until)  # a stuck language restarts up to the last split
+    # A stuck language restarts up to the last split, and nothing restarts once the learning rate has dropped.
+    last_restart = recovery.last_step(probe, split_until, drop_step(tr))
     split_batch = select_set.batch() if split_until else None  # `train` built the sample on every process
 
     def split_token(s: tuple[Any, Any, int], done: int) -> tuple[Any, Any, int]:

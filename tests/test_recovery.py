@@ -123,6 +123,14 @@ def test_a_language_still_stuck_after_the_probe_restarts_up_to_the_last_token_sp
     history = [0.09, 0.34, 0.48, 0.48, 0.48]
     assert recovery.last_step(1500, 2010) == 2010 and recovery.last_step(1500, 0) == 1500
     assert recovery.last_step(0, 2010) == 0  # no restarts allowed: never
+    assert recovery.last_step(1500, 2010, 1500) == 1499 and recovery.last_step(1500, 0, 2000) == 1500  # lr_drop_at
+    # grid1d comp seed 1 (measured): stuck at ID 0.72 at step 1500, the drop's step; with the drop it ran on to
+    # ID 0.91 / OOD 0.59 with search, so no restart from that step on.
+    dropped = dataclasses.replace(spec, training=dataclasses.replace(spec.training, lr_drop_at=0.5))
+    stuck = _evaluated([0.60, 0.72, 0.72])
+    assert recovery.restart_reason(stuck, step=1500, probe=1000, spec=spec, discrete=True, split_until=2010)[0] \
+        == recovery.STUCK
+    assert recovery.restart_reason(stuck, step=1500, probe=1000, spec=dropped, discrete=True, split_until=2010) is None
     assert recovery.restart_reason(_evaluated(history[:3]), step=1500, probe=1500, spec=spec, discrete=True, split_until=2010) \
         is None  # still gaining at the probe point
     at_2000 = _evaluated(history[:4])
