@@ -47,7 +47,7 @@ import numpy as np
 from nlic.compiler import load_spec
 from nlic.compiler.families import shapes_of
 from nlic.compiler.kinds import kind_of
-from nlic.compiler.optim import init_state, make_optimizer
+from nlic.compiler.optim import make_optimizer, state_like
 from nlic.grammar.errors import NlicError
 from nlic.runtime import checkpoint as ck
 from nlic.runtime import run_dir as rd
@@ -439,8 +439,7 @@ def damage(trainer: Trainer, cases: int, rng: np.random.Generator) -> bool:
 
     spec = load_spec(run / rd.SPEC_FILE)
     kind = kind_of(spec)
-    abstract = eqx.filter_eval_shape(init_state, spec, kind, shapes_of(spec), make_optimizer(spec.training))
-    like = (abstract[0], abstract[1], jax.eval_shape(jax.random.key_data, abstract[2]))
+    like = state_like(spec, kind, shapes_of(spec), make_optimizer(spec.training))
     ckpt = ck.latest_checkpoint(run / rd.CHECKPOINT_DIR)
 
     def load_ckpt() -> Any:

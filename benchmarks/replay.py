@@ -26,7 +26,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from nlic.grammar.errors import CheckpointError, Loc
+from nlic.grammar.errors import CheckpointError, Loc, SpecError
 from nlic.runtime.cli import guarded
 
 __all__ = ["main"]
@@ -50,11 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     import nlic.compiler.families as task_api
     from nlic.compiler import load_spec
     from nlic.compiler.kinds import MODEL_KINDS
-    from nlic.compiler.optim import init_state, make_optimizer, make_train_step
-    from nlic.compiler.seeds import derive_seed
+    from nlic.compiler.optim import make_optimizer, make_train_step, state_like
     from nlic.runtime import checkpoint as ckpt
     from nlic.runtime.run_dir import SPEC_FILE
-    from nlic.runtime.train import quick_accuracy
+    from nlic.runtime.train import quick_accuracy, step_inputs
 
     run = Path(args.run)
     if not (run / SPEC_FILE).is_file():
@@ -66,18 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         raise CheckpointError("no checkpoint at that step", loc=Loc(str(path)),
                               hint=f"the run has {', '.join(have) or 'no checkpoints'}")
     if args.lr_drop is not None and not 0 < args.lr_drop <= 1:
-        raise CheckpointError(f"--lr-drop must be in (0, 1], got {args.lr_drop!r}", loc=Loc("--lr-drop"),
-                              hint="for example --lr-drop 0.25")
+        raise SpecError(f"--lr-drop must be in (0, 1], got {args.lr_drop!r}", loc=Loc("--lr-drop"),
+                        hint="for example --lr-drop 0.25")
     if args.every < 1:
-        raise CheckpointError(f"--every must be at least 1, got {args.every}", loc=Loc("--every"), hint="e.g. 250")
+        raise SpecError(f"--every must be at least 1, got {args.every}", loc=Loc("--every"), hint="e.g. 250")
     spec = load_spec(str(run / SPEC_FILE))
     kind = MODEL_KINDS.get(spec.model.kind)
-    shapes = task_api.shapes_of(spec)
     optim = make_optimizer(spec.training)
-    import equinox as eqx
-
-    abstract = eqx.filter_eval_shape(init_state, spec, kind, shapes, optim)
-    like = (abstract[0], abstract[1], jax.eval_shape(jax.random.key_data, abstract[2]))
+    like = state_like(spec, kind, task_api.shapes_of(spec), optim)
     (model, opt_state, key_data), step0 = ckpt.load_checkpoint(path, like, spec=spec)
     key = jax.random.wrap_key_data(key_data)
     training = spec.training
@@ -92,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{run} from step {step0} to {end}, {label}", flush=True)
     norms: list[float] = []
     for step in range(step0, end):
-        tasks = task_api.sample_split(spec, spec.task.train_split, training.batch,
-                                      seed=derive_seed(spec.seed, "train", step))
-        t = jnp.asarray(step / max(total - 1, 1), jnp.float32)
+        tasks, t = step_inputs(spec, spec.seed, step)
         model, opt_state, loss, _, gnorm = step_fn(model, opt_state, tasks.batch(), t, jnp.asarray(step, jnp.int32),
                                                    key)
         norms.append(float(gnorm))

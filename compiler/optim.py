@@ -32,6 +32,7 @@ __all__ = [
     "make_train_step",
     "skip_spikes",
     "skipped_steps",
+    "state_like",
     "traced_code",
     "train_step_fn",
 ]
@@ -264,3 +265,10 @@ def init_state(spec: Any, kind: ModelKind, shapes: Any, optim: optax.GradientTra
     """`(model, opt_state, train_key)` at step 0, all from `spec.seed`."""
     # One compiled function instead of one small compilation per initialiser op (seconds on a busy CPU).
     return eqx.filter_jit(init_fn(spec, kind, shapes, optim))(jnp.asarray(spec.seed, jnp.uint32))
+
+
+def state_like(spec: Any, kind: ModelKind, shapes: Any, optim: optax.GradientTransformation) -> tuple[Any, Any, Any]:
+    """The shapes and dtypes of `init_state`'s `(model, opt_state, key data)`, nothing initialised or compiled: the
+    structure a checkpoint is read into (`nlic.runtime.checkpoint.load_checkpoint`)."""
+    abstract = eqx.filter_eval_shape(init_state, spec, kind, shapes, optim)
+    return (abstract[0], abstract[1], jax.eval_shape(jax.random.key_data, abstract[2]))

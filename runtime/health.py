@@ -522,8 +522,8 @@ def _drop(spec: Any) -> str:
 
 def _unstable_fix(spec: Any) -> str:
     return (f"{_drop(spec)}; a learning rate that decays over the run (training.lr{_now(spec, 'training.lr')}; "
-            "e.g. cosine(0.002 -> 0.0002)); a smaller training.clip" + _now(spec, "training.clip") + "; training.skip_spikes"
-            + _now(spec, "training.skip_spikes") + " leaves such steps out, but is experimental: it held some grid1d "
+            "e.g. cosine(0.002 -> 0.0002)); a smaller training.clip" + _now(spec, "training.clip")
+            + "; training.skip_spikes" + _now(spec, "training.skip_spikes") + " leaves such steps out, but is experimental: it held some grid1d "
             "runs and made another diverge (benchmarks/README.md)")
 
 

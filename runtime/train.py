@@ -33,6 +33,7 @@ from nlic.compiler.optim import (
     make_optimizer,
     make_train_step,
     skipped_steps,
+    state_like,
 )
 from nlic.compiler.printer import format_spec
 from nlic.compiler.seeds import derive_seed
@@ -54,6 +55,7 @@ __all__ = [
     "pad_batch",
     "replicate",
     "quick_accuracy",
+    "step_inputs",
 ]
 
 KEEP_CHECKPOINTS = 3
@@ -171,6 +173,15 @@ def quick_accuracy(spec: Any, model: Any, tasks: Any) -> dict[str, Any]:
 
 
 # --- the loop -------------------------------------------------------------------------------------------------
+
+
+def step_inputs(spec: Any, seed: int, step: int) -> tuple[Any, Any]:
+    """Training step `step`'s tasks (the whole batch, drawn from `seed`: the attempt's) and its progress `t` in
+    [0, 1], as `nlic train` feeds them to the train step; a pure function of its arguments, so a resumed run or a
+    replay (`benchmarks/replay.py`) draws what the run did."""
+    tasks = task_api.sample_split(spec, spec.task.train_split, spec.training.batch,
+                                  seed=derive_seed(seed, "train", step))
+    return tasks, jnp.asarray(step / max(spec.training.steps - 1, 1), jnp.float32)
 
 
 def _split_until(kind: ModelKind, training: Any) -> int:
@@ -333,9 +344,7 @@ def train(
         # Shapes only: a mismatched checkpoint is refused before anything is initialised or compiled. The model
         # takes the configuration of the spec its attempt trains (`recovery.attempt_spec`); the file is checked
         # against the run's spec.
-        abstract = eqx.filter_eval_shape(init_state, trains, kind, shapes, optim)
-        like = (abstract[0], abstract[1], jax.eval_shape(jax.random.key_data, abstract[2]))
-        return ckpt.load_checkpoint(path, like, spec=spec)
+        return ckpt.load_checkpoint(path, state_like(trains, kind, shapes, optim), spec=spec)
 
     def open_run() -> tuple[bool, str | None, int, list[str], bool]:
         """Prepare the run directory (process 0 alone); returns whether it resumes, the checkpoint to load, the
@@ -507,12 +516,10 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
 
     try:
         for step in range(start, total):
-            step_seed = derive_seed(seed, "train", step)
             # Every process samples the step's whole batch (cheap, and the same losses as one process at this
             # batch) and places its own rows.
-            tasks = task_api.sample_split(spec, spec.task.train_split, tr.batch, seed=step_seed)
+            tasks, t = step_inputs(spec, seed, step)
             batch = shard_batch(tasks.batch(), mesh)
-            t = jnp.asarray(step / max(total - 1, 1), jnp.float32)
             model, opt_state, loss, metrics, gnorm = step_fn(
                 state[0], state[1], batch, t, jnp.asarray(step, jnp.int32), train_key
             )
