@@ -13,7 +13,10 @@ Params:
         `shared/benchmarks/exedec/data/test_data/deepcoder` searched upward from the working directory and
         from this package's location.
     pool: training tasks are drawn (seeded by the step seed) from a pool of this many generated tasks, built
-        once per process (default 4096; 0 generates every batch afresh, about 1-2 ms per task).
+        once per process (default 4096; 0 generates every batch afresh, about 3 ms per task).
+    sampler: how generated programs (train, id, ood_gen) are drawn: `exedec` (default) like ExeDec's data, or
+        `forward`, nlic's sampler before 2026-12-06, whose programs almost all chain each statement onto the previous
+        one and end in an int a third of the time (ExeDec's test programs: 2-8%); see `deepcoder_dsl.SAMPLERS`.
 
 Splits: `train` (the experiment's training distribution: program rules of ExeDec's `sample_random.py`), `id`
 (fresh tasks of that distribution, generated from the seed), `ood` (the shipped test tasks, the first n in file
@@ -66,6 +69,8 @@ SCHEMA = (
     Param("data_dir", "path", None, "Folder holding the ExeDec test files <SPLIT>.jsonl."),
     Param("pool", "int", 4096, "Size of the per-process pool training tasks are drawn from (0: no pool).",
           min=0, max=10_000_000),
+    Param("sampler", "choice", "exedec", "How generated programs are drawn: like ExeDec's data (exedec), or nlic's "
+          "sampler before 2026-12-06 (forward).", choices=dsl.SAMPLERS),
 )
 SPLITS = ("train", "id", "ood", "ood_gen")
 
@@ -250,20 +255,20 @@ def _assemble(ids: list[str], examples: list[tuple[list, list]], pairs: int) -> 
 
 
 def _generate(experiment: str, train: bool, n: int, pairs: int, query: str, rng: random.Random,
-              split: str) -> TaskSet:
+              split: str, sampler: str) -> TaskSet:
     del query  # generated tasks draw every example, the query included, from the program's own input ranges
     examples = []
     for _ in range(n):
-        _, ins, outs = dsl.sample_program(rng, experiment, train=train, num_examples=pairs + 1)
+        _, ins, outs = dsl.sample_program(rng, experiment, train=train, num_examples=pairs + 1, sampler=sampler)
         examples.append((ins, outs))
     return _assemble([f"{split}-{i:04d}" for i in range(n)], examples, pairs)
 
 
 @functools.lru_cache(maxsize=8)
-def _pool(experiment: str, pairs: int, size: int) -> TaskSet:
+def _pool(experiment: str, pairs: int, size: int, sampler: str) -> TaskSet:
     # The pool is a fixed function of its key, so every process (and run) trains on the same tasks.
     rng = random.Random(int(rng_for(0, "train", experiment, "pool").integers(2**63)))
-    return _generate(experiment, True, size, pairs, "loo", rng, "train")
+    return _generate(experiment, True, size, pairs, "loo", rng, "train", sampler)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,12 +304,12 @@ class DeepCoderFamily:
                             loc=Loc("task.pairs"), hint="use pairs: 2, or query: fresh")
         rng = random.Random(int(rng_for(seed, split, exp).integers(2**63)))
         if split == "train" and p["pool"] > 0:
-            pool = _pool(exp, pairs, p["pool"])
+            pool = _pool(exp, pairs, p["pool"], p["sampler"])
             idx = rng_for(seed, split, exp, "draw").integers(0, len(pool), n)
             ts = pool.take(idx)
             return dataclasses.replace(ts, ids=tuple(f"train-{i:04d}" for i in range(n)))
         if split in ("train", "id", "ood_gen"):
-            return _generate(exp, split != "ood_gen", n, pairs, query, rng, split)
+            return _generate(exp, split != "ood_gen", n, pairs, query, rng, split, p["sampler"])
         tasks = load_test_tasks(str(find_data_dir(p["data_dir"])), exp)[:n]
         examples = []
         for _tid, prog, ins, outs in tasks:
