@@ -11,6 +11,8 @@ Every search configuration is compiled outside the timing; `s/task` is wall-cloc
 `--config` applies to every kind that has its method; `KIND:METHOD ...` to one kind only.
 
     .venv/bin/python benchmarks/deepcoder.py --steps 1500 --tasks 1000 --out runs/deepcoder   # the README table
+    .venv/bin/python benchmarks/deepcoder.py --splits NONE --tasks 300 --sampler forward --breakdown  # old data,
+                                                          # and ood loo accuracy per length, output type, op...
     .venv/bin/python benchmarks/deepcoder.py --splits NONE --steps 20 --tasks 8 \
         --config none --config "gradient starts=2 steps=3"                                     # smoke
 """
@@ -28,7 +30,8 @@ from pathlib import Path
 
 from nlic.compiler import load_spec
 from nlic.compiler.families import sample_split
-from nlic.compiler.families.deepcoder_dsl import EXPERIMENTS
+from nlic.compiler.families.deepcoder import find_data_dir, load_test_tasks
+from nlic.compiler.families.deepcoder_dsl import EXPERIMENTS, OPERATIONS, SAMPLERS
 from nlic.compiler.kinds import MODEL_KINDS
 from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import NlicError
@@ -58,6 +61,8 @@ EVAL_SETS = ("id", "ood loo", "ood fresh")
 def _spec(args: argparse.Namespace, experiment: str, kind: str = "nli"):
     spec = load_spec(args.spec)
     params = {**dict(spec.task.params), "split": experiment, "pool": args.pool, "query": "loo"}
+    if args.sampler:
+        params["sampler"] = args.sampler
     r = dataclasses.replace
     model = r(spec.model, kind=kind)
     if args.width:
@@ -69,7 +74,9 @@ def _spec(args: argparse.Namespace, experiment: str, kind: str = "nli"):
         seed=args.seed,
         task=r(spec.task, params=tuple(sorted(params.items())), pairs=2),
         model=model,
-        training=r(spec.training, steps=args.steps, batch=args.batch, eval_every=0, checkpoint_every=0,
+        training=r(spec.training, steps=args.steps, batch=args.batch,
+                   eval_every=spec.training.eval_every if args.eval_every < 0 else args.eval_every,
+                   checkpoint_every=0,
                    warmup=min(spec.training.warmup, max(args.steps // 10, 1))),
         eval=r(spec.eval, tasks=args.tasks),
     )
@@ -119,9 +126,58 @@ def run_split(args: argparse.Namespace, experiment: str, out: Path, configs, kin
         for name, tasks in sets.items():
             warm_up(spec, model, tasks, search=search)
             res = solve(spec, model, tasks, search=search, seed=spec.seed)
-            rows.append({"config": text, "set": name, "tasks": len(tasks), "accuracy": float(res.accuracy or 0.0),
-                         "spec_fit": float(res.spec_fit.mean()), "s_per_task": res.seconds / max(len(tasks), 1)})
+            row = {"config": text, "set": name, "tasks": len(tasks), "accuracy": float(res.accuracy or 0.0),
+                   "spec_fit": float(res.spec_fit.mean()), "s_per_task": res.seconds / max(len(tasks), 1)}
+            if name == "ood loo":
+                row["by"] = breakdown(spec, res.ids, res.correct)
+            rows.append(row)
     return {"train_s": train_s, "rows": rows}
+
+
+def chained(prog) -> bool:
+    """Whether every statement after the first reads the one before it and otherwise only the inputs."""
+    prev = None
+    for i, s in enumerate(prog.statements):
+        if i and {a for a in s.args if a not in prog.inputs} != {prev}:
+            return False
+        prev = s.var
+    return True
+
+
+def breakdown(spec, ids, correct) -> dict[str, dict[str, list[int]]]:
+    """Solved / total of the shipped test tasks `ids` per group: program length, output type, shape (chained or
+    reusing an earlier variable), number of inputs and each operation the program uses."""
+    params = dict(spec.task.params)
+    programs = {t[0]: t[1] for t in load_test_tasks(str(find_data_dir(params.get("data_dir"))), params["split"])}
+    by: dict[str, dict[str, list[int]]] = {}
+    for tid, ok in zip(ids, correct):
+        prog = programs[tid]
+        keys = {"length": str(len(prog)), "output": OPERATIONS[prog.statements[-1].op].out.__name__,
+                "shape": "chained" if chained(prog) else "diamond", "inputs": str(len(prog.inputs))}
+        for group, key in keys.items():
+            by.setdefault(group, {}).setdefault(key, [0, 0])
+        for op in {st.op for st in prog.statements}:
+            by.setdefault("op", {}).setdefault(op, [0, 0])
+        for cell in [by[g][k] for g, k in keys.items()] + [by["op"][op] for op in {st.op for st in prog.statements}]:
+            cell[0] += bool(ok)
+            cell[1] += 1
+    return {g: dict(sorted(v.items())) for g, v in by.items()}
+
+
+def print_breakdown(results: dict[str, dict[str, object]]) -> None:
+    """One line per split, kind and search: ood loo accuracy per group (see `breakdown`)."""
+    print()
+    print("ood loo accuracy by group (solved share, tasks in brackets):")
+    for exp, kinds in results.items():
+        for kind, res in kinds.items():
+            for row in res["rows"]:
+                if "by" not in row:
+                    continue
+                parts = [f"{g}: " + ", ".join(f"{k} {a / n:.2f} ({n})" for k, (a, n) in v.items())
+                         for g, v in row["by"].items()]
+                print(f"{exp} {kind} [{row['config']}]")
+                for part in parts:
+                    print(f"    {part}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--width", type=int, default=64, help="inductor/executor width (0: the spec's)")
     p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="training.eval_every of every model (default 0: no evaluation during training, so no token "
+                        "splits, restarts for a stuck language or keep: best; -1: the spec's own)")
     p.add_argument("--pool", type=int, default=4096, help="training task pool per split")
     p.add_argument("--tasks", type=int, default=1000, help="evaluation tasks per set (ood: the first N of 1000)")
     p.add_argument("--id-tasks", type=int, default=200,
@@ -146,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reuse", action="store_true",
                    help="load models already trained under --out from the same spec (default: retrain)")
     p.add_argument("--json", default=None, help="also write the results as JSON here")
+    p.add_argument("--sampler", default=None, choices=SAMPLERS,
+                   help="how training (and id) programs are drawn (default: the spec's task.params.sampler, exedec)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also print ood loo accuracy per program length, output type, shape, inputs and operation")
     args = p.parse_args(argv)
     args.id_tasks = args.id_tasks or args.tasks
 
@@ -195,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.json:  # after every model, so that a long run's finished part is kept
                     atomic_write(Path(args.json), json.dumps({"args": vars(args), "splits": results}, indent=1,
                                                              sort_keys=True))
+    if args.breakdown:
+        print_breakdown(results)
     return 0
 
 

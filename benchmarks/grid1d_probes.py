@@ -25,19 +25,22 @@ import argparse
 import collections
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from nlic.compiler import load_spec
 from nlic.compiler.families import coloured, shapes_of
 from nlic.compiler.families.grid1d import generate
-from nlic.compiler.models.nli.model import _pair_loglik, build
+from nlic.compiler.models.nli.model import build
 from nlic.runtime.cli import guarded
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import probes  # noqa: E402  (benchmarks/probes.py)
 
 __all__ = ["main"]
 
@@ -89,36 +92,19 @@ def main(argv: list[str] | None = None) -> int:
         arrays = (ts.inputs, ts.outputs, ts.pair_mask, ts.query_inputs, ts.query_outputs, prog)
         return tuple(jnp.asarray(a) for a in arrays) + (programs,)
 
-    def first_slot_logits(m: Any, xs: Any, ys: Any, mask: Any) -> Any:
-        return jax.vmap(lambda x, y, k: m.token_logits(m.pooled_slots(x, y, k))[0])(xs, ys, mask)
-
     def inductor_loss(m: Any, b: tuple[Any, ...], key: Any, tau: Any) -> Any:
-        logp = jax.nn.log_softmax(first_slot_logits(m, b[0], b[1], b[2]))
-        return -jnp.take_along_axis(logp, b[5][:, :1], -1).mean()
+        return probes.inductor_loss(m, b[0], b[1], b[2], b[5][:, 0])
 
     def executor_loss(m: Any, b: tuple[Any, ...], key: Any, tau: Any) -> Any:
-        def one(p: Any, x: Any, y: Any, k: Any) -> Any:
-            codes, gate = m.codes(jax.nn.one_hot(p, lang.vocab))
-            return _pair_loglik(m.run_soft(codes, gate, x, tau, key=k, noise=True), y)
-
-        B, P = b[0].shape[:2]
-        keys = jax.random.split(key, B * P).reshape(B, P)
-        return -jax.vmap(lambda p, x, y, k: jax.vmap(lambda *a: one(p, *a))(x, y, k))(b[5], b[0], b[1], keys).mean()
+        return probes.executor_loss(m, b[5], b[0], b[1], key, tau, lang.vocab)
 
     loss = inductor_loss if args.probe == "inductor" else executor_loss
-    opt = optax.adam(2e-3)
-    state = opt.init(eqx.filter(model, eqx.is_inexact_array))
-
-    @eqx.filter_jit
-    def step(m: Any, st: Any, b: tuple[Any, ...], key: Any, tau: Any) -> Any:
-        value, grads = eqx.filter_value_and_grad(loss)(m, b, key, tau)
-        updates, st = opt.update(grads, st, eqx.filter(m, eqx.is_inexact_array))
-        return eqx.apply_updates(m, updates), st, value
+    step, state = probes.adam_step(loss, 2e-3, model)
 
     @eqx.filter_jit
     def correct(m: Any, b: tuple[Any, ...]) -> Any:
         if args.probe == "inductor":
-            return jnp.argmax(first_slot_logits(m, b[0], b[1], b[2]), -1) == b[5][:, 0]
+            return jnp.argmax(probes.first_slot_logits(m, b[0], b[1], b[2]), -1) == b[5][:, 0]
         return jnp.all(m.execute(b[5], b[3]) == b[4], -1)
 
     test = tasks(400, args.seed + 99, "id")

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -19,6 +20,9 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
     ["grid1d_rules.py", "no/such/spec.yaml", "id", "p.jsonl"],
     ["health_scan.py", "no/such/run"],
     ["replay.py", "no/such/run", "--from", "1500"],
+    ["deepcoder.py", "--spec", "no/such/spec.yaml", "--splits", "NONE"],
+    ["deepcoder_probes.py", "--spec", "no/such/spec.yaml"],
+    ["deepcoder_probes.py", "--probe", "data", "--splits", "no/such"],
     ["grid1d_rules.py", str(BENCH.parent / "specs" / "grid1d_comp.yaml"), "id", "no/such/p.jsonl"],
     ["robustness.py", str(BENCH.parent / "specs" / "minimal" / "comp_i.yaml"), "--seeds", "no/such"],
 ], ids=lambda a: " ".join(a))
@@ -115,3 +119,76 @@ def test_speed_compile_alternates_a_baseline_with_this_installation(monkeypatch,
                                                            ("this", "cold"), ("this", "warm")]
     out = capsys.readouterr().out
     assert "sum of cold wall seconds: baseline 4.0, this 2.0 (x0.50)" in out
+
+
+def test_deepcoder_breakdown_groups_the_shipped_tests(capsys):
+    from conftest import skip_without_exedec
+
+    skip_without_exedec()
+    sys.path.insert(0, str(BENCH))
+    import deepcoder
+    from nlic.compiler import load_spec
+    from nlic.compiler.families.deepcoder import find_data_dir, load_test_tasks
+
+    spec = load_spec(BENCH.parent / "specs" / "deepcoder.yaml")  # LENGTH_GENERALIZATION: length-5 tests
+    tasks = load_test_tasks(str(find_data_dir()), "LENGTH_GENERALIZATION")[:40]
+    correct = [i % 4 == 0 for i in range(40)]
+    by = deepcoder.breakdown(spec, [t[0] for t in tasks], correct)
+    assert by["length"] == {"5": [10, 40]}
+    assert sum(n for _, n in by["output"].values()) == 40 and set(by["output"]) <= {"int", "list"}
+    assert sum(n for _, n in by["shape"].values()) == 40
+    # A task counts once under each operation it uses.
+    for op, (solved, n) in by["op"].items():
+        uses = [ok for t, ok in zip(tasks, correct) if op in {s.op for s in t[1].statements}]
+        assert (solved, n) == (sum(uses), len(uses))
+    deepcoder.print_breakdown({"LENGTH_GENERALIZATION": {"nli": {"rows": [{"config": "none", "by": by}]}}})
+    out = capsys.readouterr().out
+    assert "LENGTH_GENERALIZATION nli [none]" in out and "length: 5 0.25 (40)" in out
+
+
+def test_deepcoder_chained_means_each_statement_reads_the_one_before():
+    sys.path.insert(0, str(BENCH))
+    import deepcoder
+    from nlic.compiler.families.deepcoder_dsl import parse_program
+
+    assert deepcoder.chained(parse_program("x0 = INPUT | x1 = INPUT | x2 = Sort x0 | x3 = Take x1 x2"))
+    assert deepcoder.chained(parse_program("x0 = INPUT | x1 = Sort x0 | x2 = ZipWith (+) x1 x1"))
+    assert not deepcoder.chained(parse_program("x0 = INPUT | x1 = Sort x0 | x2 = Reverse x0 | x3 = ZipWith (+) x1 x2"))
+
+
+def test_deepcoder_probe_tasks_run_their_programs():
+    import random
+
+    sys.path.insert(0, str(BENCH))
+    import deepcoder_probes
+    from nlic.compiler.families.deepcoder import _primitives
+
+    prims = _primitives()
+    xs, ys, qx, qy, progs = deepcoder_probes.tasks(random.Random(0), 20, 2, 2)
+    assert xs.shape == (20, 2, 12) and qx.shape == (20, 12) and progs.shape == (20, 2)
+    assert (progs >= 1).all() and (progs <= len(prims)).all()  # 0 is the skip token
+    for i in range(20):
+        x = np.concatenate([xs[i], qx[i][None]])
+        y = prims[progs[i, 1] - 1](prims[progs[i, 0] - 1](x))
+        assert (y == np.concatenate([ys[i], qy[i][None]])).all() and not (y == x).all(-1).any()
+
+
+def test_deepcoder_probes_refuse_other_specs(tmp_path):
+    other = BENCH.parent / "specs" / "minimal" / "shift_l.yaml"
+    r = subprocess.run([sys.executable, str(BENCH / "deepcoder_probes.py"), "--spec", str(other)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "not an NLI spec of the deepcoder family" in r.stderr
+
+
+def test_deepcoder_data_probe_compares_each_sampler_with_the_shipped_tests(capsys):
+    from conftest import skip_without_exedec
+
+    skip_without_exedec()
+    sys.path.insert(0, str(BENCH))
+    import deepcoder_probes
+
+    assert deepcoder_probes.main(["--probe", "data", "--tasks", "20", "--splits", "none,compose_new_op"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and
+            "---" not in line][1:]
+    assert [r[0] for r in rows] == ["| NONE"] * 3 + ["| COMPOSE_NEW_OP"] * 3 and {r[1] for r in rows} == {"shipped tests", "exedec", "forward"}
+    assert all(r[2] == "0.00" for r in rows if r[1] == "shipped tests")  # each split against itself
