@@ -214,20 +214,23 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT))
 
-    splits = [s.strip().upper() for s in (args.splits or ",".join(EXPERIMENTS)).split(",") if s.strip()]
-    unknown = [s for s in splits if s not in EXPERIMENTS]
-    if unknown:
-        print(f"unknown split(s) {unknown}; expected {', '.join(EXPERIMENTS)}", file=sys.stderr)
+    given = [s.strip() for s in (args.splits or ",".join(EXPERIMENTS)).split(",") if s.strip()]
+    unknown = [s for s in given if s.upper() not in EXPERIMENTS]
+    if unknown or not given:
+        print(f"error: unknown split(s) {', '.join(map(ascii, unknown))}; expected {', '.join(EXPERIMENTS)}",
+              file=sys.stderr)
         return 2
+    splits = [s.upper() for s in given]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     bad = [k for k in kinds if k not in MODEL_KINDS.names()]
     if bad or not kinds:
-        print(f"unknown model kind(s) {bad}; expected some of {', '.join(MODEL_KINDS.names())}", file=sys.stderr)
+        print(f"error: unknown model kind(s) {', '.join(map(ascii, bad))}; expected some of "
+              f"{', '.join(MODEL_KINDS.names())}", file=sys.stderr)
         return 2
     configs = {k: kind_configs(k, args.config) for k in kinds}
     for k, c in configs.items():
         if not c:
-            print(f"no --config applies to kind {k!r} (its search methods: "
+            print(f"error: no --config applies to kind {k!r} (its search methods: "
                   f"{', '.join(MODEL_KINDS.get(k).search_methods)}); add one or prefix one with '{k}:'",
                   file=sys.stderr)
             return 2

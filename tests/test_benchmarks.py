@@ -21,6 +21,8 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
     ["health_scan.py", "no/such/run"],
     ["replay.py", "no/such/run", "--from", "1500"],
     ["deepcoder.py", "--spec", "no/such/spec.yaml", "--splits", "NONE"],
+    ["deepcoder.py", "--splits", "NONE,no/such"],
+    ["deepcoder.py", "--kinds", "nli,no/such"],
     ["deepcoder_probes.py", "--spec", "no/such/spec.yaml"],
     ["deepcoder_probes.py", "--probe", "data", "--splits", "no/such"],
     ["grid1d_rules.py", str(BENCH.parent / "specs" / "grid1d_comp.yaml"), "id", "no/such/p.jsonl"],
