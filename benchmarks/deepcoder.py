@@ -134,14 +134,15 @@ def run_split(args: argparse.Namespace, experiment: str, out: Path, configs, kin
     return {"train_s": train_s, "rows": rows}
 
 
-def chained(prog) -> bool:
-    """Whether every statement after the first reads the one before it and otherwise only the inputs."""
-    prev = None
-    for i, s in enumerate(prog.statements):
-        if i and {a for a in s.args if a not in prog.inputs} != {prev}:
-            return False
-        prev = s.var
-    return True
+def parse_splits(text: str) -> list[str] | None:
+    """Comma-separated ExeDec split names (any case) -> upper case; None, with an error line, if one is unknown."""
+    given = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in given if s.upper() not in EXPERIMENTS]
+    if unknown or not given:
+        print(f"error: unknown split(s) {', '.join(map(ascii, unknown))}; expected some of {', '.join(EXPERIMENTS)}",
+              file=sys.stderr)
+        return None
+    return [s.upper() for s in given]
 
 
 def breakdown(spec, ids, correct) -> dict[str, dict[str, list[int]]]:
@@ -152,13 +153,10 @@ def breakdown(spec, ids, correct) -> dict[str, dict[str, list[int]]]:
     by: dict[str, dict[str, list[int]]] = {}
     for tid, ok in zip(ids, correct):
         prog = programs[tid]
-        keys = {"length": str(len(prog)), "output": OPERATIONS[prog.statements[-1].op].out.__name__,
-                "shape": "chained" if chained(prog) else "diamond", "inputs": str(len(prog.inputs))}
-        for group, key in keys.items():
-            by.setdefault(group, {}).setdefault(key, [0, 0])
-        for op in {st.op for st in prog.statements}:
-            by.setdefault("op", {}).setdefault(op, [0, 0])
-        for cell in [by[g][k] for g, k in keys.items()] + [by["op"][op] for op in {st.op for st in prog.statements}]:
+        groups = [("length", str(len(prog))), ("output", OPERATIONS[prog.statements[-1].op].out.__name__),
+                  ("shape", "chained" if prog.chained() else "diamond"), ("inputs", str(len(prog.inputs)))]
+        for group, key in groups + [("op", op) for op in sorted({st.op for st in prog.statements})]:
+            cell = by.setdefault(group, {}).setdefault(key, [0, 0])
             cell[0] += bool(ok)
             cell[1] += 1
     return {g: dict(sorted(v.items())) for g, v in by.items()}
@@ -214,13 +212,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT))
 
-    given = [s.strip() for s in (args.splits or ",".join(EXPERIMENTS)).split(",") if s.strip()]
-    unknown = [s for s in given if s.upper() not in EXPERIMENTS]
-    if unknown or not given:
-        print(f"error: unknown split(s) {', '.join(map(ascii, unknown))}; expected {', '.join(EXPERIMENTS)}",
-              file=sys.stderr)
+    splits = parse_splits(args.splits or ",".join(EXPERIMENTS))
+    if splits is None:
         return 2
-    splits = [s.upper() for s in given]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     bad = [k for k in kinds if k not in MODEL_KINDS.names()]
     if bad or not kinds:

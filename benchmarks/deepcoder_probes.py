@@ -47,7 +47,7 @@ from nlic.runtime.cli import guarded
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import probes  # noqa: E402  (benchmarks/probes.py)
-from deepcoder import chained  # noqa: E402  (the benchmark's own notion of a chained program)
+from deepcoder import parse_splits  # noqa: E402
 
 __all__ = ["main", "tasks"]
 
@@ -91,7 +91,7 @@ def _shape(programs: list[Any]) -> dict[str, Any]:
     total = sum(ops.values())
     return {"ops": {k: v / total for k, v in ops.items()},
             "int": np.mean([OPERATIONS[p.statements[-1].op].out is int for p in programs]),
-            "chained": np.mean([chained(p) for p in programs]),
+            "chained": np.mean([p.chained() for p in programs]),
             "two inputs": np.mean([len(p.inputs) == 2 for p in programs])}
 
 
@@ -131,14 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.probe == "data":
-        given = [x.strip() for x in args.splits.split(",") if x.strip()]
-        bad = [x for x in given if x.upper() not in EXPERIMENTS]
-        if bad or not given:
-            print(f"error: unknown split(s) {', '.join(map(ascii, bad))}; expected some of {', '.join(EXPERIMENTS)}",
-                  file=sys.stderr)
+        splits = parse_splits(args.splits)
+        if splits is None:
             return 2
-        splits = tuple(x.upper() for x in given)
-        compare_data(args.tasks, args.seed, splits)
+        compare_data(args.tasks, args.seed, tuple(splits))
         return 0
     spec = load_spec(args.spec)
     if spec.task.family != "deepcoder" or spec.model.kind != "nli":

@@ -148,16 +148,6 @@ def test_deepcoder_breakdown_groups_the_shipped_tests(capsys):
     assert "LENGTH_GENERALIZATION nli [none]" in out and "length: 5 0.25 (40)" in out
 
 
-def test_deepcoder_chained_means_each_statement_reads_the_one_before():
-    sys.path.insert(0, str(BENCH))
-    import deepcoder
-    from nlic.compiler.families.deepcoder_dsl import parse_program
-
-    assert deepcoder.chained(parse_program("x0 = INPUT | x1 = INPUT | x2 = Sort x0 | x3 = Take x1 x2"))
-    assert deepcoder.chained(parse_program("x0 = INPUT | x1 = Sort x0 | x2 = ZipWith (+) x1 x1"))
-    assert not deepcoder.chained(parse_program("x0 = INPUT | x1 = Sort x0 | x2 = Reverse x0 | x3 = ZipWith (+) x1 x2"))
-
-
 def test_deepcoder_probe_tasks_run_their_programs():
     import random
 

@@ -116,18 +116,17 @@ def test_no_dead_code_and_deterministic(sampler):
         dsl.sample_program(rng, "NONE", train=True, num_examples=3, sampler="uniform")
 
 
+def test_deepcoder_chained_means_each_statement_reads_the_one_before():
+    assert dsl.parse_program("x0 = INPUT | x1 = INPUT | x2 = Sort x0 | x3 = Take x1 x2").chained()
+    assert dsl.parse_program("x0 = INPUT | x1 = Sort x0 | x2 = ZipWith (+) x1 x1").chained()
+    assert not dsl.parse_program("x0 = INPUT | x1 = Sort x0 | x2 = Reverse x0 | x3 = ZipWith (+) x1 x2").chained()
+
+
 def _shape(programs):
     """(share ending in an int, share whose statements each read the one before, share of Map/ZipWith/Scanl1)."""
-    def chained(p):
-        prev = None
-        for i, s in enumerate(p.statements):
-            if i and {a for a in s.args if a not in p.inputs} != {prev}:
-                return False
-            prev = s.var
-        return True
     ops = [s.op for p in programs for s in p.statements]
     return (sum(dsl.OPERATIONS[p.statements[-1].op].out is int for p in programs) / len(programs),
-            sum(map(chained, programs)) / len(programs),
+            sum(p.chained() for p in programs) / len(programs),
             sum(o in ("Map", "ZipWith", "Scanl1") for o in ops) / len(ops))
 
 
