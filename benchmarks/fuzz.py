@@ -87,6 +87,7 @@ class _TaskBase:
     splits: tuple[str, ...]
     values: int  # the task's alphabet: language.values must be 0 or at least this
     grids: bool  # the task's values are grid colours (task.colours: canonical is allowed)
+    curriculum: bool  # the family has easier training tasks (training.curriculum is allowed)
 
 
 @functools.cache
@@ -100,7 +101,8 @@ def _task_bases() -> tuple[_TaskBase, ...]:
             family = FAMILIES.get(task.family)
             params = dict(task.params)
             codec = family.codec(params)
-            out.append(_TaskBase(task, tuple(family.splits(params)), codec.values, colours_of(codec) is not None))
+            out.append(_TaskBase(task, tuple(family.splits(params)), codec.values, colours_of(codec) is not None,
+                                 getattr(family, "curriculum", None) is not None))
         except NlicError:  # e.g. a family whose data is not on this machine
             continue
     if not out:
@@ -204,7 +206,9 @@ def specs(draw: Callable) -> Spec:
         length=draw(st.one_of(st.just(0), st.integers(lang.length, lang.max_length))),
     )
     evals = dataclasses.replace(spec.eval, splits=tuple(draw(st.lists(st.sampled_from(base.splits), unique=True))))
-    return dataclasses.replace(spec, task=task, language=lang, model=model, search=search, eval=evals)
+    training = spec.training if base.curriculum else dataclasses.replace(spec.training, curriculum=0.0)
+    return dataclasses.replace(spec, task=task, language=lang, model=model, search=search, eval=evals,
+                               training=training)
 
 
 # Words that are keywords, types or numbers somewhere in the grammars: printers must quote some of them.

@@ -433,6 +433,10 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
     except NlicError as e:
         c.diagnostics.extend(e.diagnostics)
         return spec
+    if ok("training.curriculum") and spec.training.curriculum > 0 and getattr(family, "curriculum", None) is None:
+        have = [n for n in names if getattr(FAMILIES.get(n), "curriculum", None) is not None]
+        c.error(c.loc_of("training.curriculum"), f"task family '{family.name}' has no curriculum (easier training "
+                f"tasks to start from)", f"remove training.curriculum; families with one: {', '.join(have)}")
     if ok("task.train_split") and spec.task.train_split not in splits:
         c.error(c.loc_of("task.train_split"), f"task family '{family.name}' has no split "
                 f"'{spec.task.train_split}'", did_you_mean(spec.task.train_split, splits))

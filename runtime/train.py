@@ -179,9 +179,20 @@ def step_inputs(spec: Any, seed: int, step: int) -> tuple[Any, Any]:
     """Training step `step`'s tasks (the whole batch, drawn from `seed`: the attempt's) and its progress `t` in
     [0, 1], as `nlic train` feeds them to the train step; a pure function of its arguments, so a resumed run or a
     replay (`benchmarks/replay.py`) draws what the run did."""
-    tasks = task_api.sample_split(spec, spec.task.train_split, spec.training.batch,
+    t = step / max(spec.training.steps - 1, 1)
+    tasks = task_api.sample_split(task_api.curriculum_spec(spec, t), spec.task.train_split, spec.training.batch,
                                   seed=derive_seed(seed, "train", step))
-    return tasks, jnp.asarray(step / max(spec.training.steps - 1, 1), jnp.float32)
+    return tasks, jnp.asarray(t, jnp.float32)
+
+
+def curriculum_stage(spec: Any, step: int) -> str:
+    """What the curriculum (`training.curriculum`) changes in the task of training step `step`: the overridden
+    `task.params` as `key: value` text, or "" (the task's own distribution)."""
+    if spec.training.curriculum <= 0:
+        return ""
+    t = step / max(spec.training.steps - 1, 1)
+    own, now = dict(spec.task.params), dict(task_api.curriculum_spec(spec, t).task.params)
+    return ", ".join(f"{k}: {v}" for k, v in sorted(now.items()) if own.get(k) != v)
 
 
 def _split_until(kind: ModelKind, training: Any) -> int:
@@ -506,6 +517,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
     last_row: dict[str, float | None] = {}
     last_ckpt = start if resuming else -1
     t_log, tasks_since = time.perf_counter(), 0
+    stage: str | None = None  # the curriculum stage last announced
 
     def save(s: tuple[Any, Any, int]) -> None:
         nonlocal last_ckpt
@@ -519,6 +531,12 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
             # Every process samples the step's whole batch (cheap, and the same losses as one process at this
             # batch) and places its own rows.
             tasks, t = step_inputs(spec, seed, step)
+            if main and spec.training.curriculum > 0:
+                now = curriculum_stage(spec, step)
+                if now != stage:
+                    bar.message(f"curriculum from step {step}: training tasks with {now}" if now else
+                                f"curriculum over from step {step}: the task's own training tasks")
+                    stage = now
             batch = shard_batch(tasks.batch(), mesh)
             model, opt_state, loss, metrics, gnorm = step_fn(
                 state[0], state[1], batch, t, jnp.asarray(step, jnp.int32), train_key

@@ -71,7 +71,7 @@ def test_loss_shapes_metrics_and_mask():
     t = jnp.asarray(0.3)
     value, metrics = jloss(model, batch, t, key=jax.random.key(1))
     assert value.shape == () and bool(jnp.isfinite(value))
-    assert set(metrics) == {"nll", "reg", "tokens_in_use", "codebook_perplexity", "skip_fraction", "tau_e", "tau_d",
+    assert set(metrics) == {"nll", "reg", "token_mi", "tokens_in_use", "codebook_perplexity", "skip_fraction", "tau_e", "tau_d",
                             "id_accuracy", "relaxed_accuracy"}
     assert float(metrics["tau_e"]) == pytest.approx(spec.relaxation.tau_inductor.at(0.3), rel=1e-5)
     assert 0 < float(metrics["reg"]) <= spec.language.vocab * spec.language.length
@@ -86,6 +86,20 @@ def test_loss_shapes_metrics_and_mask():
     b, _ = jloss(model, scrambled, t, key=jax.random.key(1))
     assert float(a) == pytest.approx(float(b), rel=1e-5, abs=1e-6)
     assert float(a) != pytest.approx(float(value), rel=1e-6)
+
+
+def test_diversity_rewards_telling_tasks_apart():
+    """relaxation.diversity subtracts weight x token_mi (the tasks/token mutual information, in [0, log K])."""
+    t, key = jnp.asarray(0.3), jax.random.key(1)
+    model, tasks = setup(tiny_spec(), n=8)
+    batch = tasks.batch()
+    off, m_off = jloss(model, batch, t, key=key)
+    mi = float(m_off["token_mi"])
+    assert 0.0 <= mi <= np.log(tiny_spec().language.vocab) + 1e-5
+    model2, _ = setup(tiny_spec(diversity=0.5), n=8)  # the same weights (same seed); only the weight differs
+    on, m_on = jloss(model2, batch, t, key=key)
+    assert float(m_on["token_mi"]) == pytest.approx(mi, rel=1e-5)
+    assert float(on) == pytest.approx(float(off) - 0.5 * mi, rel=1e-5, abs=1e-6)
 
 
 def test_skip_is_exact_noop(getkey):

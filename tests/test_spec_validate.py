@@ -299,3 +299,12 @@ def test_auto_on_the_command_line_is_the_kinds_own_search():
     spec = parse_spec(MINIMAL + "model: {kind: lpn}\n", "spec.yaml")
     assert search_spec(spec, MODEL_KINDS.get("lpn"), "auto", None, None).method == "gradient"
     assert search_spec(spec, MODEL_KINDS.get("nli"), "auto", None, 3).method == "cascade"
+
+
+def test_curriculum_needs_a_family_that_has_one():
+    diags = errors(MINIMAL + "training: {curriculum: 0.3}\n")
+    assert any("spec.yaml:3:" in str(d) and "task family 'shift' has no curriculum" in d.message
+               and "deepcoder" in (d.hint or "") for d in diags), diags
+    spec = parse_spec("name: d\ntask: {family: deepcoder, params: {split: NONE}, pairs: 3}\n"
+                      "training: {curriculum: 0.3}\n", "spec.yaml")
+    assert spec.training.curriculum == 0.3

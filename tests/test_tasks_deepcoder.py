@@ -1,5 +1,6 @@
 """The DeepCoder DSL (interpreter, parser, sampler) and the `deepcoder` family on ExeDec's shipped test files."""
 
+import dataclasses
 import json
 import random
 
@@ -10,7 +11,8 @@ from conftest import skip_without_exedec
 from nlic.compiler.families import deepcoder_dsl as dsl
 from nlic.compiler.families import FAMILIES, codec_of, sample_split, shapes_of
 from nlic.compiler.families.deepcoder import DeepCoderCodec, INT, LIST, PAD, load_test_tasks
-from nlic.compiler.spec import Spec, TaskSpec
+from nlic.compiler.seeds import derive_seed
+from nlic.compiler.spec import IntRange, Spec, TaskSpec
 from nlic.grammar.errors import DataError, Loc, SpecError
 
 
@@ -203,3 +205,70 @@ def test_params_are_checked():
     assert "s:3:5: error: 'split' has unknown value" in text and "COMPOSE_NEW_OP" in text
     assert "did you mean 'query'" in text and "'pool' = -1 is out of range" in text
     assert fam.check_params({"split": "none", "query": "fresh"}, {}, Loc("s")) == []
+
+
+def test_lengths_keeps_training_programs_to_a_range():
+    rng = random.Random(0)
+    for _ in range(30):
+        prog = dsl.sample_program(rng, "NONE", train=True, num_examples=3, lengths=(1, 2))[0]
+        assert 1 <= len(prog) <= 2
+    # COMPOSE_NEW_OP trains on Scanl1 alone at length 1: the other rule (lengths 2-4) drops out.
+    for _ in range(10):
+        prog = dsl.sample_program(rng, "COMPOSE_NEW_OP", train=True, num_examples=3, lengths=(1, 1))[0]
+        assert [s.op for s in prog.statements] == ["Scanl1"]
+    with pytest.raises(ValueError, match="lengths 1, 2, 3, 4"):
+        dsl.sample_program(rng, "LENGTH_GENERALIZATION", train=True, num_examples=3, lengths=(5, 5))
+    # Unset, the draws are those of before the parameter (same rng stream).
+    a = dsl.sample_program(random.Random(5), "NONE", train=True, num_examples=3)[0]
+    b = dsl.sample_program(random.Random(5), "NONE", train=True, num_examples=3, lengths=(1, 5))[0]
+    assert str(a) == str(b)
+    spec = _spec(pairs=3, split="NONE", pool=16, lengths="1..1")
+    codec = codec_of(spec)
+    for split in ("train", "id"):
+        ts = sample_split(spec, split, 8, seed=0)
+        assert len(ts) == 8 and all(codec.decode(y) is not None for y in ts.query_outputs)
+
+
+def test_lengths_outside_the_split_are_a_located_error():
+    fam = FAMILIES.get("deepcoder")
+    diags = fam.check_params({"split": "LENGTH_GENERALIZATION", "lengths": "5..5"}, {"lengths": Loc("s", 4, 9)},
+                             Loc("s", 1, 1))
+    text = "\n".join(map(str, diags))
+    assert "s:4:9: error: LENGTH_GENERALIZATION trains on programs of lengths 1, 2, 3, 4, none in 5..5" in text
+    assert "choose lengths within 1..4" in text
+    assert "out of bounds" in "\n".join(map(str, fam.check_params({"lengths": "0..2"}, {}, Loc("s"))))
+    assert fam.check_params({"split": "NONE", "lengths": [1, 2]}, {}, Loc("s")) == []
+
+
+def test_curriculum_grows_the_program_lengths_in_stages():
+    fam = FAMILIES.get("deepcoder")
+    stages = [fam.curriculum({"split": "NONE"}, s).get("lengths") for s in (0.0, 0.19, 0.2, 0.5, 0.99)]
+    assert [(r.lo, r.hi) for r in stages[:-1]] == [(1, 1), (1, 1), (1, 2), (1, 3)]
+    assert "lengths" not in fam.curriculum({"split": "NONE"}, 0.99)  # the last stage: the split's own tasks
+    cut = fam.curriculum({"split": "NONE", "lengths": "2..3", "pool": 8}, 0.0)
+    assert (cut["lengths"].lo, cut["lengths"].hi, cut["pool"]) == (2, 2, 8)
+    assert fam.check_params(cut, {}, Loc("s")) == []  # what a stage yields is a valid params mapping
+
+
+def test_curriculum_feeds_the_first_steps_easier_tasks():
+    from nlic.compiler.families import curriculum_spec
+    from nlic.compiler.spec import TrainingSpec
+    from nlic.runtime.train import curriculum_stage, step_inputs
+
+    spec = dataclasses.replace(_spec(pairs=3, split="NONE", pool=16), training=TrainingSpec(steps=11, batch=4,
+                                                                                              curriculum=0.5))
+    assert dict(curriculum_spec(spec, 0.05).task.params)["lengths"] == IntRange(1, 1)
+    early = curriculum_spec(spec, 0.1)  # stage 0.2 of 5 lengths: the second
+    assert dict(early.task.params)["lengths"] == IntRange(1, 2) and dict(spec.task.params).get("lengths") is None
+    assert curriculum_spec(spec, 0.5) is spec and curriculum_spec(spec, 0.9) is spec
+    off = dataclasses.replace(spec, training=TrainingSpec(steps=11, batch=4))
+    assert curriculum_spec(off, 0.0) is off
+    for step, same_as in ((1, early), (8, spec)):
+        tasks, _ = step_inputs(spec, 3, step)
+        want = sample_split(same_as, "train", 4, seed=derive_seed(3, "train", step))
+        assert np.array_equal(tasks.outputs, want.outputs)
+    assert not np.array_equal(step_inputs(spec, 3, 1)[0].outputs, step_inputs(off, 3, 1)[0].outputs)
+    # What `nlic train` announces as the stages change.
+    assert [curriculum_stage(spec, s) for s in (0, 1, 2, 5, 10)] == [
+        "lengths: 1..1", "lengths: 1..2", "lengths: 1..3", "", ""]
+    assert curriculum_stage(off, 0) == ""

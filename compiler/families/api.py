@@ -23,6 +23,7 @@ __all__ = [
     "family_of",
     "params_of",
     "codec_of",
+    "curriculum_spec",
     "shapes_of",
     "sample_split",
     "evaluation_tasks",
@@ -71,6 +72,23 @@ def sample_split(spec: Any, split: str, n: int, *, seed: int) -> TaskSet:
     params = params_of(spec)
     check_split(family.name, split, family.splits(params))
     return coloured(spec, family.sample(params, split, int(n), int(spec.task.pairs), seed=int(seed)))
+
+
+def curriculum_spec(spec: Any, t: float) -> Any:
+    """The spec whose task draws training step progress `t`'s tasks: during the first `training.curriculum` of the
+    steps, `task.params` replaced by the family's easier ones (`Family.curriculum` at stage t / curriculum); else
+    `spec` itself."""
+    frac = float(getattr(spec.training, "curriculum", 0.0))
+    if frac <= 0.0 or t >= frac:
+        return spec
+    family = family_of(spec)
+    easier = getattr(family, "curriculum", None)
+    if easier is None:
+        raise SpecError(f"task family '{family.name}' has no curriculum", loc=Loc("training.curriculum"),
+                        hint="remove training.curriculum")
+    params = easier(params_of(spec), t / frac)
+    task = dataclasses.replace(spec.task, params=tuple(sorted(params.items(), key=lambda kv: kv[0])))
+    return dataclasses.replace(spec, task=task)
 
 
 def canonical_colours_of(spec: Any) -> tuple[tuple[int, ...], int] | None:

@@ -99,8 +99,9 @@ class Family(Protocol):
     `params` is the spec's `task.params` mapping; `locs` maps each param key to its source location, so
     `check_params` can return located diagnostics.
 
-    A family may also define `primitives(params) -> tuple[Primitive, ...]`, its ground-truth operations (see the
-    comment at the end of this class); it is optional and looked up with `getattr(family, "primitives", None)`.
+    A family may also define `primitives(params) -> tuple[Primitive, ...]`, its ground-truth operations, and
+    `curriculum(params, stage) -> params`, easier training distributions (see the comment at the end of this class);
+    both are optional and looked up with `getattr(family, name, None)`.
     """
 
     name: str
@@ -128,6 +129,10 @@ class Family(Protocol):
     #
     #     def primitives(self, params: Mapping[str, Any]) -> tuple[Primitive, ...]:
     #         """The family's ground-truth operations for these params, each a fixed function of one input."""
+    #
+    #     def curriculum(self, params: Mapping[str, Any], stage: float) -> Mapping[str, Any]:
+    #         """The params of an easier training distribution at curriculum stage `stage` in [0, 1): the easiest at
+    #         0, growing towards `params`' own (`training.curriculum`; deepcoder: the program lengths)."""
     #
     # `nlic inspect` names what a learned token does by the primitive that agrees with it on most probe inputs;
     # callers look the method up with `getattr(family, "primitives", None)`. Families whose programs are not

@@ -17,6 +17,9 @@ Params:
     sampler: how generated programs (train, id, ood_gen) are drawn: `exedec` (default) like ExeDec's data, or
         `forward`, nlic's sampler before 2026-12-06, whose programs almost all chain each statement onto the previous
         one and end in an int a third of the time (ExeDec's test programs: 2-8%); see `deepcoder_dsl.SAMPLERS`.
+    lengths: keep the generated training programs (splits `train` and `id`) to these lengths, e.g. `1..1` for
+        single operations; default: the split's own (NONE 1-5, LENGTH_GENERALIZATION 1-4, ...). Lengths the split
+        does not train on are an error. Meant for `training.curriculum` stages.
 
 Splits: `train` (the experiment's training distribution: program rules of ExeDec's `sample_random.py`), `id`
 (fresh tasks of that distribution, generated from the seed), `ood` (the shipped test tasks, the first n in file
@@ -53,6 +56,7 @@ from nlic.compiler.families import deepcoder_dsl as dsl
 from nlic.compiler.families.base import Primitive, TaskSet
 from nlic.compiler.families.common import check_split, rng_for
 from nlic.compiler.families.params import Param, check, resolve
+from nlic.compiler.spec import IntRange
 
 __all__ = ["DeepCoderCodec", "DeepCoderFamily", "find_data_dir", "load_test_tasks", "PAD", "INT", "LIST"]
 
@@ -71,6 +75,8 @@ SCHEMA = (
           min=0, max=10_000_000),
     Param("sampler", "choice", "exedec", "How generated programs are drawn: like ExeDec's data (exedec), or nlic's "
           "sampler before 2026-12-06 (forward).", choices=dsl.SAMPLERS),
+    Param("lengths", "range", None, "Program lengths of the generated training tasks (train and id), e.g. 1..2; "
+          "default: the split's own.", min=1, max=5),
 )
 SPLITS = ("train", "id", "ood", "ood_gen")
 
@@ -255,20 +261,21 @@ def _assemble(ids: list[str], examples: list[tuple[list, list]], pairs: int) -> 
 
 
 def _generate(experiment: str, train: bool, n: int, pairs: int, query: str, rng: random.Random,
-              split: str, sampler: str) -> TaskSet:
+              split: str, sampler: str, lengths: tuple[int, int] | None = None) -> TaskSet:
     del query  # generated tasks draw every example, the query included, from the program's own input ranges
     examples = []
     for _ in range(n):
-        _, ins, outs = dsl.sample_program(rng, experiment, train=train, num_examples=pairs + 1, sampler=sampler)
+        _, ins, outs = dsl.sample_program(rng, experiment, train=train, num_examples=pairs + 1, sampler=sampler,
+                                          lengths=lengths)
         examples.append((ins, outs))
     return _assemble([f"{split}-{i:04d}" for i in range(n)], examples, pairs)
 
 
 @functools.lru_cache(maxsize=8)
-def _pool(experiment: str, pairs: int, size: int, sampler: str) -> TaskSet:
+def _pool(experiment: str, pairs: int, size: int, sampler: str, lengths: tuple[int, int] | None) -> TaskSet:
     # The pool is a fixed function of its key, so every process (and run) trains on the same tasks.
     rng = random.Random(int(rng_for(0, "train", experiment, "pool").integers(2**63)))
-    return _generate(experiment, True, size, pairs, "loo", rng, "train", sampler)
+    return _generate(experiment, True, size, pairs, "loo", rng, "train", sampler, lengths)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,6 +291,15 @@ class DeepCoderFamily:
         if isinstance(d, str) and os.path.isabs(d) and not (Path(d) / "NONE.jsonl").is_file():
             diags.append(Diagnostic(locs.get("data_dir", where), f"no ExeDec test files (NONE.jsonl, ...) in {d}",
                                     "point data_dir at exedec/data/test_data/deepcoder"))
+        if not diags and params.get("lengths") is not None:
+            p = resolve(SCHEMA, _norm(params), family=self.name)
+            have = dsl.program_lengths(p["split"])
+            lo, hi = p["lengths"].lo, p["lengths"].hi
+            if not any(lo <= n <= hi for n in have):
+                diags.append(Diagnostic(locs.get("lengths", where),
+                                        f"{p['split']} trains on programs of lengths {', '.join(map(str, have))}, "
+                                        f"none in {lo}..{hi}",
+                                        f"choose lengths within {have[0]}..{have[-1]}"))
         return diags
 
     def splits(self, params: Mapping[str, Any]) -> tuple[str, ...]:
@@ -303,13 +319,15 @@ class DeepCoderFamily:
             raise SpecError(f"query: loo leaves at most 2 spec pairs of the 3 ExeDec examples, got pairs: {pairs}",
                             loc=Loc("task.pairs"), hint="use pairs: 2, or query: fresh")
         rng = random.Random(int(rng_for(seed, split, exp).integers(2**63)))
+        lengths = None if p["lengths"] is None else (p["lengths"].lo, p["lengths"].hi)
         if split == "train" and p["pool"] > 0:
-            pool = _pool(exp, pairs, p["pool"], p["sampler"])
+            pool = _pool(exp, pairs, p["pool"], p["sampler"], lengths)
             idx = rng_for(seed, split, exp, "draw").integers(0, len(pool), n)
             ts = pool.take(idx)
             return dataclasses.replace(ts, ids=tuple(f"train-{i:04d}" for i in range(n)))
         if split in ("train", "id", "ood_gen"):
-            return _generate(exp, split != "ood_gen", n, pairs, query, rng, split, p["sampler"])
+            return _generate(exp, split != "ood_gen", n, pairs, query, rng, split, p["sampler"],
+                             lengths if split != "ood_gen" else None)
         tasks = load_test_tasks(str(find_data_dir(p["data_dir"])), exp)[:n]
         examples = []
         for _tid, prog, ins, outs in tasks:
@@ -321,6 +339,16 @@ class DeepCoderFamily:
             else:
                 examples.append((ins, outs))
         return _assemble([t[0] for t in tasks], examples, pairs)
+
+    def curriculum(self, params: Mapping[str, Any], stage: float) -> dict[str, Any]:
+        """`params` with `lengths` cut to the first of equal stages over the split's training program lengths (within
+        `lengths` where set): at stage 0 the shortest only, then one length more per stage, the last `params`."""
+        p = resolve(SCHEMA, _norm(params), family=self.name)
+        have = [n for n in dsl.program_lengths(p["split"])
+                if p["lengths"] is None or p["lengths"].lo <= n <= p["lengths"].hi]
+        k = min(int(stage * len(have)), len(have) - 1)
+        # The last stage is the task's own distribution (and its own training pool).
+        return dict(params) if k == len(have) - 1 else {**params, "lengths": IntRange(have[0], have[k])}
 
     def primitives(self, params: Mapping[str, Any]) -> tuple[Primitive, ...]:
         """The DSL's operations on encoded data (see the module docstring); the same for every split."""

@@ -39,6 +39,7 @@ __all__ = [
     "valid_value",
     "random_inputs",
     "sample_program",
+    "program_lengths",
     "SAMPLERS",
 ]
 
@@ -464,9 +465,14 @@ def _exedec_order(rng: random.Random, experiment: str, train: bool, rule: int, i
     return order
 
 
+def program_lengths(experiment: str, train: bool = True) -> tuple[int, ...]:
+    """The program lengths of a split's training (or test) distribution."""
+    return tuple(sorted({n for _, rule in _rules(experiment, train) for n in rule.lengths}))
+
+
 def sample_program(
     rng: random.Random, experiment: str, *, train: bool, num_examples: int, max_tries: int = 1000,
-    sampler: str = "exedec",
+    sampler: str = "exedec", lengths: tuple[int, int] | None = None,
 ) -> tuple[Program, list[list[Value]], list[Value]]:
     """A random program of the split's train (or test) distribution with inputs and outputs for `num_examples`.
 
@@ -474,15 +480,23 @@ def sample_program(
     programs with dead code, and programs whose outputs are constant or repeat across examples. ExeDec's
     exhaustive enumeration (and its removal of programs equivalent to a shorter program of the other split)
     is replaced by forward sampling (`sampler`, see `SAMPLERS`), which is fast enough to generate training data on
-    the fly.
+    the fly. `lengths` (lo, hi) keeps the split's program lengths in that range (rules left without one drop out);
+    ValueError if none is left.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}")
     rules = _rules(experiment, train)
+    allowed = [tuple(n for n in rule.lengths if lengths is None or lengths[0] <= n <= lengths[1])
+               for _, rule in rules]
+    if not any(allowed):
+        have = program_lengths(experiment, train)
+        raise ValueError(f"{experiment} has no {'training' if train else 'test'} programs of lengths "
+                         f"{lengths[0]}..{lengths[1]} (it has lengths {', '.join(map(str, have))})")
+    weights = [w if allowed[k] else 0.0 for k, (w, _) in enumerate(rules)]
     for _ in range(max_tries):
-        r = rng.choices(range(len(rules)), weights=[w for w, _ in rules])[0]
+        r = rng.choices(range(len(rules)), weights=weights)[0]
         rule = rules[r][1]
-        n = rng.choice(rule.lengths)
+        n = rng.choice(allowed[r])
         inputs = random_inputs(rng, num_examples)
         names = [f"x{i}" for i in range(len(inputs[0]))]
         values = [list(ex) for ex in inputs]

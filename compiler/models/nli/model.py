@@ -467,6 +467,15 @@ def loss(model: NLI, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray) ->
     log_none = jnp.einsum("bm,bmtk->tk", used, jnp.log1p(-q))
     reg = (1.0 - jnp.exp(log_none)).sum()
     total_loss = nll + r.reg_weight * reg
+    # Token diversity: mutual information between the batch's tasks and each slot's token (noise-free q).
+    logq = jax.nn.log_softmax(logits, axis=-1)
+    qn = jnp.exp(logq)
+    uw = used[..., None] / jnp.maximum(used.sum(), 1.0)  # B m 1
+    cond = -(uw * (qn * logq).sum(-1)).sum((0, 1)).mean()  # mean entropy of a task's token, averaged over slots
+    marg = jnp.einsum("bmo,bmtk->tk", uw, qn)
+    mi = -(marg * jnp.log(marg + 1e-9)).sum(-1).mean() - cond
+    if r.diversity > 0:
+        total_loss = total_loss - r.diversity * mi
 
     # Metrics with the discrete argmax program induced from all spec pairs, run on the query.
     pooled = jax.vmap(model.pooled_slots)(batch.inputs, batch.outputs, batch.pair_mask)
@@ -486,6 +495,7 @@ def loss(model: NLI, batch: Batch, t: Float[Array, ""], *, key: PRNGKeyArray) ->
     metrics = {
         "nll": nll,
         "reg": reg,
+        "token_mi": mi,
         **usage,
         "tau_e": tau_e,
         "tau_d": tau_d,
