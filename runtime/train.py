@@ -175,11 +175,16 @@ def quick_accuracy(spec: Any, model: Any, tasks: Any) -> dict[str, Any]:
 # --- the loop -------------------------------------------------------------------------------------------------
 
 
+def _progress(spec: Any, step: int) -> float:
+    """Training progress of step `step` in [0, 1]: the `t` of the schedules and of the curriculum."""
+    return step / max(spec.training.steps - 1, 1)
+
+
 def step_inputs(spec: Any, seed: int, step: int) -> tuple[Any, Any]:
     """Training step `step`'s tasks (the whole batch, drawn from `seed`: the attempt's) and its progress `t` in
     [0, 1], as `nlic train` feeds them to the train step; a pure function of its arguments, so a resumed run or a
     replay (`benchmarks/replay.py`) draws what the run did."""
-    t = step / max(spec.training.steps - 1, 1)
+    t = _progress(spec, step)
     tasks = task_api.sample_split(task_api.curriculum_spec(spec, t), spec.task.train_split, spec.training.batch,
                                   seed=derive_seed(seed, "train", step))
     return tasks, jnp.asarray(t, jnp.float32)
@@ -190,8 +195,7 @@ def curriculum_stage(spec: Any, step: int) -> str:
     `task.params` as `key: value` text, or "" (the task's own distribution)."""
     if spec.training.curriculum <= 0:
         return ""
-    t = step / max(spec.training.steps - 1, 1)
-    own, now = dict(spec.task.params), dict(task_api.curriculum_spec(spec, t).task.params)
+    own, now = dict(spec.task.params), dict(task_api.curriculum_spec(spec, _progress(spec, step)).task.params)
     return ", ".join(f"{k}: {v}" for k, v in sorted(now.items()) if own.get(k) != v)
 
 

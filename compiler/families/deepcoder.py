@@ -271,6 +271,11 @@ def _generate(experiment: str, train: bool, n: int, pairs: int, query: str, rng:
     return _assemble([f"{split}-{i:04d}" for i in range(n)], examples, pairs)
 
 
+def _bounds(lengths: IntRange | None) -> tuple[int, int] | None:
+    """The `lengths` param as the DSL's (lo, hi), or None (the split's own)."""
+    return None if lengths is None else (lengths.lo, lengths.hi)
+
+
 @functools.lru_cache(maxsize=8)
 def _pool(experiment: str, pairs: int, size: int, sampler: str, lengths: tuple[int, int] | None) -> TaskSet:
     # The pool is a fixed function of its key, so every process (and run) trains on the same tasks.
@@ -295,7 +300,7 @@ class DeepCoderFamily:
             p = resolve(SCHEMA, _norm(params), family=self.name)
             have = dsl.program_lengths(p["split"])
             lo, hi = p["lengths"].lo, p["lengths"].hi
-            if not any(lo <= n <= hi for n in have):
+            if not dsl.program_lengths(p["split"], within=(lo, hi)):
                 diags.append(Diagnostic(locs.get("lengths", where),
                                         f"{p['split']} trains on programs of lengths {', '.join(map(str, have))}, "
                                         f"none in {lo}..{hi}",
@@ -319,7 +324,7 @@ class DeepCoderFamily:
             raise SpecError(f"query: loo leaves at most 2 spec pairs of the 3 ExeDec examples, got pairs: {pairs}",
                             loc=Loc("task.pairs"), hint="use pairs: 2, or query: fresh")
         rng = random.Random(int(rng_for(seed, split, exp).integers(2**63)))
-        lengths = None if p["lengths"] is None else (p["lengths"].lo, p["lengths"].hi)
+        lengths = _bounds(p["lengths"])
         if split == "train" and p["pool"] > 0:
             pool = _pool(exp, pairs, p["pool"], p["sampler"], lengths)
             idx = rng_for(seed, split, exp, "draw").integers(0, len(pool), n)
@@ -344,8 +349,7 @@ class DeepCoderFamily:
         """`params` with `lengths` cut to the first of equal stages over the split's training program lengths (within
         `lengths` where set): at stage 0 the shortest only, then one length more per stage, the last `params`."""
         p = resolve(SCHEMA, _norm(params), family=self.name)
-        have = [n for n in dsl.program_lengths(p["split"])
-                if p["lengths"] is None or p["lengths"].lo <= n <= p["lengths"].hi]
+        have = dsl.program_lengths(p["split"], within=_bounds(p["lengths"]))
         k = min(int(stage * len(have)), len(have) - 1)
         # The last stage is the task's own distribution (and its own training pool).
         return dict(params) if k == len(have) - 1 else {**params, "lengths": IntRange(have[0], have[k])}

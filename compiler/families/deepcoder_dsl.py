@@ -465,9 +465,13 @@ def _exedec_order(rng: random.Random, experiment: str, train: bool, rule: int, i
     return order
 
 
-def program_lengths(experiment: str, train: bool = True) -> tuple[int, ...]:
-    """The program lengths of a split's training (or test) distribution."""
-    return tuple(sorted({n for _, rule in _rules(experiment, train) for n in rule.lengths}))
+def _within(lengths: Sequence[int], bounds: tuple[int, int] | None) -> tuple[int, ...]:
+    return tuple(n for n in lengths if bounds is None or bounds[0] <= n <= bounds[1])
+
+
+def program_lengths(experiment: str, train: bool = True, within: tuple[int, int] | None = None) -> tuple[int, ...]:
+    """The program lengths of a split's training (or test) distribution, those in `within` (lo, hi) where given."""
+    return _within(sorted({n for _, rule in _rules(experiment, train) for n in rule.lengths}), within)
 
 
 def sample_program(
@@ -486,8 +490,7 @@ def sample_program(
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}")
     rules = _rules(experiment, train)
-    allowed = [tuple(n for n in rule.lengths if lengths is None or lengths[0] <= n <= lengths[1])
-               for _, rule in rules]
+    allowed = [_within(rule.lengths, lengths) for _, rule in rules]
     if not any(allowed):
         have = program_lengths(experiment, train)
         raise ValueError(f"{experiment} has no {'training' if train else 'test'} programs of lengths "
