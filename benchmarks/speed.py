@@ -16,7 +16,8 @@ spec's own search in seconds per task (`--tasks` tasks of the last eval split, c
 
 --attention prints one line per attention shape of the specs (sequence length N, width D, heads H, as the models
 call `Attention`, over `training.batch` x pairs sequences): forward + backward seconds, GFLOP/s by XLA's cost
-analysis, and a plain matmul of the same FLOPs as the ceiling reference.
+analysis, a plain matmul of the same FLOPs as the ceiling reference, and the ceiling of the shapes themselves:
+attention's two products (q k^T and the weights times v) alone, forward, each one batched matmul at the head width.
 
 --compile runs `nlic compile SPEC --no-write` in fresh processes, cold (an empty compile cache folder) then warm (the
 folder the cold run filled), and prints per spec: the process's wall seconds, its CPU seconds (user + system, a
@@ -179,7 +180,15 @@ def attention_speed(n: int, d: int, heads: int, routed: bool, batch: int, *, rep
     a, b = jnp.ones((m, k), jnp.float32), jnp.ones((k, k), jnp.float32)
     mm = jax.jit(jnp.matmul).lower(a, b).compile()
     mm_seconds = _median(lambda: jax.block_until_ready(mm(a, b)), repeats)
-    return {"seconds": seconds, "flops": flops, "matmul_gflops": 2 * m * k * k / mm_seconds / 1e9}
+    # The shapes' own ceiling: attention's two products alone (scores q k^T and their weighting of v), forward only,
+    # as one batched matmul each over batch x heads, at the head width d / heads: no softmax, no projections.
+    dh = d // heads
+    q = jnp.ones((batch * heads, n, dh), jnp.float32)
+    pv = jnp.ones((batch * heads, n, n), jnp.float32)
+    products = jax.jit(lambda q, p: (q @ jnp.swapaxes(q, 1, 2), p @ q)).lower(q, pv).compile()
+    products_seconds = _median(lambda: jax.block_until_ready(products(q, pv)), max(repeats, 20))
+    return {"seconds": seconds, "flops": flops, "matmul_gflops": 2 * m * k * k / mm_seconds / 1e9,
+            "products_gflops": 4 * batch * heads * n * n * dh / products_seconds / 1e9}
 
 
 def attention_table(specs: list[Path], *, repeats: int, peak: float) -> list[dict]:
@@ -197,7 +206,8 @@ def attention_table(specs: list[Path], *, repeats: int, peak: float) -> list[dic
             rows.append({"spec": str(path), "batch": batch, "n": n, "d": d, "heads": heads, "routed": routed, **r})
             print(f"attention {path.stem:20s} {batch:4d} x N={n:<4d} D={d:<3d} H={heads}{' routed' if routed else ''}: "
                   f"fwd+bwd {r['seconds'] * 1e3:8.1f} ms  {gflops:6.1f} GFLOP/s ({100 * gflops / peak:4.1f}% of peak), "
-                  f"matmul of equal FLOPs {r['matmul_gflops']:6.1f} GFLOP/s", flush=True)
+                  f"matmul of equal FLOPs {r['matmul_gflops']:6.1f} GFLOP/s, its two products alone "
+                  f"{r['products_gflops']:6.1f} GFLOP/s", flush=True)
     return rows
 
 

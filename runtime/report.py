@@ -56,6 +56,7 @@ __all__ = [
     "write_report",
     "format_markdown",
     "summary_lines",
+    "primitive_ways",
     "written_as",
 ]
 
@@ -428,15 +429,40 @@ def _token_label(report: InspectReport, token: int) -> str:
     return report.semantics.tokens[token].meaning
 
 
-def written_as(report: InspectReport, most: int = 3) -> list[tuple[str, tuple[TokenSeq, ...]]]:
+def written_as(report: InspectReport, most: int = 3) -> list[tuple[str, tuple[TokenSeq, ...], tuple[str, ...]]]:
+    """`primitive_ways` of the report's language, the tokens its programs use ranked first."""
+    return primitive_ways(report.semantics, report.used, most)
+
+
+def primitive_ways(sem: Semantics, used_tokens: Sequence[int],
+                   most: int = 3) -> list[tuple[str, tuple[TokenSeq, ...], tuple[str, ...]]]:
     """Per primitive the language writes with a probed sequence: up to `most` of those sequences, shortest first,
-    then those of tokens the programs use."""
-    used = set(report.used)
-    out = []
-    for name, seqs in report.semantics.realized:
+    then those of `used_tokens`; and the later primitives whose outputs equal its own on every probe input, which
+    read as one entry with it (grid1d with canonical colours: each recolour of a colour no probe holds is the
+    identity on the probes, 48 lines `= t7 | t16 | t20` otherwise)."""
+    used = set(used_tokens)
+    index = {name: i for i, name in enumerate(sem.primitives)}
+    outputs = sem.candidate_outputs
+    first: dict[bytes, int] = {}  # a primitive's probe outputs -> its entry
+    out: list[tuple[str, tuple[TokenSeq, ...], list[str]]] = []
+    for name, seqs in sem.realized:
+        key = None if outputs is None or name not in index else np.asarray(outputs[index[name]]).tobytes()
+        if key is not None and key in first:
+            out[first[key]][2].append(name)
+            continue
+        if key is not None:
+            first[key] = len(out)
         ranked = sorted(seqs, key=lambda q: (len(q), not set(q) <= used, q))
-        out.append((name, tuple(ranked[:most])))
-    return out
+        out.append((name, tuple(ranked[:most]), []))
+    return [(name, seqs, tuple(alike)) for name, seqs, alike in out]
+
+
+def _alike_text(alike: Sequence[str], most: int) -> str:
+    """`(and N primitives equal to it on every probe: a, b, ...)`, or nothing."""
+    if not alike:
+        return ""
+    names = ", ".join(alike[:most]) + (", ..." if len(alike) > most else "")
+    return f"  (and {len(alike)} primitive{'s' if len(alike) > 1 else ''} equal to it on every probe: {names})"
 
 
 def summary_lines(report: InspectReport) -> list[str]:
@@ -462,10 +488,11 @@ def summary_lines(report: InspectReport) -> list[str]:
     ways = written_as(report)
     if ways:
         longest = max(len(s) for s in report.semantics.sequences)
-        lines.append(f"primitives written with up to {longest} tokens ({len(ways)} of "
-                     f"{len(report.semantics.primitives)}):")
-        width = max(len(name) for name, _ in ways)
-        lines += [f"  {name:<{width}} = " + " | ".join(sequence_text(q) for q in seqs) for name, seqs in ways]
+        lines.append(f"primitives written with up to {longest} tokens "
+                     f"({sum(1 + len(alike) for *_, alike in ways)} of {len(report.semantics.primitives)}):")
+        width = max(len(name) for name, *_ in ways)
+        lines += [f"  {name:<{width}} = " + " | ".join(sequence_text(q) for q in seqs) + _alike_text(alike, 3)
+                  for name, seqs, alike in ways]
     if report.mining is not None:
         for s in report.mining.splits:
             where = f": {s.file}" if s.file else ""
@@ -520,8 +547,8 @@ def format_markdown(report: InspectReport) -> str:
                 "sequences (agreement on at least " f"{NAMED:.0%} of the probes), shortest first:", ""]
         if ways:
             out += ["| primitive | written as |", "|---|---|"]
-            out += [f"| {_md(name)} | " + " · ".join(f"`{sequence_text(q)}`" for q in seqs) + " |"
-                    for name, seqs in ways]
+            out += [f"| {_md(name)}{_md(_alike_text(alike, 8))} | "
+                    + " · ".join(f"`{sequence_text(q)}`" for q in seqs) + " |" for name, seqs, alike in ways]
         else:
             out.append("No probed sequence agrees with any primitive.")
         out.append("")

@@ -36,6 +36,7 @@ from nlic.runtime.inspection import (
     token_usage,
 )
 from nlic.runtime.mining import abbreviate, mined_file, name_macros, select_macros, token_aliases
+from nlic.runtime.report import primitive_ways
 from nlic.runtime.run_dir import load_run
 from nlic.runtime.train import train
 
@@ -417,3 +418,19 @@ def test_errors_are_nlic_errors_in_the_api(run_dir, tmp_path):
         inspect_run(run_dir, tasks=[], write=False)
     with pytest.raises(CheckpointError):
         inspect_run(tmp_path / "missing")
+
+
+def test_primitives_equal_on_every_probe_are_one_entry_of_the_summary(probes):
+    # A recolour of a value no probe holds is the identity on the probes: it joins the identity's entry rather than
+    # repeating its sequences (grid1d with canonical colours listed 48 such lines).
+    def recolour(a, b):
+        return Primitive(f"recolour_{a}_to_{b}", lambda x: np.where(x == a, b, x).astype(np.int32))
+
+    prims = (Primitive("identity", lambda x: x.copy()), recolour(9, 1), recolour(8, 2),
+             Primitive("reverse", lambda x: x[:, ::-1].copy()))
+    sem = analyze(fake_execute, probes, vocab=8, skip=0, values=V, primitives=prims, length=2, compose=False)
+    assert {name for name, _ in sem.realized} >= {"identity", "recolour_9_to_1", "recolour_8_to_2", "reverse"}
+    ways = primitive_ways(sem, (5,))
+    assert [(name, alike) for name, _, alike in ways] == [
+        ("identity", ("recolour_9_to_1", "recolour_8_to_2")), ("reverse", ())]
+    assert dict((name, seqs) for name, seqs, _ in ways)["reverse"][0] == (5,)
