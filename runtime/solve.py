@@ -192,6 +192,10 @@ def _plan(spec: Spec | ModelKind, search: SearchSpec | None, model, caller: str)
     return kind, search, stages
 
 
+PROGRESS_EVERY = 2.0
+"""Least seconds between two progress lines of one search stage (the last batch always prints one)."""
+
+
 def _solve_batches(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, size: int, key, *,
                    progress: bool, label: str, t0: float, shard: bool = False,
                    tokens: tuple[int, ...] | None = None) -> tuple[np.ndarray, ...] | None:
@@ -205,13 +209,15 @@ def _solve_batches(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, s
     if shard and distributed.is_distributed() and n:
         return _solve_shared(kind, model, tasks, search, size, key, progress=progress, label=label, t0=t0, extra=extra)
     parts = []
+    shown = -float("inf")
     for b, start in enumerate(range(0, n, size)):
         chunk = tasks.take(slice(start, start + size))
         sol = kind.solve(model, _pad(chunk, size).batch(), search, key=jax.random.fold_in(key, b), **extra)
         parts.append(jax.tree.map(lambda a: np.asarray(a)[: len(chunk)], tuple(sol)))
-        if progress:
-            done = min(start + size, n)
-            print(f"solve{label}: {done}/{n} tasks, {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+        done, now = min(start + size, n), time.perf_counter()
+        if progress and (done == n or now - shown >= PROGRESS_EVERY):  # not a line per task where batches are small
+            shown = now
+            print(f"solve{label}: {done}/{n} tasks, {now - t0:.1f}s", file=sys.stderr, flush=True)
     if not parts:
         return None
     return tuple(np.concatenate(p) for p in zip(*parts))

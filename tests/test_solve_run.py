@@ -5,12 +5,15 @@ exported executor) and check that replayed outputs equal the solver's discrete-p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import importlib
 import io
 import json
 import re
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -238,3 +241,29 @@ def test_kind_without_programs_writes_predictions_only(run_dir, tmp_path, monkey
     assert "model kind 'nli' has no discrete programs: no program file written, predictions only" in stderr
     assert not out.exists() and len(_rows(preds)) == 6
     assert re.fullmatch(r"accuracy: \d\.\d\d \(\d/6\)", stdout.strip())
+
+
+def test_progress_is_a_line_every_few_seconds_not_one_per_batch(monkeypatch):
+    # A search of batch 1 over many tasks printed a line per task to a log; now at most one every PROGRESS_EVERY
+    # seconds, and always the last.
+    solve_mod = importlib.import_module("nlic.runtime.solve")  # the module (the package exports its `solve`)
+    spec = parse_spec(SPEC, "tiny.yaml")
+    kind = kind_of(spec)
+    tasks = sample_split(spec, "id", 20, seed=0)
+
+    def fake(model, batch, search, *, key, **kw):
+        return (np.zeros((batch.inputs.shape[0], 3), np.int32),)
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        parts = solve_mod._solve_batches(dataclasses.replace(kind, solve=fake), None, tasks, spec.search, 1,
+                                         jax.random.key(0), progress=True, label="", t0=0.0)
+    assert parts[0].shape == (20, 3)
+    lines = err.getvalue().splitlines()
+    assert 1 <= len(lines) <= 3 and lines[-1].startswith("solve: 20/20 tasks"), lines
+    monkeypatch.setattr(solve_mod, "PROGRESS_EVERY", 0.0)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        solve_mod._solve_batches(dataclasses.replace(kind, solve=fake), None, tasks, spec.search, 5,
+                                 jax.random.key(0), progress=True, label="", t0=0.0)
+    assert len(err.getvalue().splitlines()) == 4  # every batch where the interval allows it
