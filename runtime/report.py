@@ -446,7 +446,7 @@ def primitive_ways(sem: Semantics, used_tokens: Sequence[int],
     first: dict[bytes, int] = {}  # a primitive's probe outputs -> its entry
     out: list[tuple[str, tuple[TokenSeq, ...], list[str]]] = []
     for name, seqs in sem.realized:
-        key = None if outputs is None or name not in index else np.asarray(outputs[index[name]]).tobytes()
+        key = None if outputs is None else np.asarray(outputs[index[name]]).tobytes()
         if key is not None and key in first:
             out[first[key]][2].append(name)
             continue

@@ -196,6 +196,21 @@ PROGRESS_EVERY = 2.0
 """Least seconds between two progress lines of one search stage (the last batch always prints one)."""
 
 
+class _Lines:
+    """When a search stage prints its progress: at most once every `PROGRESS_EVERY` seconds, and at its last batch
+    (a line per batch was a line per task where batches are small)."""
+
+    def __init__(self) -> None:
+        self._shown = -float("inf")
+
+    def due(self, last: bool) -> bool:
+        now = time.perf_counter()
+        if last or now - self._shown >= PROGRESS_EVERY:
+            self._shown = now
+            return True
+        return False
+
+
 def _solve_batches(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, size: int, key, *,
                    progress: bool, label: str, t0: float, shard: bool = False,
                    tokens: tuple[int, ...] | None = None) -> tuple[np.ndarray, ...] | None:
@@ -208,16 +223,14 @@ def _solve_batches(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, s
     extra = {} if tokens is None else {"tokens": tokens}
     if shard and distributed.is_distributed() and n:
         return _solve_shared(kind, model, tasks, search, size, key, progress=progress, label=label, t0=t0, extra=extra)
-    parts = []
-    shown = -float("inf")
+    parts, lines = [], _Lines()
     for b, start in enumerate(range(0, n, size)):
         chunk = tasks.take(slice(start, start + size))
         sol = kind.solve(model, _pad(chunk, size).batch(), search, key=jax.random.fold_in(key, b), **extra)
         parts.append(jax.tree.map(lambda a: np.asarray(a)[: len(chunk)], tuple(sol)))
-        done, now = min(start + size, n), time.perf_counter()
-        if progress and (done == n or now - shown >= PROGRESS_EVERY):  # not a line per task where batches are small
-            shown = now
-            print(f"solve{label}: {done}/{n} tasks, {now - t0:.1f}s", file=sys.stderr, flush=True)
+        done = min(start + size, n)
+        if progress and lines.due(done == n):
+            print(f"solve{label}: {done}/{n} tasks, {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
     if not parts:
         return None
     return tuple(np.concatenate(p) for p in zip(*parts))
@@ -235,13 +248,13 @@ def _solve_shared(kind: ModelKind, model, tasks: TaskSet, search: SearchSpec, si
     batches = -(-n // size)
     count, me = distributed.process_count(), distributed.process_index()
     per = -(-batches // count)
-    parts = []
+    parts, lines = [], _Lines()
     for j in range(per):
         b = min(me * per + j, batches - 1)
         chunk = tasks.take(slice(b * size, b * size + size))
         sol = kind.solve(model, _pad(chunk, size).batch(), search, key=jax.random.fold_in(key, b), **extra)
         parts.append(tuple(np.asarray(a) for a in sol))
-        if progress and distributed.is_main():
+        if progress and distributed.is_main() and lines.due(j == per - 1):
             print(f"solve{label}: batch {j + 1}/{per} of process 0 ({n} tasks over {count} processes), "
                   f"{time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
     rows = distributed.gather_rows(tuple(np.concatenate(p) for p in zip(*parts)))
