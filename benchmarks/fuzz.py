@@ -192,7 +192,7 @@ def specs(draw: Callable) -> Spec:
         values=draw(st.one_of(st.just(0), st.integers(max(base.values, 1), 65536))),
     )
     executor = _divisible(draw, spec.model.executor)
-    executor = dataclasses.replace(executor, routing=executor.routing or executor.mirrors)
+    executor = dataclasses.replace(executor, routing=executor.routing or executor.mirrors or executor.anchors)
     kind = draw(st.sampled_from(sorted(MODEL_KINDS.names())))
     model = dataclasses.replace(spec.model, kind=kind, inductor=_divisible(draw, spec.model.inductor),
                                 executor=executor)

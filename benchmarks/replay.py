@@ -9,11 +9,15 @@ replayed: start after the run's last split. The checkpoint must be of the run's 
 `training.restarts: 0`, or the attempt whose spec the run directory holds).
 
 Usage:
-    python benchmarks/replay.py RUN --from STEP [--lr-drop F] [--to STEP] [--every 250]
+    python benchmarks/replay.py RUN --from STEP [--lr-drop F] [--to STEP] [--every 250] [--tokens t1,t2]
 
 Prints one line per evaluation: step, ID accuracy (training's own: the inductor's program, no search), the loss of
 that step, and the median and largest gradient norm (before clipping) since the last line, with how many exceeded
-3. Writes nothing.
+3. With `--tokens` (NLI runs), also at the start and at each evaluation: in how many of the ID tasks' programs (the
+inductor's argmax) each listed token is, and how many of those the program solves, and the programs that the tasks
+which held the first listed token at the start write now: where the tasks of a token go after a token split (start
+from the checkpoint the split was made before, e.g. `--from 2000 --tokens t1,t2` after `t1 -> t2` at step 2000).
+Writes nothing.
 
 Measured (benchmarks/README.md, "A late drop of the learning rate"): grid1d comp seed 1 from step 1500, ID 0.76 /
 0.75 / 0.83 / 0.75 at steps 1750-2500 with `--lr-drop 0.25`, against 0.60 / 0.01 / 0.00 / 0.00 plain.
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="multiply the learning rate by F from the checkpoint on (0 < F <= 1; default: as the run)")
     ap.add_argument("--to", type=int, default=None, metavar="STEP", help="the last step (default: the spec's steps)")
     ap.add_argument("--every", type=int, default=250, metavar="N", help="steps between evaluations (default 250)")
+    ap.add_argument("--tokens", default=None, metavar="LIST",
+                    help="NLI runs: comma-separated tokens (t1,t2 or 1,2) to follow through the ID tasks' programs")
     args = ap.parse_args(argv)
 
     import jax
@@ -71,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SpecError(f"--every must be at least 1, got {args.every}", loc=Loc("--every"), hint="e.g. 250")
     spec = load_spec(str(run / SPEC_FILE))
     kind = MODEL_KINDS.get(spec.model.kind)
+    watch = _tokens(args.tokens, spec, kind) if args.tokens is not None else ()
     optim = make_optimizer(spec.training)
     like = state_like(spec, kind, task_api.shapes_of(spec), optim)
     (model, opt_state, key_data), step0 = ckpt.load_checkpoint(path, like, spec=spec)
@@ -85,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     end = min(args.to or total, total)
     label = f"lr x{args.lr_drop:g}" if args.lr_drop is not None else "plain"
     print(f"{run} from step {step0} to {end}, {label}", flush=True)
+    follow = _Follow(watch, evalset) if watch else None
+    if follow is not None:
+        follow(model, step0)
     norms: list[float] = []
     for step in range(step0, end):
         tasks, t = step_inputs(spec, spec.seed, step)
@@ -98,7 +108,61 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {done}: id {acc:.2f}  loss {float(loss):.3f}  grad norm median {np.median(g):.2f} "
                   f"max {g.max():.1f} (>3: {(g > 3).sum()})", flush=True)
             norms = []
+            if follow is not None:
+                follow(model, done)
     return 0
+
+
+def _tokens(text: str, spec, kind) -> tuple[int, ...]:
+    """The tokens of `--tokens` (t1,t2 or 1,2), each checked against the spec's vocab."""
+    if not kind.discrete_programs:
+        raise SpecError(f"--tokens needs a model with token programs; {spec.model.kind!r} has none",
+                        loc=Loc("--tokens"), hint="give an NLI run")
+    vocab = spec.language.vocab
+    out = []
+    for part in text.split(","):
+        word = part.strip()
+        digits = word[1:] if word[:1] in ("t", "T") else word
+        if not (digits.isdigit() and len(digits) <= 6 and int(digits) < vocab):
+            raise SpecError(f"--tokens: {word[:40]!r} is not a token of this run's language (t0..t{vocab - 1})",
+                            loc=Loc("--tokens"), hint="for example --tokens t1,t2")
+        out.append(int(digits))
+    return tuple(dict.fromkeys(out))
+
+
+class _Follow:
+    """Prints where the watched tokens are in the ID tasks' argmax programs, and what the tasks that held the first
+    one at the start write now."""
+
+    def __init__(self, watch: tuple[int, ...], tasks):
+        import equinox as eqx
+        import jax
+        import jax.numpy as jnp
+
+        self.watch, self.batch, self.first = watch, tasks.batch(), None
+
+        @eqx.filter_jit
+        def programs(model, batch):
+            pooled = jax.vmap(model.pooled_slots)(batch.inputs, batch.outputs, batch.pair_mask)
+            progs = jnp.argmax(jax.vmap(model.token_logits)(pooled), axis=-1)
+            return progs, jnp.all(model.execute(progs, batch.query_input) == batch.query_output, axis=-1)
+
+        self.programs = programs
+
+    def __call__(self, model, step: int) -> None:
+        import collections
+
+        import numpy as np
+
+        progs, solved = (np.asarray(a) for a in self.programs(model, self.batch))
+        holds = {t: (progs == t).any(-1) for t in self.watch}
+        if self.first is None:
+            self.first = np.flatnonzero(holds[self.watch[0]])
+        counts = ", ".join(f"t{t} in {int(h.sum())} ({int((h & solved).sum())} solved)" for t, h in holds.items())
+        now = collections.Counter(" ".join(f"t{int(t)}" for t in p) for p in progs[self.first]).most_common(3)
+        where = "; ".join(f"`{p}` {n}" for p, n in now) or "none"
+        print(f"  step {step}: {counts}; the {len(self.first)} tasks of t{self.watch[0]} at the start write {where}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -192,6 +192,13 @@ class ExecutorSpec:
         "adds what it read, so a token can overwrite a position with a value moved from elsewhere instead of "
         "adding to it (starts at scale 1: off until learned).",
     )
+    anchors: bool = _f(
+        False, "With routing, the token's code also picks two positions per head by their content (a soft "
+        "pointer, e.g. a dot or a block's end) and biases attention by offsets measured from them, so a move by a "
+        "distance read from the row (to a dot, to an edge) or a mirror around a dot is one token (starts flat: off "
+        "until learned). Baseline decoders get the same from their code, as with routing.",
+        quiet_default=True,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

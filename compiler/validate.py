@@ -388,6 +388,9 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
     if ok("model.executor.mirrors", "model.executor.routing") and ex.mirrors and not ex.routing:
         c.error(c.loc_of("model.executor.mirrors"), "model.executor.mirrors needs model.executor.routing",
                 "set routing: true, or remove mirrors")
+    if ok("model.executor.anchors", "model.executor.routing") and ex.anchors and not ex.routing:
+        c.error(c.loc_of("model.executor.anchors"), "model.executor.anchors needs model.executor.routing",
+                "set routing: true, or remove anchors")
     search = spec.search
     if ok("search.length", "language.length", "language.max_length") and search.length and not (
         lang.length <= search.length <= lang.max_length

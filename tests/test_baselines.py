@@ -236,22 +236,25 @@ def test_kinds_are_registered():
     assert set(KINDS) <= set(MODEL_KINDS.names())
 
 
+@pytest.mark.parametrize("anchors", [False, True])
 @pytest.mark.parametrize("kind_name", KINDS)
-def test_routing_reaches_every_baseline_decoder(kind_name):
-    """`model.executor.routing` (and `mirrors`) is not NLI-only: each baseline decoder gets the per-offset
-    attention bias from its code, so a spec that turns it on trains those weights (a zero gradient would mean the
-    option is silently ignored); a spec that leaves it off builds no route layers."""
+def test_routing_reaches_every_baseline_decoder(kind_name, anchors):
+    """`model.executor.routing` (and `mirrors`, `anchors`) is not NLI-only: each baseline decoder gets the
+    per-offset attention bias (and the anchored one) from its code, so a spec that turns it on trains those weights
+    (a zero gradient would mean the option is silently ignored); a spec that leaves it off builds no route layers."""
 
     spec, kind, plain = setup(kind_name)
-    ex = dataclasses.replace(spec.model.executor, routing=True, mirrors=True)
+    ex = dataclasses.replace(spec.model.executor, routing=True, mirrors=True, anchors=anchors)
     spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, executor=ex))
     model = kind.build(spec, Shapes(length=L, values=V, pairs=M), key=jax.random.key(0))
-    assert all(b.route is None for b in plain.decoder.body.blocks)
+    assert all(b.route is None and b.anchor_table is None for b in plain.decoder.body.blocks)
     blocks = model.decoder.body.blocks
-    assert all(b.route is not None and b.mirror for b in blocks)
+    assert all(b.route is not None and b.mirror and (b.anchor_table is not None) == anchors for b in blocks)
     batch = shift_batch(4, seed=0)
     grads = eqx.filter_grad(lambda m: kind.loss(m, batch, jnp.asarray(0.0), key=jax.random.key(1))[0])(model)
     assert all(float(jnp.abs(b.route.weight).sum()) > 0 for b in grads.decoder.body.blocks)
+    if anchors:
+        assert all(float(jnp.abs(b.anchor_table.weight).sum()) > 0 for b in grads.decoder.body.blocks)
 
 
 @pytest.mark.parametrize("routing", [False, True])

@@ -193,6 +193,89 @@ def test_datum_positions_and_mirrors_build_train_and_keep_skip_exact():
     assert route.weight.shape[0] == 2 * H * R
 
 
+def _with_anchors(spec, **executor):
+    ex = dataclasses.replace(spec.model.executor, routing=True, anchors=True, **executor)
+    return dataclasses.replace(spec, model=dataclasses.replace(spec.model, executor=ex))
+
+
+def test_anchors_start_flat_and_leave_every_other_weight_as_it_was():
+    """`anchors` adds modules from keys of their own and zero bias tables: the model computes what it computed
+    without them (same loss, same discrete runs) until the tables are learned, and gradients reach the anchors."""
+    plain = _with_anchors(tiny_spec(), mirrors=True)
+    plain = dataclasses.replace(plain, model=dataclasses.replace(
+        plain.model, executor=dataclasses.replace(plain.model.executor, anchors=False)))
+    anchored = _with_anchors(tiny_spec(), mirrors=True)
+    (m0, tasks), (m1, _) = setup(plain), setup(anchored)
+    block = m1.executor.step.blocks[0]
+    assert block.anchor_table is not None and not bool(jnp.any(block.anchor_table.weight))
+    assert m0.executor.step.blocks[0].anchor_table is None
+    batch = tasks.batch()
+    v0, _ = jloss(m0, batch, jnp.asarray(0.4), key=jax.random.key(3))
+    v1, _ = jloss(m1, batch, jnp.asarray(0.4), key=jax.random.key(3))
+    assert float(v0) == pytest.approx(float(v1), rel=1e-5, abs=1e-6)
+    x = jnp.asarray(tasks.query_inputs)
+    prog = np.tile(np.arange(anchored.language.max_length) % anchored.language.vocab, (4, 1))
+    np.testing.assert_array_equal(execute(m0, prog, x), execute(m1, prog, x))
+    grads = eqx.filter_grad(lambda m: jloss(m, batch, jnp.asarray(0.4), key=jax.random.key(3))[0])(m1)
+    table = grads.executor.step.blocks[0].anchor_table.weight
+    assert bool(jnp.all(jnp.isfinite(table))) and bool(jnp.any(table != 0))
+
+
+def test_anchors_let_one_token_mirror_around_a_dot_wherever_it_sits():
+    """An anchor placed by content (the cell holding value 2, the dot) and a bias table over the anchored sum
+    (j - a) + (i - a) = 0 make one token a mirror around the dot, at every dot position: what the position-sum
+    mirror table (one fixed centre per code) cannot be."""
+    spec = _with_anchors(tiny_spec(), mirrors=False)
+    model = build(spec, shapes_of(spec), key=jax.random.key(0))
+    block = model.executor.step.blocks[0]
+    L, D, V, A = 8, 16, 5, 8
+    H = block.attn.heads
+    R2 = 4 * L - 3
+    # Anchor keys read the dot's value channel, the code's query weights it by 40: both anchors of every head land on
+    # the dot. Table 1 (the anchored sum) peaks at 0; table 0 is flat.
+    key_w = jnp.zeros((H * 2 * A, D)).at[::A, 2].set(1.0)
+    query_b = jnp.zeros(H * 2 * A).at[::A].set(40.0)
+    tables = jnp.zeros((H, 2, R2)).at[:, 1, :].set(-50.0).at[:, 1, 2 * L - 2].set(50.0)
+    akey = eqx.tree_at(lambda m: (m.weight, m.bias), block.anchor_key, (key_w, jnp.zeros(H * 2 * A)))
+    aquery = eqx.tree_at(lambda m: (m.weight, m.bias), block.anchor_query,
+                         (jnp.zeros_like(block.anchor_query.weight), query_b))
+    atable = eqx.tree_at(lambda m: m.bias, block.anchor_table, tables.reshape(-1))
+    qkv = block.attn.qkv
+    w = jnp.zeros_like(qkv.weight).at[2 * D:].set(jnp.eye(D) * 10.0)
+    attn = eqx.tree_at(lambda a: (a.qkv.weight, a.qkv.bias, a.rel_bias, a.out.weight, a.out.bias), block.attn,
+                       (w, jnp.zeros_like(qkv.bias), jnp.zeros_like(block.attn.rel_bias), jnp.eye(D), jnp.zeros(D)))
+    mlp = eqx.tree_at(lambda m: (m.fc2.weight, m.fc2.bias), block.mlp, (jnp.zeros_like(block.mlp.fc2.weight), jnp.zeros(D)))
+    norm = eqx.nn.LayerNorm(D, use_weight=False, use_bias=False)
+    block = eqx.tree_at(lambda b: (b.anchor_key, b.anchor_query, b.anchor_table, b.attn, b.mlp, b.film), block,
+                        (akey, aquery, atable, attn, mlp, None), is_leaf=lambda x: x is None)
+    step = eqx.tree_at(lambda s: (s.blocks, s.norm), model.executor.step, ((block,), norm))
+    value = jnp.eye(V, D) * 3.0
+    executor = eqx.tree_at(lambda e: (e.step, e.value_embed, e.pos_embed, e.readout.weight, e.readout.bias),
+                           model.executor, (step, value, jnp.zeros((L, D)), value, jnp.zeros(V)))
+    model = eqx.tree_at(lambda m: m.executor, model, executor)
+    prog = jnp.asarray([1, 0, 0, 0, 0, 0])
+    for row in ([1, 3, 0, 2, 0, 0, 0, 0], [0, 0, 4, 1, 2, 0, 0, 0], [0, 0, 0, 0, 3, 2, 0, 4]):
+        x = jnp.asarray(row)
+        p = row.index(2)
+        out = np.asarray(model.run_hard(prog, x)[0])
+        inside = [i for i in range(L) if 0 <= 2 * p - i < L]
+        np.testing.assert_array_equal(out[inside], np.asarray(row)[[2 * p - i for i in inside]])
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8])
+def test_reshaped_attention_biases_equal_the_gathered_ones(n):
+    """`anchors` lays the per-sequence offset (Toeplitz) and sum (Hankel) biases out by reshapes, not a gather: the
+    same attention on every length up to the span."""
+    from nlic.compiler.models.layers import Attention
+
+    k1, k2, k3, k4 = jax.random.split(jax.random.key(n), 4)
+    attn = Attention(16, 2, span=8, key=k1)
+    x = jax.random.normal(k2, (n, 16))
+    offset, mirror = jax.random.normal(k3, (2, 15)), jax.random.normal(k4, (2, 15))
+    for biases in ((None, None), (offset, None), (offset, mirror)):
+        np.testing.assert_allclose(attn(x, None, *biases, reshaped=True), attn(x, None, *biases), rtol=1e-6, atol=1e-6)
+
+
 def test_skip_from_keeps_the_skip_token_out_of_early_programs():
     plain = tiny_spec()
     late = tiny_spec(skip_from=0.5)

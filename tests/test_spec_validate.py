@@ -150,6 +150,14 @@ def test_cross_field_checks():
     assert "max_length (4) is shorter than language.length (9)" in messages
 
 
+def test_anchors_need_routing():
+    (d,) = errors(MINIMAL + "model:\n  executor: {routing: false, mirrors: false, anchors: true}\n")
+    assert "model.executor.anchors needs model.executor.routing" in d.message and "routing: true" in d.hint
+    assert d.loc.line == 4
+    spec = parse_spec(MINIMAL + "model:\n  executor: {anchors: true}\n", "s.yaml")
+    assert spec.model.executor.anchors and spec.model.executor.routing
+
+
 def test_search_length_must_lie_between_the_trained_and_the_longest_program():
     (d,) = errors(MINIMAL + "language: {length: 4, max_length: 8}\nsearch:\n  length: 9\n")
     assert "search.length (9) is outside language.length .. language.max_length (4 .. 8)" in d.message

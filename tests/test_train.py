@@ -506,3 +506,24 @@ def test_sharded_training_matches_one_device(tmp_path):
     assert out["all"]["shards"] == 4 and out["all"]["model_devices"] == 4  # batch split, model replicated
     assert out["one"]["shards"] == 1
     np.testing.assert_allclose(out["all"]["losses"], out["one"]["losses"], rtol=1e-4, atol=1e-5)
+
+
+def test_training_check_runs_the_program_training_runs(monkeypatch):
+    """Training's ID check (`quick_accuracy`, the `none` search) runs the inductor's `language.length` tokens, not the
+    search's `max_length` slots: extended slots copy the slot most like skip, and where no slot writes skip (grid1d's
+    `t7 t7 t7 t7 tX tY`) they repeated a token, so the check read 0.22 where the trained programs solved 0.67."""
+    import types
+
+    train_module = sys.modules["nlic.runtime.train"]
+    seen = []
+
+    def fake_solve(spec, model, tasks, *, search, seed):
+        seen.append(search)
+        return types.SimpleNamespace(accuracy=1.0, spec_fit=np.ones(1), has_target=np.ones(1, bool))
+
+    monkeypatch.setattr(train_module, "solve", fake_solve)
+    spec = tiny_spec()
+    assert spec.language.length == 3 and spec.language.max_length == 5
+    train_module.quick_accuracy(spec, None, None)
+    (search,) = seen
+    assert search.method == "none" and search.slots(spec.language.length, spec.language.max_length) == 3

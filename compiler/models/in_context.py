@@ -77,8 +77,9 @@ class Decoder(eqx.Module):
     per-head bias over relative offsets between input positions chosen by a code, exactly as NLI's step network
     gets one from each token: the code is `route` when given, else `cond` (the latent of `lpn`/`dlpn`; for
     `in_context`/`ttt` the mean token of the real context pairs, passed as one or the other);
-    `model.executor.mirrors` adds a bias over position sums. Context tokens then carry no position, so
-    offsets are those within the datum.
+    `model.executor.mirrors` adds a bias over position sums, and `anchors` one over offsets measured from two
+    positions the code picks by content. Context tokens then carry no position, so offsets are those within the
+    datum (and anchors are input positions).
     """
 
     embed: eqx.nn.Embedding
@@ -97,7 +98,8 @@ class Decoder(eqx.Module):
         self.segment = 0.02 * jax.random.normal(k2, (2, ex.width))
         self.body = Transformer(
             ex.layers, ex.width, ex.heads, ex.mlp_ratio, film=film,
-            route_span=length if ex.routing else 0, mirror=ex.routing and ex.mirrors, key=k3,
+            route_span=length if ex.routing else 0, mirror=ex.routing and ex.mirrors,
+            anchors=ex.routing and ex.anchors, key=k3,
         )
         self.out = eqx.nn.Linear(ex.width, values, key=k4)
 

@@ -5,6 +5,10 @@ Attention carries a learned relative-position bias per head (T5-style) whose tab
 (std `rel_init`): each head attends to a few particular offsets from the first step. Measured on the shift
 family, a per-pair transformer inductor with zero-initialised or absolute positions stayed at chance accuracy
 for 700+ steps at classifying the shift of a pair, and learned it in ~200 steps with this init.
+
+A conditioning code (an NLI token, a baseline's latent) may add to that bias: per relative offset (`route_span`),
+per position sum (`mirror`), and per offset or sum measured from two positions the code picks by content
+(`anchors`: a dot, a block's end), so that one code moves cells by a distance that the row itself holds.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-__all__ = ["MLP", "Attention", "Block", "Transformer", "sinusoidal_positions"]
+__all__ = ["MLP", "Attention", "Block", "Transformer", "anchored_tables", "sinusoidal_positions"]
+
+_ANCHOR_WIDTH = 8  # width of the content match that places an anchor (`anchors`)
 
 
 def sinusoidal_positions(length: int, width: int) -> Float[Array, "L D"]:
@@ -80,26 +86,85 @@ class Attention(eqx.Module):
         positions: Int[Array, " N"] | None = None,
         offset_bias: Float[Array, "H R"] | None = None,
         mirror_bias: Float[Array, "H R"] | None = None,
+        *,
+        reshaped: bool = False,
     ) -> Float[Array, "N D"]:
         """Args: x tokens; positions per token (-1: none); offset_bias an extra bias per head and relative offset
         (R = 2 * span - 1, offset o at index o + span - 1) and mirror_bias one per head and position sum
-        (i + j at index i + j), both e.g. chosen by a conditioning code."""
+        (i + j at index i + j), both e.g. chosen by a conditioning code; reshaped: lay the biases out by reshapes,
+        not a gather, where positions are 0..N-1 (the same values; for tables that differ per sequence)."""
         N, D = x.shape
-        if positions is None:
-            positions = jnp.arange(N)
         q, k, v = jnp.split(jax.vmap(self.qkv)(x), 3, axis=-1)
         q, k, v = (a.reshape(N, self.heads, D // self.heads) for a in (q, k, v))
         scores = jnp.einsum("nhd,mhd->hnm", q, k) / jnp.sqrt(jnp.asarray(D // self.heads, x.dtype))
-        offset = jnp.clip(positions[None, :] - positions[:, None], 1 - self.span, self.span - 1) + self.span - 1
-        has_pos = (positions[:, None] >= 0) & (positions[None, :] >= 0)
         table = self.rel_bias if offset_bias is None else self.rel_bias + offset_bias
-        bias = table[:, offset]
-        if mirror_bias is not None:
-            total = jnp.clip(positions[None, :] + positions[:, None], 0, mirror_bias.shape[1] - 1)
-            bias = bias + mirror_bias[:, total]
-        bias = jnp.where(has_pos[None], bias, 0.0)
+        if reshaped and positions is None and N <= self.span:
+            # Positions 0..N-1: the bias is a Toeplitz (offset) and a Hankel (sum) matrix of the tables, laid out by
+            # reshapes instead of an [H, N, N] gather (the same values; a gather per sequence is slow on CPU, and a
+            # table that depends on the sequence, as `anchors` makes it, needs one per sequence). Not the default:
+            # gradients sum in another order (1e-9 apart), and trained runs stay bit for bit as they were.
+            bias = _toeplitz(table[:, self.span - N:self.span + N - 1])
+            if mirror_bias is not None:
+                bias = bias + _hankel(mirror_bias[:, :2 * N - 1])
+        else:
+            if positions is None:
+                positions = jnp.arange(N)
+            offset = jnp.clip(positions[None, :] - positions[:, None], 1 - self.span, self.span - 1) + self.span - 1
+            has_pos = (positions[:, None] >= 0) & (positions[None, :] >= 0)
+            bias = table[:, offset]
+            if mirror_bias is not None:
+                total = jnp.clip(positions[None, :] + positions[:, None], 0, mirror_bias.shape[1] - 1)
+                bias = bias + mirror_bias[:, total]
+            bias = jnp.where(has_pos[None], bias, 0.0)
         attn = jax.nn.softmax(scores + bias, axis=-1)
         return jax.vmap(self.out)(jnp.einsum("hnm,mhd->nhd", attn, v).reshape(N, D))
+
+
+def _toeplitz(table: Float[Array, "H M"]) -> Float[Array, "H N N"]:
+    """out[h, i, j] = table[h, j - i + N - 1] for M = 2N - 1: N + 1 copies of each row read with a stride of M - 1
+    (each output row starts one entry earlier), by reshapes and slices."""
+    H, M = table.shape
+    N = (M + 1) // 2
+    if N == 1:
+        return table.reshape(H, 1, 1)
+    flat = jnp.tile(table, (1, N + 1))[:, N - 1:N - 1 + N * (M - 1)]
+    return flat.reshape(H, N, M - 1)[:, :, :N]
+
+
+def _hankel(table: Float[Array, "H M"]) -> Float[Array, "H N N"]:
+    """out[h, i, j] = table[h, i + j] for M = 2N - 1: copies of each row read with a stride of M + 1 (each output row
+    starts one entry later), by reshapes and slices."""
+    H, M = table.shape
+    N = (M + 1) // 2
+    flat = jnp.tile(table, (1, N + 1))[:, :N * (M + 1)]
+    return flat.reshape(H, N, M + 1)[:, :, :N]
+
+
+def _interpolate(table: Float[Array, " R"], at: Float[Array, "..."]) -> Float[Array, "..."]:
+    """table read at fractional indices `at` (clipped to the table), linear between neighbouring entries."""
+    at = jnp.clip(at, 0.0, table.shape[0] - 1.0)
+    lo = jnp.clip(jnp.floor(at), 0, table.shape[0] - 2).astype(jnp.int32)
+    w = at - lo
+    return (1.0 - w) * table[lo] + w * table[lo + 1]
+
+
+def anchored_tables(
+    anchors: Float[Array, "H 2"], tables: Float[Array, "H 2 R2"], *, span: int
+) -> tuple[Float[Array, "H R"], Float[Array, "H R"]]:
+    """Bias of query i to key j from offsets measured from two soft anchor positions (a0, a1) per head: table 0 at
+    (j - a0) - (i - a1) (a move by a distance between two things in the row: a block's end and a dot) and table 1
+    at (j - a0) + (i - a1) (a mirror around a thing in the row); R2 = 4 * span - 3, value w at index w + 2 * span - 2,
+    read between entries by linear interpolation (the anchors are continuous).
+
+    The first is the relative offset j - i shifted by a1 - a0, the second the position sum i + j shifted by
+    -(a0 + a1): both are returned as tables over the offset (R = 2 * span - 1, as `Attention`'s offset bias) and the
+    sum (as its mirror bias), so attention adds them to those and no [H, N, N] interpolation is made."""
+    centre = 2.0 * span - 2.0
+    offsets = jnp.arange(1 - span, span, dtype=anchors.dtype)  # index o + span - 1
+    sums = jnp.arange(2 * span - 1, dtype=anchors.dtype)  # index i + j
+    shift = jax.vmap(_interpolate)(tables[:, 0], offsets[None, :] + (anchors[:, 1] - anchors[:, 0])[:, None] + centre)
+    mirror = jax.vmap(_interpolate)(tables[:, 1], sums[None, :] - (anchors[:, 0] + anchors[:, 1])[:, None] + centre)
+    return shift, mirror
 
 
 class Block(eqx.Module):
@@ -112,6 +177,9 @@ class Block(eqx.Module):
     film: eqx.nn.Linear | None
     route: eqx.nn.Linear | None
     rgate: eqx.nn.Linear | None
+    anchor_key: eqx.nn.Linear | None
+    anchor_query: eqx.nn.Linear | None
+    anchor_table: eqx.nn.Linear | None
     mirror: bool = eqx.field(static=True)
 
     def __init__(
@@ -125,6 +193,7 @@ class Block(eqx.Module):
         route_span: int = 0,
         mirror: bool = False,
         residual_gate: bool = False,
+        anchors: bool = False,
         key: PRNGKeyArray,
     ):
         k1, k2, k3, k4 = jax.random.split(key, 4)
@@ -142,6 +211,17 @@ class Block(eqx.Module):
             self.rgate = zeroed(eqx.nn.Linear(width, width, key=jax.random.fold_in(k4, 1)))
         else:
             self.rgate = None
+        if route_span and anchors:
+            # cond -> a content query per head and anchor (attention over the positions' features picks a soft
+            # position), and two bias tables per head over offsets measured from the anchors; the tables start at
+            # zero, so the block is unchanged until they are learned. From keys of their own (folded in), so
+            # turning the option on leaves every other initial weight as it was.
+            ka, kq, kt = jax.random.split(jax.random.fold_in(k4, 2), 3)
+            self.anchor_key = eqx.nn.Linear(width, heads * 2 * _ANCHOR_WIDTH, key=ka)
+            self.anchor_query = eqx.nn.Linear(width, heads * 2 * _ANCHOR_WIDTH, key=kq)
+            self.anchor_table = zeroed(eqx.nn.Linear(width, heads * 2 * (4 * span - 3), key=kt))
+        else:
+            self.anchor_key = self.anchor_query = self.anchor_table = None
         self.norm2 = eqx.nn.LayerNorm(width)
         self.mlp = MLP(width, mlp_ratio * width, width, key=k2)
         if film:
@@ -161,7 +241,11 @@ class Block(eqx.Module):
         if self.route is not None and cond is not None:
             route = self.route(cond).reshape(self.attn.heads, 2 if self.mirror else 1, -1)
             route, mirror = route[:, 0], (route[:, 1] if self.mirror else None)
-        a = self.attn(h, positions, route, mirror)
+        if self.anchor_table is not None and cond is not None:
+            shift, around = anchored_tables(*self._anchors(h, cond, positions), span=self.attn.span)
+            route = shift if route is None else route + shift
+            mirror = around if mirror is None else mirror + around
+        a = self.attn(h, positions, route, mirror, reshaped=self.anchor_table is not None)
         if self.rgate is not None and cond is not None:
             x = x * (1 + self.rgate(cond))[None, :]  # a code may overwrite a position's content, not only add to it
         x = x + a
@@ -169,6 +253,22 @@ class Block(eqx.Module):
         if self.film is not None and cond is not None:
             h = h * (1 + s2)[None, :] + b2[None, :]
         return x + self.mlp(h)
+
+    def _anchors(
+        self, h: Float[Array, "N D"], cond: Float[Array, " D"], positions: Int[Array, " N"] | None
+    ) -> tuple[Float[Array, "H 2"], Float[Array, "H 2 R2"]]:
+        """Two soft positions per head (the content attention of the code's queries over the normed features) and
+        the code's two anchored bias tables per head."""
+        assert self.anchor_key is not None and self.anchor_query is not None and self.anchor_table is not None
+        N, H = h.shape[0], self.attn.heads
+        if positions is None:
+            positions = jnp.arange(N)
+        keys = jax.vmap(self.anchor_key)(h).reshape(N, H, 2, _ANCHOR_WIDTH)
+        query = self.anchor_query(cond).reshape(H, 2, _ANCHOR_WIDTH)
+        scores = jnp.einsum("hrd,nhrd->hrn", query, keys) / jnp.sqrt(jnp.asarray(_ANCHOR_WIDTH, h.dtype))
+        scores = jnp.where(positions[None, None, :] >= 0, scores, -1e9)
+        where = jnp.einsum("hrn,n->hr", jax.nn.softmax(scores, axis=-1), jnp.maximum(positions, 0).astype(h.dtype))
+        return where, self.anchor_table(cond).reshape(H, 2, -1)
 
 
 class Transformer(eqx.Module):
@@ -189,16 +289,18 @@ class Transformer(eqx.Module):
         route_span: int = 0,
         mirror: bool = False,
         residual_gate: bool = False,
+        anchors: bool = False,
         key: PRNGKeyArray,
     ):
         """`route_span` > 0: each block's conditioning code also biases attention over relative offsets up to
         that span (sequences of at most `route_span` positions), and with `mirror` over position sums i + j.
         `residual_gate`: the code also scales each block's residual stream (per channel) before attention adds to
-        it, so a code can overwrite a position with what it reads elsewhere."""
+        it, so a code can overwrite a position with what it reads elsewhere. `anchors` (with route_span): the code
+        also picks two soft positions per head by content and biases attention by offsets from them."""
         keys = jax.random.split(key, layers)
         self.blocks = tuple(
             Block(width, heads, mlp_ratio, film=film, rel_init=rel_init, route_span=route_span, mirror=mirror,
-                  residual_gate=residual_gate, key=k)
+                  residual_gate=residual_gate, anchors=anchors, key=k)
             for k in keys
         )
         self.norm = eqx.nn.LayerNorm(width)
