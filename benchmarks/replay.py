@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from nlic.compiler.optim import make_optimizer, make_train_step, state_like
     from nlic.runtime import checkpoint as ckpt
     from nlic.runtime.run_dir import SPEC_FILE
-    from nlic.runtime.train import quick_accuracy, step_inputs
+    from nlic.runtime.train import inductor_solve, step_inputs
 
     run = Path(args.run)
     if not (run / SPEC_FILE).is_file():
@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     end = min(args.to or total, total)
     label = f"lr x{args.lr_drop:g}" if args.lr_drop is not None else "plain"
     print(f"{run} from step {step0} to {end}, {label}", flush=True)
-    follow = _Follow(watch, evalset) if watch else None
+    follow = _Follow(watch, spec.language.length) if watch else None
     if follow is not None:
-        follow(model, step0)
+        follow(inductor_solve(spec, model, evalset), step0)
     norms: list[float] = []
     for step in range(step0, end):
         tasks, t = step_inputs(spec, spec.seed, step)
@@ -103,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         norms.append(float(gnorm))
         done = step + 1
         if done % args.every == 0 or done == end:
-            acc = quick_accuracy(spec, model, evalset)["accuracy"]
+            result = inductor_solve(spec, model, evalset)  # training's own check, and the programs --tokens reads
+            acc = result.accuracy
             g = np.asarray(norms)
             print(f"step {done}: id {acc:.2f}  loss {float(loss):.3f}  grad norm median {np.median(g):.2f} "
                   f"max {g.max():.1f} (>3: {(g > 3).sum()})", flush=True)
             norms = []
             if follow is not None:
-                follow(model, done)
+                follow(result, done)
     return 0
 
 
@@ -131,30 +132,18 @@ def _tokens(text: str, spec, kind) -> tuple[int, ...]:
 
 
 class _Follow:
-    """Prints where the watched tokens are in the ID tasks' argmax programs, and what the tasks that held the first
-    one at the start write now."""
+    """Prints where the watched tokens are in the ID tasks' programs (`inductor_solve`'s, the `length` tokens the
+    inductor writes), and what the tasks that held the first one at the start write now."""
 
-    def __init__(self, watch: tuple[int, ...], tasks):
-        import equinox as eqx
-        import jax
-        import jax.numpy as jnp
+    def __init__(self, watch: tuple[int, ...], length: int):
+        self.watch, self.length, self.first = watch, length, None
 
-        self.watch, self.batch, self.first = watch, tasks.batch(), None
-
-        @eqx.filter_jit
-        def programs(model, batch):
-            pooled = jax.vmap(model.pooled_slots)(batch.inputs, batch.outputs, batch.pair_mask)
-            progs = jnp.argmax(jax.vmap(model.token_logits)(pooled), axis=-1)
-            return progs, jnp.all(model.execute(progs, batch.query_input) == batch.query_output, axis=-1)
-
-        self.programs = programs
-
-    def __call__(self, model, step: int) -> None:
+    def __call__(self, result, step: int) -> None:
         import collections
 
         import numpy as np
 
-        progs, solved = (np.asarray(a) for a in self.programs(model, self.batch))
+        progs, solved = np.asarray(result.programs)[:, :self.length], np.asarray(result.correct)
         holds = {t: (progs == t).any(-1) for t in self.watch}
         if self.first is None:
             self.first = np.flatnonzero(holds[self.watch[0]])

@@ -54,6 +54,7 @@ __all__ = [
     "shard_batch",
     "pad_batch",
     "replicate",
+    "inductor_solve",
     "quick_accuracy",
     "step_inputs",
 ]
@@ -160,16 +161,20 @@ def _cached_train_step(kind: ModelKind, training: Any, one_device: bool = True) 
 # --- evaluation -----------------------------------------------------------------------------------------------
 
 
-def quick_accuracy(spec: Any, model: Any, tasks: Any) -> dict[str, Any]:
-    """Accuracy of the cheap `none` search (the inductor's discrete program, no search) on `tasks`: training's
-    own check (`nlic eval` / `evaluate` is the benchmark).
+def inductor_solve(spec: Any, model: Any, tasks: Any) -> Any:
+    """The cheap `none` search on `tasks` (the inductor's discrete program, no search): what training's check reads.
 
     The program is the one training runs: `language.length` tokens. The search's own slot count (`search.length`,
     by default `language.max_length`) would add slots that copy the slot most like skip; where no slot writes skip
     (grid1d's `t7 t7 t7 t7 tX tY`) they repeat a token the inductor wrote once, and on grid1d the check read ID 0.22
     where the inductor's programs solved 0.67 (the same weights), misleading keep-best, the restarts and the verdict."""
     search = dataclasses.replace(spec.search, method="none", length=spec.language.length)
-    result = solve(spec, model, tasks, search=search, seed=derive_seed(spec.seed, "eval-search"))
+    return solve(spec, model, tasks, search=search, seed=derive_seed(spec.seed, "eval-search"))
+
+
+def quick_accuracy(spec: Any, model: Any, tasks: Any) -> dict[str, Any]:
+    """Accuracy of `inductor_solve` on `tasks`: training's own check (`nlic eval` / `evaluate` is the benchmark)."""
+    result = inductor_solve(spec, model, tasks)
     return {
         "accuracy": None if result.accuracy is None else float(result.accuracy),  # None: no task has a target
         "spec_fit": float(np.mean(result.spec_fit)) if len(result.spec_fit) else None,

@@ -173,8 +173,7 @@ class Executor(eqx.Module):
         self.film = s.conditioning == "film"
         self.step = Transformer(s.layers, D, s.heads, s.mlp_ratio, film=self.film,
                                 route_span=cfg.positions if s.routing else 0, mirror=s.mirrors,
-                                residual_gate=s.residual_gate,
-                                anchors=s.anchors and s.routing, key=k[2])
+                                residual_gate=s.residual_gate, anchors=s.anchors, key=k[2])
         readout = eqx.nn.Linear(D, cfg.values, key=k[3])
         # Tied init: logits start as the match of each position's features with the value embeddings, so a fresh
         # step network is close to the identity and the value state survives many steps from the first update
