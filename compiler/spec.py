@@ -376,10 +376,11 @@ class SearchSpec:
         "inductor's are within reach: a slot saturated at the skip token gets almost no gradient.",
     )
     length: int = _f(
-        0, "Program slots the NLI searches none, prior, gradient and cascade work on: the inductor's language.length "
+        0, "Program slots the NLI's prior, gradient and cascade searches work on: the inductor's language.length "
         "slots plus skip slots to grow into (0 = language.max_length). A gradient step costs in proportion to it, "
         "so a language whose programs are short searches faster with fewer slots; found programs are padded with "
-        "the skip token to language.max_length.", min=0, max=4096,
+        "the skip token to language.max_length. Every NLI search (none alone) also runs the inductor's program "
+        "as trained, its language.length tokens.", min=0, max=4096,
     )
     batch: int = _f(
         1, "Tasks solved at once. A gradient search runs until the last task of its batch fits its spec, so one task "

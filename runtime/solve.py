@@ -440,6 +440,22 @@ class SolvedFiles:
     predictions: Path
 
 
+def _budget_text(kind: ModelKind, search: SearchSpec, model: Any) -> str:
+    """The search's budget in words, for `nlic solve`'s first line: what the method actually spends."""
+    method = search.method
+    if method == "none":
+        return "no search"
+    steps = f"{search.starts} starts x {search.steps} steps"
+    if method == "prior":
+        return f"{search.starts} programs sampled"
+    if _enumerates(kind, search):
+        depth = fitted_search(kind, search, model).depth
+        text = f"every program of up to {depth} token{'s' if depth != 1 else ''}" + (
+            ", shortest first" if search.deepen else "")
+        return text + (f", then {steps}" if method == "cascade" and search.steps > 0 else "")
+    return steps if "gradient" in method else f"{search.starts} starts"  # gradient, gradient+edit take steps
+
+
 def solve_to_files(
     run_dir: str | Path,
     tasks_source: str | Path,
@@ -494,10 +510,8 @@ def solve_to_files(
     refuse_existing([out, predictions] if kind.discrete_programs else [predictions], force=force,
                     hint="add --force to overwrite it, or write elsewhere with --out FILE")
 
-    gradient = "gradient" in search.method  # the methods that take steps (gradient, gradient+edit)
-    budget = "no search" if search.method == "none" else f"{search.starts} starts" + (
-        f" x {search.steps} steps" if gradient else "")
-    say(f"solving {len(tasks)} tasks of '{name}' with {kind.name}, search '{search.method}' ({budget})")
+    say(f"solving {len(tasks)} tasks of '{name}' with {kind.name}, search '{search.method}' "
+        f"({_budget_text(kind, search, model)})")
     t0 = time.perf_counter()
     # progress: one line per batch of tasks on stderr.
     result = solve(spec, model, tasks, search=search, seed=seed, progress=log is not None, shard=True)

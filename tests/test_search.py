@@ -260,6 +260,36 @@ def test_search_length_works_on_fewer_slots_and_pads_to_max_length(model_tasks, 
         assert search_cost(model, short) == -(-full * lang.length // lang.max_length)
 
 
+@pytest.mark.parametrize("method", ["none", "gradient", "enumerate", "cascade"])
+def test_every_search_runs_the_inductors_program_as_trained(method):
+    """Where no slot writes skip (grid1d's `t7 t7 t7 t7 tX tY`), the search's extra slots copy a slot that writes a
+    token, so the argmax program of `search.length` slots repeats it. Every search still runs the inductor's own
+    `language.length` tokens: `none` returns them, and the others solve tasks that program solves."""
+    spec = tiny_spec(skip=False)  # the no-skip ablation: no slot ever writes skip
+    model, tasks = setup(spec, n=6, split="ood")
+    lang = spec.language
+
+    def programs(ts):  # the inductor's own programs, and those of the search's `max_length` slots
+        b = ts.batch()
+        one = [jax.tree.map(lambda a, i=i: a[i], _tasks(b)) for i in range(len(ts))]
+        own = np.stack([np.asarray(jnp.argmax(model.token_logits(model.pooled_slots(t.inputs, t.outputs, t.mask)),
+                                              axis=-1)) for t in one])
+        wide = np.stack([np.asarray(jnp.argmax(model.token_logits(_slots(model, t, _search())), axis=-1)) for t in one])
+        return np.asarray(pad_program(jnp.asarray(own, jnp.int32), lang.max_length, lang.skip_token)), wide
+
+    planted = tasks
+    for _ in range(6):  # outputs of the inductor's program for the pairs it sees: a fixed point in a few rounds
+        own, wide = programs(planted)
+        outs = np.stack([np.asarray(execute(model, own, tasks.inputs[:, j])) for j in range(tasks.inputs.shape[1])], 1)
+        planted = dataclasses.replace(tasks, outputs=outs, query_outputs=np.asarray(execute(model, own, tasks.query_inputs)))
+    assert np.array_equal(programs(planted)[0], own)
+    assert np.all(wide[:, lang.length:] != lang.skip_token)  # the extended program repeats a token
+    res = solve(spec, model, planted, search=_search(method=method, depth=1, steps=0 if method != "cascade" else 3))
+    assert np.all(res.spec_fit == 1.0) and res.accuracy == 1.0
+    if method == "none":
+        np.testing.assert_array_equal(res.programs, own)
+
+
 def _levels_reference(model, task, search):
     """The enumeration as written before its loop: one vectorised block per program length, unrolled, then the
     repetitions of every token."""
@@ -275,10 +305,15 @@ def _levels_reference(model, task, search):
         ll = jax.vmap(jax.vmap(_pair_loglik))(lp, jnp.broadcast_to(task.outputs[None], vals.shape))
         return (exact * w[None]).sum(-1) / n, (ll * w[None]).sum(-1) / n
 
+    own = jnp.argmax(model.token_logits(model.pooled_slots(task.inputs, task.outputs, task.mask)), axis=-1)
+    best = (pad_program(own.astype(jnp.int32), cfg.max_length, cfg.skip_token),
+            *spec_scores(model, own, task.inputs, task.outputs, task.mask))
     slots = _slots(model, task, search)
     prog0 = jnp.argmax(model.token_logits(slots), axis=-1).astype(jnp.int32)
     fit0, ll0 = spec_scores(model, prog0, task.inputs, task.outputs, task.mask)
-    best = (pad_program(prog0, cfg.max_length, cfg.skip_token), fit0, ll0)
+    wins = better(fit0, ll0, best[1], best[2])
+    best = jax.tree.map(lambda a, b: jnp.where(wins, a, b), (pad_program(prog0, cfg.max_length, cfg.skip_token),
+                                                            fit0, ll0), best)
     states = task.inputs[None]
     for level in range(1, search.depth + 1):
         vals, lp = jax.vmap(lambda st: jax.vmap(lambda op: jax.vmap(lambda x: model.run_hard(op[None], x))(st))(ops))(
@@ -414,3 +449,18 @@ def test_an_enumeration_over_one_token_ends(model_tasks):
     spec, model, tasks = model_tasks
     res = solve(spec, model, tasks, search=_search(method="enumerate", depth=3, branch=1))
     assert res.programs.shape == (len(tasks), spec.language.max_length)
+
+
+def test_solve_names_the_budget_each_method_spends(model_tasks):
+    """`nlic solve`'s first line states what the search spends: an enumeration's depth (cut to `search.programs`),
+    not the gradient starts it never runs."""
+    from nlic.runtime.solve import _budget_text
+
+    spec, model, _ = model_tasks
+    kind = MODEL_KINDS.get("nli")
+    text = {m: _budget_text(kind, _search(method=m, depth=6, programs=200, deepen=True), model)
+            for m in ("none", "prior", "gradient", "enumerate", "cascade")}
+    depth = _search(depth=6, programs=200).fitted(spec.language.vocab, spec.language.max_length).depth
+    assert text == {"none": "no search", "prior": "3 programs sampled", "gradient": "3 starts x 3 steps",
+                    "enumerate": f"every program of up to {depth} tokens, shortest first",
+                    "cascade": f"every program of up to {depth} tokens, shortest first, then 3 starts x 3 steps"}
