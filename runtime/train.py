@@ -164,10 +164,12 @@ def _cached_train_step(kind: ModelKind, training: Any, one_device: bool = True) 
 def inductor_solve(spec: Any, model: Any, tasks: Any) -> Any:
     """The cheap `none` search on `tasks` (the inductor's discrete program, no search): what training's check reads.
 
-    The program is the one training runs: `language.length` tokens. The search's own slot count (`search.length`,
-    by default `language.max_length`) would add slots that copy the slot most like skip; where no slot writes skip
-    (grid1d's `t7 t7 t7 t7 tX tY`) they repeat a token the inductor wrote once, and on grid1d the check read ID 0.22
-    where the inductor's programs solved 0.67 (the same weights), misleading keep-best, the restarts and the verdict."""
+    The program is the one training runs: `language.length` tokens. Since 2026-12-07 the `none` search itself runs
+    those (`search.length` no longer applies to it), so the slot count set here changes nothing; it keeps the check
+    pinned to the trained length. Before 2026-12-06 the check ran `search.length` slots (by default
+    `language.max_length`), whose extra slots copy the slot most like skip; where no slot writes skip (grid1d's
+    `t7 t7 t7 t7 tX tY`) they repeated a token the inductor wrote once, and on grid1d the check read ID 0.22 where
+    the inductor's programs solved 0.67 (the same weights), misleading keep-best, the restarts and the verdict."""
     search = dataclasses.replace(spec.search, method="none", length=spec.language.length)
     return solve(spec, model, tasks, search=search, seed=derive_seed(spec.seed, "eval-search"))
 

@@ -148,17 +148,18 @@ def _runner(per_task: Callable[..., tuple], *, enumerates: bool = False) -> Call
     return run
 
 
-def _inductor_program(model: NLI, task: Task) -> tuple[Int[Array, " Tmax"], Float[Array, ""], Float[Array, ""]]:
-    """The inductor's own program: the argmax tokens of its `language.length` pooled slots (the program training
-    runs), padded with skip to `max_length`, with its exact fit and hard likelihood on the spec pairs.
+def _inductor_program(model: NLI, task: Task, pooled: Float[Array, "T D"]) -> tuple[Int[Array, " Tmax"],
+                                                                                    Float[Array, ""], Float[Array, ""]]:
+    """The inductor's own program: the argmax tokens of its `language.length` pooled slots (`pooled`, the task's
+    `NLI.pooled_slots`; the program training runs), padded with skip to `max_length`, with its exact fit and hard
+    likelihood on the spec pairs.
 
     Every NLI search tries it. The search's extra slots (`search.length`, `NLI.extend_slots`) copy the slot most
     like skip; where no slot writes skip (grid1d's `t7 t7 t7 t7 tX tY`) those copies repeat a token, and a search
     that tried only the extended program never ran the one the inductor wrote (grid1d: 0.67 of ID tasks answered
     by this program, 0.60 by an enumeration without it)."""
     cfg = model.cfg
-    prog = jnp.argmax(model.token_logits(model.pooled_slots(task.inputs, task.outputs, task.mask)), axis=-1)
-    prog = prog.astype(jnp.int32)
+    prog = jnp.argmax(model.token_logits(pooled), axis=-1).astype(jnp.int32)
     fit, ll = spec_scores(model, prog, task.inputs, task.outputs, task.mask)  # skip padding is an exact no-op
     return pad_program(prog, cfg.max_length, cfg.skip_token), fit, ll
 
@@ -167,7 +168,7 @@ def _inductor_program(model: NLI, task: Task) -> tuple[Int[Array, " Tmax"], Floa
 def _none(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
     """The inductor's program (`_inductor_program`), and the soft program of the same `language.length` slots."""
     slots = model.pooled_slots(task.inputs, task.outputs, task.mask)
-    prog, fit, _ = _inductor_program(model, task)
+    prog, fit, _ = _inductor_program(model, task, slots)
     tau_e, tau_d = _end_temps(search)
     ll = _soft_spec_loglik(model, slots, task, tau_e, tau_d, key=key, noise=False)
     return prog, _discrete_outputs(model, prog, task), fit, ll, _soft_predict(model, slots, task.query, tau_e, tau_d)
@@ -290,7 +291,9 @@ def _pick(model: NLI, task: Task, search: SearchSpec, finals, progs, fits, lls, 
 
 def _gradient(model: NLI, task: Task, search: SearchSpec, hyper: dict, key: PRNGKeyArray) -> tuple:
     k1, k2 = jax.random.split(key)
-    finals, progs, fits, lls = _gradient_core(model, task, search, hyper, k1, seed_best=_inductor_program(model, task))
+    slots = _slots(model, task, search)  # the pooled slots, then the copies `extend_slots` adds
+    finals, progs, fits, lls = _gradient_core(model, task, search, hyper, k1, slots=slots,
+                                              seed_best=_inductor_program(model, task, slots[:model.cfg.length]))
     return _pick(model, task, search, finals, progs, fits, lls, k2)
 
 
@@ -367,8 +370,8 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec, depth: Int[Array
         ll = jax.vmap(jax.vmap(_pair_loglik))(lp, jnp.broadcast_to(task.outputs[None], vals.shape))
         return (exact * w[None]).sum(-1) / n, (ll * w[None]).sum(-1) / n
 
-    slots = _slots(model, task, search)
-    best = _inductor_program(model, task)
+    slots = _slots(model, task, search)  # the pooled slots, then the copies `extend_slots` adds
+    best = _inductor_program(model, task, slots[:cfg.length])
     prog0 = jnp.argmax(model.token_logits(slots), axis=-1).astype(jnp.int32)  # the search's slots: may repeat a token
     fit0, ll0 = spec_scores(model, prog0, task.inputs, task.outputs, task.mask)
     wins = better(fit0, ll0, best[1], best[2])
