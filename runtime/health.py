@@ -6,8 +6,8 @@ warning once when it first fires, and keeps the warnings and the verdict in the 
 Every check is causal: whether and at which step it fires depends only on the rows up to that step, so a run
 checked as it goes, checked once at its end, or killed and resumed with `--resume` gets the same warnings and
 the same verdict. The verdict is the first warning a run did not outgrow: one about the way there (a collapse, a
-plateau, a stuck language) that later ID evaluations left behind (`PARTIAL_ACCURACY` reached after it) is reported
-as `healthy (recovered from ...)`. Checks read the signals a row has and skip the ones it lacks, so each model kind
+plateau, a stuck language) that later ID evaluations left behind (`PARTIAL_ACCURACY` reached after it; for a stuck
+language, a gain of `STALL_GAIN` over its best before the warning) is reported as `healthy (recovered from ...)`. Checks read the signals a row has and skip the ones it lacks, so each model kind
 gets the checks that apply to it: the codebook checks need `tokens_in_use` / `codebook_perplexity` / `skip_fraction`
 (NLI, D-LPN), the others only the loss and an accuracy.
 
@@ -711,6 +711,8 @@ def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarni
     an ID evaluation after the warning's step reached `PARTIAL_ACCURACY` (the last one; with `training.keep: best`,
     the best one, whose weights the run keeps), the run is healthy, recovered from it. (Comp-I seed 5 with
     `model.inductor.offsets`: ID 0.17 at steps 500-1500, `id-accuracy-stuck`, then 0.51 and 1.00 at 2000-2500.)
+    So is an `id-accuracy-stuck` whose claim, a language that stopped growing, that evaluation refutes: it gained
+    `STALL_GAIN` over the best before the warning (`_grew_past`); the line names the accuracy reached.
 
     `kept_step`: the step of this attempt whose weights a `training.keep: best` run keeps (None: another attempt's,
     or unknown). Where its ID evaluation reached `PARTIAL_ACCURACY`, warnings that fired after it (the end-of-run
@@ -736,7 +738,7 @@ def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarni
             failed.append(w)
             continue
         s, a = max(after, key=lambda e: (e[1], -e[0])) if keep_best else after[-1]
-        if a < PARTIAL_ACCURACY:
+        if a < PARTIAL_ACCURACY and not _grew_past(w, a, max(e[1] for e in after)):
             failed.append(w)
             continue
         recovered.append(w)
@@ -746,6 +748,18 @@ def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarni
     if not any("split" not in r and "loss" in r for r in rows):
         return Verdict("unchecked")
     return Verdict("healthy", recovered=tuple(recovered), recovery=recovery, after_kept=after_kept, kept=kept)
+
+
+def _grew_past(w: HealthWarning, accuracy: float, best_after: float) -> bool:
+    """Whether `accuracy`, the run's result after `w` fired, refutes a warning that the language stopped growing:
+    `w` is `id-accuracy-stuck`, `accuracy` gained `STALL_GAIN` over the best before it, and the run did not fall
+    from a better point since (`best_after`, the best evaluation after `w`: a run that keeps its last weights).
+    (grid1d id, seed 0, `restarts: 0`, measured: 0.64 at step 1500, 0.38 at 2000 (the warning), then 0.68, 0.75,
+    0.82-0.83 at steps 2500-6000: a language that went on growing; Comp-I seed 4's, 0.49 from step 1500 to the end,
+    stays stuck.)"""
+    best_before = w.evidence.get("best_before") if w.id == "id-accuracy-stuck" else None
+    return (isinstance(best_before, (int, float)) and accuracy >= best_before + STALL_GAIN
+            and accuracy > best_after - STALL_GAIN)
 
 
 def health_record(
