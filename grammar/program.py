@@ -34,8 +34,9 @@ Format (version 1; `#` starts a comment that runs to the end of the line; one st
   `#`), or a double-quoted JSON string. TOKENS are `t<id>`, alias names or macro names, executed left to
   right; skip tokens may be written but are dropped, and an empty program is the identity. METADATA is optional
   `key=value` fields (numbers, words or quoted strings): `fit` (fraction of spec pairs reproduced), `loglik`,
-  `search`, `steps`, `starts`, and `colours` for languages trained on canonical colours (`task.colours:
-  canonical`: the task's own colour of each canonical colour 1, 2, ..., which `nlic run` maps through)...
+  `search`, `steps`, `starts` (an enumeration: `depth`), and `colours` for languages trained on canonical colours
+  (`task.colours: canonical`: the task's own colour of each canonical colour 1, 2, ..., which `nlic run` maps
+  through)...
 - Canonical form (what `format_programs` writes): header, a blank line, aliases sorted by token, then macros in
   definition order with their tokens written out (by alias where a token has one, never by another macro), a
   blank line, programs in file order; metadata keys sorted; no comments. A program's tokens are abbreviated by

@@ -7,9 +7,10 @@ Every check is causal: whether and at which step it fires depends only on the ro
 checked as it goes, checked once at its end, or killed and resumed with `--resume` gets the same warnings and
 the same verdict. The verdict is the first warning a run did not outgrow: one about the way there (a collapse, a
 plateau, a stuck language) that later ID evaluations left behind (`PARTIAL_ACCURACY` reached after it; for a stuck
-language, a gain of `STALL_GAIN` over its best before the warning) is reported as `healthy (recovered from ...)`. Checks read the signals a row has and skip the ones it lacks, so each model kind
-gets the checks that apply to it: the codebook checks need `tokens_in_use` / `codebook_perplexity` / `skip_fraction`
-(NLI, D-LPN), the others only the loss and an accuracy.
+language, a gain of `STALL_GAIN` over its best before the warning) is reported as `healthy (recovered from ...)`.
+Checks read the signals a row has and skip the ones it lacks, so each model kind gets the checks that apply to it:
+the codebook checks need `tokens_in_use` / `codebook_perplexity` / `skip_fraction` (NLI, D-LPN), the others only the
+loss and an accuracy.
 
 The signals: in training rows `loss` (and `nll`), `grad_norm`, `tokens_in_use`, `codebook_perplexity`,
 `skip_fraction`, `id_accuracy` (the NLI's discrete argmax program on each training task's query pair) or

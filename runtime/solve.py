@@ -537,12 +537,15 @@ def _write_solved(spec: Any, model: Any, kind: ModelKind, search: SearchSpec, ta
     correct = np.asarray(result.correct, bool)
     pf = None
     if kind.discrete_programs:
+        depth = fitted_search(kind, search, model).depth
         meta = []
         for i in range(len(ids)):
             fields: dict[str, Any] = {
                 "fit": float(result.spec_fit[i]), "loglik": float(result.spec_loglik[i]), "search": search.method,
             }
-            if search.method != "none":
+            if search.method == "enumerate" and _enumerates(kind, search):
+                fields["depth"] = depth  # what it spent: no starts
+            elif search.method != "none":
                 fields["starts"] = search.starts
             if gradient:
                 fields["steps"] = search.steps

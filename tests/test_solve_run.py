@@ -101,6 +101,17 @@ def test_solve_writes_programs_predictions_and_accuracy(run_dir, solved):
     assert format_programs(parse_programs(out.read_text())) == out.read_text()
 
 
+def test_an_enumerations_programs_record_its_depth_not_starts_it_never_ran(run_dir, tmp_path):
+    out = tmp_path / "enum.nlp"
+    code, _, stderr = _cli("solve", run_dir, "ood", "--search", "enumerate", "--out", out,
+                           "--predictions", tmp_path / "enum.jsonl")
+    assert code == 0, stderr
+    pf = load_programs(out)
+    assert all(p.field("search") == "enumerate" and p.field("starts") is None and p.field("depth") >= 1
+               for p in pf.programs)
+    assert f"every program of up to {pf.programs[0].field('depth')} token" in stderr
+
+
 def test_solve_matches_python_api_and_is_deterministic(run_dir, solved):
     spec, model = load_run(run_dir)
     tasks = sample_split(spec, "ood", 6, seed=derive_seed(spec.seed, "eval", "ood"))
