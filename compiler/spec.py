@@ -424,7 +424,8 @@ class SearchSpec:
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:
     tasks: int = _f(100, "Tasks per evaluation split.", min=1, max=1_000_000)
-    splits: tuple[str, ...] = _f(("id", "ood"), "Splits evaluated by train/solve/eval.")
+    splits: tuple[str, ...] = _f(("id", "ood"), "Splits evaluated by train/solve/eval. Not written, for a family "
+                                 "without both: those of the two it has, else its splits but task.train_split.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -443,6 +443,13 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
     if ok("task.train_split") and spec.task.train_split not in splits:
         c.error(c.loc_of("task.train_split"), f"task family '{family.name}' has no split "
                 f"'{spec.task.train_split}'", did_you_mean(spec.task.train_split, splits))
+    if ok("eval.splits") and "eval.splits" not in c.locs and not set(spec.eval.splits) <= set(splits):
+        # Not written, and the default names splits the family lacks (a `files` task of `train` and `test`): evaluate
+        # the default's splits it has, else every split but the training one.
+        own = tuple(s for s in spec.eval.splits if s in splits) or tuple(
+            s for s in splits if s != spec.task.train_split)
+        if own:
+            spec = dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, splits=own))
     if ok("eval.splits"):
         for s in spec.eval.splits:
             if s not in splits:

@@ -130,12 +130,14 @@ class ArtifactError(NlicError, ValueError):
     """A build directory (exported executor) is corrupt, missing or mismatched."""
 
 
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """A hint naming the closest candidate, or listing all of them."""
+def did_you_mean(word: str, candidates: Iterable[str], *, most: int | None = None) -> str:
+    """A hint naming the closest candidate, or listing all of them (at most `most`, and how many there are)."""
     candidates = sorted(set(candidates))
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     if close:
         return f"did you mean '{close[0]}'?"
     if not candidates:
         return "nothing is allowed here"
+    if most is not None and len(candidates) > most:  # a program file's thousand ids: the first few, and how many
+        return f"expected one of: {', '.join(candidates[:most])}, ... ({len(candidates)} in all)"
     return "expected one of: " + ", ".join(candidates)

@@ -197,7 +197,7 @@ class ProgramFile:
         raise ProgramError(
             f"no program '{program_id}' in {self.path or 'the program file'}",
             loc=loc,
-            hint=did_you_mean(program_id, self.ids) if self.programs else "the file has no programs",
+            hint=did_you_mean(program_id, self.ids, most=20) if self.programs else "the file has no programs",
         )
 
     def with_macros(self, macros: Sequence[Macro]) -> ProgramFile:

@@ -201,10 +201,10 @@ def _program_for(pf: ProgramFile, pid: Any, loc: Loc, program: str | None) -> st
     if not isinstance(pid, str):
         pid = json.dumps(pid)
     if pid not in pf:
-        raise ProgramError(
-            f"no program '{pid}' in {pf.path or 'the program file'}", loc=loc,
-            hint=did_you_mean(pid, pf.ids) if pf.ids else "the program file has no programs",
-        )
+        hint = did_you_mean(pid, pf.ids, most=20) if pf.ids else "the program file has no programs"
+        one = "run every input with one program: --program ID"
+        raise ProgramError(f"no program '{pid}' in {pf.path or 'the program file'}", loc=loc,
+                           hint=f"{hint} Or {one}" if hint.endswith("?") else f"{hint}; or {one}")
     return pid
 
 

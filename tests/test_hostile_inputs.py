@@ -104,6 +104,17 @@ TASK_TEXT = {
 }
 
 
+def test_an_unknown_program_ids_hint_lists_at_most_twenty_ids():
+    # A program file of a thousand tasks: an unknown id's hint names the first few ids and how many there are
+    # (spec keys are still all listed).
+    from nlic.grammar.errors import did_you_mean
+    ids = [f"task-{k:04d}" for k in range(1000)]
+    hint = did_you_mean("zzz", ids, most=20)
+    assert hint.startswith("expected one of: task-0000, task-0001,") and hint.endswith(", ... (1000 in all)")
+    assert hint.count(",") == 20 and did_you_mean("task-00x7", ids).startswith("did you mean 'task-")
+    assert did_you_mean("zzz", ids[:20], most=20) == did_you_mean("zzz", ids[:20]) == "expected one of: " + ", ".join(ids[:20])
+
+
 @pytest.mark.parametrize("name", sorted(TASK_TEXT))
 def test_task_file_with_hostile_json(capsys, tmp_path, name):
     value, fragment = TASK_TEXT[name]

@@ -202,6 +202,24 @@ def test_relative_data_paths_resolve_against_the_spec_directory(tmp_path, monkey
     assert load_spec(path, resolve_paths=False).task.param("train") == "../data/train.jsonl"
 
 
+def test_a_files_task_without_id_and_ood_evaluates_its_own_splits_by_default(tmp_path):
+    # A user's folder of `train` and `test` tasks: the default eval.splits (id, ood) named splits it lacks, and the
+    # spec failed to validate until eval.splits was written.
+    task = {"train": [{"input": [1, 2], "output": [2, 1]}] * 3, "test": [{"input": [3, 4], "output": [4, 3]}]}
+    for name in ("train", "test", "ood"):
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps(task) + "\n")
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\ntask:\n  family: files\n  params: {train: train.jsonl, test: test.jsonl}\n")
+    assert load_spec(path).eval.splits == ("test",)
+    path.write_text("name: mine\ntask:\n  family: files\n  params: {train: train.jsonl, ood: ood.jsonl}\n")
+    assert load_spec(path).eval.splits == ("ood",)  # the default's splits it has
+    path.write_text("name: mine\ntask:\n  family: files\n  params: {train: train.jsonl, test: test.jsonl}\n"
+                    "eval: {splits: [id]}\n")
+    with pytest.raises(SpecError) as e:  # written: checked as written
+        load_spec(path)
+    assert "has no split 'id'" in str(e.value) and "mine.yaml:5" in str(e.value)
+
+
 def test_load_spec_refuses_unknown_extensions_and_missing_files(tmp_path):
     p = tmp_path / "spec.txt"
     p.write_text(MINIMAL)

@@ -284,6 +284,7 @@ def test_bad_inputs_keep_their_errors_with_trace(run_dir, tmp_path):
     bad.write_text(json.dumps({"id": "sx", "input": X}) + "\n")
     code, _, stderr = _cli("run", run_dir, hand, "--inputs", bad, "--trace")
     assert code == 2 and "no program 'sx'" in stderr and "did you mean 'six'" in stderr
+    assert "Or run every input with one program: --program ID" in stderr
     assert not (tmp_path / "t").exists()
 
 
