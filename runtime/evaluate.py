@@ -108,6 +108,11 @@ def methods_of(methods: Sequence[str], kind: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+BUDGET_FIELD = {"prior": "starts", "enumerate": "programs"}
+"""The search field a method's budget sets (`search_plan`); every other method's: `steps` (an enumeration spends
+no gradient step: its budget is the programs it may try per task, `search.programs`)."""
+
+
 def search_plan(
     spec: Spec, methods: Sequence[str], search_methods: Sequence[str], budgets: Sequence[int] | None
 ) -> list[tuple[str, int, SearchSpec]]:
@@ -125,9 +130,9 @@ def search_plan(
             if budgets is None or 0 in budgets:
                 plan.append((method, 0, dataclasses.replace(spec.search, method="none")))
             continue
-        own = spec.search.starts if method == "prior" else spec.search.steps
+        field = BUDGET_FIELD.get(method, "steps")
+        own = getattr(spec.search, field)
         for b in sorted({own} if budgets is None else {b for b in budgets if b > 0}):
-            field = "starts" if method == "prior" else "steps"
             plan.append((method, b, dataclasses.replace(spec.search, method=method, **{field: b})))
     return plan
 
@@ -370,7 +375,7 @@ def results_markdown(rows: Sequence[Row]) -> str:
         lines.append("| " + " | ".join(out) + " |")
     seeds = sorted({r.seed for r in rows})
     note = f"\nExact-match accuracy, mean ± std over training seeds {', '.join(map(str, seeds))}; " \
-           "budget in parentheses (gradient steps, or programs sampled for prior).\n"
+           "budget in parentheses (gradient steps; programs sampled for prior, or enumerated for enumerate).\n"
     return "\n".join(lines) + "\n" + note
 
 

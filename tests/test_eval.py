@@ -143,6 +143,10 @@ def test_search_plan_and_table_layout():
     default = search_plan(spec, ("none", "gradient"), ("none", "gradient"), None)
     assert [(m, b, s.steps) for m, b, s in default] == [("none", 0, 7), ("gradient", 7, 7)]
     assert search_plan(spec, ("prior",), ("none", "gradient"), None) == []  # unsupported modes are skipped
+    # An enumeration's budget is the programs it may try (it spends no gradient step): labelled and set as such.
+    enum = search_plan(Spec(search=SearchSpec(programs=5000)), ("enumerate",), ("enumerate",), None)
+    assert [(m, b, s.programs) for m, b, s in enum] == [("enumerate", 5000, 5000)]
+    assert [s.programs for _, _, s in search_plan(spec, ("enumerate",), ("enumerate",), [0, 300])] == [300]
 
     def row(**kw):
         base = dict(spec="a", kind="lpn", task="shift_l", search="none", budget=0, seed=0, split="id",

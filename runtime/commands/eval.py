@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", default="0", metavar="LIST", help="training seeds, e.g. 0,1,2 (default: 0)")
     parser.add_argument(
         "--budgets", metavar="LIST",
-        help="search budgets, e.g. 0,10,100: 0 = no search; gradient steps, or programs sampled for prior "
-        "(default: 0 and each spec's own search.steps / search.starts)",
+        help="search budgets, e.g. 0,10,100: 0 = no search; gradient steps, programs sampled for prior, or "
+        "programs enumerated for enumerate (default: 0 and each spec's own search.steps / search.starts / "
+        "search.programs)",
     )
     parser.add_argument("--methods", metavar="LIST",
                         help="search modes, e.g. none,gradient (default: none,prior,gradient,cascade where the kind "
