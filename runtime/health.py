@@ -710,7 +710,7 @@ def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarni
 
     A warning about the way there (every check but `UNRECOVERABLE`) that the run outgrew is not its verdict: when
     an ID evaluation after the warning's step reached `PARTIAL_ACCURACY` (the last one; with `training.keep: best`,
-    the best one, whose weights the run keeps), the run is healthy, recovered from it. (Comp-I seed 5 with
+    the one whose weights the run keeps: `kept_step`'s, else the best), the run is healthy, recovered from it. (Comp-I seed 5 with
     `model.inductor.offsets`: ID 0.17 at steps 500-1500, `id-accuracy-stuck`, then 0.51 and 1.00 at 2000-2500.)
     So is an `id-accuracy-stuck` whose claim, a language that stopped growing, that evaluation refutes: it gained
     `STALL_GAIN` over the best before the warning (`_grew_past`); the line names the accuracy reached.
@@ -738,7 +738,10 @@ def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarni
         if w.id in UNRECOVERABLE or not after:
             failed.append(w)
             continue
-        s, a = max(after, key=lambda e: (e[1], -e[0])) if keep_best else after[-1]
+        kept_eval = [e for e in after if e[0] == kept_step]
+        # The evaluation whose weights the run keeps: the last; with keep: best, the kept step where known, else the
+        # best after the warning.
+        s, a = (kept_eval[-1] if kept_eval else max(after, key=lambda e: (e[1], -e[0]))) if keep_best else after[-1]
         if a < PARTIAL_ACCURACY and not _grew_past(w, a, max(e[1] for e in after)):
             failed.append(w)
             continue

@@ -383,6 +383,8 @@ def test_a_language_that_grew_on_after_a_stuck_warning_is_not_called_stuck():
     assert verdict.healthy and [w.id for w in verdict.recovered] == ["id-accuracy-stuck"]
     assert verdict.line() == "verdict: healthy (recovered from id-accuracy-stuck at step 2000: ID accuracy 0.83 at " \
                              "step 4000)"  # keep: best keeps the first best evaluation
+    # The kept step, where training names it, is the one the line reports (grid1d seed 2 kept its last weights).
+    assert health.verdict_of(rows, found, spec=spec, kept_step=6000).line().endswith("ID accuracy 0.80 at step 6000)")
     # A gain just short of STALL_GAIN over the best before (0.64) does not refute it.
     flat = _evaluated(accs[:4] + [0.66, 0.68, 0.68, 0.66])
     assert health.verdict_of(flat, check(flat, 4000, final=True, spec=spec), spec=spec).failed == "id-accuracy-stuck"
