@@ -503,16 +503,26 @@ def _check_drop(h: _History, since: int) -> HealthWarning | None:
                    else ""),
                 {"best": best, "best_step": best_step, "accuracy": acc},
                 "training became unstable after the language worked (updates too large late in training)",
-                f"{_drop(h.spec)}; {_lr(h.spec, 1 / 3, 'lower')}, or decay it (e.g. lr: cosine(... -> 0)); "
+                f"{_drop(h.spec, best_step)}; {_lr(h.spec, 1 / 3, 'lower')}, or decay it (e.g. lr: cosine(... -> 0)); "
                 "a smaller training.clip" + _now(h.spec, "training.clip"))
         if acc > best:
             best, best_step = acc, s
     return None
 
 
-def _drop(spec: Any) -> str:
-    """The `training.lr_drop_at` advice: set it, or, where it is set, drop earlier or further."""
+def _drop(spec: Any, best_step: int | None = None) -> str:
+    """The `training.lr_drop_at` advice: set it, or, where it is set, drop earlier or further. `best_step`: the best
+    evaluation before the fall; where the drop came after it, the fraction that drops at it is named (grid1d id,
+    seed 1, measured: best at step 2500, a loss spike at 2750, the drop at 3000 too late; replayed from step 2500 at
+    the dropped rate, it held ID 0.76-0.80 to step 4000)."""
     at, drop = _field(spec, "training.lr_drop_at"), _field(spec, "training.lr_drop")
+    steps = _field(spec, "training.steps")
+    if at and best_step and steps and round(float(at) * int(steps)) > best_step:
+        earlier = math.floor(100 * best_step / int(steps)) / 100
+        if earlier > 0:
+            return (f"training.lr_drop_at: {earlier:g} (now {at}: the drop at step {round(float(at) * int(steps))} "
+                    f"came after the fall; {earlier:g} drops at step {round(earlier * int(steps))}, by the best "
+                    f"evaluation, step {best_step})")
     if at:
         return (f"drop the learning rate earlier or further (training.lr_drop_at now {at}, training.lr_drop now "
                 f"{drop})")
@@ -521,8 +531,9 @@ def _drop(spec: Any) -> str:
             "half unchanged")
 
 
-def _unstable_fix(spec: Any) -> str:
-    return (f"{_drop(spec)}; a learning rate that decays over the run (training.lr{_now(spec, 'training.lr')}; "
+def _unstable_fix(spec: Any, best_step: int | None = None) -> str:
+    return (f"{_drop(spec, best_step)}; a learning rate that decays over the run "
+            f"(training.lr{_now(spec, 'training.lr')}; "
             "e.g. cosine(0.002 -> 0.0002)); a smaller training.clip" + _now(spec, "training.clip")
             + "; training.skip_spikes" + _now(spec, "training.skip_spikes") + " leaves such steps out, but is experimental: it held some grid1d "
             "runs and made another diverge (benchmarks/README.md)")
@@ -556,7 +567,7 @@ def _check_unstable(h: _History, since: int) -> HealthWarning | None:
                         "rare updates far off course: late in training a few draws of the relaxation's noise give "
                         "gradients hundreds of times the usual (grid1d: up to 5,000 against a median of 1.5), and "
                         "each such step, clipped but in its own direction, throws the model off what it had learned",
-                        _unstable_fix(h.spec))
+                        _unstable_fix(h.spec, best_step))
         if acc > best:
             best, best_step = acc, s
             base_from = h.evals[k - 1][0] if k > 0 else -1

@@ -287,6 +287,12 @@ def test_training_unstable_names_a_fall_that_came_with_a_loss_spike():
     (w,) = check(_spiking(accs, {2550: 1.03}), 3000, final=True, spec=dropped)
     assert w.fix.startswith("drop the learning rate earlier or further (training.lr_drop_at now 0.5, training.lr_drop "
                             "now 0.25)")
+    # A drop that came after the best evaluation: the fraction that drops at it (grid1d id seed 1: best at step 2500,
+    # the spike at 2750, the drop at 3000; replayed from 2500 at the dropped rate it held).
+    late = dataclasses.replace(spec, training=dataclasses.replace(spec.training, lr_drop_at=0.9))
+    (w,) = check(_spiking(accs, {2550: 1.03}), 3000, final=True, spec=late)
+    assert w.fix.startswith("training.lr_drop_at: 0.66 (now 0.9: the drop at step 2700 came after the fall; 0.66 "
+                            "drops at step 1980, by the best evaluation, step 2000)")
     # Not: the same fall with a flat loss (`id-accuracy-stalled` then), the same spike with no fall, a fall smaller
     # than a third of the best, or a spike before the best.
     assert "training-unstable" not in ids(check(_spiking(accs, {}), 3000, final=True))
