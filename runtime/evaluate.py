@@ -108,7 +108,7 @@ def methods_of(methods: Sequence[str], kind: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-BUDGET_FIELD = {"prior": "starts", "enumerate": "programs"}
+_BUDGET_FIELD = {"prior": "starts", "enumerate": "programs"}
 """The search field a method's budget sets (`search_plan`); every other method's: `steps` (an enumeration spends
 no gradient step: its budget is the programs it may try per task, `search.programs`)."""
 
@@ -130,7 +130,7 @@ def search_plan(
             if budgets is None or 0 in budgets:
                 plan.append((method, 0, dataclasses.replace(spec.search, method="none")))
             continue
-        field = BUDGET_FIELD.get(method, "steps")
+        field = _BUDGET_FIELD.get(method, "steps")
         own = getattr(spec.search, field)
         for b in sorted({own} if budgets is None else {b for b in budgets if b > 0}):
             plan.append((method, b, dataclasses.replace(spec.search, method=method, **{field: b})))

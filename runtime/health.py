@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nlic.compiler.optim import drop_step
 from nlic.grammar.errors import CheckpointError, Loc
 from nlic.grammar.reading import MAX_HEADER_BYTES, loads_json, read_text
 
@@ -516,13 +517,13 @@ def _drop(spec: Any, best_step: int | None = None) -> str:
     seed 1, measured: best at step 2500, a loss spike at 2750, the drop at 3000 too late; replayed from step 2500 at
     the dropped rate, it held ID 0.76-0.80 to step 4000)."""
     at, drop = _field(spec, "training.lr_drop_at"), _field(spec, "training.lr_drop")
-    steps = _field(spec, "training.steps")
-    if at and best_step and steps and round(float(at) * int(steps)) > best_step:
-        earlier = math.floor(100 * best_step / int(steps)) / 100
+    now_step = drop_step(spec.training) if at else None
+    if now_step is not None and best_step and now_step > best_step:
+        earlier = math.floor(100 * best_step / int(spec.training.steps)) / 100
         if earlier > 0:
-            return (f"training.lr_drop_at: {earlier:g} (now {at}: the drop at step {round(float(at) * int(steps))} "
-                    f"came after the fall; {earlier:g} drops at step {round(earlier * int(steps))}, by the best "
-                    f"evaluation, step {best_step})")
+            at_best = drop_step(dataclasses.replace(spec.training, lr_drop_at=earlier))
+            return (f"training.lr_drop_at: {earlier:g} (now {at}: the drop at step {now_step} came after the fall; "
+                    f"{earlier:g} drops at step {at_best}, by the best evaluation, step {best_step})")
     if at:
         return (f"drop the learning rate earlier or further (training.lr_drop_at now {at}, training.lr_drop now "
                 f"{drop})")
@@ -721,8 +722,9 @@ def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarni
 
     A warning about the way there (every check but `UNRECOVERABLE`) that the run outgrew is not its verdict: when
     an ID evaluation after the warning's step reached `PARTIAL_ACCURACY` (the last one; with `training.keep: best`,
-    the one whose weights the run keeps: `kept_step`'s, else the best), the run is healthy, recovered from it. (Comp-I seed 5 with
-    `model.inductor.offsets`: ID 0.17 at steps 500-1500, `id-accuracy-stuck`, then 0.51 and 1.00 at 2000-2500.)
+    the one whose weights the run keeps: `kept_step`'s, else the best), the run is healthy, recovered from it.
+    (Comp-I seed 5 with `model.inductor.offsets`: ID 0.17 at steps 500-1500, `id-accuracy-stuck`, then 0.51 and
+    1.00 at 2000-2500.)
     So is an `id-accuracy-stuck` whose claim, a language that stopped growing, that evaluation refutes: it gained
     `STALL_GAIN` over the best before the warning (`_grew_past`); the line names the accuracy reached.
 
@@ -749,10 +751,15 @@ def verdict_of(rows: Sequence[Mapping[str, Any]], warnings: Sequence[HealthWarni
         if w.id in UNRECOVERABLE or not after:
             failed.append(w)
             continue
-        kept_eval = [e for e in after if e[0] == kept_step]
         # The evaluation whose weights the run keeps: the last; with keep: best, the kept step where known, else the
         # best after the warning.
-        s, a = (kept_eval[-1] if kept_eval else max(after, key=lambda e: (e[1], -e[0]))) if keep_best else after[-1]
+        kept_eval = [e for e in after if e[0] == kept_step]
+        if not keep_best:
+            s, a = after[-1]
+        elif kept_eval:
+            s, a = kept_eval[-1]
+        else:
+            s, a = max(after, key=lambda e: (e[1], -e[0]))
         if a < PARTIAL_ACCURACY and not _grew_past(w, a, max(e[1] for e in after)):
             failed.append(w)
             continue

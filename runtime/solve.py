@@ -537,14 +537,16 @@ def _write_solved(spec: Any, model: Any, kind: ModelKind, search: SearchSpec, ta
     correct = np.asarray(result.correct, bool)
     pf = None
     if kind.discrete_programs:
-        depth = fitted_search(kind, search, model).depth
+        # An enumeration records the depth it enumerated (it runs no starts); the other searches their starts.
+        depth = fitted_search(kind, search, model).depth if search.method == "enumerate" and _enumerates(kind, search) \
+            else None
         meta = []
         for i in range(len(ids)):
             fields: dict[str, Any] = {
                 "fit": float(result.spec_fit[i]), "loglik": float(result.spec_loglik[i]), "search": search.method,
             }
-            if search.method == "enumerate" and _enumerates(kind, search):
-                fields["depth"] = depth  # what it spent: no starts
+            if depth is not None:
+                fields["depth"] = depth
             elif search.method != "none":
                 fields["starts"] = search.starts
             if gradient:

@@ -375,7 +375,6 @@ def test_a_run_that_outgrew_an_early_warning_ends_healthy_and_says_what_it_recov
     assert "nan-loss" in ids(found) and health.verdict_of(nan, found, spec=spec).failed == "nan-loss"
 
 
-
 def test_a_language_that_grew_on_after_a_stuck_warning_is_not_called_stuck():
     # grid1d id, seed 0, the shipped spec (restarts: 0, measured): 0.64 at step 1500, a transient 0.38 at 2000 (the
     # warning), then 0.68, 0.75 and 0.82-0.83 to step 6000. Its verdict was `id-accuracy-stuck`, "try more restarts",
@@ -397,6 +396,7 @@ def test_a_language_that_grew_on_after_a_stuck_warning_is_not_called_stuck():
     # The other warnings about the way there still need PARTIAL_ACCURACY (a collapse that ends at 0.83 stays one).
     w = dataclasses.replace(found[0], id="codebook-collapse")
     assert health.verdict_of(rows, [w], spec=spec).failed == "codebook-collapse"
+
 
 def test_checks_are_causal_so_checking_as_you_go_equals_checking_at_the_end():
     rows = ([nli_row(s, 2.3, 2, 1.5, 0.5, 0.0) for s in range(50, 401, 50)]
