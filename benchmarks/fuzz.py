@@ -207,6 +207,8 @@ def specs(draw: Callable) -> Spec:
     )
     evals = dataclasses.replace(spec.eval, splits=tuple(draw(st.lists(st.sampled_from(base.splits), unique=True))))
     training = spec.training if base.curriculum else dataclasses.replace(spec.training, curriculum=0.0)
+    if training.keep != "best" or training.eval_every <= 0 or training.lr_drop >= 1:  # what a rollback needs
+        training = dataclasses.replace(training, rollback=0)
     return dataclasses.replace(spec, task=task, language=lang, model=model, search=search, eval=evals,
                                training=training)
 

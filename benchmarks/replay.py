@@ -1,10 +1,11 @@
 """Train a run on from one of its checkpoints, as `nlic train` did, optionally with the learning rate dropped.
 
 The replay draws the same batches and noise keys as `nlic train` (the run's seed, the step's batch seed, the
-checkpoint's key), so the plain replay gives the run's own ID evaluations; `--lr-drop F` multiplies the learning rate
-by F from the checkpoint's step on, which is what `training.lr_drop_at` (at that step) and `training.lr_drop: F` do
-in a fresh run, whose steps before it are the same bit for bit. So one replay per setting tells, in a fraction of a
-run's time, whether a setting would have kept a run from a late fall. Token splits (`training.split_until`) are not
+checkpoint's key; the dropped rate of a run that rolled back, from `rollbacks.json`), so the plain replay gives the
+run's own ID evaluations; `--lr-drop F` multiplies the learning rate by F from the checkpoint's step on, which is
+what `training.lr_drop_at` (at that step) and `training.lr_drop: F` do in a fresh run, whose steps before it are
+the same bit for bit. So one replay per setting tells, in a fraction of a run's time, whether a setting would have
+kept a run from a late fall. Token splits (`training.split_until`) are not
 replayed: start after the run's last split. The checkpoint must be of the run's own spec (a run with
 `training.restarts: 0`, or the attempt whose spec the run directory holds).
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from nlic.compiler.kinds import MODEL_KINDS
     from nlic.compiler.optim import make_optimizer, make_train_step, state_like
     from nlic.runtime import checkpoint as ckpt
+    from nlic.runtime import rollback
     from nlic.runtime.run_dir import SPEC_FILE
     from nlic.runtime.train import inductor_solve, step_inputs
 
@@ -82,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     like = state_like(spec, kind, task_api.shapes_of(spec), optim)
     (model, opt_state, key_data), step0 = ckpt.load_checkpoint(path, like, spec=spec)
     key = jax.random.wrap_key_data(key_data)
-    training = spec.training
-    if args.lr_drop is not None:  # the run's optimiser state, the rate scaled from step0 on
+    # A run that rolled back (`training.rollback`) trained from the step it went back to at a dropped rate.
+    training = rollback.rolled_back_spec(spec, rollback.read_rollbacks(run)).training
+    optim = make_optimizer(training)
+    if args.lr_drop is not None:  # the run's optimiser state, the rate (of training.lr) scaled from step0 on
         training = dataclasses.replace(training, lr_drop_at=step0 / training.steps, lr_drop=args.lr_drop)
         optim = make_optimizer(training)
     step_fn = make_train_step(kind, optim)

@@ -267,6 +267,13 @@ class TrainingSpec:
     )
     lr_drop: float = _f(0.25, "Factor of the learning rate from training.lr_drop_at on.", min=0.0, max=1.0,
                          quiet_default=True)
+    rollback: int = _f(
+        0, "Times an attempt may go back to its best evaluation point when its ID accuracy falls after a loss spike "
+        "(training-unstable): it reloads that point's weights and optimiser state and trains on from there with the "
+        "learning rate times training.lr_drop once more (a later lr_drop_at is brought forward to it; "
+        "`nlic.runtime.rollback`). Needs keep: best. 0: never.",
+        min=0, max=100, quiet_default=True,
+    )
     curriculum: float = _f(
         0.0, "Fraction of the steps over which the training tasks grow from the task family's easiest to its own "
         "distribution, in equal stages (deepcoder: programs of length 1, then up to 2, ... up to the split's "

@@ -391,6 +391,16 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
     if ok("model.executor.anchors", "model.executor.routing") and ex.anchors and not ex.routing:
         c.error(c.loc_of("model.executor.anchors"), "model.executor.anchors needs model.executor.routing",
                 "set routing: true, or remove anchors")
+    tr = spec.training
+    if ok("training.rollback", "training.keep", "training.eval_every") and tr.rollback and (
+            tr.keep != "best" or tr.eval_every <= 0):
+        c.error(c.loc_of("training.rollback"), "training.rollback goes back to the best evaluation point's weights, "
+                f"which a run keeps only with training.keep: best and training.eval_every > 0 (now {tr.keep}, "
+                f"{tr.eval_every})", "set training.keep: best and an eval_every, or remove training.rollback")
+    if ok("training.rollback", "training.lr_drop") and tr.rollback and tr.lr_drop >= 1:
+        c.error(c.loc_of("training.rollback"), f"training.rollback trains on at training.lr_drop times the rate, "
+                f"and training.lr_drop is {tr.lr_drop:g}: the same steps at the same rate fall again",
+                "set training.lr_drop below 1 (default 0.25), or remove training.rollback")
     search = spec.search
     if ok("search.length", "language.length", "language.max_length") and search.length and not (
         lang.length <= search.length <= lang.max_length

@@ -532,8 +532,19 @@ def _drop(spec: Any, best_step: int | None = None) -> str:
             "half unchanged")
 
 
+def _rollback(spec: Any) -> str:
+    """The `training.rollback` advice (`nlic.runtime.rollback`): go back to the best point at the fall."""
+    n = _field(spec, "training.rollback")
+    if n is None:
+        return ""
+    if n:
+        return f"; more training.rollback (now {n}: each fall after a spike goes back once)"
+    return ("; training.rollback: 1 (now 0): at such a fall the run goes back to its best point and trains on at "
+            "training.lr_drop times the rate (it needs training.keep: best)")
+
+
 def _unstable_fix(spec: Any, best_step: int | None = None) -> str:
-    return (f"{_drop(spec, best_step)}; a learning rate that decays over the run "
+    return (f"{_drop(spec, best_step)}{_rollback(spec)}; a learning rate that decays over the run "
             f"(training.lr{_now(spec, 'training.lr')}; "
             "e.g. cosine(0.002 -> 0.0002)); a smaller training.clip" + _now(spec, "training.clip")
             + "; training.skip_spikes" + _now(spec, "training.skip_spikes") + " leaves such steps out, but is experimental: it held some grid1d "
@@ -786,7 +797,7 @@ def _grew_past(w: HealthWarning, accuracy: float, best_after: float) -> bool:
 
 def health_record(
     warnings: Sequence[HealthWarning], *, step: int, total_steps: int, verdict: Verdict | None,
-    restarts: Sequence[Mapping[str, Any]] = (),
+    restarts: Sequence[Mapping[str, Any]] = (), rollbacks: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The text of `health.json`: the warnings so far and, once the run has finished, its verdict.
 
@@ -795,7 +806,8 @@ def health_record(
     the warnings a healthy run outgrew], "after_kept": [the ids of the warnings that fired after the weights a
     healthy run keeps], "warnings": [{"id",
     "step", "summary", "evidence", "cause", "fix"}, ...], "restarts": [{"attempt", "step", "reason", "summary"},
-    ...]}` (the attempts abandoned before this one, `nlic.runtime.recovery`).
+    ...]}` (the attempts abandoned before this one, `nlic.runtime.recovery`), and where the attempt rolled back,
+    `"rollbacks": [{"step", "to", "reason", "summary", "factor"}, ...]` (`nlic.runtime.rollback`).
     """
     data = {
         "format": HEALTH_FORMAT,
@@ -810,6 +822,8 @@ def health_record(
         "warnings": [_clean(w.as_dict()) for w in warnings],
         "restarts": [_clean(dict(r)) for r in restarts],
     }
+    if rollbacks:  # absent otherwise: the records of runs that never roll back stay as they were
+        data["rollbacks"] = [_clean(dict(r)) for r in rollbacks]
     return json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=str) + "\n"
 
 

@@ -48,11 +48,10 @@ from typing import Any
 
 from nlic.compiler.optim import drop_step
 from nlic.compiler.seeds import derive_seed
-from nlic.grammar.errors import CheckpointError, Loc
-from nlic.grammar.reading import MAX_HEADER_BYTES, loads_json, read_text
+from nlic.grammar.errors import CheckpointError
 from nlic.runtime import health, selection
 from nlic.runtime.files import atomic_write, writing
-from nlic.runtime.run_dir import ATTEMPTS_DIR, RESTARTS_FILE
+from nlic.runtime.run_dir import ATTEMPTS_DIR, RESTARTS_FILE, invalid_record, read_record
 
 __all__ = [
     "SLOWER_ANNEAL",
@@ -209,14 +208,10 @@ def read_state(run: Path) -> RestartState:
         CheckpointError: the file is unreadable, not a restart record, or names an impossible attempt.
     """
     path = Path(run) / RESTARTS_FILE
-    if not path.exists():
+    data = read_record(path, what="restart record", format=_FORMAT, version=_VERSION)
+    if data is None:
         return RestartState()
-    data = loads_json(read_text(path, limit=MAX_HEADER_BYTES, what="restart record", error=CheckpointError),
-                      path=str(path), error=CheckpointError)
-    bad = CheckpointError("not a valid nlic restart record", loc=Loc(str(path)),
-                          hint="restore it from a backup, or start the run over with --force")
-    if not isinstance(data, dict) or data.get("format") != _FORMAT or data.get("version") != _VERSION:
-        raise bad
+    bad = invalid_record(path, "restart record")
     attempt, history = data.get("attempt"), data.get("history")
     if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 <= attempt <= _MAX_RESTARTS \
             or not isinstance(history, list) or len(history) != attempt:

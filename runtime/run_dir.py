@@ -26,7 +26,8 @@ from nlic.compiler.lower import abstract_model
 from nlic.compiler.printer import format_spec
 from nlic.compiler.validate import load_spec
 from nlic.grammar.errors import CheckpointError, Loc
-from nlic.grammar.reading import MAX_DATA_BYTES, MAX_WEIGHTS_BYTES, check_file, loads_json, read_bytes
+from nlic.grammar.reading import (MAX_DATA_BYTES, MAX_HEADER_BYTES, MAX_WEIGHTS_BYTES, check_file, loads_json,
+                                  read_bytes, read_text)
 from nlic.runtime.files import atomic_write, read_sealed, remove_temp_files, seal, write_sealed, writing
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
     "CHECKPOINT_DIR",
     "RESTARTS_FILE",
     "ATTEMPTS_DIR",
+    "ROLLBACKS_FILE",
+    "ROLLBACKS_DIR",
     "RESULT_FILES",
     "env_info",
     "prepare",
@@ -48,6 +51,8 @@ __all__ = [
     "append_metrics",
     "read_metrics",
     "truncate_metrics",
+    "read_record",
+    "invalid_record",
     "save_model",
     "load_model",
     "check_leaves",
@@ -67,9 +72,11 @@ HEALTH_FILE = "health.json"  # warnings and verdict (`nlic.runtime.health`)
 CHECKPOINT_DIR = "checkpoints"
 RESTARTS_FILE = "restarts.json"  # the attempt a run is in (`nlic.runtime.recovery`)
 ATTEMPTS_DIR = "attempts"  # abandoned attempts' metrics, health records and checkpoints
+ROLLBACKS_FILE = "rollbacks.json"  # the rollbacks of the attempt a run is in (`nlic.runtime.rollback`)
+ROLLBACKS_DIR = "rollbacks"  # the steps each rollback abandoned: their metrics and checkpoints
 # Everything a run writes; `--force` removes exactly these and nothing else a user may have put there.
 RESULT_FILES = (SPEC_FILE, ENV_FILE, METRICS_FILE, MODEL_FILE, MODEL_META_FILE, EXECUTOR_WEIGHTS_FILE, HEALTH_FILE,
-                CHECKPOINT_DIR, RESTARTS_FILE, ATTEMPTS_DIR)
+                CHECKPOINT_DIR, RESTARTS_FILE, ATTEMPTS_DIR, ROLLBACKS_FILE, ROLLBACKS_DIR)
 MODEL_FORMAT = 1
 MODEL_FORMAT_TAG = "nlic-model"
 _RESUME = "then continue with `nlic train --resume`: the last checkpoint written is intact"
@@ -184,6 +191,30 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
+
+
+def invalid_record(path: Path, what: str) -> CheckpointError:
+    """The error for a run's small JSON record (`restarts.json`, `rollbacks.json`) that is not a valid one."""
+    return CheckpointError(f"not a valid nlic {what}", loc=Loc(str(path)),
+                           hint="restore it from a backup, or start the run over with --force")
+
+
+def read_record(path: Path, *, what: str, format: str, version: int) -> dict[str, Any] | None:
+    """A run's small JSON record (bounded): None when the file is absent, else its object, whose `format` and
+    `version` are those given.
+
+    Raises:
+        CheckpointError: the file is unreadable, not JSON, or not a record of that format and version
+            (`invalid_record`).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    data = loads_json(read_text(path, limit=MAX_HEADER_BYTES, what=what, error=CheckpointError), path=str(path),
+                      error=CheckpointError)
+    if not isinstance(data, dict) or data.get("format") != format or data.get("version") != version:
+        raise invalid_record(path, what)
+    return data
 
 
 def truncate_metrics(run: Path, step: int) -> None:

@@ -40,7 +40,7 @@ from nlic.compiler.seeds import derive_seed
 from nlic.grammar.errors import CheckpointError, DataError, Loc, SpecError
 from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.runtime import checkpoint as ckpt
-from nlic.runtime import distributed, health, recovery, selection
+from nlic.runtime import distributed, health, recovery, rollback, selection
 from nlic.runtime import run_dir as rd
 from nlic.runtime.files import atomic_write, writing
 from nlic.runtime.progress import Progress
@@ -240,9 +240,12 @@ class _Health:
     the verdict in `health.json` (`nlic.runtime.health`)."""
 
     def __init__(self, run: Path, spec: Any, kind: ModelKind, bar: Progress, rows: list[dict[str, Any]], start: int,
-                 restarts: tuple[dict[str, Any], ...] = (), stuck_until: int = 0):
+                 restarts: tuple[dict[str, Any], ...] = (), stuck_until: int = 0,
+                 rollbacks: tuple[dict[str, Any], ...] = (), announce: bool = True):
         self.run, self.spec, self.bar = run, spec, bar
         self.restarts = restarts  # the attempts abandoned before this one (`recovery`), for health.json
+        self.rollbacks = rollbacks  # this attempt's rollbacks (`rollback`), for health.json
+        self.announce = announce  # False while re-reading the rows of a run that just rolled back (printed before)
         self.discrete = kind.discrete_programs
         self.stuck_until = stuck_until  # the last token split: `id-accuracy-stuck` watches up to it (0: half the run)
         self.rows = rows  # every metrics row so far (a resumed run's rows up to its checkpoint first)
@@ -253,6 +256,7 @@ class _Health:
             self._note_eval(row)
         # A resumed run reports again what fired before its checkpoint, so its terminal shows the whole story.
         self.check(start)
+        self.announce = True
         self._write(start, None)
 
     def _note_eval(self, row: dict[str, Any]) -> None:
@@ -276,7 +280,7 @@ class _Health:
     def _report(self, found: list[health.HealthWarning], step: int) -> None:
         known = {w.id for w in self.warnings}
         new = [w for w in found if w.id not in known]
-        for w in new:
+        for w in new if self.announce else ():
             self.bar.message(w.text())
         self.warnings.extend(new)
         if new:
@@ -296,7 +300,7 @@ class _Health:
 
     def _write(self, step: int, verdict: health.Verdict | None) -> None:
         text = health.health_record(self.warnings, step=step, total_steps=self.spec.training.steps, verdict=verdict,
-                                    restarts=self.restarts)
+                                    restarts=self.restarts, rollbacks=self.rollbacks)
         with writing("health record", error=CheckpointError, then="then continue with `nlic train --resume`"):
             atomic_write(self.run / rd.HEALTH_FILE, text)
 
@@ -373,10 +377,10 @@ def train(
         # against the run's spec.
         return ckpt.load_checkpoint(path, state_like(trains, kind, shapes, optim), spec=spec)
 
-    def open_run() -> tuple[bool, str | None, int, list[str], bool]:
+    def open_run() -> tuple[bool, str | None, int, list[str], bool, list[dict[str, Any]]]:
         """Prepare the run directory (process 0 alone); returns whether it resumes, the checkpoint to load, the
-        attempt (`recovery`) it trains, the reasons of the attempts abandoned before it, and whether that attempt is
-        an abandoned one continued to the end (`recovery.continuation`)."""
+        attempt (`recovery`) it trains, the reasons of the attempts abandoned before it, whether that attempt is
+        an abandoned one continued to the end (`recovery.continuation`), and the attempt's rollbacks (`rollback`)."""
         resuming = rd.prepare(run, resume=resume, force=force)
         state = recovery.read_state(run) if resuming else recovery.RestartState()
         if state.continues is not None and not state.restored:  # killed while moving the attempts' files
@@ -385,6 +389,7 @@ def train(
             recovery.write_state(run, state)
         path = ckpt.latest_checkpoint(ckdir) if resuming else None
         reasons = [h.reason for h in state.history]
+        went = rollback.read_rollbacks(run) if resuming else ()
         if path is not None:
             loaded["state"] = load(path, recovery.attempt_spec(spec, state.training, reasons))
         elif resuming:
@@ -395,35 +400,50 @@ def train(
             with writing("locked spec", error=CheckpointError, then="then continue with `nlic train --resume`"):
                 rd.write_spec(run, spec)
         rd.write_env(run)
-        return resuming, None if path is None else str(path), state.training, reasons, state.continues is not None
+        return (resuming, None if path is None else str(path), state.training, reasons, state.continues is not None,
+                [dataclasses.asdict(r) for r in went])
 
-    resuming, path, attempt, reasons, final = distributed.share_from_main("prepare-run", open_run)
+    resuming, path, attempt, reasons, final, went = distributed.share_from_main("prepare-run", open_run)
+    rollbacks = tuple(rollback.Rollback(**r) for r in went)  # every process: the attempt's schedule depends on them
     history = recovery.read_state(run).history if (main and resuming) else ()
     reasons = tuple(reasons)  # every process: what each abandoned attempt stopped for (`recovery.attempt_spec`)
     probe = recovery.probe_step(tr)
+    just_rolled = False
     while True:
-        trains = recovery.attempt_spec(spec, attempt, reasons)
+        trains = rollback.rolled_back_spec(recovery.attempt_spec(spec, attempt, reasons), rollbacks)
         try:
             return _train_attempt(
                 spec, trains, kind, shapes, optim, mesh, run, eval_sets, progress=progress, main=main,
                 attempt=attempt, history=history, reasons=reasons, probe=probe, resuming=resuming,
                 checkpoint=None if path is None else (loaded["state"] if main else load(Path(path), trains)),
-                select_set=select_set, load=lambda p: load(p, trains), final=final,
+                select_set=select_set, load=lambda p: load(p, trains), final=final, rollbacks=rollbacks,
+                just_rolled=just_rolled,
             )
+        except _Rollback as r:
+            # Back to the best point: resumed from its checkpoint like a killed run, at the lower rate.
+            rollbacks, resuming, path, just_rolled = (*rollbacks, r.record), True, r.path, True
+            if main:
+                loaded["state"] = load(Path(path), rollback.rolled_back_spec(
+                    recovery.attempt_spec(spec, attempt, reasons), rollbacks))
+            continue
         except _Restart as r:
             attempt, history, resuming, path = attempt + 1, r.history, False, None
-            reasons = (*reasons, r.reason)
+            reasons, rollbacks = (*reasons, r.reason), ()
         except _Continue as c:
             # Back to an abandoned attempt that beat the last one: its files are in the run directory again, and it
             # resumes from its last checkpoint like a killed run (its rows after that checkpoint are dropped).
             attempt, history, resuming, path, final = c.attempt, c.history, True, c.path, True
             reasons = (*reasons, recovery.CONTINUED)
+            # The continued attempt's rollbacks came back with its files.
+            rollbacks = tuple(rollback.Rollback(**r) for r in distributed.share_from_main(
+                f"continue-rollbacks-{attempt}",
+                lambda: [dataclasses.asdict(r) for r in rollback.read_rollbacks(run)]))
             if main:
                 loaded["state"] = load(Path(path), recovery.attempt_spec(spec, attempt, reasons))
                 rd.truncate_metrics(run, loaded["state"][1])
 
 
-_ATTEMPT_FILES = (rd.METRICS_FILE, rd.HEALTH_FILE, rd.CHECKPOINT_DIR)
+_ATTEMPT_FILES = (rd.METRICS_FILE, rd.HEALTH_FILE, rd.CHECKPOINT_DIR, rd.ROLLBACKS_FILE, rd.ROLLBACKS_DIR)
 """An attempt's own files: what an abandoned attempt's archive holds (`recovery.archive_attempt`)."""
 
 
@@ -438,6 +458,15 @@ class _Continue(Exception):
         self.history = history  # the restart record (process 0)
 
 
+class _Rollback(Exception):
+    """The attempt goes back to its best point (`rollback`; raised after the run directory is set back)."""
+
+    def __init__(self, record: rollback.Rollback, path: str):
+        super().__init__("rollback")
+        self.record = record  # every process
+        self.path = path  # the checkpoint to resume from (every process)
+
+
 class _Restart(Exception):
     """An attempt was abandoned (`recovery`); the next one starts (raised after its record is written)."""
 
@@ -448,12 +477,14 @@ class _Restart(Exception):
 
 
 def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, progress, main, attempt, history,
-                   reasons, probe, resuming, checkpoint, select_set, load, final=False) -> TrainResult:
+                   reasons, probe, resuming, checkpoint, select_set, load, final=False, rollbacks=(),
+                   just_rolled=False) -> TrainResult:
     """One attempt of `train`: from its checkpoint (or its seed's initial state) to the end, or to a restart.
 
     `spec` is the run's (its files, evaluation and checks); `trains` the attempt's (`recovery.attempt_spec`: its
     seed and schedule), which the model is built from. `final`: an abandoned attempt continued to the end
-    (`recovery.continuation`), which neither restarts nor hands over to another.
+    (`recovery.continuation`), which neither restarts nor hands over to another. `rollbacks`: the attempt's so
+    far (`rollback`; `trains` has their schedule); `just_rolled`: it resumes from the point it went back to.
     """
     tr = spec.training
     ckdir = run / rd.CHECKPOINT_DIR
@@ -468,8 +499,9 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
 
     model, opt_state = replicate((model, opt_state), mesh)
     key_data = np.asarray(jax.random.key_data(train_key))
-    step_fn = _cached_train_step(kind, tr, mesh.size == 1 and not distributed.is_distributed())
-    lr_at = lr_schedule(tr)
+    # The attempt's schedule: the spec's, or after a rollback its learning rate dropped from the step gone back to.
+    step_fn = _cached_train_step(kind, trains.training, mesh.size == 1 and not distributed.is_distributed())
+    lr_at = lr_schedule(trains.training)
     total = tr.steps
     bar = Progress(total, start=start, enabled=progress if main else False)
     verb = "resuming" if start else "training"
@@ -480,17 +512,44 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
              if attempt else "")
     if final:
         which = f", attempt {attempt + 1} continued to the end (seed {seed}; no later attempt beat it)"
+    if rollbacks:
+        which += (f", rolled back {len(rollbacks)} of at most {tr.rollback} time{'s' * (tr.rollback > 1)}: "
+                  f"learning rate x{rollbacks[-1].factor:g} from step {rollbacks[-1].to}")
     bar.message(f"{verb} {spec.name} ({kind.name}) in {run} from step {start} of {total}{procs}{which}")
     restarts = tuple(dataclasses.asdict(h) for h in history)
     # Rows of a resumed run up to its checkpoint (truncated above); a new run has none.
     rows = rd.read_metrics(run) if (resuming and main) else []
     split_until = _split_until(kind, tr)
-    checks = _Health(run, spec, kind, bar, rows, start, restarts, stuck_until=split_until) if main else None
+    went = tuple(dataclasses.asdict(r) for r in rollbacks)
+    checks = (_Health(run, spec, kind, bar, rows, start, restarts, stuck_until=split_until, rollbacks=went,
+                      announce=not just_rolled) if main else None)
     keeping = selection.keeps_best(spec)
     best = selection.Best(run, rows) if main and keeping else None
     may_restart = attempt < tr.restarts and probe > 0 and not final
 
     abandoned: list[tuple[Any, ...]] = []  # process 0: the history `decide` recorded when it abandons the attempt
+    rolls_left = int(tr.rollback) - len(rollbacks) if keeping else 0
+    rolling: list[int] = []  # process 0: the step a rollback is setting the run directory back from
+
+    def roll_back(done: int) -> list[Any] | None:
+        """Process 0: whether to go back at `done` (`rollback`); if so, set the run directory back and return
+        [the record, the checkpoint to resume from]."""
+        warning = rollback.rollback_reason(checks.rows, step=done, spec=spec, discrete=kind.discrete_programs)
+        if warning is None:
+            return None
+        to, best_file = best.step, best.saved()
+        if to is None or to >= done or best_file is None:
+            bar.message(f"warning: no earlier best point to roll back to at step {done} (training.rollback)")
+            return None
+        factor = rollback.factor_at(trains.training, to) * float(tr.lr_drop)
+        record = rollback.Rollback(done, to, warning.id, warning.summary, factor)
+        bar.close()
+        bar.message(f"rollback at step {done}: {warning.id}: {warning.summary}\n  going back to step {to} (the "
+                    f"best evaluation point) to train on with the learning rate x{factor:g} (training.rollback: "
+                    f"{len(rollbacks) + 1} of {tr.rollback})")
+        rolling.append(done)  # from here a Ctrl-C must not checkpoint step `done`: a resume redoes the rollback
+        own = rollback.go_back(run, record=record, number=len(rollbacks), best_file=best_file)
+        return [dataclasses.asdict(record), str(own)]
 
     def decide(done: int) -> str | None:
         """Process 0: whether to abandon this attempt at `done`; if so, archive it and record the next one."""
@@ -514,7 +573,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
         return reason[0]
 
     # A stuck language restarts up to the last split, and nothing restarts once the learning rate has dropped.
-    last_restart = recovery.last_step(probe, split_until, drop_step(tr))
+    last_restart = recovery.last_step(probe, split_until, drop_step(trains.training))
     split_batch = select_set.batch() if split_until else None  # `train` built the sample on every process
 
     def split_token(s: tuple[Any, Any, int], done: int) -> tuple[Any, Any, int]:
@@ -568,8 +627,13 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
             logged = done % tr.log_every == 0 or is_last
             evaluated = tr.eval_every > 0 and (done % tr.eval_every == 0 or is_last)
             decides = may_restart and done <= last_restart and (logged or evaluated)
+            rolls = rolls_left > 0 and evaluated and not is_last
             splits_here = split_until > 0 and evaluated and not is_last and done <= split_until
             if not main:
+                if rolls:
+                    back = distributed.share_from_main(f"rollback-{attempt}-{done}", lambda: None)
+                    if back is not None:
+                        raise _Rollback(rollback.Rollback(**back[0]), back[1])
                 if splits_here:
                     state = split_token(state, done)
                 if decides:
@@ -606,6 +670,10 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
                     rd.append_metrics(run, row)  # before the weights: a resumed run re-scores a point it lacks
                     if best.note(done, row["accuracy"]):
                         best.save((state[0], state[1], key_data), step=done, spec=spec)
+                if rolls:  # before a token split here, which going back would undo
+                    back = distributed.share_from_main(f"rollback-{attempt}-{done}", lambda: roll_back(done))
+                    if back is not None:
+                        raise _Rollback(rollback.Rollback(**back[0]), back[1])
                 if splits_here:
                     state = split_token(state, done)
                 t_log, tasks_since = time.perf_counter(), 0  # evaluation time is not training throughput
@@ -620,6 +688,9 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
         save(state)
     except KeyboardInterrupt:
         bar.close()
+        if rolling:  # the latest checkpoint is one before the fall: --resume trains to it, and goes back again
+            bar.message(f"interrupted while rolling back from step {rolling[0]}; continue with --resume")
+            raise
         save(state)
         if main:
             bar.message(f"interrupted: checkpoint of step {state[2]} saved in {ckdir}; continue with --resume")
@@ -666,6 +737,9 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
         bar.message(verdict.line())
         note = recovery.continued_note(recovery.read_state(run)) if final else None
         if note:  # the verdict judges the continued attempt, whose stuck warning's fix (restarts) was tried
+            bar.message(note)
+        note = rollback.note(rollbacks)
+        if note:  # the verdict reads the rows from the step gone back to: the fall is told here
             bar.message(note)
     else:
         fp = fingerprint(spec, model)

@@ -263,9 +263,10 @@ def _spiking(accuracies, spikes, every=500, base=0.2):
 
 def _grid1d_3000():
     """`specs/grid1d.yaml` with the training section it had until 2026-12-07 (3000 steps, restarts 2, no late drop of
-    the learning rate), that of the measured runs these tests replay."""
+    the learning rate, no rollback), that of the measured runs these tests replay."""
     spec = parse_spec((Path(__file__).resolve().parents[1] / "specs/grid1d.yaml").read_text(), "grid1d.yaml")
-    return dataclasses.replace(spec, training=dataclasses.replace(spec.training, steps=3000, restarts=2, lr_drop_at=0.0))
+    return dataclasses.replace(spec, training=dataclasses.replace(spec.training, steps=3000, restarts=2, lr_drop_at=0.0,
+                                                                  rollback=0))
 
 
 def test_training_unstable_names_a_fall_that_came_with_a_loss_spike():
@@ -283,6 +284,10 @@ def test_training_unstable_names_a_fall_that_came_with_a_loss_spike():
     assert "training.skip_spikes (now 0" in w.fix and "experimental" in w.fix and "training.lr (now const(0.002)" in w.fix
     assert "cosine" in w.fix and "training.clip (now 1" in w.fix
     assert w.fix.startswith("training.lr_drop_at: 0.5 (now 0: never)")  # what held every replayed fall
+    assert "; training.rollback: 1 (now 0): at such a fall the run goes back to its best point" in w.fix
+    rolled = dataclasses.replace(spec, training=dataclasses.replace(spec.training, rollback=1))
+    (w,) = check(_spiking(accs, {2550: 1.03}), 3000, final=True, spec=rolled)
+    assert "; more training.rollback (now 1: " in w.fix
     dropped = parse_spec((Path(__file__).resolve().parents[1] / "specs/grid1d_comp.yaml").read_text(), "c.yaml")
     (w,) = check(_spiking(accs, {2550: 1.03}), 3000, final=True, spec=dropped)
     assert w.fix.startswith("drop the learning rate earlier or further (training.lr_drop_at now 0.5, training.lr_drop "
