@@ -27,6 +27,7 @@ __all__ = [
     "init_fn",
     "init_state",
     "drop_step",
+    "drop_factor",
     "lr_schedule",
     "make_optimizer",
     "make_train_step",
@@ -57,7 +58,7 @@ def lr_schedule(training: Any) -> Callable[[Any], Any]:
         if isinstance(count, (int, float)):
             t = min(max((count - warmup) / max(steps - warmup - 1, 1), 0.0), 1.0)
             value = float(sched.at(t)) * (min(1.0, (count + 1.0) / warmup) if warmup > 0 else 1.0)
-            return value * drop if drop_at is not None and count >= drop_at else value
+            return value * drop_factor(training, count)
         count = jnp.asarray(count, jnp.float32)
         t = jnp.clip((count - warmup) / max(steps - warmup - 1, 1), 0.0, 1.0)
         value = jnp.asarray(sched.at(t), jnp.float32)
@@ -68,6 +69,13 @@ def lr_schedule(training: Any) -> Callable[[Any], Any]:
         return value
 
     return lr
+
+
+def drop_factor(training: Any, count: float) -> float:
+    """The factor `training.lr_drop_at` puts on the learning rate at optimiser count `count`: `training.lr_drop` from
+    `drop_step` on, else 1."""
+    at = drop_step(training)
+    return float(training.lr_drop) if at is not None and count >= at else 1.0
 
 
 def drop_step(training: Any) -> int | None:

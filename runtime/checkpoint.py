@@ -24,6 +24,7 @@ __all__ = [
     "VERSION",
     "LATEST",
     "checkpoint_name",
+    "checkpoint_step",
     "save_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
@@ -40,6 +41,18 @@ _NAME = re.compile(r"^step_(\d{8})\.eqx$")
 def checkpoint_name(step: int) -> str:
     """The file name of step `step`'s checkpoint."""
     return f"step_{step:08d}.eqx"
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint file's name (`checkpoint_name`) gives.
+
+    Raises:
+        ValueError: the name is not a checkpoint's.
+    """
+    found = _NAME.match(Path(path).name)
+    if found is None:
+        raise ValueError(f"not a checkpoint name: {Path(path).name!r}")
+    return int(found.group(1))
 
 
 def list_checkpoints(directory: Path) -> list[Path]:

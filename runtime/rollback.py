@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nlic.compiler.optim import drop_step
+from nlic.compiler.optim import drop_factor, drop_step
 from nlic.grammar.errors import CheckpointError
 from nlic.runtime import checkpoint as ckpt
 from nlic.runtime import health
@@ -47,7 +47,7 @@ __all__ = [
     "UNSTABLE",
     "Rollback",
     "rolled_back_spec",
-    "factor_at",
+    "factor_after",
     "rollback_reason",
     "read_rollbacks",
     "write_rollbacks",
@@ -76,16 +76,16 @@ class Rollback:
     factor: float
 
 
-def factor_at(training: Any, step: int) -> float:
-    """The learning-rate drop factor in effect at optimiser step `step` (1.0 before `training.lr_drop_at`)."""
-    at = drop_step(training)
-    return float(training.lr_drop) if at is not None and step >= at else 1.0
+def factor_after(training: Any, to: int, drop: float) -> float:
+    """The learning-rate factor (of `training.lr`) from step `to` on after going back there: `drop` times the factor
+    `training`'s schedule has at `to`."""
+    return drop_factor(training, to) * float(drop)
 
 
 def _gone_back(training: Any, to: int, drop: float) -> Any:
     """`training` whose rate from step `to` on is `drop` times that in effect at `to` (the steps before `to`, never
     trained again, keep nothing of their schedule but the warm-up and `training.lr`, which the new one shares)."""
-    factor = factor_at(training, to) * float(drop)
+    factor = factor_after(training, to, drop)
     steps = int(training.steps)
     at = to / steps
     if drop_step(dataclasses.replace(training, lr_drop_at=at)) != to:  # cannot happen for steps <= 10^7
@@ -176,7 +176,7 @@ def go_back(run: Path, *, record: Rollback, number: int, best_file: Path) -> Pat
         atomic_write(ckdir / ckpt.LATEST, own.name + "\n")
         dest.mkdir(parents=True, exist_ok=True)
         for path in ckpt.list_checkpoints(ckdir):
-            if int(path.name[5:13]) > to:
+            if ckpt.checkpoint_step(path) > to:
                 (dest / rd.CHECKPOINT_DIR).mkdir(exist_ok=True)
                 target = dest / rd.CHECKPOINT_DIR / path.name
                 target.unlink(missing_ok=True)
@@ -190,15 +190,12 @@ def go_back(run: Path, *, record: Rollback, number: int, best_file: Path) -> Pat
     return own
 
 
-def note(rollbacks: Sequence[Rollback | Mapping[str, Any]]) -> str | None:
+def note(rollbacks: Sequence[Rollback]) -> str | None:
     """The line that follows the verdict of a run that rolled back (None otherwise): the verdict reads the metrics
     from the step gone back to, so the fall that caused it is named here."""
     if not rollbacks:
         return None
-    parts = []
-    for r in rollbacks:
-        r = dataclasses.asdict(r) if isinstance(r, Rollback) else dict(r)
-        parts.append(f"at step {r['step']} to step {r['to']}'s weights, learning rate x{r['factor']:g} from there")
+    parts = [f"at step {r.step} to step {r.to}'s weights, learning rate x{r.factor:g} from there" for r in rollbacks]
     times = "once" if len(parts) == 1 else f"{len(parts)} times"
     return f"note: rolled back {times} after a fall with a loss spike ({UNSTABLE}): " + "; ".join(parts) + \
         " (rollbacks.json; the abandoned steps in rollbacks/)"

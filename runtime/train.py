@@ -422,9 +422,8 @@ def train(
         except _Rollback as r:
             # Back to the best point: resumed from its checkpoint like a killed run, at the lower rate.
             rollbacks, resuming, path, just_rolled = (*rollbacks, r.record), True, r.path, True
-            if main:
-                loaded["state"] = load(Path(path), rollback.rolled_back_spec(
-                    recovery.attempt_spec(spec, attempt, reasons), rollbacks))
+            if main:  # a rollback changes the schedule, not the state's shapes: the attempt's spec reads it
+                loaded["state"] = load(Path(path), trains)
             continue
         except _Restart as r:
             attempt, history, resuming, path = attempt + 1, r.history, False, None
@@ -541,7 +540,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
         if to is None or to >= done or best_file is None:
             bar.message(f"warning: no earlier best point to roll back to at step {done} (training.rollback)")
             return None
-        factor = rollback.factor_at(trains.training, to) * float(tr.lr_drop)
+        factor = rollback.factor_after(trains.training, to, tr.lr_drop)
         record = rollback.Rollback(done, to, warning.id, warning.summary, factor)
         bar.close()
         bar.message(f"rollback at step {done}: {warning.id}: {warning.summary}\n  going back to step {to} (the "

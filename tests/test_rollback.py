@@ -26,7 +26,7 @@ from conftest import interrupt_training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_health import TINY_NLI  # noqa: E402
-from test_recovery import ckpt_model, leaves  # noqa: E402
+from test_recovery import _losses, ckpt_model, leaves  # noqa: E402
 
 # 12 steps, evaluations and checkpoints every 2 (the selection sample scored too), no token splits.
 TINY = (TINY_NLI.replace("REG", "0.0").replace("STEPS", "12").replace("checkpoint_every: 4", "checkpoint_every: 2")
@@ -194,8 +194,7 @@ def test_a_rollback_is_the_run_that_dropped_its_rate_at_that_step(rolled, tmp_pa
     for a, b in zip(leaves(ckpt_model(rolled.run_dir, rolled.spec)), leaves(ckpt_model(plain.run_dir, spec)),
                     strict=True):
         np.testing.assert_array_equal(a, b)
-    assert [(m["step"], m["loss"]) for m in rd.read_metrics(rolled.run_dir) if "loss" in m] == \
-        [(m["step"], m["loss"]) for m in rd.read_metrics(plain.run_dir) if "loss" in m]
+    assert _losses(rolled.run_dir) == _losses(plain.run_dir)
 
 
 def test_without_a_fall_nothing_changes(tmp_path):
@@ -214,8 +213,7 @@ def test_a_run_killed_after_its_rollback_resumes_bit_identically(rolled, tmp_pat
     assert len(rollback.read_rollbacks(tmp_path / "r")) == 1
     resumed = train(spec, out=tmp_path / "r", resume=True, progress=False)
     assert resumed.fingerprint == rolled.fingerprint
-    assert [(m["step"], m["loss"]) for m in rd.read_metrics(tmp_path / "r") if "loss" in m] == \
-        [(m["step"], m["loss"]) for m in rd.read_metrics(rolled.run_dir) if "loss" in m]
+    assert _losses(tmp_path / "r") == _losses(rolled.run_dir)
 
 
 def test_a_run_killed_while_going_back_falls_again_and_ends_the_same(rolled, tmp_path, monkeypatch):
@@ -261,10 +259,6 @@ def test_two_processes_roll_back_as_one_does(rolled, tmp_path):
     # --no-progress prints the verdict and the note after it.
     assert "note: rolled back once after a fall with a loss spike (training-unstable): at step 8" in r.stderr
     assert rollback.read_rollbacks(tmp_path / "two") == rollback.read_rollbacks(rolled.run_dir)
-
-    def losses(run):
-        return [(m["step"], m["loss"]) for m in rd.read_metrics(run) if "loss" in m]
-
-    a, b = losses(tmp_path / "two"), losses(rolled.run_dir)
+    a, b = _losses(tmp_path / "two"), _losses(rolled.run_dir)
     assert [s for s, _ in a] == [s for s, _ in b]
     np.testing.assert_allclose([x for _, x in a], [x for _, x in b], rtol=1e-5)
