@@ -95,7 +95,7 @@ def test_a_failed_write_stops_with_a_located_error_and_resume_ends_identical(
     ckdir = run / rd.CHECKPOINT_DIR
     intact = "step_00000002.eqx" if "checkpoint" in what else f"step_{STEPS:08d}.eqx"
     assert (ckdir / ck.LATEST).read_text().strip() == intact
-    assert ck.read_header(ckdir / intact)["step"] == int(intact[5:13])
+    assert ck.read_header(ckdir / intact)["step"] == ck.checkpoint_step(intact)
     assert _temp_files(ckdir) == [] and _temp_files(run) == []
 
     monkeypatch.setattr(files, "tempfile", tempfile)

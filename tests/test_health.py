@@ -212,6 +212,24 @@ def test_id_accuracy_stalled_names_a_run_that_settled_on_part_of_the_tasks():
     assert "0.54" in w.summary and "language.vocab (now" in w.fix and "nlic inspect" in w.cause
     assert "training.split_until (now 0.67)" in w.fix
     assert health.verdict_of(comp_i, [w]).failed == "id-accuracy-stalled"
+    # Both failed: the stall, where the run ended, is the verdict, the earlier stuck point is named after it.
+    verdict = health.verdict_of(comp_i, [stuck, w], spec=spec)
+    assert [x.id for x in verdict.warnings] == ["id-accuracy-stalled", "id-accuracy-stuck"]
+    assert verdict.line().startswith("verdict: id-accuracy-stalled (step 3000: ID accuracy 0.54 at the end")
+    assert verdict.line().endswith("(also: id-accuracy-stuck)")
+
+
+def test_verdict_heads_with_the_stall_only_ahead_of_stuck_points():
+    # grid1d id seed 3 (measured): stuck at step 2500 on a fall from 0.70 to 0.55, then 0.70-0.73 to step 6000.
+    # A collapse before both stays the verdict; without a stall the stuck point is.
+    rows = _evaluated([0.02, 0.35, 0.58, 0.70, 0.55, 0.70, 0.71, 0.71, 0.72, 0.73, 0.72, 0.72])
+    found = check(rows, 6000, final=True)
+    assert [x.id for x in found] == ["id-accuracy-stuck", "id-accuracy-stalled"]
+    assert health.verdict_of(rows, found).failed == "id-accuracy-stalled"
+    collapse = health.HealthWarning("codebook-collapse", 250, "one token", {}, "cause", "fix")
+    order = [x.id for x in health.verdict_of(rows, [collapse, *found]).warnings]
+    assert order == ["codebook-collapse", "id-accuracy-stalled", "id-accuracy-stuck"]
+    assert health.verdict_of(rows, found[:1]).failed == "id-accuracy-stuck"
 
 
 def test_id_accuracy_stuck_names_a_run_that_stopped_growing_in_its_first_half():
@@ -364,8 +382,8 @@ def test_a_run_that_outgrew_an_early_warning_ends_healthy_and_says_what_it_recov
     # Not recovered: a language that stayed where it stuck (Comp-I seed 4: 0.49 to the end), or no evaluation after
     # the warning.
     short = _evaluated([0.15, 0.48, 0.49, 0.49, 0.52, 0.50])
-    assert health.verdict_of(short, check(short, 3000, final=True, spec=spec), spec=spec).failed == \
-        "id-accuracy-stuck"
+    verdict = health.verdict_of(short, check(short, 3000, final=True, spec=spec), spec=spec)
+    assert [w.id for w in verdict.warnings] == ["id-accuracy-stalled", "id-accuracy-stuck"]  # the stall heads
     early = _evaluated([0.17, 0.17, 0.17])
     assert health.verdict_of(early, check(early, 3000, final=True, spec=spec), spec=spec).failed == \
         "id-accuracy-stuck"
@@ -397,7 +415,8 @@ def test_a_language_that_grew_on_after_a_stuck_warning_is_not_called_stuck():
     assert health.verdict_of(rows, found, spec=spec, kept_step=6000).line().endswith("ID accuracy 0.80 at step 6000)")
     # A gain just short of STALL_GAIN over the best before (0.64) does not refute it.
     flat = _evaluated(accs[:4] + [0.66, 0.68, 0.68, 0.66])
-    assert health.verdict_of(flat, check(flat, 4000, final=True, spec=spec), spec=spec).failed == "id-accuracy-stuck"
+    verdict = health.verdict_of(flat, check(flat, 4000, final=True, spec=spec), spec=spec)
+    assert "id-accuracy-stuck" in [w.id for w in verdict.warnings] and not verdict.healthy
     # The other warnings about the way there still need PARTIAL_ACCURACY (a collapse that ends at 0.83 stays one).
     w = dataclasses.replace(found[0], id="codebook-collapse")
     assert health.verdict_of(rows, [w], spec=spec).failed == "codebook-collapse"

@@ -30,6 +30,7 @@ from nlic.compiler.seeds import derive_seed
 from nlic.compiler.spec import Schedule
 from nlic.grammar.errors import CheckpointError, DataError
 from nlic.runtime import run_dir as rd
+from nlic.runtime.checkpoint import checkpoint_step
 from nlic.runtime.progress import Progress
 from nlic.runtime.train import pad_batch, replicate, shard_batch, train
 from conftest import interrupt_training
@@ -425,7 +426,7 @@ def test_cli_train_resume_after_sigkill_reaches_the_same_weights(tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert latest.exists(), p.stderr.read()
-    killed_at = int(latest.read_text().strip()[5:13])
+    killed_at = checkpoint_step(latest.read_text().strip())
     assert 0 < killed_at < steps, "the run finished before it was killed; the test proves nothing"
     assert not (tmp_path / "killed" / "model.eqx").exists()
 
