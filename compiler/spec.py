@@ -151,14 +151,6 @@ class InductorSpec:
         "moved object sits, which `relations` (absolute positions) hides on sparse data such as 1-D ARC rows (a "
         "supervised inductor told grid1d moves apart at chance without it, at 1.00 with it).",
     )
-    alignment: bool = _f(
-        False, "nli and dlpn: start each pair's slots from its alignment profile: for every shift d, the share of "
-        "output cells that equal the input cell d away (y_j == x_(j-d)), and for every centre, the share that equal "
-        "the input cell mirrored around it, each cell weighted by how rare its value is in the output (background "
-        "weighs little). A move by k, a reversal or a mirror is then one peak wherever the object sits, before the "
-        "encoder has learned to pool `offsets`.",
-        quiet_default=True,
-    )
     head_init: Literal["random", "zero"] = _f(
         "zero", "nli and dlpn: initial output layer of the slot MLP: random, or zero (every token starts equally "
         "likely in every slot, so no token is ahead before the data has spoken).", choices=("random", "zero"),

@@ -13,7 +13,7 @@ from nlic.compiler.families import sample_split, shapes_of
 from nlic.compiler.kinds import MODEL_KINDS
 from nlic.compiler.models import nli
 from nlic.compiler.models.nli import build, execute, loss, solve
-from nlic.compiler.models.nli.model import alignment_profile, offset_pattern
+from nlic.compiler.models.nli.model import offset_pattern
 from nlic.compiler.spec import ExecutorSpec, InductorSpec, IntRange, LanguageSpec, ModelSpec, RelaxationSpec, Schedule, SearchSpec, Spec, TaskSpec, TrainingSpec
 from nlic.runtime.solve import solve as solve_tasks
 
@@ -325,42 +325,6 @@ def test_offset_relations_see_a_move_wherever_the_block_sits():
     assert not p1[0, : L - 1].any()  # nothing left of the datum's first cell
     # The embedding reads it: without the offset weights it differs.
     without = eqx.tree_at(lambda m: (m.inductor.offset_x, m.inductor.offset_y), model, (None, None))
-    assert not np.allclose(model.inductor.encode(x1, y1), without.inductor.encode(x1, y1))
-
-
-def test_alignment_profile_peaks_at_the_move_and_the_mirror_wherever_the_object_sits():
-    spec = tiny_spec()
-    on = dataclasses.replace(spec, model=dataclasses.replace(
-        spec.model, inductor=dataclasses.replace(spec.model.inductor, alignment=True)))
-    base, _ = setup(spec)
-    model, tasks = setup(on)
-    # A key of its own: turning the option on leaves every other initial weight as it was.
-    assert eqx.tree_equal(eqx.tree_at(lambda m: m.inductor.alignment, model, None), base)
-    L = shapes_of(spec).length
-    assert model.inductor.alignment.weight.shape == (spec.model.inductor.width, 4 * L - 2)
-    value, _ = jloss(model, tasks.batch(), jnp.asarray(0.5), key=jax.random.key(0))
-    assert bool(jnp.isfinite(value))
-
-    # Shifts d = -(L-1)..L-1 first (entry d + L - 1: y_j == x_(j+d)), then mirror centres s = 0..2L-2 (y_j ==
-    # x_(s-j)). A block moved right by 2 peaks at d = -2 wherever it sits; the background weighs little.
-    n = 10
-    x = jnp.array([0, 0, 1, 1, 1, 0, 0, 0, 0, 0])
-    y = jnp.array([0, 0, 0, 0, 1, 1, 1, 0, 0, 0])
-    for k in (0, 3):
-        p = np.asarray(alignment_profile(jnp.roll(x, k), jnp.roll(y, k)))
-        assert p.shape == (4 * n - 2,) and ((p >= 0) & (p <= 1)).all()
-        assert int(np.argmax(p[: 2 * n - 1])) - (n - 1) == -2
-    # A reversed block (the dot 2 at its left end, then at its right end) peaks at its mirror centre 1 + 9 = 10.
-    p = np.asarray(alignment_profile(jnp.array([0, 2, 1, 1, 1, 0, 0, 0, 0, 0]),
-                                     jnp.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 2])))
-    assert int(np.argmax(p[2 * n - 1:])) == 10 and p[2 * n - 1 + 10] > 0.9
-    # Nothing matches: all zero, never NaN; an output all of one value weighs nothing (zero, not NaN).
-    assert not np.asarray(alignment_profile(jnp.zeros(n, int), jnp.ones(n, int))).any()
-    assert np.isfinite(np.asarray(alignment_profile(jnp.ones(n, int), jnp.ones(n, int)))).all()
-    # The slots read it: without the alignment weights they differ.
-    x1 = x[:L]
-    y1 = y[:L]
-    without = eqx.tree_at(lambda m: m.inductor.alignment, model, None)
     assert not np.allclose(model.inductor.encode(x1, y1), without.inductor.encode(x1, y1))
 
 

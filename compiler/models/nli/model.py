@@ -81,7 +81,6 @@ class Inductor(eqx.Module):
     offset_y: eqx.nn.Linear | None
     pair_x: Float[Array, "V D"] | None
     pair_y: Float[Array, "V D"] | None
-    alignment: eqx.nn.Linear | None
     encoder: Transformer
     head: MLP
     datum_positions: bool = eqx.field(static=True)
@@ -113,9 +112,6 @@ class Inductor(eqx.Module):
             self.offset_y = eqx.nn.Linear(2 * cfg.positions - 1, D, key=oy)
         else:
             self.offset_x = self.offset_y = None
-        # From a key of its own (folded in): turning the option on leaves every other initial weight as it was.
-        self.alignment = (eqx.nn.Linear(4 * cfg.positions - 2, D, key=jax.random.fold_in(key, 3))
-                          if s.alignment else None)
         if s.value_pairs:
             # Drawn from their own key (folded in), so turning the option on leaves every other initial weight as
             # it was.
@@ -140,32 +136,12 @@ class Inductor(eqx.Module):
             ex = ex + jax.vmap(self.offset_x)(offset_pattern(x, y).astype(ex.dtype))
         if self.pair_x is not None and self.pair_y is not None:
             ey = ey + self.pair_x[x] * self.pair_y[y]  # (x_i, y_i): the value map at position i
-        queries = self.queries
-        if self.alignment is not None:
-            queries = queries + self.alignment(alignment_profile(x, y).astype(queries.dtype))[None, :]
-        seq = jnp.concatenate([queries, ex, ey], axis=0)
+        seq = jnp.concatenate([self.queries, ex, ey], axis=0)
         T, L = self.queries.shape[0], x.shape[0]
         positions = None
         if self.datum_positions:  # slots have no position; x_i and y_i share position i
             positions = jnp.concatenate([jnp.full(T, -1), jnp.arange(L), jnp.arange(L)])
         return self.encoder(seq, positions=positions)[:T]
-
-
-def alignment_profile(x: Int[Array, " L"], y: Int[Array, " L"]) -> Float[Array, " R4"]:
-    """How the output `y` lies over the input `x`, as 4L - 2 shares in [0, 1]: for each shift d = -(L-1)..L-1, the
-    share of output cells j with y_j == x_(j+d); then for each centre s = 0..2L-2, the share with y_j == x_(s-j) (a
-    mirror). Each output cell weighs 1 - (the fraction of output cells with its value), so that a moved block, not
-    the background it sits on, makes the peak; a cell whose partner lies outside the datum counts as no match."""
-    L = y.shape[0]
-    w = 1.0 - (y[:, None] == y[None, :]).mean(1)  # L
-    j = jnp.arange(L)[:, None]
-
-    def share(at):  # at[j, r]: the input cell output cell j is compared with at entry r
-        inside = (at >= 0) & (at < L)
-        hit = (y[:, None] == x[jnp.clip(at, 0, L - 1)]) & inside
-        return (w[:, None] * hit).sum(0) / jnp.maximum(w.sum(), 1e-6)
-
-    return jnp.concatenate([share(j + jnp.arange(1 - L, L)[None, :]), share(jnp.arange(2 * L - 1)[None, :] - j)])
 
 
 def offset_pattern(a: Int[Array, " L"], b: Int[Array, " L"]) -> Bool[Array, "L R"]:
