@@ -43,7 +43,7 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}.eqx"
 
 
-def checkpoint_step(path: Path) -> int:
+def checkpoint_step(path: Path | str) -> int:
     """The step a checkpoint file's name (`checkpoint_name`) gives.
 
     Raises:
