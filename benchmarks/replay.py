@@ -60,16 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     from nlic.compiler.optim import make_optimizer, make_train_step, state_like
     from nlic.runtime import checkpoint as ckpt
     from nlic.runtime import rollback
-    from nlic.runtime.run_dir import SPEC_FILE
+    from nlic.runtime.run_dir import CHECKPOINT_DIR, SPEC_FILE
     from nlic.runtime.train import inductor_solve, step_inputs
 
     run = Path(args.run)
     if not (run / SPEC_FILE).is_file():
         raise CheckpointError(f"not a run directory (no {SPEC_FILE})", loc=Loc(args.run),
                               hint="give a directory `nlic train` wrote")
-    path = run / "checkpoints" / f"step_{args.start:08d}.eqx"
+    path = run / CHECKPOINT_DIR / ckpt.checkpoint_name(args.start)
     if not path.is_file():
-        have = sorted(p.name for p in (run / "checkpoints").glob("step_*.eqx"))
+        have = [p.name for p in ckpt.list_checkpoints(run / CHECKPOINT_DIR)]
         raise CheckpointError("no checkpoint at that step", loc=Loc(str(path)),
                               hint=f"the run has {', '.join(have) or 'no checkpoints'}")
     if args.lr_drop is not None and not 0 < args.lr_drop <= 1:

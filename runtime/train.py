@@ -74,6 +74,8 @@ class TrainResult(NamedTuple):
         fingerprint: the trained language's fingerprint (spec and weights; `nlic.compiler.fingerprint`).
         spec: the spec trained (with `steps` applied).
         verdict: the run's health verdict (`nlic.runtime.health`; also in the run directory's `health.json`).
+        notes: the lines that follow the verdict: an abandoned attempt continued to the end
+            (`recovery.continued_note`), the rollbacks (`rollback.note`).
     """
 
     model: Any
@@ -83,6 +85,7 @@ class TrainResult(NamedTuple):
     fingerprint: str
     spec: Any
     verdict: health.Verdict | None = None
+    notes: tuple[str, ...] = ()
 
 
 # --- sharding -------------------------------------------------------------------------------------------------
@@ -725,7 +728,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
                 weights_attempt = int(chosen[1])
                 state = (replicate(kept, mesh), state[1], state[2])
     model = distributed.local_copy(state[0])
-    fp, verdict = None, None
+    fp, verdict, notes = None, None, ()
     if main:
         fp = rd.save_model(run, spec, model, step=state[2], weights_step=weights_step,
                            weights_attempt=weights_attempt)
@@ -734,17 +737,17 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
         verdict = checks.finish(state[2], kept_step=weights_step if weights_attempt == attempt else None)
         bar.message(f"done: {state[2]} steps, language {fp}, results in {run}")
         bar.message(verdict.line())
-        note = recovery.continued_note(recovery.read_state(run)) if final else None
-        if note:  # the verdict judges the continued attempt, whose stuck warning's fix (restarts) was tried
-            bar.message(note)
-        note = rollback.note(rollbacks)
-        if note:  # the verdict reads the rows from the step gone back to: the fall is told here
+        # The verdict judges a continued attempt, whose stuck warning's fix (restarts) was tried; it reads the rows
+        # from the step a rollback went back to, so the fall is told here.
+        notes = tuple(n for n in (recovery.continued_note(recovery.read_state(run)) if final else None,
+                                  rollback.note(rollbacks)) if n)
+        for note in notes:
             bar.message(note)
     else:
         fp = fingerprint(spec, model)
     distributed.barrier("train-done")  # the run directory is complete when train returns, on every process
     return TrainResult(model=model, step=state[2], metrics=last_row, run_dir=run, fingerprint=fp, spec=spec,
-                       verdict=verdict)
+                       verdict=verdict, notes=notes)
 
 
 def _go_back(run: Path, history: Sequence[Any], best: selection.Best, attempt: int, done: int, bar: Progress,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nlic.compiler import load_spec
 from nlic.grammar.errors import Loc, SpecError
-from nlic.runtime import distributed, recovery, rollback
+from nlic.runtime import distributed
 from nlic.runtime.train import default_run_dir, train
 
 __all__ = ["add_arguments", "run"]
@@ -53,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress and result.verdict is not None:
         # Progress printed it already otherwise; the verdict is a result, not progress.
         print(result.verdict.line(), file=sys.stderr, flush=True)
-        for note in (recovery.continued_note(recovery.read_state(out)),
-                     rollback.note(rollback.read_rollbacks(out))):
-            if note:
-                print(note, file=sys.stderr, flush=True)
+        for note in result.notes:
+            print(note, file=sys.stderr, flush=True)
     return 0
