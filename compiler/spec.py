@@ -30,6 +30,7 @@ __all__ = [
     "Spec",
     "SECTIONS",
     "tree_nodes",
+    "field_range",
 ]
 
 SPEC_VERSION = 1
@@ -217,10 +218,17 @@ class ModelSpec:
     latent: LatentSpec = _f(LatentSpec(), "Latent settings of the LPN-family baselines.")
 
 
+_TEMPERATURE = {"above_zero": "all",
+                "above_zero_hint": "a temperature of 0 divides by zero: end at a small positive value such as 0.1"}
+"""Bounds of a Gumbel-Softmax temperature schedule (`above_zero`: every value above 0; see validate)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RelaxationSpec:
-    tau_inductor: Schedule = _f(Schedule("exp", 4.0, 0.5), "Inductor Gumbel-Softmax temperature over training.")
-    tau_executor: Schedule = _f(Schedule("exp", 2.0, 0.5), "Interpreter Gumbel-Softmax temperature over training.")
+    tau_inductor: Schedule = _f(Schedule("exp", 4.0, 0.5), "Inductor Gumbel-Softmax temperature over training.",
+                               **_TEMPERATURE)
+    tau_executor: Schedule = _f(Schedule("exp", 2.0, 0.5), "Interpreter Gumbel-Softmax temperature over training.",
+                               **_TEMPERATURE)
     straight_through: bool = _f(False, "Hard one-hot tokens forward, soft gradients backward.")
     hard_states: bool = _f(
         False,
@@ -256,7 +264,8 @@ class TrainingSpec:
     steps: int = _f(3000, "Optimiser steps.", min=0, max=10_000_000)
     batch: int = _f(16, "Tasks per batch.", min=1, max=65536)
     optimizer: Literal["adamw", "adam", "sgd"] = _f("adamw", "Optimiser.", choices=("adamw", "adam", "sgd"))
-    lr: Schedule = _f(Schedule("const", 2e-3, 2e-3), "Learning rate (after warm-up).")
+    lr: Schedule = _f(Schedule("const", 2e-3, 2e-3), "Learning rate (after warm-up).", min=0.0, above_zero="start",
+                      above_zero_hint="a learning rate of 0 does not train, and one below 0 climbs the loss")
     warmup: int = _f(20, "Linear learning-rate warm-up steps.", min=0)
     lr_drop_at: float = _f(
         0.0, "Fraction of the steps from which the learning rate is multiplied by lr_drop (on top of training.lr and "
@@ -348,8 +357,10 @@ class SearchSpec:
     steps: int = _f(50, "Gradient steps per start (gradient, lpn search, ttt fine-tuning).", min=0, max=100_000)
     lr: float = _f(0.1, "Learning rate of the test-time optimiser.", min=0.0)
     init_noise: float = _f(3.0, "Standard deviation of the noise added to the inductor's embedding for extra starts.", min=0.0)
-    tau_inductor: Schedule = _f(Schedule("exp", 2.0, 0.5), "Inductor temperature during search.")
-    tau_executor: Schedule = _f(Schedule("exp", 1.0, 0.5), "Interpreter temperature during search.")
+    tau_inductor: Schedule = _f(Schedule("exp", 2.0, 0.5), "Inductor temperature during search.",
+                               **_TEMPERATURE)
+    tau_executor: Schedule = _f(Schedule("exp", 1.0, 0.5), "Interpreter temperature during search.",
+                               **_TEMPERATURE)
     select: Literal["likelihood", "exact"] = _f(
         "exact", "Keep the start whose discrete program fits the spec best (exact matches, then likelihood), "
         "or the one with the highest soft likelihood.", choices=("likelihood", "exact"),
@@ -456,3 +467,10 @@ class Spec:
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(Spec))
+
+
+def field_range(cls: type, name: str) -> tuple[Any, Any]:
+    """The documented bounds (`min`, `max`; None where open) of field `name` of spec section `cls`, for values
+    that reach a spec from elsewhere (command-line overrides) and must keep to the same limits."""
+    meta = {f.name: f for f in dataclasses.fields(cls)}[name].metadata
+    return meta.get("min"), meta.get("max")

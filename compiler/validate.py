@@ -21,7 +21,7 @@ from nlic.compiler import spec as spec_module
 from nlic.compiler.families import FAMILIES
 from nlic.compiler.families.colours import colours_of
 from nlic.compiler.kinds import MODEL_KINDS
-from nlic.compiler.spec import IntRange, Schedule, Spec
+from nlic.compiler.spec import IntRange, Schedule, Spec, TrainingSpec
 from nlic.grammar.errors import Diagnostic, Loc, NlicError, SpecError, did_you_mean
 from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.grammar.spec_parser import parse_expression, parse_nls
@@ -33,6 +33,8 @@ __all__ = ["load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax
 MAX_DIAGNOSTICS = 100  # a file of garbage should not print a million lines
 _INT_LIMIT = 2**63 - 1
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+MAX_NAME = 128
+_DEFAULT_SPLIT_UNTIL = TrainingSpec().split_until
 _SYNTAXES = {".yaml": "yaml", ".yml": "yaml", ".nls": "nls"}
 _BAD = object()  # a value that failed conversion (already reported)
 
@@ -276,6 +278,10 @@ class _Checker:
             return self.error(node, f"'{name}': exp schedules need positive endpoints, got {_num(start)} -> "
                               f"{_num(end)}", "use linear(...) to reach 0, or a small positive end such as 0.01",
                               name)
+        above = meta.get("above_zero")  # "all": every value of the schedule; "start": its first
+        if above and (start <= 0 or (above == "all" and end <= 0)):
+            return self.error(node, f"'{name}' must stay above 0, got {_num(start)} -> {_num(end)}",
+                              meta.get("above_zero_hint"), name)
         return Schedule(kind, start, end)
 
     def params(self, node: Node, name: str) -> Any:
@@ -368,8 +374,13 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
     """Checks between fields and against the registries; returns the spec with path params resolved."""
     ok = lambda *names: not any(n in c.bad for n in names)  # noqa: E731
     if ok("name") and not _NAME.fullmatch(spec.name):
-        c.error(c.loc_of("name"), f"name '{spec.name}' cannot be used as a directory name",
-                "use letters, digits, '_', '-' and '.'")
+        c.error(c.loc_of("name"), f"name '{spec.name[:60]}{'...' if len(spec.name) > 60 else ''}' cannot be used "
+                "as a directory name", "use letters, digits, '_', '-' and '.'")
+    elif ok("name") and len(spec.name) > MAX_NAME:
+        # Run and build folders are named `<name>-seed<k>` and `<name>` under the user's; 255 bytes is the usual
+        # limit of one path component.
+        c.error(c.loc_of("name"), f"name is {len(spec.name)} characters long, more than the {MAX_NAME} nlic uses "
+                "in folder names", f"shorten it to at most {MAX_NAME} characters")
     for part in ("inductor", "executor"):
         arch = getattr(spec.model, part)
         if ok(f"model.{part}.heads", f"model.{part}.width") and arch.width % arch.heads:
@@ -397,6 +408,13 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
         c.error(c.loc_of("training.rollback"), "training.rollback goes back to the best evaluation point's weights, "
                 f"which a run keeps only with training.keep: best and training.eval_every > 0 (now {tr.keep}, "
                 f"{tr.eval_every})", "set training.keep: best and an eval_every, or remove training.rollback")
+    if ok("training.split_until", "training.eval_every") and tr.split_until != _DEFAULT_SPLIT_UNTIL \
+            and tr.split_until and tr.eval_every <= 0:
+        # Set to another value than the default, which splits where evaluation runs and is quiet otherwise (a
+        # run's locked spec writes every field, the default too).
+        c.error(c.loc_of("training.split_until"), "training.split_until splits tokens at the evaluation points, and "
+                "training.eval_every is 0 (no evaluation)", "set training.eval_every (e.g. 500), or remove "
+                "training.split_until")
     if ok("training.rollback", "training.lr_drop") and tr.rollback and tr.lr_drop >= 1:
         c.error(c.loc_of("training.rollback"), f"training.rollback trains on at training.lr_drop times the rate, "
                 f"and training.lr_drop is {tr.lr_drop:g}: the same steps at the same rate fall again",
@@ -443,6 +461,9 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
     try:
         splits = tuple(family.splits(dict(resolved)))
         values = family.codec(dict(resolved)).values
+        check_data = getattr(family, "check_data", None)  # data a family reads: what encoding it would refuse
+        if check_data is not None and ok("task.pairs"):
+            check_data(dict(resolved), pairs=spec.task.pairs)
     except NlicError as e:
         c.diagnostics.extend(e.diagnostics)
         return spec

@@ -83,6 +83,10 @@ class Diagnostic:
         return escape(f"{where}error: {self.message}{hint}")
 
 
+MAX_SHOWN = 100
+"""Most diagnostics an error prints (`NlicError.render`); spec validation keeps the same number."""
+
+
 class NlicError(Exception):
     """Base of every error nlic reports to a user. Carries one or more diagnostics."""
 
@@ -99,11 +103,18 @@ class NlicError(Exception):
                 raise TypeError("NlicError needs a message or diagnostics")
             diagnostics = [Diagnostic(loc, message, hint)]
         self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
-        super().__init__("\n".join(str(d) for d in self.diagnostics))
+        super().__init__(self.render())
 
     def render(self) -> str:
-        """All diagnostics, one per line, in `path:line:col: error: message (hint)` form."""
-        return "\n".join(str(d) for d in self.diagnostics)
+        """The diagnostics, one per line, in `path:line:col: error: message (hint)` form: at most `MAX_SHOWN`
+        of them, then how many more there are (a file of garbage should not print a million lines)."""
+        shown = self.diagnostics
+        if len(shown) > MAX_SHOWN + 1:
+            last = shown[MAX_SHOWN - 1].loc
+            more = Diagnostic(Loc(last.path) if last is not None else None,
+                              f"{len(shown) - MAX_SHOWN} more errors not shown", "fix these first")
+            shown = (*shown[:MAX_SHOWN], more)
+        return "\n".join(str(d) for d in shown)
 
 
 class SpecError(NlicError, ValueError):

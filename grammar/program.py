@@ -403,8 +403,10 @@ def parse_programs(text: str, path: str = "<programs>") -> ProgramFile:
         raise ProgramSyntaxError("empty program file", loc=Loc(path, 1, 1), hint=_HEADER_HINT)
     source = text if text.endswith("\n") else text + "\n"
     fast = _parse_fast(source, path)
-    if fast is not None:
+    if isinstance(fast, ProgramFile):
         return fast
+    if fast is not None:
+        _diagnose(source, path, *fast)  # raises where the lines the fast path could not take hold the problems
     try:
         tree = _parser().parse(source)
     except lark.exceptions.LarkError as e:
@@ -436,9 +438,25 @@ _PROGRAM_LINE = re.compile(
 )
 
 
-def _parse_fast(source: str, path: str) -> ProgramFile | None:
+def _diagnose(source: str, path: str, suspects: set[int], fine: set[int]) -> None:
+    """Raise the diagnostics of a file whose program lines `fine` the fast path read and `suspects` it could not:
+    lark and `_Builder` see the file without the fine program lines, so that one bad line in a million costs
+    about as much as reading it. Returns if that finds nothing (a problem that needs the whole file)."""
+    lines = source.split("\n")
+    for n in fine - suspects:
+        lines[n - 1] = ""
+    last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=1)
+    try:
+        tree = _parser().parse("\n".join(lines[:last]) + "\n")
+    except lark.exceptions.LarkError as e:
+        raise _syntax_error(e, source, path) from None
+    _Builder(path).build(tree)
+
+
+def _parse_fast(source: str, path: str) -> ProgramFile | tuple[set[int], set[int]] | None:
     """The `ProgramFile` of `source` when every program line has a regular shape and nothing needs a
-    diagnostic; None otherwise (then `parse_programs` parses with lark)."""
+    diagnostic. Where only some program lines need one (or a look by lark), the numbers of those lines and of the
+    program lines read, for `_diagnose`; None where anything else does (then `parse_programs` parses with lark)."""
     lines = source.split("\n")
     matches: list[tuple[int, re.Match[str]]] = []
     for n, line in enumerate(lines, 1):
@@ -454,10 +472,15 @@ def _parse_fast(source: str, path: str) -> ProgramFile | None:
     try:
         tree = _parser().parse("\n".join(lines[:last]) + "\n")
     except lark.exceptions.LarkError:
-        return None
+        # A syntax error outside the program lines read: `_diagnose` reports it from the same text.
+        return set(), {n for n, _ in matches}
     header_tree, *statements = tree.children
-    if any(s.data == "program" for s in statements) or matches[0][0] <= header_tree.meta.end_line:
+    if matches[0][0] <= header_tree.meta.end_line:
         return None
+    # Program lines of shapes the regex does not take: lark's, and suspects for `_diagnose`; with their ids, so that
+    # a line read below with one of them goes to `_diagnose` too (the builder names duplicate ids).
+    suspects = {s.meta.line for s in statements if s.data == "program"}
+    suspect_ids = {_raw_id(str(s.children[0].children[0])) for s in statements if s.data == "program"}
     builder = _Builder(path)
     header = builder.header(header_tree)
     aliases, defined = builder.definitions([s for s in statements if s.data == "alias"], header)
@@ -471,15 +494,23 @@ def _parse_fast(source: str, path: str) -> ProgramFile | None:
     bodies = {m.name: m.tokens for m in macros}
     budget = _MAX_EXPANDED - builder.expanded
     programs = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for n, m in matches:
         read = _fast_program(path, n, m, header, words, bodies, budget)
-        if read is None or read[0].id in seen:
-            return None
+        if read is None:
+            suspects.add(n)
+            suspect_ids.add(_raw_id(m.group("id")))
+            continue
         program, expanded = read
+        if program.id in seen:  # both lines, so that the builder names the first
+            suspects.update((n, seen[program.id]))
+            continue
         budget -= expanded
-        seen.add(program.id)
+        seen[program.id] = n
         programs.append(program)
+    if suspects:
+        suspects.update(n for pid, n in seen.items() if pid in suspect_ids)
+        return suspects, {n for n, _ in matches}
     return ProgramFile(header, tuple(sorted(aliases, key=lambda a: a.token)), tuple(programs), macros, path)
 
 
@@ -519,6 +550,11 @@ def _fast_program(path: str, n: int, m: re.Match[str], header: Header, words: di
         meta[key] = value
     program = Program(pid, tuple(tokens), tuple(sorted(meta.items())), Loc(path, n, m.start("kw") + 1), tuple(locs))
     return program, expanded
+
+
+def _raw_id(literal: str) -> str:
+    """A program id as written (quoted or not) to the id it names, or the literal itself where it does not read."""
+    return (_fast_string(literal) or literal) if literal.startswith('"') else literal
 
 
 def _fast_string(literal: str) -> str | None:
@@ -575,7 +611,13 @@ class _Builder:
         try:
             value = json.loads(str(token))
         except json.JSONDecodeError as e:
-            self.syntax.append(Diagnostic(self.loc(token), f"bad escape in string: {e.msg}", "write strings as JSON strings"))
+            loc = Loc(self.path, token.line, (token.column or 1) + e.pos) if token.line is not None else self.loc(token)
+            if e.msg.startswith("Invalid control character"):
+                char = str(token)[e.pos]
+                self.syntax.append(Diagnostic(loc, f"a control character (U+{ord(char):04X}) inside a string",
+                                              f"write it as the escape \\u{ord(char):04x}, or leave it out"))
+            else:
+                self.syntax.append(Diagnostic(loc, f"bad escape in string: {e.msg}", "write strings as JSON strings"))
             return str(token)[1:-1]
         surrogate = unpaired_surrogate(value)
         if surrogate is not None:  # no UTF-8 file could hold the string (a file nlic writes from it, say)

@@ -225,9 +225,11 @@ def read_text(
     error: type[NlicError],
     hint: str | None = None,
     stdin: bool = False,
+    streams: bool = True,
 ) -> str:
-    """`read_bytes` then `decode_utf8`: the UTF-8 text of a file of at most `limit` bytes."""
-    data = read_bytes(path, limit=limit, what=what, error=error, hint=hint, stdin=stdin)
+    """`read_bytes` then `decode_utf8`: the UTF-8 text of a file of at most `limit` bytes (`streams=False`
+    refuses pipes, whose reader would wait for a writer)."""
+    data = read_bytes(path, limit=limit, what=what, error=error, hint=hint, stdin=stdin, streams=streams)
     shown = _STDIN_SHOWN if stdin and str(path) == STDIN else str(path)
     return decode_utf8(data, shown, what=what, error=error)
 
@@ -353,10 +355,37 @@ def _parse_constant(literal: str) -> float:
     raise _Refused(literal, f"{literal} is not a number JSON allows")
 
 
+class _Duplicate(ValueError):
+    """A key written twice in one JSON object (json keeps the last silently); carries the key to locate it."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Duplicate(key)
+            seen.add(key)
+    return obj
+
+
 # Integers keep json's own fast path (the digit bound above keeps them far from Python's conversion limit);
 # only floats, rare in nlic's data, and the non-standard constants go through a hook.
 _json_loads: Callable[[str], Any] = functools.partial(json.loads, parse_float=_parse_float,
-                                                      parse_constant=_parse_constant)
+                                                      parse_constant=_parse_constant,
+                                                      object_pairs_hook=_unique_keys)
+
+
+def _duplicate_index(text: str, key: str) -> int:
+    """Index of the second time `key` is written as an object key (0 if it is spelt with escapes)."""
+    pattern = re.compile(re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:")
+    found = [m.start() for m in pattern.finditer(text)]
+    return found[1] if len(found) > 1 else 0
 
 
 def _literal_index(text: str, literal: str) -> int:
@@ -414,6 +443,10 @@ def loads_json(
         return _json_loads(text)
     except _Refused as e:
         raise error(e.message, loc=at(_literal_index(text, e.literal)), hint="write a finite number") from None
+    except _Duplicate as e:
+        raise error(f"key {json.dumps(e.key)} is written twice in one object",
+                    loc=at(_duplicate_index(text, e.key)),
+                    hint="JSON keeps only the last value of a repeated key: remove or rename one") from None
     except RecursionError:  # not reached after the depth check; kept so that no traceback can escape
         raise error("JSON nested too deeply", loc=Loc(path, first_line), hint=hint) from None
     except ValueError as e:  # json.JSONDecodeError

@@ -271,7 +271,7 @@ def load_artifact(build_dir: Path | str) -> Artifact:
     meta_path = d / EXPORT_META_FILE
     blob_path = d / EXPORT_FILE
     if not d.is_dir():
-        raise ArtifactError("no such build directory", loc=Loc(str(d)),
+        raise ArtifactError("a file, not a build directory" if d.exists() else "no such build directory", loc=Loc(str(d)),
                             hint="create it with `nlic compile SPEC --out DIR`")
     if not meta_path.exists() and not blob_path.exists():
         raise ArtifactError(f"no exported executor ({EXPORT_META_FILE} is missing)", loc=Loc(str(d)),

@@ -94,10 +94,11 @@ def save_checkpoint(directory: Path, state: Any, *, step: int, spec: Any, keep: 
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The checkpoint `latest` points at; None when there is none yet.
+    """The checkpoint `latest` points at; None when there is none yet. Where `latest` names a checkpoint that no
+    longer exists (a user deleted a corrupt one, as its error says), the newest that does, or None.
 
     Raises:
-        CheckpointError: `latest` names a file that does not exist or is not a checkpoint name.
+        CheckpointError: `latest` is not a checkpoint name.
     """
     directory = Path(directory)
     pointer = directory / LATEST
@@ -112,16 +113,16 @@ def latest_checkpoint(directory: Path) -> Path | None:
                               hint="delete it to use the newest step_*.eqx")
     path = directory / name
     if not path.exists():
-        raise CheckpointError(f"'latest' names {name}, which does not exist", loc=Loc(str(pointer)),
-                              hint="delete it to use the newest step_*.eqx")
+        found = list_checkpoints(directory)
+        return found[-1] if found else None
     return path
 
 
 def _split(path: Path) -> tuple[dict[str, Any], bytes]:
     """The checked header and payload of a checkpoint (`CheckpointError` if truncated, corrupt or foreign)."""
     return read_sealed(Path(path), format=FORMAT, version=VERSION, error=CheckpointError, what="checkpoint",
-                       hint="the file is corrupt or was not written by `nlic train`; delete it and --resume uses "
-                            "the previous checkpoint")
+                       hint="the file is corrupt or was not written by `nlic train`; delete it, and --resume goes "
+                            "on from the checkpoint before it (or starts over where there is none: the same weights)")
 
 
 def read_header(path: Path) -> dict[str, Any]:

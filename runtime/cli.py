@@ -109,6 +109,15 @@ def guarded(fn: Callable[[], Any], *, debug: bool = False) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, jax.errors.JaxRuntimeError) as e:
+        # Out of memory (numpy's MemoryError, XLA's RESOURCE_EXHAUSTED) is what asking for too much gives: a
+        # batch, a search or a task set larger than this machine holds. Other runtime errors are bugs: re-raised.
+        if debug or (isinstance(e, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" not in str(e)):
+            raise
+        print(escape(f"error: out of memory ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__}) "
+                     "(ask for less at once: fewer tasks (-n), fewer search starts (--starts), a smaller "
+                     "training.batch or model)"), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -26,12 +26,15 @@ _MAX_HEADER = 1 << 20  # an inline header holds the spec; anything longer is not
 _TEMP_SUFFIX = ".tmp"  # atomic_write's temp files: `.<name>.<random>.tmp` beside the file they become
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, replace: bool = True) -> None:
     """Write `path` so that readers see the old or the new content, never a mix (temp + fsync + replace).
+
+    `replace=False` never replaces a file: the temp file is linked to `path`, which fails if `path` exists, so of
+    two writers that both checked that `path` was free, one gets `FileExistsError` instead of overwriting the other.
 
     Raises:
         OSError: the directory is missing, read-only or full (its `filename` is `path`, not the temp file's);
-            `path` is left as it was and no temp file remains.
+            `path` is left as it was and no temp file remains. `FileExistsError`: `replace=False` and `path` exists.
     """
     path = Path(path)
     if isinstance(data, str):
@@ -45,7 +48,10 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
+            if replace:
+                os.replace(tmp, path)
+            else:
+                _link_new(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -54,6 +60,20 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
         # ENOSPC (raised by write or fsync) names no file at all.
         raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     _fsync_dir(path.parent)
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """Give `tmp` the name `path` unless `path` exists (`FileExistsError`), atomically where links exist."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as e:  # a file system without hard links: check, then replace (a race remains there)
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(tmp, path)
 
 
 def _umask() -> int:

@@ -14,6 +14,16 @@ from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, NlicError
 __all__ = ["refuse_existing"]
 
 
+def _same(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (the same resolved path, or links to one existing file)."""
+    try:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def refuse_existing(
     paths: Iterable[str | os.PathLike[str]],
     *,
@@ -21,9 +31,11 @@ def refuse_existing(
     hint: str,
     error: type[NlicError] = CheckpointError,
     what: str = "file",
+    reads: Iterable[str | os.PathLike[str]] = (),
 ) -> None:
     """Raise `error` naming every path of `paths` that exists, unless `force`; a directory where a file is to be
-    written is refused even with `force`.
+    written, two outputs that name one file, and an output that is one of the command's inputs are refused even
+    with `force`.
 
     Args:
         paths: the files a command is about to write.
@@ -31,12 +43,24 @@ def refuse_existing(
         hint: how to fix it, in the command's own flags (e.g. "add --force to overwrite it, or --out FILE").
         error: the `NlicError` subclass of the command's domain.
         what: the noun in the message ("file", "build file", "results file").
+        reads: the files the command reads ("-", standard input, is skipped).
 
     Raises:
         error: one diagnostic per path in the way, all at once.
     """
     diagnostics = []
-    for p in dict.fromkeys(Path(p) for p in paths):
+    outputs = [Path(p) for p in paths]
+    inputs = [Path(p) for p in reads if str(p) != "-"]
+    for i, p in enumerate(outputs):
+        if any(_same(p, q) for q in outputs[:i]):
+            diagnostics.append(Diagnostic(Loc(str(p)), f"two outputs of this command are this one {what}",
+                                          "give each output its own file name"))
+        elif any(_same(p, q) for q in inputs):
+            diagnostics.append(Diagnostic(Loc(str(p)), f"the output {what} is also an input of this command; "
+                                          "refusing to write over it", "write the output elsewhere"))
+    if diagnostics:
+        raise error(diagnostics=diagnostics)
+    for p in dict.fromkeys(outputs):
         if p.is_dir():
             diagnostics.append(Diagnostic(Loc(str(p)), f"a directory is in the way of an output {what}",
                                           "give a file name"))

@@ -313,7 +313,7 @@ def inspect_run(
         note = f"no program file of this language in {run / 'programs'}"
         say(f"inspect: solving the '{split}' tasks with the spec's search ({note})")
         target = out_dir / f"{split}.nlp" if write else None
-        solved = _solve(run, split, target, force, say)
+        solved = _solve(run, split, target, force, log)  # None: no progress lines either
         if target is not None:
             written += [str(target), str(target.with_name(target.stem + ".predictions.jsonl"))]
         inspected.append(SplitPrograms(split, solved[0], str(target) if target else "(not written)", True, note,
@@ -359,12 +359,12 @@ def inspect_run(
 
 
 def _solve(run: Path, split: str, target: Path | None, force: bool,
-           say: Callable[[str], None]) -> tuple[ProgramFile, float | None]:
+           log: Callable[[str], None] | None) -> tuple[ProgramFile, float | None]:
     if target is None:
         # Solve without writing: into a scratch folder that is removed again.
         with tempfile.TemporaryDirectory(prefix="nlic-inspect-") as tmp:
-            return _solve(run, split, Path(tmp) / f"{split}.nlp", True, say)
-    found = solve_to_files(run, split, out=target, force=force, log=say)
+            return _solve(run, split, Path(tmp) / f"{split}.nlp", True, log)
+    found = solve_to_files(run, split, out=target, force=force, log=log)
     assert found.program_file is not None  # the kind has discrete programs (checked by the caller)
     return found.program_file, found.result.accuracy
 

@@ -21,6 +21,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from nlic.compiler.families import codec_of
 from nlic.compiler.identity import fingerprint, format_diff, spec_data, spec_hash, trained_spec_diff, weight_leaves
 from nlic.compiler.lower import abstract_model
 from nlic.compiler.printer import format_spec
@@ -236,15 +237,40 @@ def save_model(run: Path, spec: Any, model: Any, *, step: int, weights_step: int
     eqx.tree_serialise_leaves(buf, model)
     payload = buf.getvalue()
     fp = fingerprint(spec, model)
-    # `spec`: to name what differs if the spec later reads back differently.
+    # `spec`: to name what differs if the spec later reads back differently; `data`: the same for the data's shape.
     header = seal(payload, format=MODEL_FORMAT_TAG, version=MODEL_FORMAT, kind=spec.model.kind,
                   spec_hash=spec_hash(spec), step=int(step),
                   weights_step=int(step if weights_step is None else weights_step),
                   weights_attempt=int(weights_attempt), fingerprint=fp,
-                  spec=spec_data(spec))
+                  spec=spec_data(spec), **({"data": data} if (data := data_shape(spec)) else {}))
     with _writing("model"):
         write_sealed(Path(run) / MODEL_FILE, payload, header, header_path=Path(run) / MODEL_META_FILE)
     return fp
+
+
+def data_shape(spec: Any) -> dict[str, int] | None:
+    """The length and alphabet of the spec's task data (`L`, `V`), or None where they cannot be read now: the
+    model's arrays depend on them, and a user's own files may change after training."""
+    try:
+        codec = codec_of(spec)
+        return {"length": int(codec.length), "values": int(codec.values)}
+    except Exception:  # noqa: BLE001 - a note for messages only; the model is written regardless
+        return None
+
+
+def _data_changed(meta: Mapping[str, Any], spec: Any, where: Path) -> None:
+    """Raise a `CheckpointError` naming the change if the spec's data no longer have the shape the model was
+    trained on (called when the weights do not fit, to say why)."""
+    then, now = meta.get("data"), data_shape(spec)
+    if not isinstance(then, dict) or now is None or then == now:
+        return
+    changes = ", ".join(f"{name} {then.get(key)} -> {now[key]}" for key, name in
+                        (("length", "length L"), ("values", "alphabet V")) if then.get(key) != now[key])
+    raise CheckpointError(
+        f"the task data changed since training ({changes}), and the model's arrays were shaped by them",
+        loc=Loc(str(where)),
+        hint="restore the data files the run was trained on (a value or a datum larger than any before sets L "
+             "and V), or train again on the new data")
 
 
 def check_leaves(loaded: Any, like: Any, where: Path) -> None:
@@ -292,9 +318,14 @@ def load_model(run: Path, spec: Any, like: Any, *, ignore: tuple[str, ...] = ())
     try:
         model = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
     except Exception as e:  # numpy raises several types on malformed data
+        _data_changed(meta, spec, run / MODEL_META_FILE)
         raise CheckpointError(f"cannot read model weights: {e}", loc=Loc(str(path)),
                               hint="re-run `nlic train`") from None
-    check_leaves(model, like, path)
+    try:
+        check_leaves(model, like, path)
+    except CheckpointError:
+        _data_changed(meta, spec, run / MODEL_META_FILE)
+        raise
     return model
 
 
@@ -348,7 +379,8 @@ def load_run(run_dir: Path | str) -> tuple[Any, Any]:
     """
     run = Path(run_dir)
     if not run.is_dir():
-        raise CheckpointError("no such run directory", loc=Loc(str(run)), hint="train one with `nlic train SPEC`")
+        raise CheckpointError("a file, not a run directory" if run.exists() else "no such run directory",
+                              loc=Loc(str(run)), hint="give the --out folder of `nlic train SPEC`")
     if not (run / SPEC_FILE).exists():
         raise CheckpointError(f"not a run directory (no {SPEC_FILE})", loc=Loc(str(run)),
                               hint="pass the --out of `nlic train`")

@@ -33,10 +33,11 @@ from nlic.compiler.families.colours import colour_text, restore_colours, restore
 from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import AUTO_SEARCH, MODEL_KINDS, ModelKind, kind_of
 from nlic.compiler.spec import DEEPENED_METHODS, SearchSpec, Spec
-from nlic.grammar.errors import Loc, NlicError, SpecError, did_you_mean
+from nlic.grammar.errors import CheckpointError, Loc, NlicError, SpecError, did_you_mean
 from nlic.grammar.program import ProgramFile, format_programs
 from nlic.runtime import distributed
 from nlic.runtime.files import atomic_write
+from nlic.runtime.flags import check_flag
 from nlic.runtime.outputs import refuse_existing
 from nlic.runtime.replay import Language, jsonl, program_file
 from nlic.runtime.run_dir import load_run
@@ -347,11 +348,6 @@ def warm_up(spec: Spec | ModelKind, model, tasks: TaskSet, *, search: SearchSpec
 # --- solve and write: `nlic solve` ---------------------------------------------------------------------------
 
 
-def _positive(value: int | None, flag: str) -> None:
-    if value is not None and value < 1:
-        raise SpecError(f"{flag} must be at least 1, got {value}", loc=Loc(flag))
-
-
 def search_spec(spec: Any, kind: Any, method: str | None, starts: int | None, steps: int | None) -> Any:
     """The spec's `SearchSpec` with command-line overrides, checked against the kind's search methods."""
     search = spec.search
@@ -364,9 +360,8 @@ def search_spec(spec: Any, kind: Any, method: str | None, starts: int | None, st
                 hint=did_you_mean(method, kind.search_methods),
             )
         search = dataclasses.replace(search, method=method)
-    _positive(starts, "--starts")
-    if steps is not None and steps < 0:
-        raise SpecError(f"--steps must be at least 0, got {steps}", loc=Loc("--steps"))
+    check_flag(starts, "--starts", "search.starts")
+    check_flag(steps, "--steps", "search.steps")
     if starts is not None:
         search = dataclasses.replace(search, starts=starts)
     if steps is not None:
@@ -495,7 +490,8 @@ def solve_to_files(
     """
     main = distributed.is_main()  # in a multi-process run, every process searches its share; process 0 writes
     say = log if log is not None and main else (lambda _line: None)
-    _positive(n, "-n")
+    check_flag(n, "-n", "eval.tasks", minimum=1)
+    check_flag(seed, "--seed", "seed")
     spec, model = load_run(run_dir)
     kind = kind_of(spec)
     search = search_spec(spec, kind, method, starts, steps)
@@ -508,6 +504,7 @@ def solve_to_files(
     predictions = Path(predictions) if predictions else out.with_name(out.stem + ".predictions.jsonl")
     # Checked before the search: a refusal costs nothing.
     refuse_existing([out, predictions] if kind.discrete_programs else [predictions], force=force,
+                    reads=[tasks_source] if Path(tasks_source).exists() else [],
                     hint="add --force to overwrite it, or write elsewhere with --out FILE")
 
     say(f"solving {len(tasks)} tasks of '{name}' with {kind.name}, search '{search.method}' "
@@ -517,15 +514,30 @@ def solve_to_files(
     result = solve(spec, model, tasks, search=search, seed=seed, progress=log is not None, shard=True)
     seconds = time.perf_counter() - t0
     say(f"solved {len(tasks)} tasks in {seconds:.1f} s ({len(tasks) / max(seconds, 1e-9):.1f} tasks/s)")
-    pf = _write_solved(spec, model, kind, search, tasks, result, out, predictions, say) if main else None
+    pf = _write_solved(spec, model, kind, search, tasks, result, out, predictions, say, replace=force) if main else None
     distributed.barrier("solve-done")  # the files exist when solve_to_files returns, on every process
     return SolvedFiles(result=result, tasks=tasks, name=name, programs=out if kind.discrete_programs else None,
                        program_file=pf, predictions=predictions)
 
 
 def _write_solved(spec: Any, model: Any, kind: ModelKind, search: SearchSpec, tasks: TaskSet, result: SolveResult,
-                  out: Path, predictions: Path, say: Callable[[str], None]) -> ProgramFile | None:
-    """Write `solve_to_files`' program file (kinds with discrete programs) and predictions; returns the former."""
+                  out: Path, predictions: Path, say: Callable[[str], None], *, replace: bool) -> ProgramFile | None:
+    """Write `solve_to_files`' program file (kinds with discrete programs) and predictions; returns the former.
+
+    Without `replace` (no --force), a file that appeared since the command checked its outputs (another nlic
+    writing there) is not replaced: the command fails, and removes the program file it wrote if the predictions'
+    place was taken, so that the two files always come from one search."""
+    try:
+        return _write_solved_files(spec, model, kind, search, tasks, result, out, predictions, say, replace=replace)
+    except FileExistsError as e:
+        raise CheckpointError("the file appeared while nlic solved (another command writing the same output?); "
+                              "refusing to replace it", loc=Loc(str(e.filename)),
+                              hint="solve again with --out FILE, or add --force to overwrite it") from None
+
+
+def _write_solved_files(spec: Any, model: Any, kind: ModelKind, search: SearchSpec, tasks: TaskSet,
+                        result: SolveResult, out: Path, predictions: Path, say: Callable[[str], None], *,
+                        replace: bool) -> ProgramFile | None:
     gradient = "gradient" in search.method
     out.parent.mkdir(parents=True, exist_ok=True)
     predictions.parent.mkdir(parents=True, exist_ok=True)
@@ -558,7 +570,7 @@ def _write_solved(spec: Any, model: Any, kind: ModelKind, search: SearchSpec, ta
             meta.append(fields)
         language = Language.of(spec, fingerprint(spec, model))
         pf = program_file(language, ids, np.asarray(result.programs), meta)
-        atomic_write(out, format_programs(pf))
+        atomic_write(out, format_programs(pf), replace=replace)
         fits = int(np.sum(np.asarray(result.spec_fit) >= 1.0))
         mean_len = float(np.mean([len(p.tokens) for p in pf.programs])) if pf.programs else 0.0
         say(f"wrote {len(ids)} programs to {out} (mean length {mean_len:.1f} tokens; {fits}/{len(ids)} "
@@ -577,6 +589,11 @@ def _write_solved(spec: Any, model: Any, kind: ModelKind, search: SearchSpec, ta
             row["target"] = codec.decode(own.query_outputs[i])
             row["correct"] = bool(correct[i])
         rows.append(row)
-    atomic_write(predictions, jsonl(rows))
+    try:
+        atomic_write(predictions, jsonl(rows), replace=replace)
+    except FileExistsError:
+        if pf is not None and not replace:
+            out.unlink(missing_ok=True)  # this command's own program file: no predictions of another beside it
+        raise
     say(f"wrote predictions to {predictions}")
     return pf

@@ -43,6 +43,7 @@ from nlic.runtime import checkpoint as ckpt
 from nlic.runtime import distributed, health, recovery, rollback, selection
 from nlic.runtime import run_dir as rd
 from nlic.runtime.files import atomic_write, writing
+from nlic.runtime.flags import check_flag
 from nlic.runtime.progress import Progress
 from nlic.runtime.solve import solve
 
@@ -344,6 +345,7 @@ def train(
             run directory).
     """
     if steps is not None:
+        check_flag(steps, "--steps", "training.steps")
         spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, steps=int(steps)))
     tr = spec.training
     kind = kind_of(spec)

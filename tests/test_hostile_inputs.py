@@ -137,7 +137,7 @@ INPUT_TEXT = {
     "huge": (HUGE, ":1:11: error: a number of 401 digits"),
     "deep": (DEEP, ":1:74: error: JSON nested deeper than 64 levels"),
     "grid": (GRID, ":1: error: value must be a list of integers"),
-    "beyond_c": ("[" + ", ".join([BEYOND_C] * 12) + "]", f":1: error: value has value {BEYOND_C} at position 0, "
+    "beyond_c": ("[" + ", ".join([BEYOND_C] * 12) + "]", f":1: error: value has value {BEYOND_C} at position 1, "
                  "outside the alphabet"),
 }
 
@@ -307,7 +307,8 @@ SAME = [
 DIFFERENT = [  # each line alone after HEAD, each an error
     "program a = t99", "program a = nope", "program a = t1 [k=1 k=2]", 'program "" = t1', 'program "\\ud800" = t1',
     "program a = t1 t1 t1 t1", "program z = t1 [x=1e999]", f"program y = t1 [x={'9' * 50}]",
-    "program d = t1\nprogram d = t2", "program a = t1 t2 = t3",
+    "program d = t1\nprogram d = t2", "program a = t1 t2 = t3", "program d = t99\nprogram d = t2",
+    "program d = t2\nprogram \"d\" = t99",
 ]
 
 
@@ -341,6 +342,36 @@ def test_fast_path_leaves_every_error_to_the_full_parser(line):
     with pytest.raises(type(slow.value)) as fast:
         program_module.parse_programs(text, "f.nlp")
     assert fast.value.render() == slow.value.render()
+
+
+@pytest.mark.parametrize("line", DIFFERENT)
+def test_one_bad_line_among_many_is_found_without_reparsing_the_file_and_named_as_lark_names_it(line):
+    good = "".join(f"program ok{i} = t1 t2 [fit=1.0]\n" for i in range(300))
+    text = HEAD + good + line + "\n" + good.replace("ok", "more")
+    with pytest.raises(NlicError) as slow:
+        _with_lark(text)
+    found = program_module._parse_fast(text, "f.nlp")
+    assert isinstance(found, tuple) and len(found[0]) <= 2  # only the bad lines go to lark
+    with pytest.raises(type(slow.value)) as fast:
+        program_module.parse_programs(text, "f.nlp")
+    assert fast.value.render() == slow.value.render()
+
+
+def test_a_file_of_many_bad_lines_prints_the_first_hundred_and_a_count():
+    text = HEAD + "".join(f"program p{i} = t99\n" for i in range(1000))
+    with pytest.raises(NlicError) as e:
+        program_module.parse_programs(text, "f.nlp")
+    lines = e.value.render().split("\n")
+    assert len(e.value.diagnostics) == 1000 and len(lines) == 101
+    assert lines[-1] == "f.nlp: error: 900 more errors not shown (fix these first)"
+
+
+def test_a_raw_control_character_in_a_string_is_named_at_its_column():
+    with pytest.raises(NlicError) as e:
+        program_module.parse_programs(HEAD + f'program "a{ESC}" = t1\n', "f.nlp")
+    line = len(HEAD.split("\n"))
+    assert e.value.render() == (f"f.nlp:{line}:11: error: a control character (U+001B) inside a string (write it "
+                                "as the escape \\u001b, or leave it out)")
 
 
 def test_a_file_over_its_limit_is_refused_by_its_size(capsys, tmp_path):

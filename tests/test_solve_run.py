@@ -205,6 +205,68 @@ def test_run_reports_bad_inputs_with_line(run_dir, solved, tmp_path):
     assert code == 2 and f"{bad}:1:2: error: not JSON" in stderr
 
 
+def test_outputs_never_replace_inputs_or_existing_results_unasked(run_dir, solved, tmp_path):
+    out, preds, _, _ = solved
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text("".join(json.dumps({"id": r["id"], "input": r["input"]}) + "\n" for r in _rows(preds)))
+    programs = tmp_path / "copy.nlp"
+    programs.write_bytes(out.read_bytes())
+    before = programs.read_bytes(), inputs.read_bytes()
+    # run --out onto its own program file or inputs: refused even with --force; onto an existing file: --force
+    for target, force in ((programs, True), (inputs, True), (programs, False)):
+        code, _, stderr = _cli("run", run_dir, programs, "--inputs", inputs, "--out", target,
+                               *(["--force"] if force else []))
+        assert code == 2 and "is also an input of this command; refusing to write over it" in stderr, stderr
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text("mine\n")
+    code, _, stderr = _cli("run", run_dir, programs, "--inputs", inputs, "--out", kept)
+    assert code == 2 and "already exists; refusing to replace it (add --force" in stderr
+    assert (programs.read_bytes(), inputs.read_bytes(), kept.read_text()) == (*before, "mine\n")
+    assert _cli("run", run_dir, programs, "--inputs", inputs, "--out", kept, "--force")[0] == 0
+    # solve with --predictions where --out writes: refused before the search
+    same = tmp_path / "same.nlp"
+    code, _, stderr = _cli("solve", run_dir, "ood", "--out", same, "--predictions", same, "--force")
+    assert code == 2 and "two outputs of this command are this one file" in stderr and not same.exists()
+
+
+def test_a_result_that_appears_during_a_solve_is_not_replaced(run_dir, tmp_path, monkeypatch):
+    # Two `nlic solve` into one file: both found it free before searching; the second to finish must not replace
+    # the first's programs, nor leave its own programs beside the first's predictions.
+    solve_mod = importlib.import_module("nlic.runtime.solve")
+    out, preds = tmp_path / "p.nlp", tmp_path / "p.predictions.jsonl"
+    real = solve_mod.solve
+
+    def other_writer_first(*args, **kwargs):
+        result = real(*args, **kwargs)
+        preds.write_text("the other command's predictions\n")
+        return result
+
+    monkeypatch.setattr(solve_mod, "solve", other_writer_first)
+    code, _, stderr = _cli("solve", run_dir, "ood", "--out", out)
+    assert code == 2 and "p.predictions.jsonl: error: the file appeared while nlic solved" in stderr, stderr
+    assert not out.exists() and preds.read_text() == "the other command's predictions\n"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--steps", "1000000000000"], "--steps: error: --steps must be in 0..100,000, as search.steps in a spec"),
+    (["--starts", "0"], "--starts: error: --starts must be in 1..1,000,000, as search.starts"),
+    (["-n", "1000000000000"], "-n: error: -n must be in 1..1,000,000, as eval.tasks in a spec"),
+    (["--seed", "100000000000000000000"], "--seed: error: --seed must be in 0..2,147,483,647, as seed in a spec"),
+    (["--seed", "-1"], "--seed must be in 0..2,147,483,647"),
+])
+def test_command_line_numbers_keep_to_the_spec_fields_bounds(run_dir, args, message):
+    code, _, stderr = _cli("solve", run_dir, "ood", "--search", "gradient", *args)
+    assert code == 2 and message in stderr, stderr
+    assert "Traceback" not in stderr
+
+
+def test_train_steps_beyond_the_spec_bound_is_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "s.yaml").write_text(SPEC)
+    code, _, stderr = _cli("train", tmp_path / "s.yaml", "--out", tmp_path / "r", "--steps", str(2**40))
+    assert code == 2 and "--steps must be in 0..10,000,000, as training.steps in a spec" in stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_solve_rejects_unknown_split_and_search(run_dir):
     code, _, stderr = _cli("solve", run_dir, "odd")
     assert code == 2 and "'odd' is neither a task file nor a split" in stderr and "did you mean 'ood'" in stderr

@@ -84,7 +84,7 @@ def test_all_errors_of_a_file_are_reported_in_file_order():
     "text, schedule",
     [
         ("exp(8 -> 0.5)", Schedule("exp", 8.0, 0.5)),
-        ("linear(1 -> 0)", Schedule("linear", 1.0, 0.0)),
+        ("linear(1 -> 0.1)", Schedule("linear", 1.0, 0.1)),
         ("cosine(0.1 -> 1e-3)", Schedule("cosine", 0.1, 1e-3)),
         ("const(3)", Schedule("const", 3.0, 3.0)),
         ("0.25", Schedule("const", 0.25, 0.25)),
@@ -101,6 +101,33 @@ def test_schedule_expressions(text, schedule):
 def test_exp_schedules_need_positive_endpoints():
     (d,) = errors(MINIMAL + "search:\n  tau_inductor: exp(2 -> 0)\n")
     assert "positive endpoints" in d.message and d.loc.line == 4
+
+
+def test_temperatures_stay_above_zero_and_the_learning_rate_starts_above_it():
+    found = errors(MINIMAL + "relaxation:\n  tau_inductor: const(0)\n  tau_executor: linear(1 -> -1)\n"
+                   "training:\n  lr: -0.01\nsearch:\n  tau_executor: 0\n")
+    assert [(d.loc.line, d.message) for d in found] == [
+        (4, "'relaxation.tau_inductor' must stay above 0, got 0 -> 0"),
+        (5, "'relaxation.tau_executor' must stay above 0, got 1 -> -1"),
+        (7, "'training.lr' is out of range: -0.01"),
+        (9, "'search.tau_executor' must stay above 0, got 0 -> 0"),
+    ]
+    assert "divides by zero" in found[0].hint
+    (d,) = errors(MINIMAL + "training:\n  lr: 0\n")
+    assert d.message == "'training.lr' must stay above 0, got 0 -> 0" and "does not train" in d.hint
+    # A rate that decays to 0 at the last step is a schedule, not a mistake.
+    assert parse_spec(MINIMAL + "training:\n  lr: linear(0.01 -> 0)\n", "s.yaml").training.lr.end == 0
+
+
+def test_split_until_written_without_evaluation_is_an_error_and_the_default_is_quiet():
+    (d,) = errors(MINIMAL + "training:\n  split_until: 0.5\n  eval_every: 0\n")
+    assert d.loc.line == 4 and "training.eval_every is 0 (no evaluation)" in d.message
+    assert parse_spec(MINIMAL + "training:\n  eval_every: 0\n", "s.yaml").training.eval_every == 0
+
+
+def test_a_name_too_long_for_a_folder_is_refused_at_validate():
+    (d,) = errors(MINIMAL.replace("demo", "a" * 300))
+    assert d.loc.line == 1 and d.message == "name is 300 characters long, more than the 128 nlic uses in folder names"
 
 
 def test_ranges_lists_and_schedules_in_params_are_sorted_by_key():

@@ -37,7 +37,7 @@ BAD_CASES = {
     "negative_value.json": ("negative_value.json", "test pair 1: input has a negative value -1 at position 2"),
     "non_int_value.jsonl": ("non_int_value.jsonl:1", "non-integer value 1.5 at position 3"),
     "not_utf8.json": ("not_utf8.json", "not UTF-8"),
-    "out_of_alphabet.json": ("out_of_alphabet.json", "train pair 2: input has value 12 at position 2, outside the alphabet 0..9"),
+    "out_of_alphabet.json": ("out_of_alphabet.json", "train pair 2: input has value 12 at position 3, outside the alphabet 0..9"),
     "pair_not_object.jsonl": ("pair_not_object.jsonl:1", "train pair 1: must be an object"),
     "ragged_grid.json": ("ragged_grid.json", "input is ragged: row 2 has 1 values"),
     "single_pair_no_test.json": ("single_pair_no_test.json", "leave nothing to learn from"),

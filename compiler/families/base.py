@@ -99,9 +99,10 @@ class Family(Protocol):
     `params` is the spec's `task.params` mapping; `locs` maps each param key to its source location, so
     `check_params` can return located diagnostics.
 
-    A family may also define `primitives(params) -> tuple[Primitive, ...]`, its ground-truth operations, and
-    `curriculum(params, stage) -> params`, easier training distributions (see the comment at the end of this class);
-    both are optional and looked up with `getattr(family, name, None)`.
+    A family may also define `primitives(params) -> tuple[Primitive, ...]`, its ground-truth operations,
+    `curriculum(params, stage) -> params`, easier training distributions, and `check_data(params, pairs=...)`,
+    what sampling would refuse in the data it reads (see the comment at the end of this class); all three are
+    optional and looked up with `getattr(family, name, None)`.
     """
 
     name: str
@@ -133,6 +134,10 @@ class Family(Protocol):
     #     def curriculum(self, params: Mapping[str, Any], stage: float) -> Mapping[str, Any]:
     #         """The params of an easier training distribution at curriculum stage `stage` in [0, 1): the easiest at
     #         0, growing towards `params`' own (`training.curriculum`; deepcoder: the program lengths)."""
+    #
+    #     def check_data(self, params: Mapping[str, Any], *, pairs: int) -> None:
+    #         """Raise `DataError` for what `sample` would refuse in data the family reads (`nlic validate` calls it;
+    #         files: tasks with nothing to learn from, clashing ids, splits too large once padded)."""
     #
     # `nlic inspect` names what a learned token does by the primitive that agrees with it on most probe inputs;
     # callers look the method up with `getattr(family, "primitives", None)`. Families whose programs are not

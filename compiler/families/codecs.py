@@ -36,14 +36,17 @@ def _fail(what: str, msg: str, hint: str | None, where: Loc | None) -> DataError
     return DataError(f"{what} {msg}", loc=where, hint=hint)
 
 
-def _check_values(row: list[Any], values: int, pad: int | None, what: str, where: Loc | None) -> None:
+def _check_values(row: list[Any], values: int, pad: int | None, what: str, where: Loc | None,
+                  row_number: int | None = None) -> None:
+    """Every value an int of the alphabet; positions in messages count from 1 (`row_number`: a grid's row)."""
     for i, v in enumerate(row):
+        pos = f"position {i + 1}" if row_number is None else f"row {row_number}, column {i + 1}"
         if not is_int(v):
-            raise _fail(what, f"has a non-integer value {show_value(v)} at position {i}", "values are integers", where)
+            raise _fail(what, f"has a non-integer value {show_value(v)} at {pos}", "values are integers", where)
         if v < 0 or v >= values or (pad is not None and v == pad):
             top = values - 1 if pad is None else pad - 1
             raise _fail(
-                what, f"has value {v} at position {i}, outside the alphabet 0..{top}",
+                what, f"has value {v} at {pos}, outside the alphabet 0..{top}",
                 "the model was built for this alphabet; set language.values or retrain with this data", where,
             )
 
@@ -132,8 +135,8 @@ class GridCodec:
         if not fits:
             need = "at most" if self.pad is not None else "exactly"
             raise _fail(what, f"is a {h}x{w} grid, the model reads {need} {self.rows}x{self.cols}", None, where)
-        for r in value:
-            _check_values(r, self.values, self.pad, what, where)
+        for n, r in enumerate(value, 1):
+            _check_values(r, self.values, self.pad, what, where, n)
         out = np.full((self.rows, self.cols), self.pad if self.pad is not None else 0, np.int32)
         out[:h, :w] = np.asarray(value, np.int32)
         return out.reshape(-1)

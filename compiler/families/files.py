@@ -5,12 +5,15 @@ Bad data of any kind is a `DataError` naming the file, the line (JSONL) or task,
 Formats:
     ARC-style JSON: one file is one task `{"train": [{"input": X, "output": Y}, ...], "test": [...]}` whose id
         is the file name without extension; a file may also hold a list of tasks (ids `<name>-<i>`, or each
-        task's "id") or a dict from ids to tasks. A directory means every `*.json` / `*.jsonl` in it, sorted.
+        task's "id") or a dict from ids to tasks. A directory means every `*.json` / `*.jsonl` in it, sorted
+        (not its subfolders, hidden files or entries that are not regular files).
     JSONL: one task object per line, with an optional "id" (default `<name>-<line>`); blank lines are skipped.
 Values X, Y are 1-D int lists or 2-D grids (lists of rows), all of one kind in a data set, values in
 0..MAX_VALUE (65535), at most MAX_LENGTH (4096) values in one (a grid's shape is checked before its cells).
 Files are read within `nlic.grammar.reading`'s bounds: 256 MiB a file, 100 000 entries a folder, JSON nested
-at most 64 deep with numbers of at most 40 digits.
+at most 64 deep with numbers of at most 40 digits, no key written twice in one object; pipes are refused. Every
+datum is padded to the data set's largest (grids to its most rows and most columns, at most MAX_LENGTH values),
+and one split's padded rows hold at most MAX_ENCODED (2^27) values.
 Task keys are "train", "test" and "id" only. Pairs in messages count from 1.
 
 Tasks as TaskSet rows: the first `pairs` train pairs are the spec (fewer are masked out with pair_mask, more
@@ -46,8 +49,8 @@ from nlic.compiler.families.common import rng_for
 from nlic.grammar.errors import DataError, Diagnostic, Loc, SpecError, did_you_mean
 from nlic.grammar.reading import MAX_DATA_BYTES, list_dir, loads_json, read_text
 
-__all__ = ["RawTask", "read_raw", "read_tasks", "infer_codec", "FilesFamily", "MAX_LENGTH",
-           "MAX_VALUE"]
+__all__ = ["RawTask", "read_raw", "read_tasks", "infer_codec", "encode_tasks", "check_encodable", "row_ids",
+           "FilesFamily", "MAX_LENGTH", "MAX_VALUE", "MAX_ENCODED"]
 
 MAX_LENGTH = 4096
 """Most values in one datum (a sequence's length, a grid's rows x cols; ARC's largest grid has 900)."""
@@ -80,11 +83,16 @@ def _natural(path: Path) -> list[Any]:
 
 def _files_of(path: Path) -> list[Path]:
     if path.is_dir():
-        listed = list_dir(path, suffixes=(".json", ".jsonl"), what="task file", error=DataError)
+        listed = [p for p in list_dir(path, suffixes=(".json", ".jsonl"), what="task file", error=DataError)
+                  if not p.name.startswith(".")]  # hidden files: editors' and macOS's `._name.json` companions
         files = sorted((p for p in listed if p.is_file()), key=_natural)
         if not files:
-            raise _err(Loc(str(path)), "the directory holds no .json or .jsonl task files",
-                       "put ARC-style task files (one task per .json) or a .jsonl file there")
+            others = sorted(p.name for p in listed)
+            skipped = (f" ({len(others)} skipped, not regular files: {', '.join(others[:3])}"
+                       f"{', ...' if len(others) > 3 else ''})") if others else ""
+            raise _err(Loc(str(path)), f"the directory holds no .json or .jsonl task files{skipped}",
+                       "put ARC-style task files (one task per .json) or a .jsonl file there; subfolders, links "
+                       "that lead nowhere and hidden files are not read")
         return files
     if not path.exists():
         raise _err(Loc(str(path)), "no such task file or directory", "check the path")
@@ -173,7 +181,7 @@ def _read_jsonl(path: Path) -> Iterator[RawTask]:
 
 
 def _text(path: Path) -> str:
-    return read_text(path, limit=MAX_DATA_BYTES, what="task file", error=DataError,
+    return read_text(path, limit=MAX_DATA_BYTES, what="task file", error=DataError, streams=False,
                      hint="split the tasks into several files (a split may list several, or a folder)")
 
 
@@ -205,6 +213,8 @@ class _Stats:
     first: str = ""
     max_value: int = 0
     shapes: set[tuple[int, ...]] = dataclasses.field(default_factory=set)
+    tallest: tuple[int, str, Loc] = (0, "", Loc(""))  # the most rows of any grid, and which datum has them
+    widest: tuple[int, str, Loc] = (0, "", Loc(""))
 
 
 def _scan(value: Any, what: str, loc: Loc, st: _Stats) -> None:
@@ -249,6 +259,10 @@ def _scan(value: Any, what: str, loc: Loc, st: _Stats) -> None:
                            f"values are tokens of an alphabet of at most {MAX_VALUE + 1}")
             st.max_value = max(st.max_value, int(v))
     st.shapes.add((len(rows), width) if dims == 2 else (width,))
+    if len(rows) > st.tallest[0]:
+        st.tallest = (len(rows), what, loc)
+    if width > st.widest[0]:
+        st.widest = (width, what, loc)
 
 
 def _cells(value: Any) -> int:
@@ -285,54 +299,105 @@ def infer_codec(tasks: list[RawTask]) -> Codec:
     pad = None if len(st.shapes) == 1 else st.max_value + 1
     values = st.max_value + 1 + (pad is not None)
     if st.dims == 2:
-        return GridCodec(max(s[0] for s in st.shapes), max(s[1] for s in st.shapes), values, pad)
+        rows, cols = st.tallest[0], st.widest[0]
+        if rows * cols > MAX_LENGTH:
+            # Every grid is padded to the most rows and the most columns of any: two grids that each fit may
+            # together ask for more.
+            raise _err(st.tallest[2],
+                       f"grids padded to {rows} rows (as {st.tallest[1]}) and {cols} columns (as {st.widest[1]}, "
+                       f"{st.widest[2]}) are {rows}x{cols}, more than the {MAX_LENGTH} values nlic reads in one datum",
+                       "every grid of a data set is padded to the most rows and the most columns of any: crop the "
+                       "tall or the wide ones, or keep such tasks in separate specs")
+        return GridCodec(rows, cols, values, pad)
     return SequenceCodec(max(s[0] for s in st.shapes), values, pad)
 
 
 # --- encoding --------------------------------------------------------------------------------------------------
 
 
-def encode_tasks(tasks: list[RawTask], codec: Codec, pairs: int) -> TaskSet:
-    """Raw tasks -> TaskSet rows (one per test pair) with the given codec; `DataError` if a value does not fit."""
-    L = int(codec.length)
-    fill = getattr(codec, "pad", None) or 0
-    ids, xs, ys, masks, qx, qy, has = [], [], [], [], [], [], []
+MAX_ENCODED = 1 << 27
+"""Most values the encoded rows of one split may hold (512 MiB of int32): rows x (2 pairs + 2) x L, every datum
+padded to L, the largest of the data set."""
+
+
+def _spec_and_queries(t: RawTask) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any | None]]]:
+    """A task's spec pairs and queries: its test pairs, or its last train pair when it has none."""
+    if t.test:
+        return list(t.train), list(t.test)
+    if len(t.train) < 2:
+        raise _err(t.loc, f"task '{t.id}': one train pair and no test pair leave nothing to learn from",
+                   "add a \"test\" pair or a second train pair")
+    return list(t.train[:-1]), list(t.train[-1:])
+
+
+def row_ids(tasks: list[RawTask]) -> list[str]:
+    """The TaskSet row ids of `tasks` (`name`, `name#1`, ... per query); `DataError` for a task that has nothing to
+    learn from, or a task id that is another task's query id (`t#1` beside a task `t` with two test pairs)."""
+    def named(t: RawTask, j: int) -> str:
+        return f"task '{t.id}'" if j == 0 else f"test pair {j + 1} of task '{t.id}'"
+
+    ids: list[str] = []
+    owner: dict[str, tuple[RawTask, int]] = {}
     for t in tasks:
-        ex = np.full((pairs, L), fill, np.int32)
-        ey = np.full((pairs, L), fill, np.int32)
-        mask = np.zeros(pairs, bool)
-        queries = list(t.test)
-        spec_pairs = list(t.train)
-        if not queries:
-            spec_pairs, queries = spec_pairs[:-1], spec_pairs[-1:]
-            if not spec_pairs:
-                raise _err(t.loc, f"task '{t.id}': one train pair and no test pair leave nothing to learn from",
-                           "add a \"test\" pair or a second train pair")
+        _, queries = _spec_and_queries(t)
+        for j in range(len(queries)):
+            rid = t.id if j == 0 else f"{t.id}#{j}"
+            if rid in owner:
+                first, k = owner[rid]
+                raise _err(t.loc, f"'{rid}' names both {named(first, k)} ({first.loc}) and {named(t, j)}",
+                           "nlic names test pair n + 1 of a task 'ID#n': rename the task")
+            owner[rid] = (t, j)
+            ids.append(rid)
+    return ids
+
+
+def check_encodable(tasks: list[RawTask], codec: Codec, pairs: int) -> None:
+    """`DataError` unless `encode_tasks` can encode `tasks`: every task has something to learn from, row ids are
+    unique and the padded rows stay within `MAX_ENCODED` values (without encoding any)."""
+    n = len(row_ids(tasks))
+    L = int(codec.length)
+    total = n * (2 * pairs + 2) * L
+    if total > MAX_ENCODED:
+        raise _err(Loc(tasks[0].loc.path), f"{n} queries of {pairs} pairs, every datum padded to {L} values, "
+                   f"are {total:,} values, more than the {MAX_ENCODED:,} nlic holds for one split",
+                   "every datum is padded to the largest of the data set: split the tasks into several splits or "
+                   "specs, keeping large and small data apart, or crop the large ones")
+
+
+def encode_tasks(tasks: list[RawTask], codec: Codec, pairs: int) -> TaskSet:
+    """Raw tasks -> TaskSet rows (one per test pair) with the given codec; `DataError` if a value does not fit
+    (or see `check_encodable`)."""
+    check_encodable(tasks, codec, pairs)
+    ids = row_ids(tasks)
+    n, L = len(ids), int(codec.length)
+    fill = getattr(codec, "pad", None) or 0
+    inputs = np.full((n, pairs, L), fill, np.int32)
+    outputs = np.full((n, pairs, L), fill, np.int32)
+    pair_mask = np.zeros((n, pairs), bool)
+    query_inputs = np.full((n, L), fill, np.int32)
+    query_outputs = np.full((n, L), fill, np.int32)
+    has = np.zeros(n, bool)
+    row = 0
+    for t in tasks:
+        spec_pairs, queries = _spec_and_queries(t)
+        first = row
         for i, (x, y) in enumerate(spec_pairs[:pairs]):
             w = f"task '{t.id}': train pair {i + 1}"
-            ex[i] = _enc(codec, x, t.loc, f"{w}: input")
-            ey[i] = _enc(codec, y, t.loc, f"{w}: output")
-            mask[i] = True
+            inputs[row, i] = _enc(codec, x, t.loc, f"{w}: input")
+            outputs[row, i] = _enc(codec, y, t.loc, f"{w}: output")
+            pair_mask[row, i] = True
         for j, (x, y) in enumerate(queries):
             kind, num = ("test", j + 1) if t.test else ("train", len(t.train))
             w = f"task '{t.id}': {kind} pair {num}"
-            ids.append(t.id if j == 0 else f"{t.id}#{j}")
-            xs.append(ex)
-            ys.append(ey)
-            masks.append(mask)
-            qx.append(_enc(codec, x, t.loc, f"{w}: input"))
-            qy.append(_enc(codec, y, t.loc, f"{w}: output") if y is not None else np.full(L, fill, np.int32))
-            has.append(y is not None)
-    n = len(ids)
-    return TaskSet(
-        ids=tuple(ids),
-        inputs=np.stack(xs) if n else np.zeros((0, pairs, L), np.int32),
-        outputs=np.stack(ys) if n else np.zeros((0, pairs, L), np.int32),
-        pair_mask=np.stack(masks) if n else np.zeros((0, pairs), bool),
-        query_inputs=np.stack(qx) if n else np.zeros((0, L), np.int32),
-        query_outputs=np.stack(qy) if n else np.zeros((0, L), np.int32),
-        has_target=np.asarray(has, bool),
-    )
+            if row != first:  # every query of a task has the task's spec pairs
+                inputs[row], outputs[row], pair_mask[row] = inputs[first], outputs[first], pair_mask[first]
+            query_inputs[row] = _enc(codec, x, t.loc, f"{w}: input")
+            if y is not None:
+                query_outputs[row] = _enc(codec, y, t.loc, f"{w}: output")
+                has[row] = True
+            row += 1
+    return TaskSet(ids=tuple(ids), inputs=inputs, outputs=outputs, pair_mask=pair_mask,
+                   query_inputs=query_inputs, query_outputs=query_outputs, has_target=has)
 
 
 def _enc(codec: Codec, value: Any, loc: Loc, what: str) -> np.ndarray:
@@ -431,6 +496,12 @@ class FilesFamily:
         names = tuple(sorted(params))
         paths = tuple(p for k in names for p in _paths(params[k]))
         return _cached("codec", paths, (), lambda: infer_codec([t for k in names for t in self._raw(params, k)]))
+
+    def check_data(self, params: Mapping[str, Any], *, pairs: int) -> None:
+        """What `sample` would refuse, checked without encoding (for `nlic validate`): see `check_encodable`."""
+        codec = self.codec(params)
+        for split in params:
+            check_encodable(self._raw(params, split), codec, pairs)
 
     def sample(self, params: Mapping[str, Any], split: str, n: int, pairs: int, *, seed: int) -> TaskSet:
         """n tasks of the split's files: all of them in file order when n >= their number, else a seeded subset

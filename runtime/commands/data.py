@@ -15,8 +15,9 @@ from typing import Any
 from nlic.compiler import load_spec
 from nlic.compiler.families import codec_of, evaluation_tasks
 from nlic.compiler.families.colours import restore_colours
-from nlic.grammar.errors import DataError, Loc
-from nlic.runtime.export import export_tasks
+from nlic.grammar.errors import escape
+from nlic.runtime.export import export_tasks, task_rows
+from nlic.runtime.flags import check_flag
 
 __all__ = ["add_arguments", "run", "format_task"]
 
@@ -70,7 +71,7 @@ def _visible_len(text: str) -> int:
 
 def format_task(tasks: Any, i: int, codec: Any, *, color: bool = False) -> str:
     """Text of task i of a TaskSet: its spec pairs and its query, `input -> output` per line."""
-    lines = [f"task {tasks.ids[i]}"]
+    lines = [f"task {escape(tasks.ids[i])}"]
     for j in range(tasks.inputs.shape[1]):
         if not tasks.pair_mask[i, j]:
             continue
@@ -80,6 +81,11 @@ def format_task(tasks: Any, i: int, codec: Any, *, color: bool = False) -> str:
     out = codec.render(tasks.query_outputs[i], color=color) if tasks.has_target[i] else "?"
     lines.append(_indent("query:", _side_by_side([codec.render(tasks.query_inputs[i], color=color), out], "  ->  ")))
     return "\n".join(lines)
+
+
+def _count(tasks: int, queries: int) -> str:
+    """"3 tasks", or "2 tasks (3 queries)" where a task has several test pairs."""
+    return f"{tasks} tasks" + (f" ({queries} queries)" if queries != tasks else "")
 
 
 def _indent(label: str, body: str) -> str:
@@ -92,17 +98,17 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     split = args.split or spec.task.train_split
     seed = spec.seed if args.seed is None else args.seed
-    if args.n is not None and args.n < 1:
-        raise DataError(f"-n must be at least 1, got {args.n}", loc=Loc("-n"))
+    check_flag(args.n, "-n", "eval.tasks", minimum=1)
+    check_flag(args.seed, "--seed", "seed")
     tasks = restore_colours(evaluation_tasks(spec, split, args.n, seed=seed))  # the task's own colours
     codec = codec_of(spec)
     if args.action == "export":
         written = export_tasks(tasks, codec, args.out, force=args.force)
-        print(f"wrote {len(written)} tasks of split '{split}' to {args.out}")
+        print(escape(f"wrote {_count(len(written), len(tasks))} of split '{split}' to {args.out}"))
         return 0
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
-    print(f"{spec.name}: {spec.task.family}, split '{split}', {len(tasks)} tasks, L={codec.length}, "
-          f"V={codec.values}, seed {seed}")
+    print(escape(f"{spec.name}: {spec.task.family}, split '{split}', {_count(len(task_rows(tasks)), len(tasks))}, "
+                 f"L={codec.length}, V={codec.values}, seed {seed}"))
     for i in range(len(tasks)):
         print()
         print(format_task(tasks, i, codec, color=color))

@@ -13,6 +13,7 @@ from pathlib import Path
 from nlic.compiler import load_spec
 from nlic.grammar.errors import Loc, NlicError, SpecError
 from nlic.runtime.evaluate import check_results_free, evaluate, write_results
+from nlic.runtime.flags import check_flag
 
 __all__ = ["add_arguments", "run", "parse_list"]
 
@@ -77,9 +78,11 @@ def run(args: argparse.Namespace) -> int:
     budgets = parse_list(args.budgets, "--budgets", integer=True)
     splits = parse_list(args.splits, "--splits", integer=False)
     methods = parse_list(args.methods, "--methods", integer=False)
-    for flag, value in (("--steps", args.steps), ("--tasks", args.tasks)):
-        if value is not None and value < (0 if flag == "--steps" else 1):
-            raise SpecError(f"{flag} must be positive, got {value}", loc=Loc(flag), hint="give a count")
+    check_flag(args.steps, "--steps", "training.steps")
+    check_flag(args.tasks, "--tasks", "eval.tasks")
+    check_flag(args.data_seed, "--data-seed", "seed")
+    for seed in seeds or ():
+        check_flag(seed, "--seeds", "seed")
     # Every spec's errors at once before any training starts.
     specs, errors = [], []
     for path in args.specs:

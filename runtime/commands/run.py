@@ -11,8 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from nlic.grammar.errors import escape
+from nlic.grammar.errors import DataError, escape
 from nlic.runtime.files import atomic_write
+from nlic.runtime.outputs import refuse_existing
 from nlic.runtime.replay import jsonl, replay
 from nlic.runtime.traces import LOW_CONFIDENCE, MAX_PLOTS, check_trace_dir, format_trace, write_traces
 
@@ -44,10 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"write DIR/trace.json (every input with its trace) and a heat map per input, DIR/<id>.png (at most "
         f"{MAX_PLOTS})",
     )
-    parser.add_argument("--force", action="store_true", help="overwrite trace files already in --trace-out DIR")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an --out FILE or trace files in --trace-out DIR that exist")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out:  # before replaying: a refusal costs nothing; never over the programs or inputs it reads
+        refuse_existing([args.out], force=args.force, reads=[args.programs, *args.inputs], error=DataError,
+                        hint="add --force to overwrite it, or write elsewhere with --out FILE")
     if args.trace_out:
         check_trace_dir(args.trace_out, force=args.force)  # before replaying: a refusal costs nothing
     traced = bool(args.trace or args.trace_out)

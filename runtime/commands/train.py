@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from nlic.compiler import load_spec
-from nlic.grammar.errors import Loc, SpecError
 from nlic.runtime import distributed
+from nlic.runtime.flags import check_flag
 from nlic.runtime.train import default_run_dir, train
 
 __all__ = ["add_arguments", "run"]
@@ -37,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if launched is not None:
         return launched
     spec = load_spec(args.spec)
-    if args.steps is not None and args.steps < 0:
-        raise SpecError(f"--steps must be >= 0, got {args.steps}", loc=Loc("--steps"), hint="give a step count")
+    check_flag(args.steps, "--steps", "training.steps")
     out = Path(args.out) if args.out else default_run_dir(spec)
     main = distributed.is_main()
     if main:

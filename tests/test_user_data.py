@@ -1,0 +1,168 @@
+"""A user's own task files brought as a user would: sizes that only overflow together, ids that clash, keys written
+twice, pipes and hidden files in folders, exports that keep every task, data changed after training."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from nlic.compiler.families import codec_of, sample_split
+from nlic.compiler.families import files as files_family
+from nlic.compiler.spec import Spec, TaskSpec
+from nlic.grammar.errors import DataError
+from nlic.grammar.reading import loads_json
+from nlic.runtime.cli import main
+from nlic.runtime.export import export_tasks
+
+
+def _task(x, y, *tests):
+    return {"train": [{"input": x, "output": y}], "test": [{"input": a, "output": b} for a, b in tests]}
+
+
+def _spec_file(tmp_path, data, pairs=1, name="s.yaml"):
+    path = tmp_path / name
+    path.write_text(f"name: t\ntask: {{family: files, params: {{train: {json.dumps(str(data))}}}, pairs: {pairs}}}\n"
+                    "eval: {splits: [train]}\n")
+    return path
+
+
+def _main(capsys, *args):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _files_spec(data, pairs=1):
+    return Spec(task=TaskSpec(family="files", params=(("train", str(data)),), pairs=pairs))
+
+
+def test_a_wide_grid_and_a_tall_grid_that_only_overflow_together_are_refused_at_validate(tmp_path, capsys):
+    # Each grid fits (4096 values); padded to the most rows and the most columns they would be 4096 x 4096.
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "wide.json").write_text(json.dumps(_task([[1] * 4096], [[1] * 4096], ([[1] * 4096], [[1] * 4096]))))
+    (tmp_path / "d" / "tall.json").write_text(json.dumps(_task([[1]] * 4096, [[1]] * 4096, ([[1]] * 4096, [[1]] * 4096))))
+    code, _, err = _main(capsys, "validate", _spec_file(tmp_path, tmp_path / "d"))
+    assert code == 2, err
+    assert "grids padded to 4096 rows (as task 'tall': train pair 1: input) and 4096 columns (as task 'wide'" in err
+    assert "tall.json: error:" in err and "crop the tall or the wide ones" in err
+
+
+def test_a_split_too_large_once_padded_is_refused_before_anything_is_allocated(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(files_family, "MAX_ENCODED", 10_000)
+    rows = [{"id": f"t{i}", **_task([[1]], [[2]], ([[1]], [[2]]))} for i in range(40)]
+    rows.append({"id": "big", **_task([[1] * 30] * 30, [[2] * 30] * 30, ([[1] * 30] * 30, [[2] * 30] * 30))})
+    data = tmp_path / "a.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, _, err = _main(capsys, "validate", _spec_file(tmp_path, data))
+    assert code == 2
+    assert "41 queries of 1 pairs, every datum padded to 900 values, are 147,600 values, more than the 10,000" in err
+    with pytest.raises(DataError, match="more than the 10,000 nlic holds"):
+        sample_split(_files_spec(data), "train", 4, seed=0)
+
+
+def test_validate_refuses_what_training_would(tmp_path, capsys):
+    (tmp_path / "a.json").write_text(json.dumps({"train": [{"input": [1, 2], "output": [2, 1]}]}))
+    code, _, err = _main(capsys, "validate", _spec_file(tmp_path, tmp_path / "a.json"))
+    assert code == 2 and "one train pair and no test pair leave nothing to learn from" in err
+
+
+def test_a_task_id_equal_to_another_tasks_query_id_is_refused(tmp_path):
+    data = tmp_path / "a.jsonl"
+    data.write_text(json.dumps({"id": "t", **_task([1, 2], [2, 1], ([3, 4], [4, 3]), ([5, 6], [6, 5]))}) + "\n"
+                    + json.dumps({"id": "t#1", **_task([7, 7], [7, 7], ([8, 8], [8, 8]))}) + "\n")
+    with pytest.raises(DataError) as e:
+        sample_split(_files_spec(data), "train", 4, seed=0)
+    assert "a.jsonl:2: error: 't#1' names both test pair 2 of task 't'" in e.value.render()
+
+
+def test_a_key_written_twice_is_a_located_error():
+    with pytest.raises(DataError) as e:
+        loads_json('{"x": {"train": []},\n "x": {"train": []}}', path="d.json", error=DataError)
+    assert e.value.render().startswith('d.json:2:2: error: key "x" is written twice in one object')
+    assert loads_json('[{"a": 1}, {"a": 2}]', path="d.json", error=DataError) == [{"a": 1}, {"a": 2}]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_a_pipe_named_as_a_task_file_is_refused_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "f.json")
+    with pytest.raises(DataError, match="expected a file, found a pipe"):
+        sample_split(_files_spec(tmp_path / "f.json"), "train", 1, seed=0)
+
+
+def test_hidden_files_are_skipped_and_a_folder_of_unreadable_entries_says_what_it_skipped(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.json").write_text(json.dumps(_task([1, 2], [2, 1], ([3, 4], [4, 3]))))
+    (d / "._a.json").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS's companion file
+    assert sample_split(_files_spec(d), "train", 4, seed=0).ids == ("a",)
+    e = tmp_path / "e"
+    e.mkdir()
+    (e / "loop.json").symlink_to(e / "loop.json")
+    with pytest.raises(DataError, match=r"holds no \.json or \.jsonl task files \(1 skipped, not regular files: loop"):
+        sample_split(_files_spec(e), "train", 1, seed=0)
+
+
+def test_export_keeps_every_task_and_its_id_when_names_clash(tmp_path, capsys):
+    ids = ["sub/dir", "sub_dir", "A", "a", ".hidden", "x\x1b[31m", "x" * 300]
+    rows = [{"id": t, **_task([i, 1], [1, i], ([i, 2], [2, i]))} for i, t in enumerate(ids)]
+    rows.append({"id": "two", **_task([1, 2], [2, 1], ([3, 4], [4, 3]), ([5, 6], None))})
+    rows[-1]["test"][1].pop("output")
+    data = tmp_path / "a.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = _spec_file(tmp_path, data, name="s.yaml")
+    code, out, err = _main(capsys, "data", "show", spec, "-n", "20", "--color", "never")
+    assert code == 0, err
+    assert "split 'train', 8 tasks (9 queries)" in out and "task x\\x1b[31m" in out and "\x1b" not in out
+    code, out, err = _main(capsys, "data", "export", spec, "--split", "train", "--out", tmp_path / "ex")
+    assert code == 0, err
+    assert "wrote 8 tasks (9 queries)" in out
+    names = os.listdir(tmp_path / "ex")
+    assert len(names) == 8 and len({n.casefold() for n in names}) == 8
+    assert all(not n.startswith(".") and len(n) < 120 for n in names)
+    back = sample_split(_files_spec(tmp_path / "ex"), "train", 20, seed=0)
+    original = sample_split(_files_spec(data), "train", 20, seed=0)
+    assert sorted(back.ids) == sorted(original.ids)
+    order = [back.ids.index(t) for t in original.ids]
+    for f in ("inputs", "outputs", "pair_mask", "query_inputs", "query_outputs", "has_target"):
+        assert np.array_equal(getattr(back, f)[order], getattr(original, f)), f
+    assert json.loads((tmp_path / "ex" / "two.json").read_text())["test"][1] == {"input": [5, 6]}
+
+
+def test_a_failed_export_leaves_no_files_behind(tmp_path, monkeypatch):
+    spec = _files_spec(tmp_path / "a.jsonl")
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"id": f"t{i}", **_task([i], [i], ([i], [i]))}) + "\n"
+                                              for i in range(5)))
+    ts = sample_split(spec, "train", 5, seed=0)
+    from nlic.runtime import export
+    real, calls = export.atomic_write, []
+
+    def flaky(path, text):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", str(path))
+        real(path, text)
+
+    monkeypatch.setattr(export, "atomic_write", flaky)
+    with pytest.raises(DataError, match="cannot write the exported tasks: no space left"):
+        export_tasks(ts, codec_of(spec), tmp_path / "ex")
+    assert os.listdir(tmp_path / "ex") == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="posix paths")
+def test_data_changed_after_training_is_named_when_the_weights_no_longer_fit(tmp_path, capsys):
+    d = tmp_path / "d"
+    d.mkdir()
+    for i in range(6):
+        (d / f"t{i}.json").write_text(json.dumps(_task([i % 5, 1, 2], [2, 1, i % 5], ([3, 4, i % 5], [i % 5, 4, 3]))))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"name: t\ntask: {{family: files, params: {{train: {json.dumps(str(d))}}}, pairs: 1}}\n"
+                    "eval: {splits: [train]}\nmodel: {inductor: {layers: 1}, executor: {layers: 1}}\n"
+                    "training: {steps: 2, batch: 2, eval_every: 0}\n")
+    code, _, err = _main(capsys, "train", spec, "--out", tmp_path / "run", "--no-progress")
+    assert code == 0, err
+    (d / "t0.json").write_text(json.dumps(_task([9, 1, 2], [2, 1, 9], ([3, 4, 0], [0, 4, 3]))))  # V 5 -> 10
+    code, _, err = _main(capsys, "solve", tmp_path / "run", "train", "--search", "none")
+    assert code == 2
+    assert "model.json: error: the task data changed since training (alphabet V 5 -> 10)" in err
