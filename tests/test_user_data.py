@@ -166,3 +166,13 @@ def test_data_changed_after_training_is_named_when_the_weights_no_longer_fit(tmp
     code, _, err = _main(capsys, "solve", tmp_path / "run", "train", "--search", "none")
     assert code == 2
     assert "model.json: error: the task data changed since training (alphabet V 5 -> 10)" in err
+
+
+def test_one_task_per_line_in_a_json_file_is_told_to_be_jsonl(tmp_path):
+    line = json.dumps(_task([1], [2], ([1], [2])))
+    (tmp_path / "two.json").write_text(line + "\n" + line + "\n")
+    with pytest.raises(DataError) as e:
+        sample_split(_files_spec(tmp_path / "two.json"), "train", 1, seed=0)
+    assert e.value.render().endswith("two.json:2:1: error: invalid JSON: Extra data (a .json file holds one JSON "
+                                     "value: a task, or a list or dict of tasks; name a file of one task per line "
+                                     ".jsonl)")

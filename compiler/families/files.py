@@ -144,7 +144,14 @@ def _task(obj: Any, default_id: str, loc: Loc) -> RawTask:
 
 
 def _read_json(path: Path) -> Iterator[RawTask]:
-    data = loads_json(_text(path), path=str(path), error=DataError)
+    try:
+        data = loads_json(_text(path), path=str(path), error=DataError)
+    except DataError as e:
+        (d,) = e.diagnostics
+        if "Extra data" not in d.message:
+            raise
+        raise DataError(d.message, loc=d.loc, hint="a .json file holds one JSON value: a task, or a list or dict of "
+                        "tasks; name a file of one task per line .jsonl") from None
     stem = path.stem
     if isinstance(data, dict) and ("train" in data or "test" in data):
         yield _task(data, stem, Loc(str(path)))
