@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from nlic.compiler import FAMILIES, MODEL_KINDS, format_spec, load_spec, parse_spec
 from nlic.compiler.families.colours import colours_of
-from nlic.compiler.spec import DEEPENED_METHODS, IntRange, Schedule, SearchSpec, Spec
+from nlic.compiler.spec import DEEPENED_METHODS, IntRange, Schedule, SearchSpec, Spec, TrainingSpec
 from nlic.compiler.validate import _Checker, _parse_tree
 from nlic.grammar.errors import Loc, NlicError
 from nlic.grammar.program import (
@@ -114,13 +114,16 @@ def _finite(lo: float | None = None, hi: float | None = None) -> st.SearchStrate
     return st.floats(min_value=lo, max_value=hi, allow_nan=False, allow_infinity=False)
 
 
-def schedules(lo: float | None = None) -> st.SearchStrategy[Schedule]:
-    """Any schedule the validator accepts (exp needs positive endpoints; const has start == end)."""
+def schedules(lo: float | None = None, above_zero: str | None = None) -> st.SearchStrategy[Schedule]:
+    """Any schedule the validator accepts (exp needs positive endpoints; const has start == end; `above_zero`, a
+    field's metadata: "all" keeps every endpoint above 0, "start" the first)."""
     plain = _finite(lo)
     positive = st.floats(min_value=max(lo or 0.0, 0.0), exclude_min=True, allow_nan=False, allow_infinity=False)
+    start = positive if above_zero else plain
+    end = positive if above_zero == "all" else plain
     return st.one_of(
-        plain.map(lambda x: Schedule("const", x, x)),
-        st.builds(Schedule, st.sampled_from(("linear", "cosine")), plain, plain),
+        start.map(lambda x: Schedule("const", x, x)),
+        st.builds(Schedule, st.sampled_from(("linear", "cosine")), start, end),
         st.builds(Schedule, st.just("exp"), positive, positive),
     )
 
@@ -135,7 +138,7 @@ def _value_strategy(tp: Any, meta: typing.Mapping[str, Any]) -> st.SearchStrateg
     if tp is float:
         return _finite(meta.get("min"), meta.get("max"))
     if tp is Schedule:
-        return schedules(meta.get("min"))
+        return schedules(meta.get("min"), meta.get("above_zero"))
     choices = meta.get("choices") or (args if origin is typing.Literal else ())
     if choices:
         return st.sampled_from(tuple(choices))
@@ -171,7 +174,8 @@ def _divisible(draw: Callable, arch: Any) -> Any:
 @functools.cache
 def _schema_specs() -> st.SearchStrategy[Spec]:
     # Built once: hypothesis validates every new strategy object, which costs more than drawing from it.
-    return _section(Spec, name=st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", fullmatch=True))
+    # At most MAX_NAME characters (validate refuses longer names, which cannot name a folder).
+    return _section(Spec, name=st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}", fullmatch=True))
 
 
 @st.composite
@@ -209,6 +213,8 @@ def specs(draw: Callable) -> Spec:
     training = spec.training if base.curriculum else dataclasses.replace(spec.training, curriculum=0.0)
     if training.keep != "best" or training.eval_every <= 0 or training.lr_drop >= 1:  # what a rollback needs
         training = dataclasses.replace(training, rollback=0)
+    if training.eval_every <= 0 and training.split_until != TrainingSpec().split_until:  # splits need evaluation
+        training = dataclasses.replace(training, split_until=0.0)
     return dataclasses.replace(spec, task=task, language=lang, model=model, search=search, eval=evals,
                                training=training)
 

@@ -165,8 +165,45 @@ def _syntax_error(e: lark.exceptions.LarkError, text: str, path: str, line0: int
         return SpecError(message, loc=Loc(path, line, col), hint=_expected(expected))
     if isinstance(e, (lark.exceptions.UnexpectedToken, lark.exceptions.UnexpectedEOF)):
         line, col = _shift(*_end_position(text), line0, col0)
+        opened = _unclosed(text)
+        if opened is not None:
+            ch, at_line, at_col = opened
+            at_line, at_col = _shift(at_line, at_col, line0, col0)
+            closer = {"{": "}", "[": "]", "(": ")"}[ch]
+            return SpecError(f"unexpected end of input: the '{ch}' at line {at_line}, column {at_col} is not closed",
+                             loc=Loc(path, line, col), hint=f"close it with '{closer}'")
         return SpecError("unexpected end of input", loc=Loc(path, line, col), hint=_expected(e.expected))
     return SpecError(f"syntax error: {e}", loc=Loc(path, line0, col0))
+
+
+def _unclosed(text: str) -> tuple[str, int, int] | None:
+    """The innermost bracket left open at the end of `text` (outside strings and comments), with its line and
+    column; None where every bracket is closed."""
+    stack: list[tuple[str, int, int]] = []
+    line, col, in_string, in_comment, escaped = 1, 1, False, False, False
+    for ch in text:
+        if in_comment:
+            in_comment = ch != "\n"
+        elif in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch in '"\n':
+                in_string = False
+        elif ch == "#":
+            in_comment = True
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[(":
+            stack.append((ch, line, col))
+        elif ch in "}])" and stack:
+            stack.pop()
+        if ch == "\n":
+            line, col = line + 1, 1
+        else:
+            col += 1
+    return stack[-1] if stack else None
 
 
 def check_depth(text: str, path: str) -> None:

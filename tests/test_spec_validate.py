@@ -361,3 +361,12 @@ def test_curriculum_needs_a_family_that_has_one():
     spec = parse_spec("name: d\ntask: {family: deepcoder, params: {split: NONE}, pairs: 3}\n"
                       "training: {curriculum: 0.3}\n", "spec.yaml")
     assert spec.training.curriculum == 0.3
+
+
+def test_end_of_input_names_the_bracket_left_open():
+    (d,) = errors("name demo\ntask { family shift params { split shift_l }\n", "s.nls")
+    assert (d.loc.line, d.loc.col) == (3, 1)
+    assert d.message == "unexpected end of input: the '{' at line 2, column 6 is not closed"
+    assert d.hint == "close it with '}'"
+    (d,) = errors('name demo # a { in a comment\ntask { family shift params { split "}" }\n', "s.nls")
+    assert d.message.endswith("the '{' at line 2, column 6 is not closed")
