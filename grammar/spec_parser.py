@@ -7,6 +7,7 @@ expression grammar. Syntax errors become located `SpecError`s whose hint lists t
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import lark
 from lark import Token, Transformer
@@ -176,10 +177,8 @@ def _syntax_error(e: lark.exceptions.LarkError, text: str, path: str, line0: int
     return SpecError(f"syntax error: {e}", loc=Loc(path, line0, col0))
 
 
-def _unclosed(text: str) -> tuple[str, int, int] | None:
-    """The innermost bracket left open at the end of `text` (outside strings and comments), with its line and
-    column; None where every bracket is closed."""
-    stack: list[tuple[str, int, int]] = []
+def _brackets(text: str) -> Iterator[tuple[str, int, int]]:
+    """Every bracket of `text` outside strings and `#` comments, with its line and column (1-based)."""
     line, col, in_string, in_comment, escaped = 1, 1, False, False, False
     for ch in text:
         if in_comment:
@@ -195,45 +194,37 @@ def _unclosed(text: str) -> tuple[str, int, int] | None:
             in_comment = True
         elif ch == '"':
             in_string = True
-        elif ch in "{[(":
-            stack.append((ch, line, col))
-        elif ch in "}])" and stack:
-            stack.pop()
+        elif ch in "{[()]}":
+            yield ch, line, col
         if ch == "\n":
             line, col = line + 1, 1
         else:
             col += 1
+
+
+def _unclosed(text: str) -> tuple[str, int, int] | None:
+    """The innermost bracket left open at the end of `text` (outside strings and comments), with its line and
+    column; None where every bracket is closed."""
+    stack: list[tuple[str, int, int]] = []
+    for found in _brackets(text):
+        if found[0] in "{[(":
+            stack.append(found)
+        elif stack:
+            stack.pop()
     return stack[-1] if stack else None
 
 
 def check_depth(text: str, path: str) -> None:
     """Refuse brackets nested deeper than `MAX_DEPTH` before any recursive walk can overflow the stack."""
-    depth, line, col, in_string, in_comment, escaped = 0, 1, 1, False, False, False
-    for ch in text:
-        if in_comment:
-            in_comment = ch != "\n"
-        elif in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch in '"\n':
-                in_string = False
-        elif ch == "#":
-            in_comment = True
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[(":
+    depth = 0
+    for ch, line, col in _brackets(text):
+        if ch in "{[(":
             depth += 1
             if depth > MAX_DEPTH:
                 raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", loc=Loc(path, line, col),
                                 hint="specs nest a few sections deep; check for unbalanced brackets")
-        elif ch in "}])":
-            depth -= 1
-        if ch == "\n":
-            line, col = line + 1, 1
         else:
-            col += 1
+            depth -= 1
 
 
 def drop_duplicates(node: Node, path: str, diagnostics: list[Diagnostic]) -> Node:
