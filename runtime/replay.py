@@ -294,7 +294,8 @@ def read_inputs(paths: Sequence[str], codec: Any, pf: ProgramFile, *, program: s
                 continue
             out += _jsonl_inputs(_lines(_read_input_text(str(f), "input file")), str(f), codec, pf, program)
     if not out:
-        raise DataError("no inputs", loc=Loc(", ".join(paths)), hint="give at least one input")
+        shown = ", ".join("<stdin>" if p == STDIN else p for p in paths)
+        raise DataError("no inputs", loc=Loc(shown), hint="give at least one input")
     return out
 
 
