@@ -21,8 +21,10 @@ import json
 import math
 import os
 import re
+import select
 import stat
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,11 @@ MAX_NUMBER_DIGITS = 40
 
 STDIN = "-"
 """The file name that means standard input, where a reader allows it (`stdin=True`)."""
+
+PIPE_WAIT = 30.0
+"""Seconds a named pipe (FIFO) may go without a writer before reading it fails: opening one blocks until a writer
+comes, so nlic opens it without waiting and polls instead (a pipe nobody writes is an error, not a hang)."""
+_PIPE_POLL = 0.05
 
 _STDIN_SHOWN = "<stdin>"
 _CHUNK = 1 << 24  # brackets per step of the depth scan: bounds its temporary arrays to ~100 MB
@@ -134,6 +141,49 @@ def check_file(
                 + (" or a pipe" if streams else ""))
 
 
+def _read_pipe(path: str | os.PathLike[str], *, limit: int, what: str, error: type[NlicError],
+               hint: str | None) -> bytes:
+    """At most `limit` bytes of a named pipe, waiting at most `PIPE_WAIT` seconds for its first writer.
+
+    The pipe is opened without blocking. A read that finds no data while a writer holds the pipe open
+    (`BlockingIOError`) waits for data; one that finds end of file before any writer was seen polls for one; end of
+    file after a writer was seen ends the stream."""
+    shown = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise error(f"cannot read {what}: {e.strerror or e}", loc=Loc(shown), hint="check the path") from None
+    chunks: list[bytes] = []
+    total, seen_writer = 0, False
+    deadline = time.monotonic() + PIPE_WAIT
+    try:
+        while total <= limit:
+            try:
+                chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            except BlockingIOError:  # a writer holds the pipe open and has not written yet
+                seen_writer = True
+                select.select([fd], [], [], 1.0)
+                continue
+            if chunk:
+                seen_writer = True
+                chunks.append(chunk)
+                total += len(chunk)
+            elif seen_writer:
+                break
+            elif time.monotonic() > deadline:
+                raise error(f"the pipe had no writer for {PIPE_WAIT:g} s", loc=Loc(shown),
+                            hint=f"start the program that writes the {what} first, or give a regular file")
+            else:
+                time.sleep(_PIPE_POLL)
+    except OSError as e:
+        raise error(f"cannot read {what}: {e.strerror or e}", loc=Loc(shown), hint="check the path") from None
+    finally:
+        os.close(fd)
+    if total > limit:
+        raise _too_big(error, shown, what, limit, hint)
+    return b"".join(chunks)
+
+
 def read_bytes(
     path: str | os.PathLike[str],
     *,
@@ -162,7 +212,9 @@ def read_bytes(
         if len(data) > limit:
             raise _too_big(error, _STDIN_SHOWN, what, limit, hint)
         return data
-    check_file(path, limit=limit, what=what, error=error, hint=hint, streams=streams)
+    size = check_file(path, limit=limit, what=what, error=error, hint=hint, streams=streams)
+    if size is None:
+        return _read_pipe(path, limit=limit, what=what, error=error, hint=hint)
     try:
         with open(path, "rb") as fh:
             data = fh.read(limit + 1)

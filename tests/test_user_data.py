@@ -176,3 +176,31 @@ def test_one_task_per_line_in_a_json_file_is_told_to_be_jsonl(tmp_path):
     assert e.value.render().endswith("two.json:2:1: error: invalid JSON: Extra data (a .json file holds one JSON "
                                      "value: a task, or a list or dict of tasks; name a file of one task per line "
                                      ".jsonl)")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_a_named_pipe_without_a_writer_is_an_error_and_a_late_writer_is_read(tmp_path, capsys, monkeypatch):
+    import threading
+    import time
+
+    from nlic.grammar import reading
+
+    monkeypatch.setattr(reading, "PIPE_WAIT", 0.5)
+    fifo = tmp_path / "s.yaml"
+    os.mkfifo(fifo)
+    t0 = time.monotonic()
+    code, _, err = _main(capsys, "validate", fifo)
+    assert code == 2 and "s.yaml: error: the pipe had no writer for 0.5 s" in err
+    assert time.monotonic() - t0 < 10
+    monkeypatch.setattr(reading, "PIPE_WAIT", 20.0)
+
+    def write_late():
+        time.sleep(1.0)
+        with open(fifo, "w") as f:
+            f.write("name: late\ntask: {family: shift, params: {split: shift_l}}\n")
+
+    writer = threading.Thread(target=write_late, daemon=True)
+    writer.start()
+    code, out, err = _main(capsys, "validate", fifo)
+    writer.join(timeout=5)
+    assert code == 0 and "ok" in out and "late" in out, err
