@@ -22,7 +22,7 @@ from nlic.compiler.families import FAMILIES
 from nlic.compiler.families.colours import colours_of
 from nlic.compiler.kinds import MODEL_KINDS
 from nlic.compiler.spec import IntRange, Schedule, Spec, TrainingSpec
-from nlic.grammar.errors import Diagnostic, Loc, NlicError, SpecError, did_you_mean
+from nlic.grammar.errors import MAX_SHOWN, Diagnostic, Loc, NlicError, SpecError, capped, did_you_mean
 from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.grammar.spec_parser import parse_expression, parse_nls
 from nlic.grammar.tree import Call, Document, ListNode, MappingNode, Node, Range, Scalar
@@ -30,7 +30,7 @@ from nlic.grammar.yaml_front import parse_yaml
 
 __all__ = ["load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax_of", "MAX_SPEC_BYTES", "MAX_DIAGNOSTICS"]
 
-MAX_DIAGNOSTICS = 100  # a file of garbage should not print a million lines
+MAX_DIAGNOSTICS = MAX_SHOWN  # a file of garbage should not print a million lines
 _INT_LIMIT = 2**63 - 1
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 MAX_NAME = 128
@@ -545,12 +545,7 @@ def _ordered(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     for d in diagnostics:
         seen.setdefault(str(d), d)
     out = sorted(seen.values(), key=lambda d: ((d.loc.line or 0) if d.loc else 0, (d.loc.col or 0) if d.loc else 0))
-    if len(out) > MAX_DIAGNOSTICS:
-        rest = len(out) - MAX_DIAGNOSTICS
-        last = out[MAX_DIAGNOSTICS - 1].loc
-        out = out[:MAX_DIAGNOSTICS] + [Diagnostic(Loc(last.path) if last else None, f"{rest} more errors not shown",
-                                                  "fix the ones above first")]
-    return out
+    return list(capped(out, MAX_DIAGNOSTICS))
 
 
 def _parse_tree(text: str, path: str, syntax: str) -> tuple[Document, list[Diagnostic]]:

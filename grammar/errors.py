@@ -22,6 +22,8 @@ __all__ = [
     "CheckpointError",
     "ArtifactError",
     "did_you_mean",
+    "capped",
+    "MAX_SHOWN",
     "escape",
 ]
 
@@ -84,7 +86,18 @@ class Diagnostic:
 
 
 MAX_SHOWN = 100
-"""Most diagnostics an error prints (`NlicError.render`); spec validation keeps the same number."""
+"""Most diagnostics an error prints (`NlicError.render`) and spec validation reports (`capped`)."""
+
+
+def capped(diagnostics: Sequence[Diagnostic], limit: int = MAX_SHOWN) -> tuple[Diagnostic, ...]:
+    """The first `limit` diagnostics, then one saying how many more there are (a file of garbage should not print
+    a million lines); all of them where there are at most `limit`."""
+    if len(diagnostics) <= limit:
+        return tuple(diagnostics)
+    last = diagnostics[limit - 1].loc
+    more = Diagnostic(Loc(last.path) if last is not None else None,
+                      f"{len(diagnostics) - limit} more errors not shown", "fix the ones above first")
+    return (*diagnostics[:limit], more)
 
 
 class NlicError(Exception):
@@ -108,12 +121,8 @@ class NlicError(Exception):
     def render(self) -> str:
         """The diagnostics, one per line, in `path:line:col: error: message (hint)` form: at most `MAX_SHOWN`
         of them, then how many more there are (a file of garbage should not print a million lines)."""
-        shown = self.diagnostics
-        if len(shown) > MAX_SHOWN + 1:
-            last = shown[MAX_SHOWN - 1].loc
-            more = Diagnostic(Loc(last.path) if last is not None else None,
-                              f"{len(shown) - MAX_SHOWN} more errors not shown", "fix these first")
-            shown = (*shown[:MAX_SHOWN], more)
+        # MAX_SHOWN + 1: diagnostics `capped` already (spec validation's) print as they are.
+        shown = self.diagnostics if len(self.diagnostics) <= MAX_SHOWN + 1 else capped(self.diagnostics)
         return "\n".join(str(d) for d in shown)
 
 

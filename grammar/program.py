@@ -445,12 +445,19 @@ def _diagnose(source: str, path: str, suspects: set[int], fine: set[int]) -> Non
     lines = source.split("\n")
     for n in fine - suspects:
         lines[n - 1] = ""
-    last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=1)
     try:
-        tree = _parser().parse("\n".join(lines[:last]) + "\n")
+        tree = _parse_lines(lines)
     except lark.exceptions.LarkError as e:
         raise _syntax_error(e, source, path) from None
     _Builder(path).build(tree)
+
+
+def _parse_lines(lines: list[str]) -> lark.Tree:
+    """lark's tree of `lines`, some blanked (line numbers stay). lark's line-break terminal costs ~10 us per blank
+    line it swallows: the blanked lines after the last line lark must see are left out (there are none after the
+    programs in a file `nlic solve` wrote)."""
+    last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=1)
+    return _parser().parse("\n".join(lines[:last]) + "\n")
 
 
 def _parse_fast(source: str, path: str) -> ProgramFile | tuple[set[int], set[int]] | None:
@@ -466,11 +473,8 @@ def _parse_fast(source: str, path: str) -> ProgramFile | tuple[set[int], set[int
             lines[n - 1] = ""
     if not matches:
         return None
-    # lark's line-break terminal costs ~10 us per blank line it swallows: leave out the blanked lines after the
-    # last line lark must see (there are none after the programs in a file `nlic solve` wrote).
-    last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=1)
     try:
-        tree = _parser().parse("\n".join(lines[:last]) + "\n")
+        tree = _parse_lines(lines)
     except lark.exceptions.LarkError:
         # A syntax error outside the program lines read: `_diagnose` reports it from the same text.
         return set(), {n for n, _ in matches}

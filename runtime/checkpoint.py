@@ -17,7 +17,7 @@ from nlic.compiler.identity import format_diff, spec_data, spec_diff, spec_hash
 from nlic.grammar.errors import CheckpointError, Loc
 from nlic.grammar.reading import read_text
 from nlic.runtime.files import atomic_write, read_sealed, remove_temp_files, seal, write_sealed, writing
-from nlic.runtime.run_dir import check_leaves
+from nlic.runtime.run_dir import read_leaves
 
 __all__ = [
     "FORMAT",
@@ -146,10 +146,6 @@ def load_checkpoint(path: Path, like: Any, *, spec: Any) -> tuple[Any, int]:
             loc=Loc(str(path)),
             hint="resume with the spec (and --steps) it was trained with, or start a new run with --out or --force",
         )
-    try:
-        state = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
-    except Exception as e:  # numpy raises several types on malformed data
-        raise CheckpointError(f"cannot read checkpoint arrays: {e}", loc=Loc(str(path)),
-                              hint="was it written for another model? start a new run with --out or --force") from None
-    check_leaves(state, like, path)
+    state = read_leaves(payload, like, path, what="checkpoint arrays",
+                        hint="was it written for another model? start a new run with --out or --force")
     return state, int(header["step"])

@@ -273,6 +273,17 @@ def _data_changed(meta: Mapping[str, Any], spec: Any, where: Path) -> None:
              "and V), or train again on the new data")
 
 
+def read_leaves(payload: bytes, like: Any, where: Path, *, what: str, hint: str) -> Any:
+    """Equinox leaves `payload` in the structure of `like`, with the shapes and dtypes of `like` (`check_leaves`);
+    `CheckpointError` "cannot read <what>" located at `where` otherwise."""
+    try:
+        loaded = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
+    except Exception as e:  # numpy raises several types on malformed data
+        raise CheckpointError(f"cannot read {what}: {e}", loc=Loc(str(where)), hint=hint) from None
+    check_leaves(loaded, like, where)
+    return loaded
+
+
 def check_leaves(loaded: Any, like: Any, where: Path) -> None:
     """Raise `CheckpointError` unless `loaded` has the array shapes and dtypes of `like` (another spec's weights
     deserialise without complaint otherwise)."""
@@ -316,15 +327,9 @@ def load_model(run: Path, spec: Any, like: Any, *, ignore: tuple[str, ...] = ())
             hint=f"{SPEC_FILE} was edited after training, or this nlic's spec defaults changed; restore it or retrain",
         )
     try:
-        model = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
-    except Exception as e:  # numpy raises several types on malformed data
-        _data_changed(meta, spec, run / MODEL_META_FILE)
-        raise CheckpointError(f"cannot read model weights: {e}", loc=Loc(str(path)),
-                              hint="re-run `nlic train`") from None
-    try:
-        check_leaves(model, like, path)
+        model = read_leaves(payload, like, path, what="model weights", hint="re-run `nlic train`")
     except CheckpointError:
-        _data_changed(meta, spec, run / MODEL_META_FILE)
+        _data_changed(meta, spec, run / MODEL_META_FILE)  # weights that do not fit: the data's shape changed?
         raise
     return model
 

@@ -363,7 +363,7 @@ def test_a_file_of_many_bad_lines_prints_the_first_hundred_and_a_count():
         program_module.parse_programs(text, "f.nlp")
     lines = e.value.render().split("\n")
     assert len(e.value.diagnostics) == 1000 and len(lines) == 101
-    assert lines[-1] == "f.nlp: error: 900 more errors not shown (fix these first)"
+    assert lines[-1] == "f.nlp: error: 900 more errors not shown (fix the ones above first)"
 
 
 def test_a_raw_control_character_in_a_string_is_named_at_its_column():

@@ -358,24 +358,24 @@ def row_ids(tasks: list[RawTask]) -> list[str]:
     return ids
 
 
-def check_encodable(tasks: list[RawTask], codec: Codec, pairs: int) -> None:
+def check_encodable(tasks: list[RawTask], codec: Codec, pairs: int) -> list[str]:
     """`DataError` unless `encode_tasks` can encode `tasks`: every task has something to learn from, row ids are
-    unique and the padded rows stay within `MAX_ENCODED` values (without encoding any)."""
-    n = len(row_ids(tasks))
-    L = int(codec.length)
+    unique and the padded rows stay within `MAX_ENCODED` values (without encoding any). Returns the row ids."""
+    ids = row_ids(tasks)
+    n, L = len(ids), int(codec.length)
     total = n * (2 * pairs + 2) * L
     if total > MAX_ENCODED:
         raise _err(Loc(tasks[0].loc.path), f"{n} queries of {pairs} pairs, every datum padded to {L} values, "
                    f"are {total:,} values, more than the {MAX_ENCODED:,} nlic holds for one split",
                    "every datum is padded to the largest of the data set: split the tasks into several splits or "
                    "specs, keeping large and small data apart, or crop the large ones")
+    return ids
 
 
 def encode_tasks(tasks: list[RawTask], codec: Codec, pairs: int) -> TaskSet:
     """Raw tasks -> TaskSet rows (one per test pair) with the given codec; `DataError` if a value does not fit
     (or see `check_encodable`)."""
-    check_encodable(tasks, codec, pairs)
-    ids = row_ids(tasks)
+    ids = check_encodable(tasks, codec, pairs)
     n, L = len(ids), int(codec.length)
     fill = getattr(codec, "pad", None) or 0
     inputs = np.full((n, pairs, L), fill, np.int32)
