@@ -437,7 +437,7 @@ def damage(trainer: Trainer, cases: int, rng: np.random.Generator) -> bool:
     shutil.copytree(ref, run)
     shutil.copytree(build, bdir)
 
-    spec = load_spec(run / rd.SPEC_FILE)
+    spec = load_spec(run / rd.SPEC_FILE, kind_fields=False)
     kind = kind_of(spec)
     like = state_like(spec, kind, shapes_of(spec), make_optimizer(spec.training))
     ckpt = ck.latest_checkpoint(run / rd.CHECKPOINT_DIR)

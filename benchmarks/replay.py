@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                         hint="for example --lr-drop 0.25")
     if args.every < 1:
         raise SpecError(f"--every must be at least 1, got {args.every}", loc=Loc("--every"), hint="e.g. 250")
-    spec = load_spec(str(run / SPEC_FILE))
+    spec = load_spec(str(run / SPEC_FILE), kind_fields=False)
     kind = MODEL_KINDS.get(spec.model.kind)
     watch = _tokens(args.tokens, spec, kind) if args.tokens is not None else ()
     optim = make_optimizer(spec.training)

@@ -18,7 +18,7 @@ from nlic.grammar.registry import Registry
 
 __all__ = [
     "Shapes", "Batch", "Solution", "ModelKind", "MODEL_KINDS", "AUTO_SEARCH", "kind_of", "default_search",
-    "search_method_names",
+    "search_method_names", "KIND_FIELDS", "kind_reads",
 ]
 
 
@@ -91,6 +91,11 @@ class ModelKind:
         split: `split(model, batch, has_target) -> (model, Split | None)` gives the largest group of unsolved
             tasks sharing one program a token of its own (`training.split_until`); None for kinds without a
             codebook to split.
+        reads: the spec fields among `KIND_FIELDS` that the kind's build, loss, search and training read (dotted
+            names); None: every one of them. A spec that sets another to a value other than its default is
+            refused, located, instead of training with the value ignored (`nlic.compiler.validate`).
+            `tests/test_kind_fields.py` traces every kind with a spec that records what is read, so the list
+            cannot leave out a field the kind reads.
     """
 
     name: str
@@ -103,6 +108,7 @@ class ModelKind:
     trace: Callable[..., tuple[Array, Array]] | None = None
     default_search: str = "none"
     split: Callable[..., tuple[Any, Any]] | None = None
+    reads: frozenset[str] | None = None
 
 
 MODEL_KINDS: Registry[ModelKind] = Registry("model kind")
@@ -122,6 +128,18 @@ def search_method_names() -> list[str]:
     """Every search method some registered kind offers (each kind's own are `ModelKind.search_methods`), and
     `auto` (each kind's `default_search`)."""
     return sorted({AUTO_SEARCH} | {m for name in MODEL_KINDS for m in MODEL_KINDS.get(name).search_methods})
+
+
+KIND_FIELDS = ("language.", "model.inductor.", "model.executor.", "model.latent.", "relaxation.", "search.",
+               "training.split_until")
+"""Spec fields (dotted names, or section prefixes ending in '.') that only some model kinds read: the scope of
+`ModelKind.reads`. Every other field (task, training, eval) means the same for every kind."""
+
+
+def kind_reads(kind: ModelKind, name: str) -> bool:
+    """Whether model kind `kind` reads spec field `name` (dotted): every field outside `KIND_FIELDS` is read."""
+    in_scope = any(name.startswith(p) if p.endswith(".") else name == p for p in KIND_FIELDS)
+    return kind.reads is None or not in_scope or name in kind.reads
 
 
 AUTO_SEARCH = "auto"

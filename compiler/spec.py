@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from typing import Any, Literal
 
 from nlic.compiler.kinds import AUTO_SEARCH, default_search
@@ -31,6 +32,7 @@ __all__ = [
     "SECTIONS",
     "tree_nodes",
     "field_range",
+    "field_names",
 ]
 
 SPEC_VERSION = 1
@@ -204,7 +206,7 @@ class ExecutorSpec:
 
 @dataclasses.dataclass(frozen=True)
 class LatentSpec:
-    dim: int = _f(32, "Latent size (lpn, dlpn); for dlpn the number of discrete latent slots is language.length.", min=1)
+    dim: int = _f(32, "Latent size (lpn; dlpn's latent is language.length tokens of the codebook).", min=1)
     beta: float = _f(1e-4, "KL weight of the Gaussian latent (lpn).", min=0.0)
     inner_steps: int = _f(0, "Gradient steps on the latent inside training (LPN 'Grad N'), stop-gradient.", min=0, max=100)
     inner_lr: float = _f(0.1, "Learning rate of the inner latent steps in training.", min=0.0)
@@ -212,7 +214,8 @@ class LatentSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    kind: str = _f("nli", "Model kind.", registry="kind")
+    kind: str = _f("nli", "Model kind. A field it does not read (an LPN's relaxation, say) set to another value "
+                   "than its default is an error.", registry="kind")
     inductor: InductorSpec = _f(InductorSpec(), "Program inductor (encoder) architecture.")
     executor: ExecutorSpec = _f(ExecutorSpec(), "Interpreter (decoder) architecture.")
     latent: LatentSpec = _f(LatentSpec(), "Latent settings of the LPN-family baselines.")
@@ -474,3 +477,24 @@ def field_range(cls: type, name: str) -> tuple[Any, Any]:
     that reach a spec from elsewhere (command-line overrides) and must keep to the same limits."""
     meta = {f.name: f for f in dataclasses.fields(cls)}[name].metadata
     return meta.get("min"), meta.get("max")
+
+
+def field_names(section: str = "") -> tuple[str, ...]:
+    """The dotted names of every field under `section` ('' for the whole spec; e.g. 'model.inductor'), sections
+    walked into, schedules and ranges as one field each, in schema order."""
+    cls: Any = Spec
+    hints = lambda c: typing.get_type_hints(c, globals())  # noqa: E731
+    for part in filter(None, section.split(".")):
+        cls = hints(cls)[part]
+    out: list[str] = []
+
+    def walk(c: type, prefix: str) -> None:
+        for f in dataclasses.fields(c):
+            tp = hints(c)[f.name]
+            if dataclasses.is_dataclass(tp) and tp not in (Schedule, IntRange):
+                walk(tp, f"{prefix}{f.name}.")
+            else:
+                out.append(prefix + f.name)
+
+    walk(cls, f"{section}." if section else "")
+    return tuple(out)

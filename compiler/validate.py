@@ -20,15 +20,18 @@ from typing import Any
 from nlic.compiler import spec as spec_module
 from nlic.compiler.families import FAMILIES
 from nlic.compiler.families.colours import colours_of
-from nlic.compiler.kinds import MODEL_KINDS
-from nlic.compiler.spec import IntRange, Schedule, Spec, TrainingSpec
+from nlic.compiler.kinds import MODEL_KINDS, kind_reads
+from nlic.compiler.spec import IntRange, Schedule, Spec, TrainingSpec, field_names
 from nlic.grammar.errors import MAX_SHOWN, Diagnostic, Loc, NlicError, SpecError, capped, did_you_mean
 from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.grammar.spec_parser import parse_expression, parse_nls
 from nlic.grammar.tree import Call, Document, ListNode, MappingNode, Node, Range, Scalar
 from nlic.grammar.yaml_front import parse_yaml
 
-__all__ = ["load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax_of", "MAX_SPEC_BYTES", "MAX_DIAGNOSTICS"]
+__all__ = [
+    "load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax_of", "ignored_fields", "MAX_SPEC_BYTES",
+    "MAX_DIAGNOSTICS",
+]
 
 MAX_DIAGNOSTICS = MAX_SHOWN  # a file of garbage should not print a million lines
 _INT_LIMIT = 2**63 - 1
@@ -370,9 +373,29 @@ def _resolve_paths(params: tuple, keys: Any, base: Path) -> tuple:
     return tuple((k, fix(v) if k in keys else v) for k, v in params)
 
 
-def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths: bool) -> Spec:
+def _value_at(spec: Any, name: str) -> Any:
+    for part in name.split("."):
+        spec = getattr(spec, part)
+    return spec
+
+
+def ignored_fields(spec: Spec) -> list[str]:
+    """The fields (dotted names) that `spec` sets to another value than their default and that its model kind does
+    not read (`ModelKind.reads`), in schema order; [] for a kind not registered. Set to the default, such a field
+    is harmless (a spec's canonical text writes every field)."""
+    if spec.model.kind not in MODEL_KINDS:
+        return []
+    kind, default = MODEL_KINDS.get(spec.model.kind), Spec()
+    return [n for n in field_names() if not kind_reads(kind, n) and _value_at(spec, n) != _value_at(default, n)]
+
+
+def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths: bool, kind_fields: bool) -> Spec:
     """Checks between fields and against the registries; returns the spec with path params resolved."""
     ok = lambda *names: not any(n in c.bad for n in names)  # noqa: E731
+    # Rules between fields a kind does not read are not checked for it (an LPN spec whose max_length is below
+    # the default language.length must not be told to raise a length LPN never reads).
+    kind = MODEL_KINDS.get(spec.model.kind) if ok("model.kind") and spec.model.kind in MODEL_KINDS else None
+    reads = lambda *names: kind is None or all(kind_reads(kind, n) for n in names)  # noqa: E731
     if ok("name") and not _NAME.fullmatch(spec.name):
         c.error(c.loc_of("name"), f"name '{spec.name[:60]}{'...' if len(spec.name) > 60 else ''}' cannot be used "
                 "as a directory name", "use letters, digits, '_', '-' and '.'")
@@ -388,10 +411,10 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
                     f"model.{part}.width ({arch.width})",
                     f"use heads in {[h for h in range(1, min(arch.width, 64) + 1) if arch.width % h == 0]}")
     lang = spec.language
-    if ok("language.max_length", "language.length") and lang.max_length < lang.length:
+    if ok("language.max_length", "language.length") and reads("language.length") and lang.max_length < lang.length:
         c.error(c.loc_of("language.max_length"), f"language.max_length ({lang.max_length}) is shorter than "
                 f"language.length ({lang.length})", f"set max_length to at least {lang.length}")
-    if ok("language.skip_token", "language.vocab") and lang.skip_token >= lang.vocab:
+    if ok("language.skip_token", "language.vocab") and reads("language.skip_token") and lang.skip_token >= lang.vocab:
         c.error(c.loc_of("language.skip_token"), f"language.skip_token ({lang.skip_token}) must be below "
                 f"language.vocab ({lang.vocab})", f"use a token id in 0..{lang.vocab - 1}")
 
@@ -408,7 +431,8 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
         c.error(c.loc_of("training.rollback"), "training.rollback goes back to the best evaluation point's weights, "
                 f"which a run keeps only with training.keep: best and training.eval_every > 0 (now {tr.keep}, "
                 f"{tr.eval_every})", "set training.keep: best and an eval_every, or remove training.rollback")
-    if ok("training.split_until", "training.eval_every") and tr.split_until != _DEFAULT_SPLIT_UNTIL \
+    if ok("training.split_until", "training.eval_every") and reads("training.split_until") \
+            and tr.split_until != _DEFAULT_SPLIT_UNTIL \
             and tr.split_until and tr.eval_every <= 0:
         # Set to another value than the default, which splits where evaluation runs and is quiet otherwise (a
         # run's locked spec writes every field, the default too).
@@ -420,9 +444,8 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
                 f"and training.lr_drop is {tr.lr_drop:g}: the same steps at the same rate fall again",
                 "set training.lr_drop below 1 (default 0.25), or remove training.rollback")
     search = spec.search
-    if ok("search.length", "language.length", "language.max_length") and search.length and not (
-        lang.length <= search.length <= lang.max_length
-    ):
+    if ok("search.length", "language.length", "language.max_length") and reads("search.length") and search.length \
+            and not lang.length <= search.length <= lang.max_length:
         c.error(c.loc_of("search.length"), f"search.length ({search.length}) is outside language.length .. "
                 f"language.max_length ({lang.length} .. {lang.max_length})",
                 f"use a length in {lang.length}..{lang.max_length}, or 0 for language.max_length")
@@ -435,6 +458,15 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
         if spec.search.method not in methods:
             c.error(c.loc_of("search.method"), f"search method '{spec.search.method}' is not available for model "
                     f"kind '{spec.model.kind}'", did_you_mean(spec.search.method, methods))
+    if kind_fields and ok("model.kind") and spec.model.kind in kinds:
+        # A field the kind never reads would train and search exactly as without it: say so rather than ignore
+        # it (an LPN spec adapted from an NLI one keeps relaxation and inductor settings that do nothing).
+        for name in ignored_fields(spec):
+            if ok(name):
+                readers = [k for k in kinds if kind_reads(MODEL_KINDS.get(k), name)]
+                c.error(c.loc_of(name), f"model kind '{spec.model.kind}' does not read {name}: its value "
+                        f"{_short(_show(_value_at(spec, name)))} would be ignored",
+                        f"remove it; model kinds that read it: {', '.join(readers)}")
 
     names = FAMILIES.names()
     if not ok("task.family"):
@@ -511,6 +543,7 @@ def validate_tree(
     base_dir: str | os.PathLike | None = None,
     resolve_paths: bool = True,
     diagnostics: list[Diagnostic] | tuple[Diagnostic, ...] = (),
+    kind_fields: bool = True,
 ) -> Spec:
     """Check a located tree against the spec schema and build the `Spec`.
 
@@ -521,6 +554,8 @@ def validate_tree(
         resolve_paths: store resolved paths in the spec (False keeps them as written, for `nlic fmt`; the
             family's checks see resolved paths either way).
         diagnostics: problems the front end already found; reported together with the validator's.
+        kind_fields: refuse fields the model kind does not read (`ignored_fields`); False for a spec a run locked
+            (an earlier version accepted them, and they changed nothing).
 
     Raises:
         SpecError: with every diagnostic of the file.
@@ -533,7 +568,7 @@ def validate_tree(
                         hint="a minimal spec is 'name: my_spec' and 'task: {family: shift, params: {split: shift_l}}'")
     spec = c.section(Spec, root, "")
     if isinstance(root, MappingNode):
-        spec = _cross_checks(spec, c, Path(base_dir) if base_dir is not None else None, resolve_paths)
+        spec = _cross_checks(spec, c, Path(base_dir) if base_dir is not None else None, resolve_paths, kind_fields)
     if c.diagnostics:
         raise SpecError(diagnostics=_ordered(c.diagnostics))
     return spec
@@ -570,6 +605,7 @@ def parse_spec(
     *,
     base_dir: str | os.PathLike | None = None,
     resolve_paths: bool = True,
+    kind_fields: bool = True,
 ) -> Spec:
     """Parse and validate spec text.
 
@@ -579,7 +615,7 @@ def parse_spec(
         syntax: 'yaml' or 'nls'.
         base_dir: directory relative data paths are resolved against (default: the directory of `path` when
             it names a file, else none).
-        resolve_paths: see `validate_tree`.
+        resolve_paths, kind_fields: see `validate_tree`.
 
     Raises:
         SpecError: with all diagnostics of the text.
@@ -589,7 +625,8 @@ def parse_spec(
     if base_dir is None and path and not path.startswith("<"):
         base_dir = Path(path).resolve().parent
     doc, diagnostics = _parse_tree(text, path, syntax)
-    return validate_tree(doc, base_dir=base_dir, resolve_paths=resolve_paths, diagnostics=diagnostics)
+    return validate_tree(doc, base_dir=base_dir, resolve_paths=resolve_paths, diagnostics=diagnostics,
+                         kind_fields=kind_fields)
 
 
 def read_spec_text(path: str | os.PathLike) -> str:
@@ -599,11 +636,12 @@ def read_spec_text(path: str | os.PathLike) -> str:
                      hint="a spec is a small text file; is this the right file?")
 
 
-def load_spec(path: str | os.PathLike, *, resolve_paths: bool = True) -> Spec:
+def load_spec(path: str | os.PathLike, *, resolve_paths: bool = True, kind_fields: bool = True) -> Spec:
     """Read, parse and validate a spec file (`.yaml`, `.yml` or `.nls`).
 
     Relative paths in the task family's path parameters are resolved against the file's directory, so the
-    returned spec works from any working directory (`resolve_paths=False` keeps them as written).
+    returned spec works from any working directory (`resolve_paths=False` keeps them as written). `kind_fields`:
+    see `validate_tree`.
 
     Raises:
         SpecError: with every problem of the file, each located `path:line:col` with a hint.
@@ -616,4 +654,5 @@ def load_spec(path: str | os.PathLike, *, resolve_paths: bool = True) -> Spec:
         raise SpecError(f"unknown spec file extension '{Path(shown).suffix}'", loc=Loc(shown),
                         hint="name the file .yaml, .yml or .nls")
     text = read_spec_text(path)
-    return parse_spec(text, shown, syntax, base_dir=Path(shown).resolve().parent, resolve_paths=resolve_paths)
+    return parse_spec(text, shown, syntax, base_dir=Path(shown).resolve().parent, resolve_paths=resolve_paths,
+                      kind_fields=kind_fields)

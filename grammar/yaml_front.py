@@ -62,10 +62,17 @@ def _yaml_error(e: yaml.MarkedYAMLError, path: str) -> SpecError:
     return SpecError(message, loc=_loc(path, mark), hint=hint)
 
 
-def _prescan(text: str, path: str) -> None:
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _prescan(text: str, path: str) -> set[tuple[int, int]]:
     """Refuse anchors, aliases, explicit tags and deep nesting from the event stream (which is not recursive),
-    before composing: aliases can expand exponentially (billion laughs) and nesting can overflow the stack."""
+    before composing: aliases can expand exponentially (billion laughs) and nesting can overflow the stack.
+
+    Returns where (0-based line and column, as the composed nodes' marks) a scalar is tagged `!!str`: a string
+    whatever it looks like (`!!str 5`), which the composed node no longer tells apart from a plain `1e-4`."""
     depth = 0
+    strings: set[tuple[int, int]] = set()
     diagnostics: list[Diagnostic] = []
     aliased: set[str] = set()
     for ev in yaml.parse(text, Loader=yaml.SafeLoader):
@@ -78,6 +85,8 @@ def _prescan(text: str, path: str) -> None:
         elif isinstance(ev, yaml.NodeEvent) and ev.anchor is not None:
             diagnostics.append(Diagnostic(_loc(path, ev.start_mark), f"YAML anchor '&{ev.anchor}' is not supported",
                                           "write the value out; specs allow no anchors or aliases"))
+        if isinstance(ev, yaml.ScalarEvent) and ev.tag == _STR_TAG:
+            strings.add((ev.start_mark.line, ev.start_mark.column))
         if isinstance(ev, (yaml.ScalarEvent, yaml.CollectionStartEvent)) and ev.tag not in (None, "!"):
             if ev.tag not in _STANDARD_TAGS:
                 diagnostics.append(Diagnostic(_loc(path, ev.start_mark), f"YAML tag '{ev.tag}' is not supported",
@@ -92,11 +101,13 @@ def _prescan(text: str, path: str) -> None:
             depth -= 1
     if diagnostics:
         raise SpecError(diagnostics=diagnostics)
+    return strings
 
 
 class _Convert:
-    def __init__(self, path: str):
+    def __init__(self, path: str, strings: set[tuple[int, int]] = frozenset()):
         self.path = path
+        self.strings = strings  # `_prescan`'s `!!str` scalars
         self.diagnostics: list[Diagnostic] = []
 
     def node(self, n: yaml.Node) -> Node:
@@ -138,6 +149,9 @@ class _Convert:
 
     def scalar(self, n: yaml.ScalarNode, line: int, col: int) -> Node:
         text = n.value
+        if (n.start_mark.line, n.start_mark.column) in self.strings:  # `!!str 5`: the string "5"
+            text = self.check_text(text, line, col)
+            return Scalar(text, text, line, col)
         if n.style is not None:  # quoted or block scalars are strings, whatever they look like
             # Positions inside a quoted string count from its first character, after the quote.
             col += n.style in ("'", '"')
@@ -168,7 +182,7 @@ def parse_yaml(text: str, path: str = "<string>") -> tuple[Document, list[Diagno
         SpecError: on YAML syntax errors, anchors/aliases, explicit tags, several documents or deep nesting.
     """
     try:
-        _prescan(text, path)
+        strings = _prescan(text, path)
         composed = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         raise _yaml_error(e, path) from None
@@ -182,6 +196,6 @@ def parse_yaml(text: str, path: str = "<string>") -> tuple[Document, list[Diagno
         raise SpecError(f"YAML: {reason}", loc=loc, hint="remove control characters; a spec is plain text") from None
     if composed is None:
         return Document(path, MappingNode((), 1, 1)), []
-    conv = _Convert(path)
+    conv = _Convert(path, strings)
     root = conv.node(composed)
     return Document(path, root), conv.diagnostics

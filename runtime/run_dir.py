@@ -389,6 +389,6 @@ def load_run(run_dir: Path | str) -> tuple[Any, Any]:
     if not (run / SPEC_FILE).exists():
         raise CheckpointError(f"not a run directory (no {SPEC_FILE})", loc=Loc(str(run)),
                               hint="pass the --out of `nlic train`")
-    spec = load_spec(run / SPEC_FILE)
+    spec = load_spec(run / SPEC_FILE, kind_fields=False)  # as locked: an earlier version may have accepted more
     like = abstract_model(spec)
     return spec, load_model(run, spec, like)

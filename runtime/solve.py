@@ -31,7 +31,7 @@ from nlic.compiler.families import (
 )
 from nlic.compiler.families.colours import colour_text, restore_colours, restore_rows
 from nlic.compiler.identity import fingerprint
-from nlic.compiler.kinds import AUTO_SEARCH, MODEL_KINDS, ModelKind, kind_of
+from nlic.compiler.kinds import AUTO_SEARCH, MODEL_KINDS, ModelKind, kind_of, kind_reads
 from nlic.compiler.spec import DEEPENED_METHODS, SearchSpec, Spec
 from nlic.grammar.errors import CheckpointError, Loc, NlicError, SpecError, did_you_mean
 from nlic.grammar.program import ProgramFile, format_programs
@@ -362,6 +362,10 @@ def search_spec(spec: Any, kind: Any, method: str | None, starts: int | None, st
         search = dataclasses.replace(search, method=method)
     check_flag(starts, "--starts", "search.starts")
     check_flag(steps, "--steps", "search.steps")
+    for flag, value, field in (("--starts", starts, "search.starts"), ("--steps", steps, "search.steps")):
+        if value is not None and not kind_reads(kind, field):  # as a spec setting a field the kind never reads
+            raise SpecError(f"{flag} would change nothing: model kind '{kind.name}' does not read {field}",
+                            loc=Loc(flag), hint=f"remove {flag}")
     if starts is not None:
         search = dataclasses.replace(search, starts=starts)
     if steps is not None:

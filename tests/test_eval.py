@@ -17,23 +17,30 @@ task:
   family: shift
   params: {{split: shift_l, length: 12, alphabet: 4}}
   pairs: 2
-language: {{vocab: 4, length: 2, max_length: 3}}
+language: {{{language}max_length: 3}}
 model:
   kind: {kind}
-  inductor: {{layers: 1, width: 16, heads: 2, mlp_ratio: 1, head_hidden: 16}}
+  inductor: {{layers: 1, width: 16, heads: 2, mlp_ratio: 1}}
   executor: {{layers: 1, width: 16, heads: 2, mlp_ratio: 1}}
-  latent: {{dim: 4}}
-training: {{steps: 3, batch: 4, warmup: 0, log_every: 1, eval_every: 0, checkpoint_every: 0}}
-search: {{method: {method}, starts: 2, steps: 2, lr: 0.1, batch: 4}}
+{latent}training: {{steps: 3, batch: 4, warmup: 0, log_every: 1, eval_every: 0, checkpoint_every: 0}}
+search: {{method: {method}, {budget}lr: 0.1, batch: 4}}
 eval: {{tasks: 4, splits: [id, ood]}}
 """
+
+
+def tiny(name, kind, method):
+    """A tiny spec of `kind`, with only the fields that kind reads (validation refuses the others)."""
+    return TINY.format(name=name, kind=kind, method=method,
+                       language="length: 2, " if kind != "lpn" else "",
+                       latent="  latent: {dim: 4}\n" if kind == "lpn" else "",
+                       budget={"in_context": "", "lpn": "steps: 2, "}.get(kind, "starts: 2, steps: 2, "))
 
 
 def write_specs(tmp_path):
     paths = []
     for name, kind, method in (("tiny_ic", "in_context", "none"), ("tiny_lpn", "lpn", "gradient")):
         path = tmp_path / f"{name}.yaml"
-        path.write_text(TINY.format(name=name, kind=kind, method=method))
+        path.write_text(tiny(name, kind, method))
         paths.append(str(path))
     return paths
 
@@ -109,7 +116,7 @@ def test_eval_writes_csv_table_and_plot_and_reuses_runs(tmp_path, capsys):
 def test_eval_reports_user_errors_with_exit_2(tmp_path, capsys):
     specs = write_specs(tmp_path)
     bad = tmp_path / "bad.yaml"
-    bad.write_text(TINY.format(name="bad", kind="lpn", method="gradient").replace("pairs: 2", "pairs: 2\n  pears: 3"))
+    bad.write_text(tiny("bad", "lpn", "gradient").replace("pairs: 2", "pairs: 2\n  pears: 3"))
     assert main(["eval", specs[0], str(bad), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:" in err and "pears" in err and "Traceback" not in err

@@ -154,6 +154,13 @@ def test_plain_scalar_typing_is_shared_and_not_yaml11():
     assert type_plain_scalar("1" * 5000) == float("inf")  # beyond Python's int-from-text limit
 
 
+def test_a_yaml_str_tag_makes_a_string_of_what_looks_like_a_number():
+    spec = parse_spec(MINIMAL.replace("name: demo", "name: !!str 5"), "s.yaml")  # a name of digits
+    assert spec.name == "5"
+    doc, _ = parse_yaml("a: !!str 1e-4\nb: 1e-4\nc: !!str true\n")
+    assert [e.value.value for e in doc.root.entries] == ["1e-4", 1e-4, "true"]
+
+
 def test_expression_errors_point_inside_the_yaml_value():
     with pytest.raises(SpecError) as info:
         parse_expression("exp(8 0.5)", "f.yaml", 7, 10)
@@ -352,6 +359,14 @@ def test_auto_on_the_command_line_is_the_kinds_own_search():
     spec = parse_spec(MINIMAL + "model: {kind: lpn}\n", "spec.yaml")
     assert search_spec(spec, MODEL_KINDS.get("lpn"), "auto", None, None).method == "gradient"
     assert search_spec(spec, MODEL_KINDS.get("nli"), "auto", None, 3).method == "cascade"
+
+
+
+def test_a_search_flag_the_kind_does_not_read_is_refused():
+    spec = parse_spec(MINIMAL + "model: {kind: lpn}\n", "spec.yaml")
+    assert search_spec(spec, MODEL_KINDS.get("lpn"), None, None, 7).steps == 7
+    with pytest.raises(SpecError, match="--starts would change nothing: model kind 'lpn' does not read search.starts"):
+        search_spec(spec, MODEL_KINDS.get("lpn"), None, 4, None)
 
 
 def test_curriculum_needs_a_family_that_has_one():

@@ -14,6 +14,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from nlic.compiler.kinds import Batch, ModelKind, Shapes, Solution
 from nlic.compiler.models.in_context import (
+    BACKBONE_READS,
     Decoder,
     check_method,
     held_out_masks,
@@ -25,7 +26,7 @@ from nlic.compiler.models.lpn import latent_solution, pool
 from nlic.compiler.models.nli import Inductor, NLIConfig, relax_tokens
 from nlic.compiler.models.nli.model import codebook_usage
 from nlic.compiler.ranking import best_index, clip_loglik
-from nlic.compiler.spec import RelaxationSpec, SearchSpec, Spec
+from nlic.compiler.spec import RelaxationSpec, SearchSpec, Spec, field_names
 
 __all__ = ["DLPN", "DLPN_KIND", "build_dlpn", "dlpn_loss", "dlpn_solve", "dlpn_execute"]
 
@@ -210,4 +211,9 @@ DLPN_KIND = ModelKind(
     execute=eqx.filter_jit(dlpn_execute),
     discrete_programs=True,
     default_search="gradient",
+    # The NLI's inductor and language; of the relaxation, what the inductor's token relaxation reads; no
+    # model.latent (the latent is language.length tokens of the codebook).
+    reads=BACKBONE_READS | set(field_names("model.inductor")) | set(field_names("language"))
+    | {f"relaxation.{f}" for f in ("tau_inductor", "straight_through", "inductor_gumbel", "reg_weight")}
+    | {f"search.{f}" for f in ("starts", "steps", "lr", "init_noise", "tau_inductor", "select")},
 )

@@ -13,7 +13,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from nlic.compiler.kinds import Batch, ModelKind, Shapes, Solution
 from nlic.compiler.models.layers import Transformer, sinusoidal_positions
-from nlic.compiler.spec import SearchSpec, Spec
+from nlic.compiler.spec import SearchSpec, Spec, field_names
 from nlic.grammar.errors import Loc, SpecError, did_you_mean
 
 __all__ = [
@@ -305,10 +305,19 @@ def in_context_solve(model: InContext, batch: Batch, search: SearchSpec, *, key:
     return solution_from_logits(query, loo, batch, model.max_length)
 
 
+BACKBONE_READS = frozenset(
+    {f"model.inductor.{f}" for f in ("layers", "width", "heads", "mlp_ratio")}
+    | set(field_names("model.executor")) - {"model.executor.residual_gate"}
+    | {"language.max_length", "search.method", "search.batch"}
+)
+"""The spec fields every baseline reads (`ModelKind.reads`): the pair encoder's size, the decoder (all of
+`model.executor` but the NLI's residual gate), the output's program width, and the search's method and batch."""
+
 IN_CONTEXT = ModelKind(
     name="in_context",
     build=build_in_context,
     loss=in_context_loss,
     solve=eqx.filter_jit(in_context_solve),
     search_methods=("none",),
+    reads=BACKBONE_READS | {"language.length"},  # context tokens per pair
 )

@@ -18,6 +18,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from nlic.compiler.kinds import Batch, ModelKind, Shapes, Solution
 from nlic.compiler.models.in_context import (
+    BACKBONE_READS,
     Decoder,
     PairEncoder,
     check_method,
@@ -26,7 +27,7 @@ from nlic.compiler.models.in_context import (
     sequence_nll,
     with_query_pair,
 )
-from nlic.compiler.spec import LatentSpec, SearchSpec, Spec
+from nlic.compiler.spec import LatentSpec, SearchSpec, Spec, field_names
 
 __all__ = [
     "LPN",
@@ -199,4 +200,5 @@ def build_lpn(spec: Spec, shapes: Shapes, *, key: PRNGKeyArray) -> LPN:
 LPN_KIND = ModelKind(
     name="lpn", build=build_lpn, loss=lpn_loss, solve=eqx.filter_jit(lpn_solve), search_methods=LPN_METHODS,
     default_search="gradient",
+    reads=BACKBONE_READS | set(field_names("model.latent")) | {"search.steps", "search.lr"},
 )

@@ -14,6 +14,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from nlic.compiler.kinds import Batch, ModelKind, Solution
 from nlic.compiler.models.in_context import (
+    IN_CONTEXT,
     InContext,
     build_in_context,
     check_method,
@@ -86,4 +87,5 @@ TTT = ModelKind(
     solve=eqx.filter_jit(ttt_solve),
     search_methods=("none", "gradient"),  # `ttt` is accepted as an alias of `gradient`
     default_search="gradient",
+    reads=IN_CONTEXT.reads | {"search.steps", "search.lr"},
 )

@@ -21,7 +21,7 @@ from nlic.compiler.models.nli.search import (
 )
 from nlic.compiler.models.nli.split import Split as Split, split_merged_token as split_merged_token
 from nlic.compiler.models.nli.trace import trace as trace
-from nlic.compiler.spec import SearchSpec
+from nlic.compiler.spec import SearchSpec, field_names
 
 __all__ = [
     "NLI",
@@ -62,4 +62,5 @@ NLI_KIND = ModelKind(
     trace=trace,
     default_search="cascade",
     split=split_merged_token,
+    reads=frozenset(field_names()) - set(field_names("model.latent")),
 )
