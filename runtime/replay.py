@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from nlic.grammar.errors import (
 from nlic.grammar.program import FORMAT_VERSION, Alias, Header, Program, ProgramFile, load_programs
 from nlic.grammar.reading import MAX_DATA_BYTES, STDIN, list_dir, loads_json, read_text
 from nlic.runtime.build import Artifact, load_artifact
+from nlic.runtime.progress import format_duration
 from nlic.runtime.run_dir import EXECUTOR_WEIGHTS_FILE, SPEC_FILE, load_run
 
 __all__ = [
@@ -322,9 +325,33 @@ def _bucket(n: int, cap: int = 1024) -> int:
     return b
 
 
-def _in_chunks(fn: Any, model: Any, programs: np.ndarray, inputs: np.ndarray) -> list[Any]:
+PROGRESS_EVERY = 10.0
+"""Seconds between two progress lines of a long replay (`replay(progress=True)`; a shorter one prints none)."""
+
+
+class _Progress:
+    """`run: 40,960/200,000 inputs, 41 s, ETA 2 min` on standard error, at most every `PROGRESS_EVERY` seconds, the
+    first after that long (a replay that takes less prints nothing), and the last when any was printed."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.t0 = self.shown = time.perf_counter()
+        self.any = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.shown < PROGRESS_EVERY and not (self.any and done == total):
+            return
+        self.shown, self.any = now, True
+        elapsed = now - self.t0
+        eta = f", ETA {format_duration(elapsed / done * (total - done))}" if 0 < done < total else ""
+        print(f"{self.what}: {done:,}/{total:,} inputs, {format_duration(elapsed)}{eta}", file=sys.stderr, flush=True)
+
+
+def _in_chunks(fn: Any, model: Any, programs: np.ndarray, inputs: np.ndarray,
+               progress: Callable[[int, int], None] | None = None) -> list[Any]:
     """`fn(model, programs, inputs)` over padded fixed-size chunks; the outputs (arrays or tuples of arrays) of each
-    chunk as NumPy, padding rows dropped."""
+    chunk as NumPy, padding rows dropped. `progress(done, total)` is called after each chunk."""
     programs = np.asarray(programs, np.int32)
     inputs = np.asarray(inputs, np.int32)
     n = len(programs)
@@ -342,6 +369,8 @@ def _in_chunks(fn: Any, model: Any, programs: np.ndarray, inputs: np.ndarray) ->
             outs.append(tuple(np.asarray(g)[: chunk - pad] for g in got))
         else:
             outs.append(np.asarray(got)[: chunk - pad])
+        if progress is not None:
+            progress(min(start + chunk, n), n)
     return outs
 
 
@@ -355,7 +384,8 @@ def _program_kind(spec: Any) -> Any:
     return kind
 
 
-def execute_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+def execute_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.ndarray, *,
+                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Run discrete programs with hard tokens (`ModelKind.execute`), in padded fixed-size chunks.
 
     Args:
@@ -363,6 +393,7 @@ def execute_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.nda
         model: the trained model.
         programs: int [n, T] token ids padded with skip.
         inputs: int [n, L] encoded inputs.
+        progress: called with (inputs done, inputs) after each chunk.
 
     Returns:
         int32 [n, L] outputs.
@@ -372,11 +403,12 @@ def execute_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.nda
     """
     kind = _program_kind(spec)
     fn = _EXECUTORS.setdefault(id(kind.execute), eqx.filter_jit(kind.execute))
-    outs = _in_chunks(fn, model, programs, inputs)
+    outs = _in_chunks(fn, model, programs, inputs, progress)
     return np.concatenate(outs).astype(np.int32) if outs else np.zeros((0, np.shape(inputs)[-1]), np.int32)
 
 
-def trace_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def trace_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.ndarray, *,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run discrete programs token by token (`ModelKind.trace`), in padded fixed-size chunks.
 
     Args:
@@ -384,6 +416,7 @@ def trace_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.ndarr
         model: the trained model.
         programs: int [n, T] token ids padded with skip.
         inputs: int [n, L] encoded inputs.
+        progress: as `execute_programs`'.
 
     Returns:
         `(values, probs)`, int32 and float32 [n, T+1, L]: row 0 the input, row k the likeliest value per
@@ -397,7 +430,7 @@ def trace_programs(spec: Any, model: Any, programs: np.ndarray, inputs: np.ndarr
         raise ProgramError(f"model kind '{kind.name}' has no execution trace", loc=Loc("model.kind"),
                            hint="replay without a trace")
     fn = _EXECUTORS.setdefault(id(kind.trace), eqx.filter_jit(kind.trace))
-    outs = _in_chunks(fn, model, programs, inputs)
+    outs = _in_chunks(fn, model, programs, inputs, progress)
     if not outs:
         shape = (0, np.shape(programs)[-1] + 1, np.shape(inputs)[-1])
         return np.zeros(shape, np.int32), np.zeros(shape, np.float32)
@@ -441,7 +474,8 @@ def jsonl(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def replay(run_dir: str | Path, programs: str | Path | ProgramFile, inputs: Sequence[str | Path | Mapping[str, Any]], *,
-           program: str | None = None, artifact: str | Path | None = None, trace: bool = False) -> list[dict[str, Any]]:
+           program: str | None = None, artifact: str | Path | None = None, trace: bool = False,
+           progress: bool = False) -> list[dict[str, Any]]:
     """Run a program file on inputs: what `nlic run` prints, as rows `{"id", "input", "output"}`.
 
     Args:
@@ -455,6 +489,8 @@ def replay(run_dir: str | Path, programs: str | Path | ProgramFile, inputs: Sequ
             None), each `{"step": k, "token": name (the file's alias where it has one), "values": the state
             decoded by the spec's codec, "tokens": the likeliest value per position, "probs": their
             probabilities rounded to 4 places}`; the last step's values are the output.
+        progress: print `run: 40,960/200,000 inputs, 41 s, ETA 2 min` to standard error while the programs run,
+            every `PROGRESS_EVERY` seconds (none for a replay shorter than that).
 
     Raises:
         ProgramSyntaxError, ProgramError: the file does not parse or belongs to another language (or, with
@@ -490,8 +526,9 @@ def replay(run_dir: str | Path, programs: str | Path | ProgramFile, inputs: Sequ
     if maps is not None:  # the programs run in their tasks' canonical colours
         x = np.stack([through(np.argsort(m), row) for m, row in zip(maps, x)])
     if artifact is None:
-        outputs = execute_programs(spec, model, tokens, x)
-        traced = trace_programs(spec, model, tokens, x) if trace else None
+        outputs = execute_programs(spec, model, tokens, x, progress=_Progress("run") if progress else None)
+        traced = trace_programs(spec, model, tokens, x, progress=_Progress("trace") if progress else None) \
+            if trace else None
     else:
         traced = art.trace(weights, tokens, x) if trace else None  # first: a build without a trace fails fast
         outputs = art.run(weights, tokens, x)
@@ -552,7 +589,7 @@ def artifact_of_run(run: Path, build: Path) -> tuple[Any, Artifact, list[np.ndar
     if not (run / SPEC_FILE).exists():
         raise CheckpointError(f"not a run directory (no {SPEC_FILE})", loc=Loc(str(run)),
                               hint="pass the --out of `nlic train`")
-    spec = load_spec(run / SPEC_FILE)
+    spec = load_spec(run / SPEC_FILE, kind_fields=False)  # as locked: an earlier version may have accepted more
     art = load_artifact(build)
     if art.spec_hash != spec_hash(spec):
         raise ArtifactError(

@@ -340,3 +340,28 @@ def test_progress_is_a_line_every_few_seconds_not_one_per_batch(monkeypatch):
         solve_mod._solve_batches(dataclasses.replace(kind, solve=fake), None, tasks, spec.search, 5,
                                  jax.random.key(0), progress=True, label="", t0=0.0)
     assert len(err.getvalue().splitlines()) == 4  # every batch where the interval allows it
+
+
+def test_a_long_replay_prints_progress_and_a_short_one_nothing(monkeypatch):
+    """`nlic run` of 200,000 inputs ran 209 s without a line (grid1d, 2-core CPU); now a line every
+    PROGRESS_EVERY seconds while the programs run, none for a replay shorter than that."""
+    replay_mod = importlib.import_module("nlic.runtime.replay")
+    calls = []
+
+    def fn(model, p, x):
+        calls.append(len(p))
+        return x
+
+    programs, inputs = np.zeros((20, 3), np.int32), np.arange(20 * 4, dtype=np.int32).reshape(20, 4)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):  # short: nothing printed
+        outs = replay_mod._in_chunks(fn, None, programs, inputs, replay_mod._Progress("run"))
+    assert err.getvalue() == "" and np.array_equal(np.concatenate(outs), inputs)
+    monkeypatch.setattr(replay_mod, "_bucket", lambda n: 8)
+    monkeypatch.setattr(replay_mod, "PROGRESS_EVERY", 0.0)
+    with contextlib.redirect_stderr(err):
+        outs = replay_mod._in_chunks(fn, None, programs, inputs, replay_mod._Progress("run"))
+    lines = err.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["run: 8/20 inputs", "run: 16/20 inputs", "run: 20/20 inputs"]
+    assert "ETA" in lines[0] and "ETA" not in lines[-1]
+    assert np.array_equal(np.concatenate(outs), inputs)

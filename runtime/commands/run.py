@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         check_trace_dir(args.trace_out, force=args.force)  # before replaying: a refusal costs nothing
     traced = bool(args.trace or args.trace_out)
     rows = replay(args.run_dir, args.programs, args.inputs, program=args.program, artifact=args.artifact,
-                  trace=traced)
+                  trace=traced, progress=True)
     plain = [{k: v for k, v in r.items() if k != "trace"} for r in rows]
     if args.trace_out:
         write_traces(rows, args.trace_out, force=args.force, log=lambda s: print(s, file=sys.stderr, flush=True))
