@@ -11,7 +11,10 @@ Two supervised probes on a spec's own (untrained) model, each on fresh training 
 Both print the accuracy per rule on 400 `id` tasks every 100 (inductor) or 250 (executor) steps.
 
 Usage:
-    python benchmarks/grid1d_probes.py SPEC --probe inductor|executor [--steps N] [--seed N]
+    python benchmarks/grid1d_probes.py SPEC --probe inductor|executor [--steps N] [--seed N] [--cells]
+
+`--cells` (executor): at the end, for each rule the interpreter fails on some tasks of, which kinds of cells its
+wrong answers get wrong (`CELL_KINDS`: where content arrives, where it stays, where it leaves, background, PAD).
 
 Measured (benchmarks/README.md, "grid1d"): the inductor tells the moves suite's four moves apart at chance (0.25)
 with `relations` alone and at 1.00 with `offsets`; the executor learns moves at 1.00 in 250 steps. On the id suite
@@ -37,7 +40,7 @@ import numpy as np
 
 from nlic.compiler import load_spec
 from nlic.compiler.families import coloured, shapes_of
-from nlic.compiler.families.grid1d import generate
+from nlic.compiler.families.grid1d import PAD, generate
 from nlic.compiler.models.nli.model import build
 from nlic.runtime.cli import guarded
 
@@ -68,12 +71,42 @@ def _per_rule(ok: np.ndarray, programs: list[Any]) -> str:
     return " ".join(f"{r}:{np.mean(v):.2f}" for r, v in sorted(per.items()))
 
 
+CELL_KINDS = ("arrives", "stays", "leaves", "background", "pad")
+"""Cells of a query by what the rule does there (x the input, y the expected output): `arrives` y is a colour that x
+does not hold there, `stays` y = x, a colour (a dot that does not move), `leaves` x is a colour and y background,
+`background` both background, `pad` past the row's end."""
+
+
+def cell_kinds(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """`CELL_KINDS` index of every cell, int [..., L]."""
+    kinds = np.full(y.shape, 3)
+    kinds[(y != 0) & (y != PAD) & (y != x)] = 0
+    kinds[(y != 0) & (y != PAD) & (y == x)] = 1
+    kinds[(x != 0) & (x != PAD) & (y == 0)] = 2
+    kinds[y == PAD] = 4
+    return kinds
+
+
+def wrong_cells(x: np.ndarray, y: np.ndarray, got: np.ndarray, programs: list[Any]) -> str:
+    """Per rule with a wrong answer: its wrong answers, and for each cell kind how many of them get one wrong."""
+    kinds, wrong = cell_kinds(x, y), got != y
+    per: dict[str, np.ndarray] = collections.defaultdict(lambda: np.zeros(1 + len(CELL_KINDS), int))
+    for i, steps in enumerate(programs):
+        if wrong[i].any():
+            row = per["+".join(s.rule for s in steps)]
+            row[0] += 1
+            row[1:] += [bool((wrong[i] & (kinds[i] == k)).any()) for k in range(len(CELL_KINDS))]
+    return "\n".join(f"  {rule}: {n[0]} wrong; cells wrong where " + ", ".join(
+        f"{kind} {c}" for kind, c in zip(CELL_KINDS, n[1:])) for rule, n in sorted(per.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("spec")
     ap.add_argument("--probe", choices=("inductor", "executor"), required=True)
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cells", action="store_true", help="executor: which cells the wrong answers get wrong, per rule")
     args = ap.parse_args(argv)
     spec = load_spec(args.spec)
     if spec.task.family != "grid1d" or spec.model.kind != "nli":
@@ -123,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.probe} step {i}  loss {float(value):.4f}  accuracy {ok.mean():.3f}  "
                   f"{_per_rule(ok, test[6])}  {time.time() - t0:.0f}s", flush=True)
     print(f"{len(tok.ids)} ground-truth tokens in a vocab of {lang.vocab}")
+    if args.cells and args.probe == "executor":
+        got = np.asarray(model.execute(test[5], test[3]))
+        print("wrong answers by rule, and how many get each kind of cell wrong:")
+        print(wrong_cells(np.asarray(test[3]), np.asarray(test[4]), got, test[6]))
     return 0
 
 

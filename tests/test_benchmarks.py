@@ -83,17 +83,28 @@ training: {batch: 4}
 """
 
 
+def test_grid1d_probe_cell_kinds():
+    sys.path.insert(0, str(BENCH))
+    import grid1d_probes
+
+    x = np.array([[1, 1, 0, 0, 2, 10]])
+    y = np.array([[0, 1, 1, 0, 2, 10]])  # the block moves right by one; the dot (2) stays; PAD at the end
+    assert grid1d_probes.cell_kinds(x, y).tolist() == [[2, 1, 0, 3, 1, 4]]
+
+
 @pytest.mark.parametrize("probe", ["inductor", "executor"])
 def test_grid1d_probes_train_and_print_per_rule_accuracy(probe, tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_GRID1D)
-    r = subprocess.run([sys.executable, str(BENCH / "grid1d_probes.py"), str(spec), "--probe", probe, "--steps", "2"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, str(BENCH / "grid1d_probes.py"), str(spec), "--probe", probe, "--steps", "2",
+                        "--cells"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     lines = [line for line in r.stdout.splitlines() if line.startswith(f"{probe} step ")]
     assert [line.split()[2] for line in lines] == ["0", "1"]
     assert "flip:" in lines[-1] and "accuracy" in lines[-1]
     assert "ground-truth tokens in a vocab of 8" in r.stdout
+    # --cells: the executor's wrong answers by rule and kind of cell (after 2 steps, every rule has some)
+    assert ("  move: " in r.stdout and "cells wrong where arrives" in r.stdout) == (probe == "executor")
     # Not an NLI spec of grid1d: a message and exit 2.
     other = BENCH.parent / "specs" / "minimal" / "shift_l.yaml"
     r = subprocess.run([sys.executable, str(BENCH / "grid1d_probes.py"), str(other), "--probe", probe],
