@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from nlic.compiler import FAMILIES, MODEL_KINDS, format_spec, load_spec, parse_spec
 from nlic.compiler.families.colours import colours_of
 from nlic.compiler.spec import DEEPENED_METHODS, IntRange, Schedule, SearchSpec, Spec, TrainingSpec
-from nlic.compiler.validate import _Checker, _parse_tree, ignored_fields
+from nlic.compiler.validate import _Checker, _parse_tree, _value_at, ignored_fields
 from nlic.grammar.errors import Loc, NlicError
 from nlic.grammar.program import (
     Alias,
@@ -218,15 +218,8 @@ def specs(draw: Callable) -> Spec:
     spec = dataclasses.replace(spec, task=task, language=lang, model=model, search=search, eval=evals,
                                training=training)
     for name in ignored_fields(spec):  # what the kind does not read stays at its default (the validator's rule)
-        spec = _with(spec, name.split("."), _with_default(name))
+        spec = _with(spec, name.split("."), _value_at(Spec(), name))
     return spec
-
-
-def _with_default(name: str) -> Any:
-    value: Any = Spec()
-    for part in name.split("."):
-        value = getattr(value, part)
-    return value
 
 
 def _with(obj: Any, path: list[str], value: Any) -> Any:

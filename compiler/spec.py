@@ -8,6 +8,7 @@ a minimal spec about five lines long. Field names here are the keys users write.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from typing import Any, Literal
@@ -33,6 +34,8 @@ __all__ = [
     "tree_nodes",
     "field_range",
     "field_names",
+    "field_types",
+    "is_section",
 ]
 
 SPEC_VERSION = 1
@@ -479,19 +482,30 @@ def field_range(cls: type, name: str) -> tuple[Any, Any]:
     return meta.get("min"), meta.get("max")
 
 
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved type of each field of spec section `cls` (the annotations are strings here)."""
+    return typing.get_type_hints(cls, globals())
+
+
+def is_section(tp: Any) -> bool:
+    """Whether a field type is a section of further fields (a schedule or range is one value)."""
+    return dataclasses.is_dataclass(tp) and tp not in (Schedule, IntRange)
+
+
+@functools.cache
 def field_names(section: str = "") -> tuple[str, ...]:
     """The dotted names of every field under `section` ('' for the whole spec; e.g. 'model.inductor'), sections
     walked into, schedules and ranges as one field each, in schema order."""
     cls: Any = Spec
-    hints = lambda c: typing.get_type_hints(c, globals())  # noqa: E731
     for part in filter(None, section.split(".")):
-        cls = hints(cls)[part]
+        cls = field_types(cls)[part]
     out: list[str] = []
 
     def walk(c: type, prefix: str) -> None:
         for f in dataclasses.fields(c):
-            tp = hints(c)[f.name]
-            if dataclasses.is_dataclass(tp) and tp not in (Schedule, IntRange):
+            tp = field_types(c)[f.name]
+            if is_section(tp):
                 walk(tp, f"{prefix}{f.name}.")
             else:
                 out.append(prefix + f.name)

@@ -21,7 +21,7 @@ from nlic.compiler import spec as spec_module
 from nlic.compiler.families import FAMILIES
 from nlic.compiler.families.colours import colours_of
 from nlic.compiler.kinds import MODEL_KINDS, kind_reads
-from nlic.compiler.spec import IntRange, Schedule, Spec, TrainingSpec, field_names
+from nlic.compiler.spec import IntRange, Schedule, Spec, TrainingSpec, field_names, field_types, is_section
 from nlic.grammar.errors import MAX_SHOWN, Diagnostic, Loc, NlicError, SpecError, capped, did_you_mean
 from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.grammar.spec_parser import parse_expression, parse_nls
@@ -48,29 +48,20 @@ def syntax_of(path: str | os.PathLike) -> str | None:
 
 
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls, vars(spec_module))
-
-
-@functools.cache
 def _homes() -> dict[str, tuple[str, ...]]:
     """Field name -> the sections that have it, to point a misplaced key at its section."""
     homes: dict[str, list[str]] = {}
 
     def walk(cls: type, prefix: str) -> None:
         for f in dataclasses.fields(cls):
-            tp = _hints(cls)[f.name]
+            tp = field_types(cls)[f.name]
             if prefix:
                 homes.setdefault(f.name, []).append(prefix[:-1])
-            if _is_section(tp):
+            if is_section(tp):
                 walk(tp, f"{prefix}{f.name}.")
 
     walk(Spec, "")
     return {k: tuple(v) for k, v in homes.items()}
-
-
-def _is_section(tp: Any) -> bool:
-    return dataclasses.is_dataclass(tp) and tp not in (Schedule, IntRange)
 
 
 def _describe(node: Node) -> str:
@@ -143,13 +134,13 @@ class _Checker:
                 self.error(entry, f"unknown key '{entry.key}' in {where}", hint)
                 continue
             self.locs[dotted] = self.at(entry.value) if not isinstance(entry.value, MappingNode) else self.at(entry)
-            value = self.field(_hints(cls)[f.name], f, entry.value, dotted)
+            value = self.field(field_types(cls)[f.name], f, entry.value, dotted)
             if value is not _BAD:
                 values[f.name] = value
         return cls(**values)
 
     def field(self, tp: Any, f: dataclasses.Field, node: Node, name: str) -> Any:
-        if _is_section(tp):
+        if is_section(tp):
             return self.section(tp, node, name)
         return self.value(tp, f, f.metadata, node, name)
 
@@ -248,7 +239,7 @@ class _Checker:
                 self.diagnostics.extend(e.diagnostics)
                 self.bad.add(name)
                 return _BAD
-        kinds = typing.get_args(_hints(Schedule)["kind"])
+        kinds = typing.get_args(field_types(Schedule)["kind"])
         example = "exp(8 -> 0.5), linear(1 -> 0), cosine(1 -> 0), const(0.5) or a number"
         if isinstance(node, Scalar) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
             args: tuple[Node, ...] = (node,)
@@ -458,7 +449,7 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
         if spec.search.method not in methods:
             c.error(c.loc_of("search.method"), f"search method '{spec.search.method}' is not available for model "
                     f"kind '{spec.model.kind}'", did_you_mean(spec.search.method, methods))
-    if kind_fields and ok("model.kind") and spec.model.kind in kinds:
+    if kind_fields and kind is not None:
         # A field the kind never reads would train and search exactly as without it: say so rather than ignore
         # it (an LPN spec adapted from an NLI one keeps relaxation and inductor settings that do nothing).
         for name in ignored_fields(spec):
