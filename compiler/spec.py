@@ -312,7 +312,9 @@ class TrainingSpec:
     restarts: int = _f(
         2,
         "Fresh starts allowed when a health check fails before the probe point (id-accuracy-stuck: before the "
-        "last token split, where later; `nlic.runtime.recovery`): after "
+        "last token split, where later; `nlic.runtime.recovery`), paid in steps: abandoned attempts may use this "
+        "many times the last step an attempt may be abandoned at, so attempts abandoned early buy more (at most "
+        "twice this many restarts). After "
         "a language that never formed (collapse, all skip, relaxation gap, plateau) the same seed with the "
         "inductor temperature's start doubled, after other warnings a derived seed; 0: never restart. With "
         "keep: best, an attempt abandoned as stuck that the last attempt did not beat on the selection sample "

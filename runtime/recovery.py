@@ -5,7 +5,8 @@ Training is a draw: the same spec learns a working language at one seed and not 
 reach ID 1.00, 0.00 and 0.86). A failing run shows it early, in its health checks (`nlic.runtime.health`: Comp-I
 seed 1's plateau with no discrete program solving anything fires at step 600 of 3000, seed 0's run raises
 nothing). So up to `training.probe` of the way through a run, a health warning ends the attempt and training
-starts over, at most `training.restarts` times. After the probe step only a language still stuck on part of the tasks
+starts over: `training.restarts` times, and more where attempts abandoned early left steps unspent
+(`abandon_until`). After the probe step only a language still stuck on part of the tasks
 (`id-accuracy-stuck`) ends an attempt, up to the last token split (`training.split_until`, the in-run remedy for
 it; `last_step`); the last attempt runs to the end whatever its health.
 
@@ -62,6 +63,8 @@ __all__ = [
     "RestartState",
     "attempt_seed",
     "probe_step",
+    "abandon_until",
+    "steps_spent",
     "restart_reason",
     "last_step",
     "STUCK",
@@ -177,6 +180,35 @@ def last_step(probe: int, split_until: int, drop: int | None = None) -> int:
     """
     end = 0 if probe <= 0 else max(probe, split_until)
     return end if drop is None else min(end, drop - 1)
+
+
+MAX_ATTEMPTS_PER_RESTART = 2
+"""At most this many restarts per `training.restarts` (a run's restarts: 2 x restarts at most), however few steps
+they spend: each restart after a language that never formed doubles the inductor temperature's start."""
+
+
+def steps_spent(history: Sequence[Restart]) -> int:
+    """The training steps of the attempts a run abandoned (not counting the one set aside to continue another,
+    `CONTINUED`: it is the last)."""
+    return sum(int(h.step) for h in history if h.reason != CONTINUED)
+
+
+def abandon_until(training: Any, attempt: int, spent: int, last: int) -> int:
+    """The last step at which attempt `attempt` may be abandoned, after the attempts before it spent `spent` steps;
+    0: never (it runs to the end). `last`: the last step at which any attempt may be (`last_step`).
+
+    Restarts are paid in steps: the abandoned attempts of a run may use `training.restarts` x `last` steps in all,
+    at most `MAX_ATTEMPTS_PER_RESTART` x `training.restarts` of them. So the first `restarts` attempts may always be
+    abandoned up to `last`, as when restarts were a count, and a run never trains longer than that count allowed
+    (`restarts` x `last` + `training.steps` steps); what attempts abandoned early (a language that never formed, at
+    step 350 or 600 of 3000) leave unspent buys one more attempt. Comp-I seed 5 with the defaults abandoned its
+    first two attempts at steps 600 and 350, and its third, stuck at ID 0.33 from step 500, had to run to the end;
+    a fourth attempt, a derived seed, solved ID 1.00 and OOD 1.00 (benchmarks/README.md).
+    """
+    restarts = int(training.restarts)
+    if attempt >= MAX_ATTEMPTS_PER_RESTART * restarts or last <= 0:
+        return 0
+    return max(0, min(last, restarts * last - int(spent)))
 
 
 def restart_reason(

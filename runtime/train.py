@@ -382,10 +382,11 @@ def train(
         # against the run's spec.
         return ckpt.load_checkpoint(path, state_like(trains, kind, shapes, optim), spec=spec)
 
-    def open_run() -> tuple[bool, str | None, int, list[str], bool, list[dict[str, Any]]]:
+    def open_run() -> tuple[bool, str | None, int, list[str], bool, list[dict[str, Any]], int]:
         """Prepare the run directory (process 0 alone); returns whether it resumes, the checkpoint to load, the
         attempt (`recovery`) it trains, the reasons of the attempts abandoned before it, whether that attempt is
-        an abandoned one continued to the end (`recovery.continuation`), and the attempt's rollbacks (`rollback`)."""
+        an abandoned one continued to the end (`recovery.continuation`), the attempt's rollbacks (`rollback`) and
+        the steps the abandoned attempts spent (`recovery.steps_spent`)."""
         resuming = rd.prepare(run, resume=resume, force=force)
         state = recovery.read_state(run) if resuming else recovery.RestartState()
         if state.continues is not None and not state.restored:  # killed while moving the attempts' files
@@ -406,9 +407,9 @@ def train(
                 rd.write_spec(run, spec)
         rd.write_env(run)
         return (resuming, None if path is None else str(path), state.training, reasons, state.continues is not None,
-                [dataclasses.asdict(r) for r in went])
+                [dataclasses.asdict(r) for r in went], recovery.steps_spent(state.history))
 
-    resuming, path, attempt, reasons, final, went = distributed.share_from_main("prepare-run", open_run)
+    resuming, path, attempt, reasons, final, went, spent = distributed.share_from_main("prepare-run", open_run)
     rollbacks = tuple(rollback.Rollback(**r) for r in went)  # every process: the attempt's schedule depends on them
     history = recovery.read_state(run).history if (main and resuming) else ()
     reasons = tuple(reasons)  # every process: what each abandoned attempt stopped for (`recovery.attempt_spec`)
@@ -422,7 +423,7 @@ def train(
                 attempt=attempt, history=history, reasons=reasons, probe=probe, resuming=resuming,
                 checkpoint=None if path is None else (loaded["state"] if main else load(Path(path), trains)),
                 select_set=select_set, load=lambda p: load(p, trains), final=final, rollbacks=rollbacks,
-                just_rolled=just_rolled,
+                just_rolled=just_rolled, spent=spent,
             )
         except _Rollback as r:
             # Back to the best point: resumed from its checkpoint like a killed run, at the lower rate.
@@ -431,7 +432,7 @@ def train(
                 loaded["state"] = load(Path(path), trains)
             continue
         except _Restart as r:
-            attempt, history, resuming, path = attempt + 1, r.history, False, None
+            attempt, history, resuming, path, spent = attempt + 1, r.history, False, None, spent + r.step
             reasons, rollbacks = (*reasons, r.reason), ()
         except _Continue as c:
             # Back to an abandoned attempt that beat the last one: its files are in the run directory again, and it
@@ -474,21 +475,23 @@ class _Rollback(Exception):
 class _Restart(Exception):
     """An attempt was abandoned (`recovery`); the next one starts (raised after its record is written)."""
 
-    def __init__(self, reason: str, history: tuple[Any, ...]):
+    def __init__(self, reason: str, history: tuple[Any, ...], step: int):
         super().__init__("restart")
         self.reason = reason  # the warning id it was abandoned for (every process knows it)
+        self.step = step  # the step it was abandoned at (every process)
         self.history = history  # the restart record (process 0)
 
 
 def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, progress, main, attempt, history,
                    reasons, probe, resuming, checkpoint, select_set, load, final=False, rollbacks=(),
-                   just_rolled=False) -> TrainResult:
+                   just_rolled=False, spent=0) -> TrainResult:
     """One attempt of `train`: from its checkpoint (or its seed's initial state) to the end, or to a restart.
 
     `spec` is the run's (its files, evaluation and checks); `trains` the attempt's (`recovery.attempt_spec`: its
     seed and schedule), which the model is built from. `final`: an abandoned attempt continued to the end
     (`recovery.continuation`), which neither restarts nor hands over to another. `rollbacks`: the attempt's so
     far (`rollback`; `trains` has their schedule); `just_rolled`: it resumes from the point it went back to.
+    `spent`: the steps of the attempts abandoned before it (`recovery.abandon_until`).
     """
     tr = spec.training
     ckdir = run / rd.CHECKPOINT_DIR
@@ -511,8 +514,13 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
     verb = "resuming" if start else "training"
     procs = f" as {distributed.process_count()} processes" if distributed.is_distributed() else ""
     tau = trains.relaxation.tau_inductor
-    which = (f", attempt {attempt + 1} of at most {tr.restarts + 1} (seed {seed}"
-             + (f", relaxation.tau_inductor {tau}" if tau != spec.relaxation.tau_inductor else "") + ")"
+    split_until = _split_until(kind, tr)
+    # The last step this attempt may be abandoned at: restarts are paid in steps (`recovery.abandon_until`).
+    budget_last = recovery.last_step(probe, split_until, drop_step(tr))
+    until = 0 if final else recovery.abandon_until(tr, attempt, spent, budget_last)
+    which = (f", attempt {attempt + 1} (seed {seed}"
+             + (f", relaxation.tau_inductor {tau}" if tau != spec.relaxation.tau_inductor else "")
+             + (f"; may restart up to step {until}" if until else "; the last") + ")"
              if attempt else "")
     if final:
         which = f", attempt {attempt + 1} continued to the end (seed {seed}; no later attempt beat it)"
@@ -523,13 +531,12 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
     restarts = tuple(dataclasses.asdict(h) for h in history)
     # Rows of a resumed run up to its checkpoint (truncated above); a new run has none.
     rows = rd.read_metrics(run) if (resuming and main) else []
-    split_until = _split_until(kind, tr)
     went = tuple(dataclasses.asdict(r) for r in rollbacks)
     checks = (_Health(run, spec, kind, bar, rows, start, restarts, stuck_until=split_until, rollbacks=went,
                       announce=not just_rolled) if main else None)
     keeping = selection.keeps_best(spec)
     best = selection.Best(run, rows) if main and keeping else None
-    may_restart = attempt < tr.restarts and probe > 0 and not final
+    may_restart = until > 0 and probe > 0
 
     abandoned: list[tuple[Any, ...]] = []  # process 0: the history `decide` recorded when it abandons the attempt
     rolls_left = int(tr.rollback) - len(rollbacks) if keeping else 0
@@ -577,7 +584,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
         return reason[0]
 
     # A stuck language restarts up to the last split, and nothing restarts once the learning rate has dropped.
-    last_restart = recovery.last_step(probe, split_until, drop_step(trains.training))
+    last_restart = min(until, recovery.last_step(probe, split_until, drop_step(trains.training)))
     split_batch = select_set.batch() if split_until else None  # `train` built the sample on every process
 
     def split_token(s: tuple[Any, Any, int], done: int) -> tuple[Any, Any, int]:
@@ -643,7 +650,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
                 if decides:
                     why = distributed.share_from_main(f"restart-{attempt}-{done}", lambda: None)
                     if why is not None:
-                        raise _Restart(why, ())  # process 0 archived the attempt and keeps its record
+                        raise _Restart(why, (), done)  # process 0 archived the attempt and keeps its record
                 continue
             if logged:
                 now = time.perf_counter()
@@ -684,7 +691,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
             if logged or evaluated:
                 checks.check(done)  # after the step's every row: the checks at `done` see all of them
             if decides and distributed.share_from_main(f"restart-{attempt}-{done}", lambda: decide(done)):
-                raise _Restart(abandoned[-1][-1].reason, abandoned[-1])
+                raise _Restart(abandoned[-1][-1].reason, abandoned[-1], done)
             if tr.checkpoint_every > 0 and done % tr.checkpoint_every == 0:
                 save(state)
         if not main:

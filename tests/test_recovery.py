@@ -146,6 +146,32 @@ def test_a_language_still_stuck_after_the_probe_restarts_up_to_the_last_token_sp
     assert recovery.restart_reason(flat, step=2000, probe=1500, spec=spec, discrete=True, split_until=2010) is None
 
 
+def test_restarts_are_paid_in_steps_so_attempts_abandoned_early_buy_more():
+    # Comp-I's defaults: 3000 steps, restarts 2, an attempt abandoned at step 2010 at the latest (the last split).
+    spec = parse_spec(TINY.replace("RESTARTS", "2").replace("steps: 12", "steps: 3000"), "t.yaml")
+    tr, last = spec.training, 2010
+    # The first `restarts` attempts may always be abandoned up to the last step, as when restarts were a count.
+    assert [recovery.abandon_until(tr, k, spent, last) for k, spent in ((0, 0), (1, 2010))] == [2010, 2010]
+    # Comp-I seed 5 (measured): attempts abandoned at steps 600 and 350 (a language that never formed) left 3070 of
+    # the 4020 steps unspent, so the third, stuck at ID 0.33 from step 500, may be abandoned too; a fourth solved it.
+    assert recovery.abandon_until(tr, 2, 950, last) == 2010
+    assert recovery.abandon_until(tr, 3, 950 + 1500, last) == 1570  # what is left of the budget
+    assert recovery.abandon_until(tr, 2, 2 * 2010, last) == 0  # two late restarts: the third attempt is the last
+    assert recovery.abandon_until(tr, 4, 4 * 50, last) == 0  # at most 2 x restarts, however few steps they spent
+    assert recovery.abandon_until(dataclasses.replace(tr, restarts=0), 0, 0, last) == 0
+    assert recovery.abandon_until(tr, 0, 0, 0) == 0  # no step at which an attempt may be abandoned
+    # A run never trains longer than restarts x last + steps, whatever its attempts spend.
+    for steps in ((350, 600, 1500, 1570), (2010, 2010), (50, 50, 50, 50), (2010, 1, 2009)):
+        spent, k = 0, 0
+        for s in steps:
+            if s > recovery.abandon_until(tr, k, spent, last):
+                break
+            spent, k = spent + s, k + 1
+        assert spent <= 2 * last and k <= 4
+    history = (recovery.Restart(0, 600, "plateau-no-discrete", ""), recovery.Restart(1, 2000, recovery.CONTINUED, ""))
+    assert recovery.steps_spent(history) == 600  # the attempt set aside to continue another is not a restart
+
+
 def test_state_round_trips_and_bad_records_are_located(tmp_path):
     assert recovery.read_state(tmp_path) == recovery.RestartState()
     state = recovery.RestartState().after(recovery.Restart(0, 600, "plateau-no-discrete", "loss 1.5 -> 1.5"))
@@ -209,6 +235,24 @@ def test_restarts_are_deterministic_and_zero_restarts_is_the_old_run(restarted, 
     plain = train(tiny(0), out=tmp_path / "plain", progress=False)
     assert not (plain.run_dir / recovery.RESTARTS_FILE).exists()
     assert any(not np.array_equal(a, b) for a, b in zip(leaves(plain.model), leaves(res.model)))
+
+
+def test_attempts_abandoned_early_leave_steps_for_one_more_restart(tmp_path, monkeypatch):
+    """restarts: 1 over 24 steps: an attempt may be abandoned up to step 12 (the probe), so the restarts may spend
+    12 steps; the collapse abandons attempts at step 6, so a second restart fits, and a killed run resumes into it
+    and ends bit-identical."""
+    spec = parse_spec(TINY.replace("RESTARTS", "1").replace("steps: 12", "steps: 24"), "tiny.yaml")
+    res = train(spec, out=tmp_path / "a", progress=False)
+    state = recovery.read_state(res.run_dir)
+    assert [(h.attempt, h.step, h.reason) for h in state.history] == [(0, 6, "codebook-collapse"),
+                                                                    (1, 6, "codebook-collapse")]
+    assert state.attempt == 2 and res.step == 24  # the budget is spent: the third attempt runs to the end
+    assert sorted(p.name for p in (res.run_dir / recovery.ATTEMPTS_DIR).iterdir()) == ["0", "1"]
+    seed2 = recovery.attempt_spec(spec, 2, ("codebook-collapse",) * 2).seed
+    interrupt_training(monkeypatch, spec, tmp_path / "r", derive_seed(seed2, "train", 15))  # in attempt 2
+    assert recovery.read_state(tmp_path / "r").attempt == 2
+    resumed = train(spec, out=tmp_path / "r", resume=True, progress=False)
+    assert resumed.fingerprint == res.fingerprint
 
 
 def test_a_run_killed_after_its_restart_resumes_bit_identically(restarted, tmp_path, monkeypatch):
