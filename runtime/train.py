@@ -532,8 +532,10 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
     # Rows of a resumed run up to its checkpoint (truncated above); a new run has none.
     rows = rd.read_metrics(run) if (resuming and main) else []
     went = tuple(dataclasses.asdict(r) for r in rollbacks)
-    checks = (_Health(run, spec, kind, bar, rows, start, restarts, stuck_until=split_until, rollbacks=went,
-                      announce=not just_rolled) if main else None)
+    # The checks name the values this attempt trains with in their fixes: a restart's slower anneal (the start line
+    # says so), not the spec's, which an earlier attempt already tried.
+    checks = (_Health(run, dataclasses.replace(spec, relaxation=trains.relaxation), kind, bar, rows, start, restarts,
+                      stuck_until=split_until, rollbacks=went, announce=not just_rolled) if main else None)
     keeping = selection.keeps_best(spec)
     best = selection.Best(run, rows) if main and keeping else None
     may_restart = until > 0 and probe > 0

@@ -223,6 +223,9 @@ def test_a_failing_attempt_is_abandoned_at_its_first_warning(restarted):
     # The restart anneals from twice the start temperature: the model trained it (its static configuration).
     assert res.model.cfg.relaxation.tau_inductor == recovery.attempt_spec(spec, 1, ("codebook-collapse",)) \
         .relaxation.tau_inductor != spec.relaxation.tau_inductor
+    # Its fixes name the temperature the attempt trained with (the spec's was tried by attempt 0).
+    fix = next(w["fix"] for w in record["warnings"] if w["id"] == "codebook-collapse")
+    assert f"(now {res.model.cfg.relaxation.tau_inductor}" in fix, fix
 
 
 def test_restarts_are_deterministic_and_zero_restarts_is_the_old_run(restarted, tmp_path):
