@@ -29,8 +29,8 @@ from nlic.grammar.tree import Call, Document, ListNode, MappingNode, Node, Range
 from nlic.grammar.yaml_front import parse_yaml
 
 __all__ = [
-    "load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax_of", "ignored_fields", "MAX_SPEC_BYTES",
-    "MAX_DIAGNOSTICS",
+    "load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax_of", "ignored_fields", "check_kind_fields",
+    "MAX_SPEC_BYTES", "MAX_DIAGNOSTICS",
 ]
 
 MAX_DIAGNOSTICS = MAX_SHOWN  # a file of garbage should not print a million lines
@@ -380,6 +380,27 @@ def ignored_fields(spec: Spec) -> list[str]:
     return [n for n in field_names() if not kind_reads(kind, n) and _value_at(spec, n) != _value_at(default, n)]
 
 
+def _ignored_field(spec: Spec, name: str, loc: Loc) -> Diagnostic:
+    """The refusal of field `name`, which `spec`'s model kind does not read (`ignored_fields`), located at `loc`."""
+    readers = [k for k in MODEL_KINDS.names() if kind_reads(MODEL_KINDS.get(k), name)]
+    return Diagnostic(loc, f"model kind '{spec.model.kind}' does not read {name}: its value "
+                      f"{_short(_show(_value_at(spec, name)))} would be ignored",
+                      f"remove it; model kinds that read it: {', '.join(readers)}")
+
+
+def check_kind_fields(spec: Spec) -> None:
+    """Refuse the fields `spec` sets that its model kind does not read (`ignored_fields`), as validation refuses
+    them in a spec file: for a `Spec` built or changed in Python, which the validator never saw. Each is located
+    at its dotted name.
+
+    Raises:
+        SpecError: naming every such field, the kind and the kinds that read it.
+    """
+    found = [_ignored_field(spec, name, Loc(name)) for name in ignored_fields(spec)]
+    if found:
+        raise SpecError(diagnostics=found)
+
+
 def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths: bool, kind_fields: bool) -> Spec:
     """Checks between fields and against the registries; returns the spec with path params resolved."""
     ok = lambda *names: not any(n in c.bad for n in names)  # noqa: E731
@@ -452,12 +473,7 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
     if kind_fields and kind is not None:
         # A field the kind never reads would train and search exactly as without it: say so rather than ignore
         # it (an LPN spec adapted from an NLI one keeps relaxation and inductor settings that do nothing).
-        for name in ignored_fields(spec):
-            if ok(name):
-                readers = [k for k in kinds if kind_reads(MODEL_KINDS.get(k), name)]
-                c.error(c.loc_of(name), f"model kind '{spec.model.kind}' does not read {name}: its value "
-                        f"{_short(_show(_value_at(spec, name)))} would be ignored",
-                        f"remove it; model kinds that read it: {', '.join(readers)}")
+        c.diagnostics.extend(_ignored_field(spec, name, c.loc_of(name)) for name in ignored_fields(spec) if ok(name))
 
     names = FAMILIES.names()
     if not ok("task.family"):

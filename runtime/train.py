@@ -37,6 +37,7 @@ from nlic.compiler.optim import (
 )
 from nlic.compiler.printer import format_spec
 from nlic.compiler.seeds import derive_seed
+from nlic.compiler.validate import check_kind_fields
 from nlic.grammar.errors import CheckpointError, DataError, Loc, SpecError
 from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.runtime import checkpoint as ckpt
@@ -340,13 +341,20 @@ def train(
         CheckpointError: `out` holds results and neither `resume` nor `force` was given; its checkpoint is
             corrupt or belongs to another spec; a file cannot be written (a full disk, a read-only or forbidden
             directory: the checkpoints already written stay intact, and `resume` continues from the last).
-        SpecError: the batch does not split over the devices, or the spec's kind/task is unknown.
+        SpecError: the batch does not split over the devices, the spec's kind/task is unknown, or the spec sets a
+            field its kind does not read (`check_kind_fields`; a spec file's validation refuses them too), except on
+            `resume` of a run whose locked spec has them (an earlier version accepted them, and they change nothing).
         DistributedError: in a multi-process run, another process stopped (or process 0 could not prepare the
             run directory).
     """
     if steps is not None:
         check_flag(steps, "--steps", "training.steps")
         spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, steps=int(steps)))
+    run = Path(out) if out is not None else default_run_dir(spec)
+    if not (resume and (run / rd.SPEC_FILE).exists()):
+        # A `Spec` built in Python skipped the validator. Resumed, the spec must equal the one the run locked (the
+        # checkpoint or `_check_same_spec` refuses another), which an earlier version may have locked with them.
+        check_kind_fields(spec)
     tr = spec.training
     kind = kind_of(spec)
     shapes = task_api.shapes_of(spec)
@@ -371,7 +379,6 @@ def train(
     select_set = (selection.selection_tasks(spec)
                   if (selection.keeps_best(spec) and main) or _split_until(kind, tr) else None)
 
-    run = Path(out) if out is not None else default_run_dir(spec)
     optim = make_optimizer(tr)
     ckdir = run / rd.CHECKPOINT_DIR
     loaded: dict[str, Any] = {}

@@ -2,6 +2,7 @@
 read (a spec that records every field read), and a spec that sets such a field is refused, located."""
 
 import dataclasses
+import importlib
 import types
 
 import jax
@@ -151,3 +152,44 @@ def test_a_runs_locked_spec_with_such_fields_still_loads():
 def test_every_field_is_read_by_some_kind():
     unread = [n for n in FIELDS if not any(kind_reads(MODEL_KINDS.get(k), n) for k in MODEL_KINDS.names())]
     assert not unread
+
+
+IN_CONTEXT = """\
+version: 1
+name: ic
+task: {family: shift, params: {split: shift_l, length: 12, alphabet: 4}, pairs: 2}
+language: {length: 2, max_length: 3}
+model:
+  kind: in_context
+  inductor: {layers: 1, width: 16, heads: 2, mlp_ratio: 1}
+  executor: {layers: 1, width: 16, heads: 2, mlp_ratio: 1}
+training: {steps: 0, batch: 4, warmup: 0, eval_every: 0, checkpoint_every: 0}
+eval: {tasks: 4, splits: [id]}
+"""
+
+
+def test_training_a_spec_built_in_python_refuses_fields_its_kind_does_not_read(tmp_path, monkeypatch):
+    """The Python API refuses what validation refuses in a file, naming the field and the kind; a run an earlier
+    version locked with such a field still resumes."""
+    train_module = importlib.import_module("nlic.runtime.train")  # the module (the package exports its function)
+    spec = parse_spec(IN_CONTEXT, "ic.yaml")
+    bad = dataclasses.replace(spec, search=dataclasses.replace(spec.search, steps=7, lr=0.5))
+    assert ignored_fields(bad) == ["search.steps", "search.lr"]
+    for resume in (False, True):  # resume=True of a directory without a run starts one: refused alike
+        with pytest.raises(SpecError) as e:
+            train_module.train(bad, out=tmp_path / "run", resume=resume, progress=False)
+        out = e.value.render()
+        # (a kind another test registers may be listed too)
+        assert "search.steps: error: model kind 'in_context' does not read search.steps: its value 7 would be " \
+               "ignored (remove it; model kinds that read it: dlpn, lpn, nli" in out, out
+        assert "search.lr: error: model kind 'in_context' does not read search.lr: its value 0.5" in out
+        assert not (tmp_path / "run").exists()  # refused before the run directory is made
+    assert train_module.train(spec, out=tmp_path / "ok", progress=False).step == 0
+
+    monkeypatch.setattr(train_module, "check_kind_fields", lambda spec: None)  # an earlier nlic locks the run
+    train_module.train(bad, out=tmp_path / "old", progress=False)
+    monkeypatch.undo()
+    assert "steps: 7" in (tmp_path / "old" / "spec.yaml").read_text()
+    assert train_module.train(bad, out=tmp_path / "old", resume=True, progress=False).step == 0
+    with pytest.raises(SpecError, match="does not read search.steps"):  # not resumed: a new run is refused
+        train_module.train(bad, out=tmp_path / "old", force=True, progress=False)

@@ -7,6 +7,7 @@ kept; only sizes shrink. The full path costs about a minute per spec on the 2-co
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from nlic.compiler.families import sample_split, shapes_of
 from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import MODEL_KINDS, kind_of
 from nlic.compiler.lower import compile_spec
+from nlic.compiler.validate import ignored_fields
 from nlic.grammar.program import format_programs, parse_programs
 from nlic.runtime.replay import Language, execute_programs, program_file
 from nlic.runtime.run_dir import load_run
@@ -36,10 +38,11 @@ def _name(p: Path) -> str:
 
 
 def shrink(spec):
-    """The same spec with tiny sizes and budgets (seconds to compile and run on a CPU)."""
+    """The same spec with tiny sizes and budgets (seconds to compile and run on a CPU); the fields its kind does not
+    read keep their values (training refuses them changed, as validation does)."""
     m = spec.model
     tiny = dict(layers=1, width=16, heads=2, mlp_ratio=1)
-    return dataclasses.replace(
+    small = dataclasses.replace(
         spec,
         model=dataclasses.replace(
             m,
@@ -51,6 +54,16 @@ def shrink(spec):
         search=dataclasses.replace(spec.search, starts=2, steps=2, batch=4, depth=min(spec.search.depth, 1)),
         eval=dataclasses.replace(spec.eval, tasks=4),
     )
+    for name in ignored_fields(small):
+        small = _with(small, name.split("."), functools.reduce(getattr, name.split("."), spec))
+    return small
+
+
+def _with(obj, path, value):
+    """`obj` with the field at `path` (nested sections) set to `value`."""
+    if len(path) == 1:
+        return dataclasses.replace(obj, **{path[0]: value})
+    return dataclasses.replace(obj, **{path[0]: _with(getattr(obj, path[0]), path[1:], value)})
 
 
 def test_specs_are_found():
