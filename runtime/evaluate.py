@@ -22,11 +22,11 @@ import numpy as np
 
 from nlic.compiler.families import evaluation_tasks
 from nlic.compiler.identity import UNTRAINED_SECTIONS, trained_spec_diff
-from nlic.compiler.kinds import kind_of
+from nlic.compiler.kinds import MODEL_KINDS, kind_of
 from nlic.compiler.lower import abstract_model
 from nlic.compiler.models.nli.search import enumeration_chunks
 from nlic.compiler.spec import SearchSpec, Spec
-from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, SpecError, did_you_mean
+from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, SpecError, did_you_mean, escape
 from nlic.grammar.reading import MAX_HEADER_BYTES, loads_json, read_text
 from nlic.runtime import run_dir as rd
 from nlic.runtime.files import atomic_write
@@ -106,6 +106,44 @@ def methods_of(methods: Sequence[str], kind: str) -> tuple[str, ...]:
         if name not in out:
             out.append(name)
     return tuple(out)
+
+
+def _evaluated(kind: Any, methods: Sequence[str]) -> tuple[str, ...]:
+    """The search modes of `methods` (`methods_of`) that specs of `kind` are evaluated with."""
+    return tuple(m for m in methods_of(methods, kind.name) if m in kind.search_methods)
+
+
+def _budget_free(specs: Sequence[Spec], kinds: Sequence[Any], methods: Sequence[str]) -> list[tuple[Spec, Any]]:
+    """The specs (and kinds) no search of which takes a budget: evaluated with `none` alone (once, at budget 0)."""
+    return [(s, k) for s, k in zip(specs, kinds) if set(_evaluated(k, methods)) <= {"none"}]
+
+
+def _check_budgets(specs: Sequence[Spec], kinds: Sequence[Any], budgets: Sequence[int],
+                   methods: Sequence[str]) -> str | None:
+    """Refuse search budgets above 0 that apply to no spec (`_budget_free`), naming the kinds and their searches.
+    Where they apply to some, the note naming the others and whether those are scored at all (`none` runs at
+    budget 0 only); None where they apply to every spec, or where 0 (no search) is the only budget."""
+    free = _budget_free(specs, kinds, methods)
+    if not free or not any(b > 0 for b in budgets):
+        return None
+    if len(free) < len(specs):
+        def status(kind: Any) -> str:
+            if "none" not in _evaluated(kind, methods):
+                return "not scored"
+            return "scored with none at budget 0 only" if 0 in budgets else "not scored: none runs at budget 0 only"
+
+        return escape("note: --budgets do not apply to " + ", ".join(f"{s.name} ({k.name}: {status(k)})"
+                                                                      for s, k in free))
+    shown = ", ".join(dict.fromkeys(f"{k.name}: {', '.join(_evaluated(k, methods)) or 'no search'}" for k in kinds))
+    left_out = [m for k in kinds for m in k.search_methods if m != "none"]
+    if left_out:  # the kinds have searches that take a budget, and --methods leaves them out
+        hint = f"drop them, or add to --methods a search that takes one (e.g. {left_out[0]})"
+    else:
+        takers = [n for n in MODEL_KINDS.names() if set(MODEL_KINDS.get(n).search_methods) - {"none"}]
+        hint = f"drop them, or add a spec whose model kind searches with a budget: {', '.join(takers)}"
+    positive = ", ".join(str(b) for b in budgets if b > 0)
+    raise SpecError(f"budgets {positive} apply to no search evaluated here ({shown}; none runs once, at budget 0)",
+                    loc=Loc("--budgets"), hint=hint)
 
 
 _BUDGET_FIELD = {"prior": "starts", "enumerate": "programs"}
@@ -271,7 +309,8 @@ def evaluate(
         One `Row` per spec, seed, split, search mode and budget.
 
     Raises:
-        SpecError: duplicate spec names, or a search mode that no spec's kind supports.
+        SpecError: duplicate spec names, a search mode that no spec's kind supports, or `budgets` above 0 where no
+            search evaluated takes one (where some do, `log` gets a note naming the specs they do not apply to).
     """
     log = log or (lambda _msg: None)
     names = [s.name for s in specs]
@@ -286,6 +325,9 @@ def evaluate(
         raise SpecError(f"no model kind here has the search method '{bad[0]}'", loc=Loc("--methods"),
                         hint=did_you_mean(bad[0], known) or "a method, or KIND:METHOD for one kind's specs only")
     methods = tuple(methods) if methods else DEFAULT_METHODS
+    note = None if budgets is None else _check_budgets(specs, kinds, budgets, methods)
+    if note:
+        log(note)
     rows: list[Row] = []
     for spec, kind in zip(specs, kinds):
         plan = search_plan(spec, methods_of(methods, kind.name), kind.search_methods, budgets)

@@ -60,6 +60,9 @@ def test_eval_writes_csv_table_and_plot_and_reuses_runs(tmp_path, capsys):
     assert main(argv) == 0
     first = capsys.readouterr()
     assert "model trained" in first.err
+    # The budgets apply to lpn's gradient search; in_context has none alone: one line says so.
+    assert "nlic eval: note: --budgets do not apply to tiny_ic (in_context: scored with none at budget 0 only)\n" \
+        in first.err
 
     rows = read_rows(out / "results.csv")
     # in_context: none; lpn: none and gradient@1; x 2 seeds x 2 splits.
@@ -92,6 +95,13 @@ def test_eval_writes_csv_table_and_plot_and_reuses_runs(tmp_path, capsys):
     again = read_rows(tmp_path / "res2" / "results.csv")
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
     assert all(math.isnan(float(r["flops"])) for r in again)
+
+    # Without 0 among the budgets in_context is not scored at all; the note says so, --quiet or not.
+    assert main(["eval", *specs, "--budgets", "1", "--tasks", "4", "--steps", "0", "--runs", str(runs),
+                 "--out", str(tmp_path / "res5"), "--no-flops", "--quiet"]) == 0
+    assert capsys.readouterr().err == "nlic eval: note: --budgets do not apply to tiny_ic (in_context: not scored: " \
+        "none runs at budget 0 only)\n"
+    assert {(r["spec"], r["search"]) for r in read_rows(tmp_path / "res5" / "results.csv")} == {("tiny_lpn", "gradient")}
 
     # Another search budget is the same training: the run is reused, not retrained.
     edited = tmp_path / "edited"
@@ -127,6 +137,23 @@ def test_eval_reports_user_errors_with_exit_2(tmp_path, capsys):
     assert main(["eval", specs[0], specs[0]]) == 2  # two specs named alike would share run directories
     assert "named 'tiny_ic'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_budgets_no_spec_can_use_are_refused_before_training(tmp_path, capsys):
+    specs = write_specs(tmp_path)
+    out, runs = tmp_path / "res", tmp_path / "runs"
+    assert main(["eval", specs[0], "--budgets", "0,10,100", "--out", str(out), "--runs", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert err == "--budgets: error: budgets 10, 100 apply to no search evaluated here (in_context: none; none runs " \
+        "once, at budget 0) (drop them, or add a spec whose model kind searches with a budget: dlpn, lpn, nli, ttt)\n"
+    # lpn has searches that take a budget; --methods leaves them out.
+    assert main(["eval", specs[1], "--methods", "none", "--budgets", "5", "--out", str(out), "--runs", str(runs)]) == 2
+    assert "(lpn: none; none runs once, at budget 0) (drop them, or add to --methods a search that takes one " \
+        "(e.g. gradient))" in capsys.readouterr().err
+    assert not out.exists() and not runs.exists()  # nothing trained
+    with pytest.raises(SpecError, match="budgets 3 apply to no search evaluated here"):
+        evaluate([dataclasses.replace(Spec(), model=dataclasses.replace(Spec().model, kind="in_context"))],
+                 budgets=[0, 3], runs=runs)
 
 
 def test_kind_qualified_methods_apply_to_that_kind_only(tmp_path):

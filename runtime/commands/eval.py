@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrain", action="store_true", help="train again even where a matching run exists")
     parser.add_argument("--force", action="store_true", help="overwrite results files that exist in --out")
     parser.add_argument("--no-flops", action="store_true", help="skip measuring test-time FLOPs (saves compiles)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines (notes are still printed)")
 
 
 def parse_list(text: str | None, flag: str, *, integer: bool, minimum: int = 0) -> list | None:
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     rows = evaluate(
         specs, splits=splits, seeds=seeds, budgets=budgets, steps=args.steps, tasks=args.tasks, methods=methods,
         runs=Path(args.runs), data_seed=args.data_seed,
-        retrain=args.retrain, flops=not args.no_flops, log=None if args.quiet else _progress,
+        retrain=args.retrain, flops=not args.no_flops, log=_notes if args.quiet else _progress,
     )
     files = write_results(rows, args.out, force=args.force)
     print(files["markdown"].read_text(), end="")
@@ -106,3 +106,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _progress(message: str) -> None:
     print(f"nlic eval: {message}", file=sys.stderr, flush=True)
+
+
+def _notes(message: str) -> None:
+    """--quiet: the notes alone (what the results do not show), not the progress lines."""
+    if message.startswith("note:"):
+        _progress(message)
