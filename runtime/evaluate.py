@@ -198,6 +198,7 @@ def trained_model(
     run = Path(runs) / f"{spec.name}-seed{spec.seed}"
     meta = run / rd.MODEL_META_FILE
     if not retrain and meta.is_file():
+        spec = rd.with_locked_data(run, spec)  # a project folder moved with its runs: the run's own data paths
         try:
             saved = loads_json(read_text(meta, limit=MAX_HEADER_BYTES, what="model metadata", error=CheckpointError),
                                path=str(meta), error=CheckpointError)

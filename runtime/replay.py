@@ -38,7 +38,7 @@ from nlic.grammar.program import FORMAT_VERSION, Alias, Header, Program, Program
 from nlic.grammar.reading import MAX_DATA_BYTES, STDIN, list_dir, loads_json, read_text
 from nlic.runtime.build import Artifact, load_artifact
 from nlic.runtime.progress import format_duration
-from nlic.runtime.run_dir import EXECUTOR_WEIGHTS_FILE, SPEC_FILE, load_run
+from nlic.runtime.run_dir import EXECUTOR_WEIGHTS_FILE, SPEC_FILE, find_moved_data, load_run
 
 __all__ = [
     "replay",
@@ -589,6 +589,7 @@ def artifact_of_run(run: Path, build: Path) -> tuple[Any, Artifact, list[np.ndar
     if not (run / SPEC_FILE).exists():
         raise CheckpointError(f"not a run directory (no {SPEC_FILE})", loc=Loc(str(run)),
                               hint="pass the --out of `nlic train`")
+    find_moved_data(run)  # the project folder moved with its data and runs: found at the same place beside it
     spec = load_spec(run / SPEC_FILE, kind_fields=False)  # as locked: an earlier version may have accepted more
     art = load_artifact(build)
     if art.spec_hash != spec_hash(spec):

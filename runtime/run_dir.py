@@ -6,6 +6,7 @@ The identity of what they hold (spec hash, fingerprint) is `nlic.compiler.identi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -22,6 +23,7 @@ import jax
 import numpy as np
 
 from nlic.compiler.families import codec_of
+from nlic.compiler.families import files as files_family
 from nlic.compiler.identity import fingerprint, format_diff, spec_data, spec_hash, trained_spec_diff, weight_leaves
 from nlic.compiler.lower import abstract_model
 from nlic.compiler.printer import format_spec
@@ -44,10 +46,14 @@ __all__ = [
     "ATTEMPTS_DIR",
     "ROLLBACKS_FILE",
     "ROLLBACKS_DIR",
+    "DATA_FILE",
     "RESULT_FILES",
     "env_info",
     "prepare",
     "write_spec",
+    "write_data",
+    "find_moved_data",
+    "with_locked_data",
     "write_env",
     "append_metrics",
     "read_metrics",
@@ -75,11 +81,14 @@ RESTARTS_FILE = "restarts.json"  # the attempt a run is in (`nlic.runtime.recove
 ATTEMPTS_DIR = "attempts"  # abandoned attempts' metrics, health records and checkpoints
 ROLLBACKS_FILE = "rollbacks.json"  # the rollbacks of the attempt a run is in (`nlic.runtime.rollback`)
 ROLLBACKS_DIR = "rollbacks"  # the steps each rollback abandoned: their metrics and checkpoints
+DATA_FILE = "data.json"  # a `files` task's data: each path relative to the run too, and its digest (`write_data`)
 # Everything a run writes; `--force` removes exactly these and nothing else a user may have put there.
 RESULT_FILES = (SPEC_FILE, ENV_FILE, METRICS_FILE, MODEL_FILE, MODEL_META_FILE, EXECUTOR_WEIGHTS_FILE, HEALTH_FILE,
-                CHECKPOINT_DIR, RESTARTS_FILE, ATTEMPTS_DIR, ROLLBACKS_FILE, ROLLBACKS_DIR)
+                CHECKPOINT_DIR, RESTARTS_FILE, ATTEMPTS_DIR, ROLLBACKS_FILE, ROLLBACKS_DIR, DATA_FILE)
 MODEL_FORMAT = 1
 MODEL_FORMAT_TAG = "nlic-model"
+DATA_FORMAT = 1
+DATA_FORMAT_TAG = "nlic-data"
 _RESUME = "then continue with `nlic train --resume`: the last checkpoint written is intact"
 
 
@@ -162,6 +171,113 @@ def write_spec(run: Path, spec: Any) -> None:
         OSError: from `atomic_write` (run and build directories alike write it; each caller says what to do).
     """
     atomic_write(Path(run) / SPEC_FILE, format_spec(spec, syntax="yaml"))
+
+
+# --- a `files` task's data, found again where the project folder moved ------------------------------------------
+
+
+def _data_paths(spec: Any) -> list[tuple[str, str]]:
+    """(split, path) of every data path a `files` task names (the locked spec's are absolute); [] for other
+    families."""
+    if spec.task.family != files_family.FILES.name:
+        return []
+    return [(split, str(p)) for split, value in spec.task.params
+            for p in (value if isinstance(value, (list, tuple)) else [value])]
+
+
+def write_data(run: Path, spec: Any) -> None:
+    """Write `data.json` for a `files` task (nothing for other families): each data path the spec names, the same
+    path relative to the run directory, and the digest of its files (`files.data_digest`). A project folder moved
+    or copied with its data and runs, whose locked spec names paths that are gone, then finds the same files at the
+    same place relative to the run (`find_moved_data`, `with_locked_data`)."""
+    entries = []
+    for split, path in _data_paths(spec):
+        where = files_family.located(path)  # the data read (`find_moved_data` may have found them elsewhere)
+        try:
+            relative = os.path.relpath(where, Path(run).resolve())
+        except ValueError:  # another drive (Windows): no relative path
+            relative = None
+        entries.append({"split": split, "path": path, "relative": relative,
+                        "sha256": files_family.data_digest(where)})
+    if entries:
+        with _writing("data record"):
+            atomic_write(Path(run) / DATA_FILE, json.dumps({"format": DATA_FORMAT_TAG, "version": DATA_FORMAT,
+                                                            "paths": entries}, indent=2) + "\n")
+
+
+def _data_record(run: Path) -> list[dict[str, str]]:
+    """The entries of the run's `data.json` that give a relative path; [] without the file (a run of another
+    family, or written before nlic recorded it).
+
+    Raises:
+        CheckpointError: the file is not a valid data record.
+    """
+    path = Path(run) / DATA_FILE
+    record = read_record(path, what="data record", format=DATA_FORMAT_TAG, version=DATA_FORMAT)
+    entries = [] if record is None else record.get("paths")
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("split", "path", "sha256"))
+            and isinstance(e.get("relative"), (str, type(None))) for e in entries):
+        raise invalid_record(path, "data record")
+    return [e for e in entries if e["relative"] is not None]
+
+
+def _beside_run(run: Path, entry: Mapping[str, str]) -> str:
+    """Where an entry's data are now if they moved with the run: the same place relative to it."""
+    return os.path.normpath(os.path.join(Path(run).resolve(), entry["relative"]))
+
+
+def _other_data(entry: Mapping[str, str], new: str) -> CheckpointError:
+    return CheckpointError(
+        f"split '{entry['split']}': the run's data are gone from {entry['path']}, and the files at the same place "
+        "relative to the run directory differ from those it recorded", loc=Loc(new),
+        hint="restore the data the run was trained on (at either place), or train again on these")
+
+
+def find_moved_data(run: Path) -> None:
+    """Where a data path the run's locked spec names is gone, read it from the same place relative to the run
+    (the project folder moved or copied with its data and runs; `write_data`) if the files there are those the run
+    recorded (`files.data_digest`): `files.relocate`. Paths that exist are read as they are, and a path found in
+    neither place is left to the spec's validation to name.
+
+    Raises:
+        CheckpointError: files are at the run's relative place and differ from those it recorded.
+    """
+    for entry in _data_record(run):
+        old, new = entry["path"], _beside_run(run, entry)
+        if os.path.exists(old) or new == old or not os.path.exists(new):
+            continue
+        if files_family.data_digest(new) != entry["sha256"]:
+            raise _other_data(entry, new)
+        files_family.relocate(old, new)
+
+
+def with_locked_data(run: Path, spec: Any) -> Any:
+    """`spec` with the data paths the run's locked spec names, where `spec` names the same files (their digest) at
+    the run's relative place instead (`nlic train SPEC --resume` in a project folder moved or copied with its runs
+    resolves the spec's paths anew): the locked paths read from those (`files.relocate`), and the spec is the one
+    the run locked again. `spec` itself where nothing moved.
+
+    Raises:
+        CheckpointError: the locked path is gone and `spec` names other files at the run's relative place.
+    """
+    beside = {_beside_run(run, e): e for e in _data_record(run)}
+    moved = {}
+    for _, path in _data_paths(spec):
+        entry = beside.get(path)
+        if entry is None or entry["path"] == path or not os.path.exists(path):
+            continue
+        if files_family.data_digest(path) == entry["sha256"]:
+            moved[path] = entry["path"]
+        elif not os.path.exists(entry["path"]):  # else the spec names other data than the run's, which are there
+            raise _other_data(entry, path)
+    if not moved:
+        return spec
+    for new, old in moved.items():
+        files_family.relocate(old, new)
+    locked = tuple((k, tuple(moved.get(str(p), p) for p in v) if isinstance(v, (list, tuple)) else moved.get(str(v), v))
+                   for k, v in spec.task.params)
+    return dataclasses.replace(spec, task=dataclasses.replace(spec.task, params=locked))
 
 
 def write_env(run: Path) -> None:
@@ -389,6 +505,7 @@ def load_run(run_dir: Path | str) -> tuple[Any, Any]:
     if not (run / SPEC_FILE).exists():
         raise CheckpointError(f"not a run directory (no {SPEC_FILE})", loc=Loc(str(run)),
                               hint="pass the --out of `nlic train`")
+    find_moved_data(run)  # the project folder moved with its data and runs: found at the same place beside it
     spec = load_spec(run / SPEC_FILE, kind_fields=False)  # as locked: an earlier version may have accepted more
     like = abstract_model(spec)
     return spec, load_model(run, spec, like)

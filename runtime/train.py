@@ -330,7 +330,9 @@ def train(
         spec: the validated spec.
         out: run directory (default `runs/<spec.name>`).
         steps: override of `training.steps` (part of the locked spec, so resume with the same value).
-        resume: continue from the latest checkpoint of `out` (starts at step 0 if there is none yet).
+        resume: continue from the latest checkpoint of `out` (starts at step 0 if there is none yet). A `files`
+            spec naming the run's data at their place relative to it (a project folder moved or copied with its
+            runs) resumes it as the spec the run locked (`run_dir.with_locked_data`).
         progress: show progress on stderr (None: bar on a TTY, plain lines otherwise).
         force: delete the results already in `out` and start over.
 
@@ -355,6 +357,8 @@ def train(
         # A `Spec` built in Python skipped the validator. Resumed, the spec must equal the one the run locked (the
         # checkpoint or `_check_same_spec` refuses another), which an earlier version may have locked with them.
         check_kind_fields(spec)
+    if resume:  # a project folder moved with its runs names the run's data anew: the locked spec's paths read them
+        spec = rd.with_locked_data(run, spec)
     tr = spec.training
     kind = kind_of(spec)
     shapes = task_api.shapes_of(spec)
@@ -412,6 +416,7 @@ def train(
         if not resuming or not (run / rd.SPEC_FILE).exists():
             with writing("locked spec", error=CheckpointError, then="then continue with `nlic train --resume`"):
                 rd.write_spec(run, spec)
+            rd.write_data(run, spec)  # where a files task's data are relative to the run, and their digest
         rd.write_env(run)
         return (resuming, None if path is None else str(path), state.training, reasons, state.continues is not None,
                 [dataclasses.asdict(r) for r in went], recovery.steps_spent(state.history))

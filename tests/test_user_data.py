@@ -3,6 +3,7 @@ twice, pipes and hidden files in folders, exports that keep every task, data cha
 
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -204,3 +205,58 @@ def test_a_named_pipe_without_a_writer_is_an_error_and_a_late_writer_is_read(tmp
     code, out, err = _main(capsys, "validate", fifo)
     writer.join(timeout=5)
     assert code == 0 and "ok" in out and "late" in out, err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="posix paths")
+def test_a_project_folder_copied_with_its_runs_solves_runs_and_resumes_from_the_copy(tmp_path, capsys, monkeypatch):
+    """A run locks its data paths absolute; copied with its spec and data, it reads the copy's files (at the same
+    place relative to the run) where the original's are gone, and only when they are the files training read."""
+    monkeypatch.setattr(files_family, "_MOVED", {})  # this test's relocations only
+    proj = tmp_path.resolve() / "proj"
+    (proj / "data").mkdir(parents=True)
+    for split, n in (("train", 6), ("test", 3)):
+        (proj / "data" / f"{split}.jsonl").write_text("".join(
+            json.dumps(_task([i % 5, 1, 2], [2, 1, i % 5], ([3, 4, i % 5], [i % 5, 4, 3]))) + "\n" for i in range(n)))
+    (proj / "spec.yaml").write_text(
+        "name: t\ntask: {family: files, params: {train: data/train.jsonl, test: data/test.jsonl}, pairs: 1}\n"
+        "eval: {splits: [test]}\nmodel: {inductor: {layers: 1, width: 16, heads: 2, head_hidden: 16}, executor: "
+        "{layers: 1, width: 16, heads: 2}}\ntraining: {steps: 2, batch: 2, eval_every: 0}\n")
+    (proj / "in.jsonl").write_text('{"id": "test-1", "input": [1, 2, 3]}\n')
+    monkeypatch.chdir(proj)
+    code, _, err = _main(capsys, "train", "spec.yaml", "--out", "runs/t", "--no-progress")
+    assert code == 0, err
+    assert _main(capsys, "solve", "runs/t", "test", "--search", "none")[0] == 0
+    predictions = (proj / "runs/t/programs/test.none.predictions.jsonl").read_text()
+    code, ran, err = _main(capsys, "run", "runs/t", "runs/t/programs/test.none.nlp", "--inputs", "in.jsonl")
+    assert code == 0 and '"output"' in ran, err
+    fingerprint = json.loads((proj / "runs/t/model.json").read_text())["fingerprint"]
+    evaluate = ("eval", "spec.yaml", "--methods", "none", "--budgets", "0", "--no-flops", "--runs", "runs")
+    assert _main(capsys, *evaluate, "--out", "res")[0] == 0  # trains runs/t-seed0
+
+    copy = tmp_path.resolve() / "elsewhere" / "proj"
+    shutil.copytree(proj, copy)
+    monkeypatch.chdir(copy)
+    # The original still there: the copy's spec names the copy's data, the same files as the run's, and resumes.
+    code, _, err = _main(capsys, "train", "spec.yaml", "--out", "runs/t", "--resume", "--no-progress")
+    assert code == 0, err
+    shutil.rmtree(proj)  # the original gone (deleted, or on another machine)
+    code, out, err = _main(capsys, "solve", "runs/t", "test", "--search", "none", "--force")
+    assert code == 0 and "accuracy:" in out, err
+    assert (copy / "runs/t/programs/test.none.predictions.jsonl").read_text() == predictions
+    assert _main(capsys, "run", "runs/t", "runs/t/programs/test.none.nlp", "--inputs", "in.jsonl")[:2] == (0, ran)
+    code, _, err = _main(capsys, *evaluate, "--out", "res2")
+    assert code == 0 and "model reused" in err, err
+    code, _, err = _main(capsys, "train", "spec.yaml", "--out", "runs/t", "--resume", "--no-progress")
+    assert code == 0, err
+    assert json.loads((copy / "runs/t/model.json").read_text())["fingerprint"] == fingerprint  # the same language
+    assert str(proj) in (copy / "runs/t/spec.yaml").read_text()  # as locked
+
+    # Other data at the copy's place are never read for the run's.
+    (copy / "data" / "test.jsonl").write_text(json.dumps(_task([1, 1, 2], [2, 1, 1], ([3, 4, 1], [1, 4, 3]))) + "\n")
+    message = f"{copy / 'data/test.jsonl'}: error: split 'test': the run's data are gone from " \
+              f"{proj / 'data/test.jsonl'}, and the files at the same place relative to the run directory differ " \
+              "from those it recorded (restore the data the run was trained on (at either place), or train again"
+    for argv in (("solve", "runs/t", "test", "--force"), ("train", "spec.yaml", "--out", "runs/t", "--resume"),
+                 ("run", "runs/t", "runs/t/programs/test.none.nlp", "--inputs", "in.jsonl")):
+        code, _, err = _main(capsys, *argv)
+        assert code == 2 and message in err and "Traceback" not in err, err

@@ -23,7 +23,9 @@ are dropped); each test pair gives one row (ids `name`, `name#1`, `name#2`, ...)
 The `files` family: params map split names to files or directories, or lists of them (`train: data/train.jsonl`,
 `ood: data/ood/`), `train` being optional when a spec only solves. The spec loader resolves relative paths of
 the split names in `path_params` (any key answers `in`) against the spec file's folder; others are read relative
-to the working directory. L and V are inferred over all its files: sequences of one
+to the working directory. A path the runtime found moved (`relocate`: a run's project folder moved or copied with
+its data, the files checked by `data_digest`) is read from its new place. L and V are inferred over all its
+files: sequences of one
 length / grids of one size need no padding (V = max value + 1); otherwise shorter data are padded with a PAD
 token = max value + 1 (V = max value + 2), sequences at the end, grids to the bottom-right.
 
@@ -35,6 +37,7 @@ positions it moves and the values it maps.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,10 +50,10 @@ from nlic.compiler.families.base import Codec, TaskSet
 from nlic.compiler.families.codecs import GridCodec, SequenceCodec, is_int, show_value
 from nlic.compiler.families.common import rng_for
 from nlic.grammar.errors import DataError, Diagnostic, Loc, SpecError, did_you_mean
-from nlic.grammar.reading import MAX_DATA_BYTES, list_dir, loads_json, read_text
+from nlic.grammar.reading import MAX_DATA_BYTES, list_dir, loads_json, read_bytes, read_text
 
 __all__ = ["RawTask", "read_raw", "read_tasks", "infer_codec", "encode_tasks", "check_encodable", "row_ids",
-           "FilesFamily", "MAX_LENGTH", "MAX_VALUE", "MAX_ENCODED"]
+           "data_digest", "relocate", "located", "FilesFamily", "MAX_LENGTH", "MAX_VALUE", "MAX_ENCODED"]
 
 MAX_LENGTH = 4096
 """Most values in one datum (a sequence's length, a grid's rows x cols; ARC's largest grid has 900)."""
@@ -433,6 +436,44 @@ def read_tasks(path: str | os.PathLike[str] | Sequence[str], codec: Codec, *, pa
 # --- export ----------------------------------------------------------------------------------------------------
 
 
+# --- moved data ------------------------------------------------------------------------------------------------
+
+
+def data_digest(path: str | os.PathLike[str]) -> str:
+    """sha256 hex digest of the task files a path names (a file, or a directory's files as `read_raw` lists them):
+    their names within it and their bytes. Equal digests: the same data, wherever they are.
+
+    Raises:
+        DataError: the path or a file in it cannot be read.
+    """
+    path = Path(path)
+    h = hashlib.sha256()
+    for f in _files_of(path):
+        data = read_bytes(f, limit=MAX_DATA_BYTES, what="task file", error=DataError, streams=False)
+        name = f.name if f != path else ""
+        h.update(f"{name}\0{len(data)}\0".encode("utf-8", "surrogateescape") + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+_MOVED: dict[str, str] = {}
+
+
+def relocate(path: str, to: str) -> None:
+    """Read the data a spec names `path` from `to` from now on, in this process: the same files (the caller checked
+    their `data_digest`) moved with a run's project folder, while a run's locked spec still names `path`, which its
+    spec hash and fingerprint cover."""
+    _MOVED[str(path)] = str(to)
+
+
+def located(path: str) -> str:
+    """Where the data a spec names `path` are read from: `path`, or its new place (`relocate`)."""
+    return _MOVED.get(path, path)
+
+
+def _split_paths(params: Mapping[str, Any], split: str) -> list[str]:
+    return [located(p) for p in _paths(params[split])]
+
+
 # --- the family ------------------------------------------------------------------------------------------------
 
 
@@ -485,7 +526,7 @@ class FilesFamily:
                 continue
             for v in items:
                 # Relative paths are checked when read: the spec loader may still resolve them.
-                if os.path.isabs(str(v)) and not os.path.exists(v):
+                if os.path.isabs(str(v)) and not os.path.exists(located(str(v))):
                     diags.append(Diagnostic(loc, f"split '{key}': no such file or directory: {v}", "check the path"))
         return diags
 
@@ -493,7 +534,7 @@ class FilesFamily:
         return tuple(params)
 
     def _raw(self, params: Mapping[str, Any], split: str) -> list[RawTask]:
-        paths = _paths(params[split])
+        paths = _split_paths(params, split)
         return _cached("raw", paths, (), lambda: read_raw(paths))
 
     def codec(self, params: Mapping[str, Any]) -> Codec:
@@ -501,7 +542,7 @@ class FilesFamily:
         if diags:
             raise SpecError(diagnostics=diags)
         names = tuple(sorted(params))
-        paths = tuple(p for k in names for p in _paths(params[k]))
+        paths = tuple(p for k in names for p in _split_paths(params, k))
         return _cached("codec", paths, (), lambda: infer_codec([t for k in names for t in self._raw(params, k)]))
 
     def check_data(self, params: Mapping[str, Any], *, pairs: int) -> None:
@@ -517,7 +558,7 @@ class FilesFamily:
             raise SpecError(f"task family 'files' has no split '{split}'", loc=Loc("task.params"),
                             hint=did_you_mean(split, params))
         codec = self.codec(params)
-        ts = _cached("tasks", _paths(params[split]), (pairs, codec),
+        ts = _cached("tasks", _split_paths(params, split), (pairs, codec),
                      lambda: encode_tasks(self._raw(params, split), codec, pairs))
         if n >= len(ts):
             return ts
