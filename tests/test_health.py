@@ -417,6 +417,13 @@ def test_a_language_that_grew_on_after_a_stuck_warning_is_not_called_stuck():
     flat = _evaluated(accs[:4] + [0.66, 0.68, 0.68, 0.66])
     verdict = health.verdict_of(flat, check(flat, 4000, final=True, spec=spec), spec=spec)
     assert "id-accuracy-stuck" in [w.id for w in verdict.warnings] and not verdict.healthy
+    # Nor does one that leaves most of what was unsolved unsolved (Comp-I seed 12's last attempt, measured: 0.33 at
+    # steps 500-2000, then 0.50 to the end, was called healthy): GREW_SHARE of it must be solved.
+    comp = dataclasses.replace(spec, training=dataclasses.replace(spec.training, steps=3000))
+    low = _evaluated([0.18, 0.18, 0.32, 0.33, 0.50, 0.50])
+    found_low = check(low, 3000, final=True, spec=comp, stuck_until=2010)  # its last token split
+    assert "id-accuracy-stuck" in ids(found_low)
+    assert not health.verdict_of(low, found_low, spec=comp).healthy
     # The other warnings about the way there still need PARTIAL_ACCURACY (a collapse that ends at 0.83 stays one).
     w = dataclasses.replace(found[0], id="codebook-collapse")
     assert health.verdict_of(rows, [w], spec=spec).failed == "codebook-collapse"
