@@ -353,8 +353,9 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec, depth: Int[Array
     Programs sharing a prefix share its execution: the programs form a tree in breadth-first order (program q's
     children, q followed by each token, are programs b*q + 1 ... b*q + b), whose states are computed one chunk of
     parents at a time in one loop, so the cost is sum_i b^i single steps (b = branch, or K-1) rather than i times
-    that, and one loop body is compiled whatever the depth. Ties go to the earliest program in that order (the
-    shortest, then the first in token order), then to the inductor's program before all.
+    that, and one loop body is compiled whatever the depth; each program's path likelihood (`NLI.run_hard_path`) is
+    its parent's plus its own step's, so it scores as `spec_scores` does. Ties go to the earliest program in that
+    order (the shortest, then the first in token order), then to the inductor's program before all.
     """
     cfg = model.cfg
     every = jnp.asarray([k for k in range(cfg.vocab) if k != cfg.skip_token], jnp.int32)
@@ -365,10 +366,15 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec, depth: Int[Array
     n = jnp.maximum(w.sum(), 1.0)
     depth = search.depth if depth is None else depth
 
-    def scores(vals, lp):  # vals [N, m, L], lp [N, m, L, V]
+    bottleneck = cfg.relaxation.recurrent and cfg.relaxation.value_bottleneck  # `NLI.run_hard_path`
+
+    def scores(vals, lp, path):  # vals [N, m, L], lp [N, m, L, V], path [N, m]: the parents' (`NLI.run_hard_path`)
         exact = jnp.all(vals == task.outputs[None], axis=-1).astype(jnp.float32)
-        ll = jax.vmap(jax.vmap(_pair_loglik))(lp, jnp.broadcast_to(task.outputs[None], vals.shape))
+        ll = jax.vmap(jax.vmap(_pair_loglik))(lp, jnp.broadcast_to(task.outputs[None], vals.shape)) + path
         return (exact * w[None]).sum(-1) / n, (ll * w[None]).sum(-1) / n
+
+    def extended(path, lp):  # a child's path: its parent's and the values its own step committed to
+        return path + lp.max(axis=-1).mean(axis=-1) if bottleneck else path
 
     slots = _slots(model, task, search)  # the pooled slots, then the copies `extend_slots` adds
     best = _inductor_program(model, task, slots[:cfg.length])
@@ -406,41 +412,45 @@ def _enumerate_best(model: NLI, task: Task, search: SearchSpec, depth: Int[Array
         return jnp.where(j < length, ops[digit], cfg.skip_token).astype(jnp.int32)
 
     def level(c, carry):
-        states, best = carry
+        states, paths, best = carry
         start = jnp.asarray(chunk_start, jnp.int32)[c]
         st = jax.lax.dynamic_slice_in_dim(states, start, parents)  # [parents, m, L]
+        pp = jnp.repeat(jax.lax.dynamic_slice_in_dim(paths, start, parents), width, axis=0)  # [parents * b, m]
         vals, lp = jax.vmap(lambda s: jax.vmap(lambda op: jax.vmap(lambda x: one_step(x, op))(s))(ops))(st)
         vals = vals.reshape((-1,) + vals.shape[2:])
         lp = lp.reshape((-1,) + lp.shape[2:])
         first = start * width + 1
         states = jax.lax.dynamic_update_slice_in_dim(states, vals, first, axis=0)
-        fit, ll = scores(vals, lp)
+        paths = jax.lax.dynamic_update_slice_in_dim(paths, extended(pp, lp), first, axis=0)
+        fit, ll = scores(vals, lp, pp)
         fit = jnp.where(first + jnp.arange(fit.shape[0]) < jnp.asarray(chunk_end, jnp.int32)[c], fit, -1.0)
         idx = best_index(fit, ll)
         wins = better(fit[idx], ll[idx], best[1], best[2])
         best = jax.tree.map(lambda a, b: jnp.where(wins, a, b), (program_of(first + idx), fit[idx], ll[idx]), best)
-        return states, best
+        return states, paths, best
 
     if cap > 0:
         size = width * (starts[cap] + parents) + 1  # every chunk's parents and children fit
         states = jnp.zeros((size,) + task.inputs.shape, task.inputs.dtype).at[0].set(task.inputs)  # 0: empty program
-        _, best = jax.lax.fori_loop(0, jnp.asarray(chunks, jnp.int32)[depth], level, (states, best))
+        paths = jnp.zeros((size, task.inputs.shape[0]), jnp.float32)  # the empty program's path: nothing committed
+        _, _, best = jax.lax.fori_loop(0, jnp.asarray(chunks, jnp.int32)[depth], level, (states, paths, best))
 
     # Repetitions t^n of every token (not only the likeliest) up to max_length: learned primitives are reused
     # (shift by 8 = 8 x "shift by 1"), so long programs of one repeated token are likely and cost only (K-1)
     # steps per length.
     def repeat(carry, n):
-        states, best = carry
+        states, paths, best = carry
         vals, lp = jax.vmap(lambda st, op: jax.vmap(lambda x: one_step(x, op))(st))(states, every)
-        fit, ll = scores(vals, lp)
+        fit, ll = scores(vals, lp, paths)
         idx = best_index(fit, ll)
         prog = jnp.where(jnp.arange(cfg.max_length) < n, every[idx], cfg.skip_token).astype(jnp.int32)
         wins = better(fit[idx], ll[idx], best[1], best[2])
         best = jax.tree.map(lambda a, b: jnp.where(wins, a, b), (prog, fit[idx], ll[idx]), best)
-        return (vals, best), None
+        return (vals, extended(paths, lp), best), None
 
     reps0 = jnp.broadcast_to(task.inputs[None], (every.shape[0],) + task.inputs.shape)
-    (_, best), _ = jax.lax.scan(repeat, (reps0, best), jnp.arange(1, cfg.max_length + 1))
+    paths0 = jnp.zeros(reps0.shape[:2], jnp.float32)
+    (_, _, best), _ = jax.lax.scan(repeat, (reps0, paths0, best), jnp.arange(1, cfg.max_length + 1))
     return best, slots
 
 
