@@ -91,6 +91,11 @@ def test_a_restart_after_a_language_that_never_formed_anneals_more_slowly():
     # A warning whose fix is not the anneal (a NaN, a drop) restarts from the next derived seed alone.
     nan = recovery.attempt_spec(spec, 1, ("nan-loss",))
     assert nan.relaxation == spec.relaxation and nan.seed == recovery.attempt_seed(spec.seed, 1) != spec.seed
+    # The slower anneal failed at this seed too (a second such warning in a row): the seed is derived as well.
+    again = recovery.attempt_spec(spec, 2, ("plateau-no-discrete", "codebook-collapse"))
+    assert again.seed == recovery.attempt_seed(spec.seed, 1) != spec.seed
+    assert again.relaxation.tau_inductor == Schedule("exp", 16.0, 0.5)
+    assert recovery.attempt_spec(spec, 3, ("plateau-no-discrete",) * 3).seed == recovery.attempt_seed(spec.seed, 2)
     third = recovery.attempt_spec(spec, 3, ("codebook-collapse", "nan-loss", "all-skip"))
     assert third.relaxation.tau_inductor == Schedule("exp", 16.0, 0.5) and third.seed == recovery.attempt_seed(0, 1)
     const = dataclasses.replace(spec, relaxation=dataclasses.replace(spec.relaxation,
