@@ -181,8 +181,7 @@ def _data_paths(spec: Any) -> list[tuple[str, str]]:
     families."""
     if spec.task.family != files_family.FILES.name:
         return []
-    return [(split, str(p)) for split, value in spec.task.params
-            for p in (value if isinstance(value, (list, tuple)) else [value])]
+    return [(split, p) for split, value in spec.task.params for p in files_family.paths_of(value)]
 
 
 def write_data(run: Path, spec: Any) -> None:

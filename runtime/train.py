@@ -550,7 +550,7 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
                       stuck_until=split_until, rollbacks=went, announce=not just_rolled) if main else None)
     keeping = selection.keeps_best(spec)
     best = selection.Best(run, rows) if main and keeping else None
-    may_restart = until > 0 and probe > 0
+    may_restart = until > 0  # 0 without a probe step (`recovery.last_step`)
 
     abandoned: list[tuple[Any, ...]] = []  # process 0: the history `decide` recorded when it abandons the attempt
     rolls_left = int(tr.rollback) - len(rollbacks) if keeping else 0

@@ -53,7 +53,7 @@ from nlic.grammar.errors import DataError, Diagnostic, Loc, SpecError, did_you_m
 from nlic.grammar.reading import MAX_DATA_BYTES, list_dir, loads_json, read_bytes, read_text
 
 __all__ = ["RawTask", "read_raw", "read_tasks", "infer_codec", "encode_tasks", "check_encodable", "row_ids",
-           "data_digest", "relocate", "located", "FilesFamily", "MAX_LENGTH", "MAX_VALUE", "MAX_ENCODED"]
+           "data_digest", "relocate", "paths_of", "located", "FilesFamily", "MAX_LENGTH", "MAX_VALUE", "MAX_ENCODED"]
 
 MAX_LENGTH = 4096
 """Most values in one datum (a sequence's length, a grid's rows x cols; ARC's largest grid has 900)."""
@@ -195,7 +195,7 @@ def _text(path: Path) -> str:
                      hint="split the tasks into several files (a split may list several, or a folder)")
 
 
-def _paths(path: Any) -> list[str]:
+def paths_of(path: Any) -> list[str]:
     """One path, or a list of them (a split may name several files)."""
     return [str(p) for p in path] if isinstance(path, (list, tuple)) else [str(path)]
 
@@ -205,7 +205,7 @@ def read_raw(path: str | os.PathLike[str] | Sequence[str]) -> list[RawTask]:
     duplicate ids."""
     tasks: list[RawTask] = []
     seen: dict[str, Loc] = {}
-    for f in (f for p in _paths(path) for f in _files_of(Path(p))):
+    for f in (f for p in paths_of(path) for f in _files_of(Path(p))):
         for t in (_read_jsonl(f) if f.suffix == ".jsonl" else _read_json(f)):
             if t.id in seen:
                 raise _err(t.loc, f"task '{t.id}' is defined twice (first at {seen[t.id]})", "task ids must be unique")
@@ -471,7 +471,7 @@ def located(path: str) -> str:
 
 
 def _split_paths(params: Mapping[str, Any], split: str) -> list[str]:
-    return [located(p) for p in _paths(params[split])]
+    return [located(p) for p in paths_of(params[split])]
 
 
 # --- the family ------------------------------------------------------------------------------------------------
