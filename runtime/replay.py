@@ -374,6 +374,12 @@ def _in_chunks(fn: Any, model: Any, programs: np.ndarray, inputs: np.ndarray,
     return outs
 
 
+def _joined(outs: list[Any], parts: int) -> tuple[np.ndarray, ...]:
+    """`_in_chunks`' outputs (`parts` arrays a chunk, or one bare array) joined along the batch."""
+    outs = [o if isinstance(o, tuple) else (o,) for o in outs]
+    return tuple(np.concatenate([o[k] for o in outs]) for k in range(parts))
+
+
 def _program_kind(spec: Any) -> Any:
     kind = kind_of(spec)
     if kind.execute is None or not kind.discrete_programs:
@@ -529,9 +535,12 @@ def replay(run_dir: str | Path, programs: str | Path | ProgramFile, inputs: Sequ
         outputs = execute_programs(spec, model, tokens, x, progress=_Progress("run") if progress else None)
         traced = trace_programs(spec, model, tokens, x, progress=_Progress("trace") if progress else None) \
             if trace else None
-    else:
-        traced = art.trace(weights, tokens, x) if trace else None  # first: a build without a trace fails fast
-        outputs = art.run(weights, tokens, x)
+    else:  # in the same chunks as the model's replay: bounded memory, a progress line, few batch shapes to compile
+        traced = _joined(_in_chunks(lambda w, p, i: art.trace(w, p, i), weights, tokens, x,
+                                    _Progress("trace") if progress else None), 2) \
+            if trace else None  # first: a build without a trace fails fast
+        outputs = _joined(_in_chunks(lambda w, p, i: art.run(w, p, i), weights, tokens, x,
+                                     _Progress("run") if progress else None), 1)[0]
     outputs = restore_rows(np.asarray(outputs), maps)
     rows = [{"id": it.id, "input": it.value, "output": codec.decode(out)} for it, out in zip(items, outputs)]
     if traced is not None:

@@ -274,7 +274,7 @@ def test_solve_rejects_unknown_split_and_search(run_dir):
     assert code == 2 and "--search: error: model kind 'nli' has no search method 'gradiant'" in stderr
 
 
-def test_artifact_replay_equals_python_replay(run_dir, solved, tmp_path):
+def test_artifact_replay_equals_python_replay(run_dir, solved, tmp_path, monkeypatch):
     pytest.importorskip("flatbuffers", reason="jax.export serialisation needs flatbuffers")
 
     # The build directory part `nlic run --artifact` reads (what `nlic compile` writes), without compiling the
@@ -292,6 +292,13 @@ def test_artifact_replay_equals_python_replay(run_dir, solved, tmp_path):
     code, artifact_out, stderr = _cli("run", "--artifact", build, run_dir, out, "--inputs", preds)
     assert code == 0, stderr
     assert artifact_out == python_out
+    # In chunks, as the model's replay, with its progress lines (it ran the whole file at once, silently).
+    replay_mod = importlib.import_module("nlic.runtime.replay")
+    monkeypatch.setattr(replay_mod, "_bucket", lambda n: 4)
+    monkeypatch.setattr(replay_mod, "PROGRESS_EVERY", 0.0)
+    code, chunked_out, stderr = _cli("run", "--artifact", build, run_dir, out, "--inputs", preds)
+    assert code == 0 and chunked_out == python_out, stderr
+    assert [line.split(",")[0] for line in stderr.splitlines()] == ["run: 4/6 inputs", "run: 6/6 inputs"]
     # A build of another spec is refused.
     meta["spec_hash"] = "0" * 16
     atomic_write(build / EXPORT_META_FILE, json.dumps(meta))
