@@ -33,9 +33,9 @@ def refuse_existing(
     what: str = "file",
     reads: Iterable[str | os.PathLike[str]] = (),
 ) -> None:
-    """Raise `error` naming every path of `paths` that exists, unless `force`; a directory where a file is to be
-    written, two outputs that name one file, and an output that is one of the command's inputs are refused even
-    with `force`.
+    """Raise `error` naming every path of `paths` that exists, unless `force`; a directory or a special file (a
+    device, pipe or socket) where a file is to be written, two outputs that name one file, and an output that is
+    one of the command's inputs are refused even with `force`.
 
     Args:
         paths: the files a command is about to write.
@@ -64,6 +64,11 @@ def refuse_existing(
         if p.is_dir():
             diagnostics.append(Diagnostic(Loc(str(p)), f"a directory is in the way of an output {what}",
                                           "give a file name"))
+        elif p.exists() and not p.is_file():
+            # A device, pipe or socket: an atomic write would rename a regular file over it (as root, over
+            # /dev/null itself), and writing into it is not saving a result.
+            diagnostics.append(Diagnostic(Loc(str(p)), f"the output {what} is a device, pipe or socket, not a "
+                                          "regular file; refusing to replace it", "give the name of a regular file"))
         elif p.exists() and not force:
             diagnostics.append(Diagnostic(Loc(str(p)), f"the {what} already exists; refusing to replace it", hint))
     if diagnostics:

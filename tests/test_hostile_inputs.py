@@ -235,6 +235,20 @@ def test_model_file_that_is_a_device(capsys, run, tmp_path):
              broken / MODEL_FILE, "found a device")
 
 
+
+def test_an_output_that_is_a_pipe_or_a_device_is_not_replaced_even_with_force(capsys, run, tmp_path):
+    """`--out /dev/null --force` renamed a regular file over the device (as root, /dev/null itself); a pipe became a
+    file too. A special file is refused like a directory (a link to /dev/null here: the test must not risk /dev)."""
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"input": [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]}\n')
+    fifo, link = tmp_path / "out.fifo", tmp_path / "null.jsonl"
+    os.mkfifo(fifo)
+    link.symlink_to(os.devnull)
+    for out in (fifo, link):
+        _refused(capsys, ["run", run / "run", run / "p.nlp", "--program", "p", "--inputs", inputs, "--out", out,
+                          "--force"], out, "is a device, pipe or socket, not a regular file; refusing to replace it")
+    assert fifo.is_fifo() and link.is_symlink() and os.readlink(link) == os.devnull
+
 # --- control characters are shown escaped ------------------------------------------------------------------------
 
 def test_ansi_escapes_in_task_ids_file_names_and_spec_keys_are_escaped(capsys, run, tmp_path):
