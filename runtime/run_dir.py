@@ -292,7 +292,8 @@ def append_metrics(run: Path, row: Mapping[str, Any]) -> None:
 
 
 def read_metrics(run: Path) -> list[dict[str, Any]]:
-    """Rows of `metrics.jsonl`; a torn last line (killed mid-write) is skipped."""
+    """Rows of `metrics.jsonl`, each with an integer "step"; a torn last line (killed mid-write), or any line that
+    is not such a row (a hand-edited `"step": "x"`), is skipped."""
     path = Path(run) / METRICS_FILE
     if not path.exists():
         return []
@@ -304,7 +305,8 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
             row = loads_json(line, path=str(path), error=CheckpointError, first_line=n)
         except CheckpointError:
             continue
-        if isinstance(row, dict):
+        step = row.get("step") if isinstance(row, dict) else None
+        if isinstance(step, int) and not isinstance(step, bool):
             rows.append(row)
     return rows
 
@@ -335,7 +337,7 @@ def read_record(path: Path, *, what: str, format: str, version: int) -> dict[str
 
 def truncate_metrics(run: Path, step: int) -> None:
     """Drop rows logged after `step` (written after the checkpoint a resumed run restarts from), and torn ones."""
-    rows = [r for r in read_metrics(run) if int(r.get("step", 0)) <= step]
+    rows = [r for r in read_metrics(run) if r["step"] <= step]
     with _writing("metrics"):
         # A resumed run also sweeps the temp files of writes a killed process left (model, metrics, ...).
         remove_temp_files(Path(run), RESULT_FILES)

@@ -118,3 +118,16 @@ def test_resume_from_a_corrupt_checkpoint_is_refused_before_training(tmp_path):
         train(spec, out=run, resume=True, progress=False)
     assert "step_00000002.eqx" in e.value.render()
     assert not (run / "model.eqx").exists()
+
+
+def test_metrics_rows_edited_by_hand_are_skipped_on_resume(tmp_path):
+    """A `metrics.jsonl` row whose "step" is not an integer (`{"step": "x"}`, edited by hand) ended `nlic train
+    --resume` in `ValueError: invalid literal for int()`; such rows are skipped like a torn line."""
+    from nlic.runtime import run_dir as rd
+
+    (tmp_path / rd.METRICS_FILE).write_text(
+        '{"step": 1, "loss": 2.0}\n{"step": "x"}\n{"step": null, "loss": 1.0}\n{"step": true}\n[1, 2]\n'
+        '{"loss": 3.0}\n{"step": 7, "loss": 1.5}\n{"step": 9, "loss": 1.0}\n{"step": 10, "lo')
+    assert [r["step"] for r in rd.read_metrics(tmp_path)] == [1, 7, 9]
+    rd.truncate_metrics(tmp_path, 8)
+    assert [r["step"] for r in rd.read_metrics(tmp_path)] == [1, 7]
