@@ -426,6 +426,26 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+_SURROGATE_RE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate(text: str) -> re.Match[str] | None:
+    """The first string literal of (valid) JSON `text` whose value holds half a surrogate pair (`"\\ud800"`, which
+    `json.loads` accepts and no UTF-8 writer or terminal can print), or None. Cheap unless the text has such escapes."""
+    if "\\u" not in text or _SURROGATE_RE.search(text) is None:
+        return None
+    for m in _STRING_RE.finditer(text):
+        if _SURROGATE_RE.search(m.group()) is None:
+            continue
+        try:
+            json.loads(m.group()).encode("utf-8")
+        except UnicodeEncodeError:
+            return m
+        except ValueError:
+            continue
+    return None
+
+
 # Integers keep json's own fast path (the digit bound above keeps them far from Python's conversion limit);
 # only floats, rare in nlic's data, and the non-standard constants go through a hook.
 _json_loads: Callable[[str], Any] = functools.partial(json.loads, parse_float=_parse_float,
@@ -464,7 +484,7 @@ def loads_json(
 
     Nesting and number lengths are checked by a linear scan before `json.loads` runs, so neither Python's
     recursion limit nor its integer-conversion limit is ever reached; NaN, Infinity and floats that overflow
-    are refused.
+    are refused, as are strings holding half of a surrogate pair (`"\\ud800"`: not a character, unprintable).
 
     Args:
         text: the JSON text.
@@ -492,7 +512,7 @@ def loads_json(
         raise error(f"a number of {len(match.group())} digits, more than the {max_number_digits} nlic reads",
                     loc=at(match.start()), hint="data values are small integers")
     try:
-        return _json_loads(text)
+        value = _json_loads(text)
     except _Refused as e:
         raise error(e.message, loc=at(_literal_index(text, e.literal)), hint="write a finite number") from None
     except _Duplicate as e:
@@ -505,3 +525,10 @@ def loads_json(
         line, col = getattr(e, "lineno", 1), getattr(e, "colno", None)
         msg = getattr(e, "msg", str(e))
         raise error(f"{invalid}: {msg}", loc=Loc(path, line + first_line - 1, col), hint=hint) from None
+    lone = _lone_surrogate(text)
+    if lone is not None:
+        literal = lone.group() if len(lone.group()) <= 60 else lone.group()[:57] + "..."
+        raise error(f"the string {literal} holds half of a UTF-16 surrogate pair, which is not a character",
+                    loc=at(lone.start()), hint="write the character itself, or both halves of the pair "
+                    "(\\ud83d\\ude00)")
+    return value

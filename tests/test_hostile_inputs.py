@@ -292,6 +292,10 @@ def test_escape_keeps_text_and_shows_controls():
     ('[1,\n [' + "9" * 41 + "]]", "a number of 41 digits", "f:2:3"),
     ("[" * 65 + "]" * 65, "JSON nested deeper than 64 levels", "f:1:65"),
     ('{"a": [}', "invalid JSON: Expecting value", "f:1:8"),
+    # Half a surrogate pair: json.loads accepts it, and printing the task id to stdout was a UnicodeEncodeError.
+    ('["\\ud83d\\ude00", "\\\\ud800", "\\u00e9"]', None, None),  # a whole pair, an escaped backslash, é
+    ('{"id": "x",\n "b": ["ok", "a\\ud800"]}', "the string \"a\\ud800\" holds half of a UTF-16 surrogate", "f:2:14"),
+    ('["\\udc00\\ud83d"]', 'the string "\\udc00\\ud83d" holds half of a UTF-16 surrogate pair', "f:1:2"),  # halves in the wrong order
 ])
 def test_loads_json_bounds(text, fragment, where):
     if fragment is None:

@@ -85,6 +85,17 @@ def test_a_key_written_twice_is_a_located_error():
     assert loads_json('[{"a": 1}, {"a": 2}]', path="d.json", error=DataError) == [{"a": 1}, {"a": 2}]
 
 
+def test_a_task_id_of_half_a_surrogate_pair_is_a_located_error(tmp_path, capsys):
+    """`"id": "\\ud800"` (JSON accepts it; it is no character) passed validate, and `nlic data show` printed the task
+    id to a UTF-8 terminal: `UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud800'`, a traceback."""
+    data = tmp_path / "a.json"
+    data.write_text('{"id": "\\ud800", "train": [{"input": [1], "output": [1]}], "test": [{"input": [1]}]}')
+    spec = _spec_file(tmp_path, data)
+    for command in (["validate", spec], ["data", "show", spec, "--split", "train"]):
+        code, out, err = _main(capsys, *command)
+        assert code == 2 and err.startswith(f"{data}:1:8: error: the string \"\\ud800\" holds half of a UTF-16 "
+                                            "surrogate pair"), err
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
 def test_a_pipe_named_as_a_task_file_is_refused_not_waited_on(tmp_path):
     os.mkfifo(tmp_path / "f.json")
