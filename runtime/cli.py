@@ -102,9 +102,10 @@ def guarded(fn: Callable[[], Any], *, debug: bool = False) -> int:
     except OSError as e:  # a full disk, a read-only file system...: the system's words, located, exit 2
         if debug:
             raise
-        where = e.filename if e.filename is not None else ""
+        # No file name: standard output (`nlic run ... > /dev/full`); no ": error:" with nothing before it.
+        where = f"{e.filename}: " if e.filename is not None else ""
         hint = _OS_HINTS.get(e.errno, "check the path and the disk")
-        print(escape(f"{where}: error: {e.strerror or e} ({hint})"), file=sys.stderr)
+        print(escape(f"{where}error: {e.strerror or e} ({hint})"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -233,3 +233,19 @@ def test_damaged_build_weights_are_refused_by_checksum(build, tmp_path):
     old = {k: v for k, v in meta.items() if k not in (WEIGHTS_SHA256, files.HEADER_SHA256)}
     (d / "executor.json").write_text(json.dumps(old))
     assert all(np.array_equal(a, b) for a, b in zip(load_artifact(d).weights(), good, strict=True))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_a_full_standard_output_is_an_error_without_an_empty_location(tmp_path, monkeypatch, capsys):
+    """`nlic validate SPEC > /dev/full` printed ': error: No space left on device ...': a location of nothing."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\ntask: {family: shift, params: {split: shift_l}}\n")
+    full = open("/dev/full", "w", buffering=1)
+    monkeypatch.setattr("sys.stdout", full)
+    assert main(["validate", str(spec)]) == 2
+    monkeypatch.undo()
+    try:
+        full.close()  # flushes what is left: the same error again
+    except OSError:
+        pass
+    assert capsys.readouterr().err == "error: No space left on device (free some space, or write elsewhere)\n"
