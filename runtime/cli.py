@@ -6,10 +6,13 @@ traceback; `--debug` shows tracebacks.
 
 from __future__ import annotations
 
+import _thread
 import argparse
+import contextlib
 import errno
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -78,6 +81,35 @@ _OS_HINTS = {
 }
 
 
+@contextlib.contextmanager
+def _interrupts_reach_the_command() -> Any:
+    """Deliver a Ctrl-C that lands in a garbage-collector callback (jax runs one at every collection) or in a
+    `__del__` to the command's own code: Python would print it as "Exception ignored in ..." with a traceback and
+    let the command run on to its end. Here it is raised again where the command runs, a moment later
+    (`_thread.interrupt_main` from a timer thread: called at once it would raise inside this hook, where Python
+    ignores it again); one that lands in such a callback again comes back here."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            previous(unraisable)
+            return
+        while True:
+            try:
+                again = threading.Timer(0.01, _thread.interrupt_main)
+                again.daemon = True
+                again.start()
+                return
+            except KeyboardInterrupt:  # it came back before this hook returned: once more, later
+                continue
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
 def guarded(fn: Callable[[], Any], *, debug: bool = False) -> int:
     """Run `fn()` and return its exit code: bad input (an `NlicError`, a missing or unreadable path) prints its
     located message and gives 2, never a traceback; Ctrl-C gives 130, a closed pipe 0; `debug` re-raises instead.
@@ -85,7 +117,8 @@ def guarded(fn: Callable[[], Any], *, debug: bool = False) -> int:
     The `nlic` commands and the `benchmarks/` scripts (`sys.exit(guarded(main))`) share it.
     """
     try:
-        return int(fn() or 0)
+        with _interrupts_reach_the_command():
+            return int(fn() or 0)
     except NlicError as e:
         if debug:
             raise

@@ -249,3 +249,25 @@ def test_a_full_standard_output_is_an_error_without_an_empty_location(tmp_path, 
     except OSError:
         pass
     assert capsys.readouterr().err == "error: No space left on device (free some space, or write elsewhere)\n"
+
+
+def test_ctrl_c_that_lands_in_a_garbage_collector_callback_still_stops_the_command(capsys):
+    """A Ctrl-C raised inside jax's garbage-collector callback (or any `__del__`) was printed by Python as
+    'Exception ignored in: <function _xla_gc_callback ...> Traceback ... KeyboardInterrupt' and `nlic solve` ran
+    on to the end, exit 0. `guarded` hands it to the command: 'interrupted', exit 130."""
+    import time
+
+    from nlic.runtime.cli import guarded
+
+    class InterruptedWhileCollected:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    def command() -> int:
+        InterruptedWhileCollected()  # collected at once: its __del__ raises where Python only reports it
+        for _ in range(2000):  # ~2 s if the interrupt were lost
+            time.sleep(0.001)
+        return 0
+
+    assert guarded(command) == 130
+    assert capsys.readouterr().err == "interrupted\n"
