@@ -69,7 +69,16 @@ def test_validate_refuses_what_training_would(tmp_path, capsys):
     assert code == 2 and "one train pair and no test pair leave nothing to learn from" in err
 
 
-def test_a_task_id_equal_to_another_tasks_query_id_is_refused(tmp_path):
+def test_a_train_pair_with_a_null_output_is_refused_at_validate(tmp_path, capsys):
+    """`"output": null` in a train pair passed `nlic validate` (it was taken for a test pair's unknown output) and
+    only `data show` or `train` refused it."""
+    data = tmp_path / "a.json"
+    data.write_text(json.dumps({"train": [{"input": [1], "output": None}], "test": [{"input": [1], "output": None}]}))
+    code, _, err = _main(capsys, "validate", _spec_file(tmp_path, data))
+    assert code == 2 and err.startswith(f"{data}: error: task 'a': train pair 1: null \"output\" (every train pair "
+                                        "needs an output)"), err
+    data.write_text(json.dumps({"train": [{"input": [1], "output": [1]}], "test": [{"input": [1], "output": None}]}))
+    assert _main(capsys, "validate", _spec_file(tmp_path, data))[0] == 0  # a test pair's output may be unknown(tmp_path):
     data = tmp_path / "a.jsonl"
     data.write_text(json.dumps({"id": "t", **_task([1, 2], [2, 1], ([3, 4], [4, 3]), ([5, 6], [6, 5]))}) + "\n"
                     + json.dumps({"id": "t#1", **_task([7, 7], [7, 7], ([8, 8], [8, 8]))}) + "\n")

@@ -120,8 +120,9 @@ def _pairs(obj: Any, key: str, tid: str, loc: Loc, *, need_output: bool) -> tupl
                 raise _err(loc, f"{where}: unknown key '{k}'", did_you_mean(k, _PAIR_KEYS))
         if "input" not in pair:
             raise _err(loc, f"{where}: missing \"input\"")
-        if need_output and "output" not in pair:
-            raise _err(loc, f"{where}: missing \"output\"", "every train pair needs an output")
+        if need_output and pair.get("output") is None:  # null: a test pair's unknown output, no train pair's
+            raise _err(loc, f"{where}: {'missing' if 'output' not in pair else 'null'} \"output\"",
+                       "every train pair needs an output")
         out.append((pair["input"], pair.get("output")))
     return tuple(out)
 
