@@ -20,7 +20,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from nlic.compiler.families import evaluation_tasks
+from nlic.compiler.families import evaluation_tasks, family_of
 from nlic.compiler.identity import UNTRAINED_SECTIONS, trained_spec_diff
 from nlic.compiler.kinds import MODEL_KINDS, kind_of
 from nlic.compiler.lower import abstract_model
@@ -30,7 +30,7 @@ from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, SpecError, did
 from nlic.grammar.reading import MAX_HEADER_BYTES, loads_json, read_text
 from nlic.runtime import run_dir as rd
 from nlic.runtime.files import atomic_write
-from nlic.runtime.outputs import refuse_existing
+from nlic.runtime.outputs import refuse_existing, refuse_file_in_the_way
 from nlic.runtime.solve import batch_size, fitted_search, solve, warm_up
 from nlic.runtime.train import train
 
@@ -272,6 +272,19 @@ def _log(message: str) -> None:
     print(f"eval: {message}", file=sys.stderr, flush=True)
 
 
+def _check_splits(specs: Sequence[Spec], splits: Sequence[str] | None) -> None:
+    """`SpecError` (every one at once) for a split of `--splits` that a spec's task family does not have, before
+    anything trains: found after training, it ended the command with the models trained and nothing scored."""
+    errors = []
+    for spec in specs:
+        family = family_of(spec)
+        have = family.splits(dict(spec.task.params))
+        errors.extend(Diagnostic(Loc("--splits"), f"spec '{spec.name}': task family '{family.name}' has no split "
+                                 f"'{split}'", did_you_mean(split, have)) for split in splits or () if split not in have)
+    if errors:
+        raise SpecError(diagnostics=errors)
+
+
 def evaluate(
     specs: Sequence[Spec],
     *,
@@ -310,8 +323,10 @@ def evaluate(
         One `Row` per spec, seed, split, search mode and budget.
 
     Raises:
-        SpecError: duplicate spec names, a search mode that no spec's kind supports, or `budgets` above 0 where no
+        SpecError: duplicate spec names, a split of `splits` a spec's family does not have, a search mode that no
+            spec's kind supports, or `budgets` above 0 where no
             search evaluated takes one (where some do, `log` gets a note naming the specs they do not apply to).
+        CheckpointError: `runs` is a file or inside one.
     """
     log = log or (lambda _msg: None)
     names = [s.name for s in specs]
@@ -326,6 +341,8 @@ def evaluate(
         raise SpecError(f"no model kind here has the search method '{bad[0]}'", loc=Loc("--methods"),
                         hint=did_you_mean(bad[0], known) or "a method, or KIND:METHOD for one kind's specs only")
     methods = tuple(methods) if methods else DEFAULT_METHODS
+    _check_splits(specs, splits)
+    refuse_file_in_the_way(Path(runs), what="directory of the runs", hint="train elsewhere with --runs DIR")
     note = None if budgets is None else _check_budgets(specs, kinds, budgets, methods)
     if note:
         log(note)
@@ -463,7 +480,9 @@ def check_results_free(out: Path | str, *, force: bool = False) -> None:
     Raises:
         CheckpointError: located at each results file in the way.
     """
-    refuse_existing([Path(out) / name for name in RESULT_FILES.values()], force=force, what="results file",
+    out = Path(out)
+    refuse_file_in_the_way(out, what="results directory", hint="write the results elsewhere with --out DIR")
+    refuse_existing([out / name for name in RESULT_FILES.values()], force=force, what="results file",
                     hint="add --force to overwrite it, or write elsewhere with --out DIR")
 
 

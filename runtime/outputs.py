@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nlic.grammar.errors import CheckpointError, Diagnostic, Loc, NlicError
 
-__all__ = ["refuse_existing"]
+__all__ = ["refuse_existing", "refuse_file_in_the_way"]
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -73,3 +73,23 @@ def refuse_existing(
             diagnostics.append(Diagnostic(Loc(str(p)), f"the {what} already exists; refusing to replace it", hint))
     if diagnostics:
         raise error(diagnostics=diagnostics)
+
+
+def refuse_file_in_the_way(
+    directory: str | os.PathLike[str], *, what: str, hint: str, error: type[NlicError] = CheckpointError
+) -> None:
+    """Raise `error` when `directory`, or the nearest of its parents that exists, is not a directory: a command
+    would find out only when it writes there, after its work (`nlic eval --out results.csv` trained every run).
+
+    Args:
+        directory: a directory a command is about to create or write into.
+        what: its noun in the message ("results directory").
+        hint: how to fix it, in the command's own flags.
+    """
+    path = above = Path(directory)
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if above.exists() and not above.is_dir():
+        message = (f"a file is in the way of the {what}" if above == path
+                   else f"the {what} {path} would be inside this file")
+        raise error(message, loc=Loc(str(above)), hint=hint)

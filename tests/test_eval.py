@@ -156,6 +156,29 @@ def test_budgets_no_spec_can_use_are_refused_before_training(tmp_path, capsys):
                  budgets=[0, 3], runs=runs)
 
 
+def test_unknown_splits_and_a_file_as_out_or_runs_are_refused_before_training(tmp_path, capsys):
+    """`--splits bogus` trained (or reused) every run, then ended in 'error: task family 'shift' has no split
+    'bogus'' with no location; `--out results.csv` (a file) trained and scored everything, then failed writing;
+    `--runs FILE` said 'cannot write the run directory' and that the run 'is reused only when it was trained from
+    the same spec'. All are refused before anything trains."""
+    specs = write_specs(tmp_path)
+    out, runs, a_file = tmp_path / "res", tmp_path / "runs", tmp_path / "results.csv"
+    a_file.write_text("mine\n")
+    assert main(["eval", *specs, "--splits", "ood,bogus", "--out", str(out), "--runs", str(runs)]) == 2
+    assert capsys.readouterr().err == (
+        "--splits: error: spec 'tiny_ic': task family 'shift' has no split 'bogus' (expected one of: id, ood, train)\n"
+        "--splits: error: spec 'tiny_lpn': task family 'shift' has no split 'bogus' (expected one of: id, ood, train)\n")
+    assert main(["eval", specs[0], "--out", str(a_file), "--runs", str(runs)]) == 2
+    assert capsys.readouterr().err == (f"{a_file}: error: a file is in the way of the results directory (write the "
+                                       "results elsewhere with --out DIR)\n")
+    assert main(["eval", specs[0], "--out", str(a_file / "sub"), "--runs", str(runs)]) == 2
+    assert f"{a_file}: error: the results directory {a_file / 'sub'} would be inside this file" in \
+        capsys.readouterr().err
+    assert main(["eval", specs[0], "--out", str(out), "--runs", str(a_file)]) == 2
+    assert capsys.readouterr().err == (f"{a_file}: error: a file is in the way of the directory of the runs (train "
+                                       "elsewhere with --runs DIR)\n")
+    assert not out.exists() and not runs.exists() and a_file.read_text() == "mine\n"  # nothing trained
+
 def test_kind_qualified_methods_apply_to_that_kind_only(tmp_path):
     methods = ("none", "nli:enumerate", "lpn:gradient", "ttt:gradient", "gradient")
     assert methods_of(methods, "nli") == ("none", "enumerate", "gradient")
