@@ -21,6 +21,7 @@ from nlic.compiler.printer import format_spec
 from nlic.grammar.errors import ArtifactError, CheckpointError, DataError, Loc, ProgramError
 from nlic.grammar.reading import MAX_SPEC_BYTES, MAX_WEIGHTS_BYTES, read_bytes, read_text
 from nlic.runtime.files import atomic_write, read_sealed, seal, write_sealed
+from nlic.runtime.outputs import refuse_file_in_the_way
 from nlic.runtime.run_dir import SPEC_FILE, executor_weights_npz, load_executor_weights, write_spec
 
 __all__ = ["EXPORT_FILE", "EXPORT_META_FILE", "SUMMARY_FILE", "TRACE_FILE", "WEIGHTS_FILE", "WEIGHTS_SHA256",
@@ -48,6 +49,7 @@ def check_build_dir(spec: Any, out: Path | str, *, force: bool = False) -> list[
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ArtifactError("the build directory is a file", loc=Loc(str(out)), hint="choose another --out DIR")
+    refuse_file_in_the_way(out, what="build directory", hint="choose another --out DIR", error=ArtifactError)
     old = [out / name for name in _BUILD_FILES if (out / name).is_file()]
     if not old or force:
         return old

@@ -34,8 +34,8 @@ def refuse_existing(
     reads: Iterable[str | os.PathLike[str]] = (),
 ) -> None:
     """Raise `error` naming every path of `paths` that exists, unless `force`; a directory or a special file (a
-    device, pipe or socket) where a file is to be written, two outputs that name one file, and an output that is
-    one of the command's inputs are refused even with `force`.
+    device, pipe or socket) where a file is to be written, a file where its directory would be, two outputs that
+    name one file, and an output that is one of the command's inputs are refused even with `force`.
 
     Args:
         paths: the files a command is about to write.
@@ -60,8 +60,15 @@ def refuse_existing(
                                           "refusing to write over it", "write the output elsewhere"))
     if diagnostics:
         raise error(diagnostics=diagnostics)
+    blocked: set[Path] = set()
     for p in dict.fromkeys(outputs):
-        if p.is_dir():
+        above = _file_above(p.parent)
+        if above is not None:  # found only when writing, after the work: `nlic solve --out spec.yaml/x.nlp`
+            if above not in blocked:  # once for a file in the way of several outputs
+                blocked.add(above)
+                diagnostics.append(Diagnostic(Loc(str(above)), f"the output {what} {p} would be inside this file",
+                                              "give a path in a directory"))
+        elif p.is_dir():
             diagnostics.append(Diagnostic(Loc(str(p)), f"a directory is in the way of an output {what}",
                                           "give a file name"))
         elif p.exists() and not p.is_file():
@@ -86,10 +93,17 @@ def refuse_file_in_the_way(
         what: its noun in the message ("results directory").
         hint: how to fix it, in the command's own flags.
     """
-    path = above = Path(directory)
-    while not above.exists() and above != above.parent:
-        above = above.parent
-    if above.exists() and not above.is_dir():
+    path = Path(directory)
+    above = _file_above(path)
+    if above is not None:
         message = (f"a file is in the way of the {what}" if above == path
                    else f"the {what} {path} would be inside this file")
         raise error(message, loc=Loc(str(above)), hint=hint)
+
+
+def _file_above(path: Path) -> Path | None:
+    """`path`, or the nearest of its parents that exists, when that is not a directory (else None)."""
+    above = path
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    return above if above.exists() and not above.is_dir() else None

@@ -229,6 +229,30 @@ def test_outputs_never_replace_inputs_or_existing_results_unasked(run_dir, solve
     assert code == 2 and "two outputs of this command are this one file" in stderr and not same.exists()
 
 
+def test_an_output_inside_a_file_is_refused_before_the_work(run_dir, solved, tmp_path, monkeypatch):
+    """`nlic solve RUN ood --out spec.yaml/x.nlp` searched every task, then said 'spec.yaml: error: the file appeared
+    while nlic solved (another command writing the same output?)'; `nlic compile --out spec.yaml/b` compiled
+    everything, then 'Not a directory'. Both are refused before the work, naming the file in the way."""
+    from nlic.compiler import parse_spec
+    from nlic.grammar.errors import ArtifactError
+    from nlic.runtime.build import check_build_dir
+
+    solve_mod = importlib.import_module("nlic.runtime.solve")
+    monkeypatch.setattr(solve_mod, "solve", lambda *a, **k: pytest.fail("searched before refusing"))
+    a_file = tmp_path / "spec.yaml"
+    a_file.write_text("mine\n")
+    code, _, stderr = _cli("solve", run_dir, "ood", "--out", a_file / "x.nlp")
+    assert code == 2 and stderr == (f"{a_file}: error: the output file {a_file / 'x.nlp'} would be inside this file "
+                                    "(give a path in a directory)\n"), stderr
+    out, _, _, _ = solved
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"input": [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]}\n')
+    code, _, stderr = _cli("run", run_dir, out, "--inputs", inputs, "--out", a_file / "deeper" / "o.jsonl")
+    assert code == 2 and stderr.startswith(f"{a_file}: error: the output file"), stderr
+    with pytest.raises(ArtifactError, match="would be inside this file"):
+        check_build_dir(parse_spec(SPEC), a_file / "build")
+    assert a_file.read_text() == "mine\n"
+
 def test_a_result_that_appears_during_a_solve_is_not_replaced(run_dir, tmp_path, monkeypatch):
     # Two `nlic solve` into one file: both found it free before searching; the second to finish must not replace
     # the first's programs, nor leave its own programs beside the first's predictions.
