@@ -8,6 +8,7 @@ and the flag that overrides it, or writes under a name that says what differs.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -254,3 +255,14 @@ def test_fmt_out_refuses_an_existing_file_and_in_place_rewrites(spec_path, tmp_p
         code, _, err = _cli("fmt", mine, *flags)
         assert code == 2 and where in err and "Traceback" not in err, err
     assert mine.read_text() == canonical and not (tmp_path / "x.yaml").exists()
+
+
+def test_fmt_in_place_through_a_link_rewrites_the_file_it_names(tmp_path):
+    """`nlic fmt link.yaml --in-place` replaced the link by a canonical copy and left the spec it named as it was."""
+    real, link = tmp_path / "real.yaml", tmp_path / "link.yaml"
+    real.write_text(SPEC + "# a comment\n")
+    link.symlink_to(real.name)
+    code, _, err = _cli("fmt", link, "--in-place")
+    assert code == 0, err
+    assert link.is_symlink() and os.readlink(link) == real.name
+    assert "# a comment" not in real.read_text() and _cli("fmt", real, "--check")[0] == 0

@@ -8,6 +8,7 @@ exists unless `--force`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -44,7 +45,9 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_flags(args)
-    target = args.spec if args.in_place else args.out
+    # --in-place through a link rewrites the file it names: replacing the link itself left the file as it was and
+    # the link a copy.
+    target = os.path.realpath(args.spec) if args.in_place else args.out
     syntax = args.to or (syntax_of(target) if target else None) or syntax_of(args.spec)
     if args.out and syntax_of(args.out) not in (None, syntax):
         raise SpecError(f"--out {args.out} has the extension of another syntax than --to {syntax}",
