@@ -214,14 +214,16 @@ def _unclosed(text: str) -> tuple[str, int, int] | None:
     return stack[-1] if stack else None
 
 
-def check_depth(text: str, path: str) -> None:
-    """Refuse brackets nested deeper than `MAX_DEPTH` before any recursive walk can overflow the stack."""
+def check_depth(text: str, path: str, line: int = 1, col: int = 1) -> None:
+    """Refuse brackets nested deeper than `MAX_DEPTH` before any recursive walk can overflow the stack; `line`
+    and `col`: where `text` starts in its file (a YAML scalar's place)."""
     depth = 0
-    for ch, line, col in _brackets(text):
+    for ch, at_line, at_col in _brackets(text):
         if ch in "{[(":
             depth += 1
             if depth > MAX_DEPTH:
-                raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", loc=Loc(path, line, col),
+                where = Loc(path, line, col + at_col - 1) if at_line == 1 else Loc(path, line + at_line - 1, at_col)
+                raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", loc=where,
                                 hint="specs nest a few sections deep; check for unbalanced brackets")
         else:
             depth -= 1
@@ -280,7 +282,7 @@ def parse_expression(text: str, path: str = "<string>", line: int = 1, col: int 
     Raises:
         SpecError: located at the offending character.
     """
-    check_depth(text, path)
+    check_depth(text, path, line, col)
     try:
         parsed = spec_grammar().parse(text, start="expression")
     except lark.exceptions.LarkError as e:

@@ -271,6 +271,15 @@ def test_huge_and_deep_inputs_fail_fast():
     assert "too large" in d.message
 
 
+def test_a_schedule_nested_too_deep_is_located_in_its_file():
+    """An expression nested too deep in a YAML scalar was located as if it started the file: line 1 for a schedule
+    on line 2 (`s.yaml:1:132`)."""
+    for text, where in (('training: {lr: "' + "exp(" * 40 + "1" + ")" * 40 + '"}', (2, 148)),
+                        ("training: {lr: " + "exp(" * 40 + "1" + ")" * 40 + "}", (2, 147))):
+        (d,) = errors("name: x\n" + text + "\n")
+        assert "nesting deeper" in d.message and (d.loc.line, d.loc.col) == where, (d.loc, text[:30])
+
+
 def test_new_field_types_need_no_validator_change():
     """Optional values and lists of numbers follow from the annotations and metadata alone."""
     @dataclasses.dataclass(frozen=True)
