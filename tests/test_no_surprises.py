@@ -200,6 +200,22 @@ def test_eval_refuses_existing_results_before_training(world, tmp_path):
     assert results.read_text() == before and not runs.exists()  # nothing trained
 
 
+def test_compile_never_writes_a_build_into_a_training_run(spec_path, tmp_path):
+    """`nlic compile OTHER.yaml --out RUN --force` took the run for a build of another spec and replaced the spec.yaml
+    it was trained with: every later solve said 'the model was trained for another spec'."""
+    spec = load_spec(spec_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "spec.yaml").write_text("name: locked\n")
+    (run / "model.json").write_text("{}\n")
+    for force in (False, True):
+        with pytest.raises(ArtifactError, match=r"is a training run \(model.json\); a build would replace the "
+                                                "spec.yaml it was trained with") as e:
+            check_build_dir(spec, run, force=force)
+        assert e.value.render().startswith(f"{run}: error:")
+    _refused(_cli("compile", spec_path, "--out", run, "--force"), run, "--out DIR")
+    assert (run / "spec.yaml").read_text() == "name: locked\n"
+
 def test_compile_refuses_a_build_of_another_spec(spec_path, tmp_path):
     spec = load_spec(spec_path)
     build = tmp_path / "build"
