@@ -22,8 +22,7 @@ from nlic.grammar.errors import ArtifactError, CheckpointError, DataError, Loc, 
 from nlic.grammar.reading import MAX_SPEC_BYTES, MAX_WEIGHTS_BYTES, read_bytes, read_text
 from nlic.runtime.files import atomic_write, read_sealed, seal, write_sealed
 from nlic.runtime.outputs import refuse_file_in_the_way
-from nlic.runtime.run_dir import (CHECKPOINT_DIR, METRICS_FILE, MODEL_FILE, MODEL_META_FILE, SPEC_FILE,
-                                  executor_weights_npz, load_executor_weights, write_spec)
+from nlic.runtime.run_dir import SPEC_FILE, executor_weights_npz, load_executor_weights, run_markers, write_spec
 
 __all__ = ["EXPORT_FILE", "EXPORT_META_FILE", "SUMMARY_FILE", "TRACE_FILE", "WEIGHTS_FILE", "WEIGHTS_SHA256",
            "Artifact", "check_build_dir", "load_artifact", "write_build"]
@@ -36,8 +35,8 @@ TRACE_FILE = "trace.jaxexport"  # sealed, header on its first line; absent in bu
 WEIGHTS_SHA256 = "weights_sha256"  # executor.json's checksum of weights.npz (absent in builds written before it)
 EXECUTOR_SHA256 = "executor_sha256"  # the trace header's checksum of the executor it was exported with
 _BUILD_FILES = (SPEC_FILE, SUMMARY_FILE, EXPORT_FILE, EXPORT_META_FILE, WEIGHTS_FILE, TRACE_FILE)
-_RUN_FILES = (MODEL_FILE, MODEL_META_FILE, METRICS_FILE, CHECKPOINT_DIR)
-"""What only a run directory of `nlic train` holds (any one of them: a run interrupted before its model too)."""
+BUILD_MARKERS = (EXPORT_FILE, EXPORT_META_FILE)
+"""What only a build directory of `nlic compile` holds."""
 
 
 def check_build_dir(spec: Any, out: Path | str, *, force: bool = False) -> list[Path]:
@@ -54,7 +53,7 @@ def check_build_dir(spec: Any, out: Path | str, *, force: bool = False) -> list[
     if out.exists() and not out.is_dir():
         raise ArtifactError("the build directory is a file", loc=Loc(str(out)), hint="choose another --out DIR")
     refuse_file_in_the_way(out, what="build directory", hint="choose another --out DIR", error=ArtifactError)
-    trained = [name for name in _RUN_FILES if (out / name).exists()]
+    trained = run_markers(out)
     if trained:  # a build's spec.yaml would replace the run's locked spec: the run no longer loads
         raise ArtifactError(f"the directory is a training run ({', '.join(trained)}); a build would replace the "
                             f"{SPEC_FILE} it was trained with", loc=Loc(str(out)),

@@ -16,7 +16,9 @@ from typing import Any
 from nlic.compiler.families import Codec, TaskSet
 from nlic.compiler.families.colours import restore_colours
 from nlic.grammar.errors import DataError, Loc
+from nlic.runtime.build import BUILD_MARKERS
 from nlic.runtime.files import atomic_write, writing
+from nlic.runtime.run_dir import run_markers
 
 __all__ = ["export_tasks", "task_rows"]
 
@@ -70,11 +72,16 @@ def export_tasks(tasks: TaskSet, codec: Codec, out_dir: str | os.PathLike[str], 
     removed again.
 
     Raises:
-        DataError: `out_dir` is a file, or a non-empty directory and not `force`; a file cannot be written.
+        DataError: `out_dir` is a file, a training run or a build, or a non-empty directory and not `force`; a
+            file cannot be written.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DataError("is a file, not a directory", loc=Loc(str(out)), hint="choose a directory for the exported tasks")
+    theirs = run_markers(out) + [name for name in BUILD_MARKERS if (out / name).exists()]
+    if theirs:  # --force replaces task files: a task named 'model' would replace a run's model.json
+        raise DataError(f"the directory is a training run or a build ({', '.join(theirs)}); refusing to write task "
+                        "files there, even with --force", loc=Loc(str(out)), hint="choose a directory of its own")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise DataError("the directory is not empty; refusing to mix or overwrite task files", loc=Loc(str(out)),
                         hint="choose a new directory or pass --force")

@@ -48,6 +48,7 @@ __all__ = [
     "ROLLBACKS_DIR",
     "DATA_FILE",
     "RESULT_FILES",
+    "RUN_MARKERS",
     "env_info",
     "prepare",
     "write_spec",
@@ -57,6 +58,7 @@ __all__ = [
     "write_env",
     "append_metrics",
     "read_metrics",
+    "run_markers",
     "truncate_metrics",
     "read_record",
     "invalid_record",
@@ -85,6 +87,8 @@ DATA_FILE = "data.json"  # a `files` task's data: each path relative to the run 
 # Everything a run writes; `--force` removes exactly these and nothing else a user may have put there.
 RESULT_FILES = (SPEC_FILE, ENV_FILE, METRICS_FILE, MODEL_FILE, MODEL_META_FILE, EXECUTOR_WEIGHTS_FILE, HEALTH_FILE,
                 CHECKPOINT_DIR, RESTARTS_FILE, ATTEMPTS_DIR, ROLLBACKS_FILE, ROLLBACKS_DIR, DATA_FILE)
+RUN_MARKERS = (MODEL_FILE, MODEL_META_FILE, METRICS_FILE, CHECKPOINT_DIR)
+"""What only a run directory of `nlic train` holds (any one of them: a run interrupted before its model, too)."""
 MODEL_FORMAT = 1
 MODEL_FORMAT_TAG = "nlic-model"
 DATA_FORMAT = 1
@@ -289,6 +293,12 @@ def append_metrics(run: Path, row: Mapping[str, Any]) -> None:
     with _writing("metrics"), open(Path(run) / METRICS_FILE, "a") as f:
         f.write(json.dumps(dict(row), sort_keys=True) + "\n")
         f.flush()
+
+
+def run_markers(path: Path | str) -> list[str]:
+    """The `RUN_MARKERS` in `path`: none unless it is (or was meant to be) a training run's directory, which no other
+    command may write into (`nlic compile --out`, `nlic data export --out`)."""
+    return [name for name in RUN_MARKERS if (Path(path) / name).exists()]
 
 
 def read_metrics(run: Path) -> list[dict[str, Any]]:

@@ -171,6 +171,22 @@ def test_a_failed_export_leaves_no_files_behind(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "ex") == []
 
 
+def test_export_never_writes_into_a_training_run_or_a_build(tmp_path):
+    """`nlic data export --out RUN --force` wrote task files into a run directory, and a task with the id 'model'
+    replaced the run's model.json (the run no longer loaded)."""
+    spec = _files_spec(tmp_path / "a.jsonl")
+    (tmp_path / "a.jsonl").write_text(json.dumps({"id": "model", **_task([1], [1], ([1], [1]))}) + "\n")
+    ts = sample_split(spec, "train", 1, seed=0)
+    for name, marker in (("run", "model.json"), ("build", "executor.json")):
+        d = tmp_path / name
+        d.mkdir()
+        (d / marker).write_text("mine\n")
+        with pytest.raises(DataError) as e:
+            export_tasks(ts, codec_of(spec), d, force=True)
+        assert e.value.render() == (f"{d}: error: the directory is a training run or a build ({marker}); refusing to "
+                                    "write task files there, even with --force (choose a directory of its own)")
+        assert os.listdir(d) == [marker] and (d / marker).read_text() == "mine\n"
+
 @pytest.mark.skipif(sys.platform == "win32", reason="posix paths")
 def test_data_changed_after_training_is_named_when_the_weights_no_longer_fit(tmp_path, capsys):
     d = tmp_path / "d"
