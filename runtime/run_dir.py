@@ -139,7 +139,8 @@ def prepare(run: Path, *, resume: bool, force: bool) -> bool:
 
     Raises:
         CheckpointError: `run` holds results and neither `resume` nor `force` was given, it is not a directory,
-            or it cannot be written.
+            it holds files of a run's names but is no run (`RUN_MARKERS`: a user's spec.yaml or data.json, which
+            `force` would delete), or it cannot be written.
     """
     run = Path(run)
     if run.exists() and not run.is_dir():
@@ -147,6 +148,12 @@ def prepare(run: Path, *, resume: bool, force: bool) -> bool:
     if force and resume:
         raise CheckpointError("--force and --resume contradict each other", loc=Loc(str(run)), hint="drop one")
     if run.is_dir() and _has_results(run):
+        if not run_markers(run):  # no training made these: a project folder's own spec.yaml or data.json
+            theirs = [name for name in RESULT_FILES if (run / name).exists()]
+            raise CheckpointError(
+                f"the directory is not a training run, but holds {', '.join(theirs)}, which a run would replace",
+                loc=Loc(str(run)),
+                hint="give the run a directory of its own with --out DIR (refused even with --force)")
         if resume:
             return True
         if not force:
@@ -264,6 +271,8 @@ def with_locked_data(run: Path, spec: Any) -> Any:
     Raises:
         CheckpointError: the locked path is gone and `spec` names other files at the run's relative place.
     """
+    if not run_markers(run):  # no run (yet), or a folder of the user's own files, among them perhaps a data.json
+        return spec
     beside = {_beside_run(run, e): e for e in _data_record(run)}
     moved = {}
     for _, path in _data_paths(spec):

@@ -270,6 +270,22 @@ def test_existing_results_are_never_overwritten_without_resume_or_force(trained,
     assert list((run / "checkpoints").iterdir()) == []
 
 
+def test_a_project_folder_that_is_no_run_is_never_started_over(tmp_path, capsys):
+    """`nlic train spec.yaml --out . --force` in a project folder took the user's own spec.yaml and data.json (an
+    ARC task file) for a run's results: it deleted data.json and replaced spec.yaml by the canonical locked spec.
+    Without --force the message even advised it; with --resume: 'data.json: error: not a valid nlic data record'."""
+    from nlic.runtime.cli import main
+
+    (tmp_path / "spec.yaml").write_text("name: mine\ntask: {family: shift, params: {split: shift_l}}  # notes\n")
+    (tmp_path / "data.json").write_text('{"train": []}\n')
+    before = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    for flags in ([], ["--resume"], ["--force"]):
+        assert main(["train", str(tmp_path / "spec.yaml"), "--out", str(tmp_path), *flags]) == 2
+        assert capsys.readouterr().err.endswith(
+            f"{tmp_path}: error: the directory is not a training run, but holds spec.yaml, data.json, which a run "
+            "would replace (give the run a directory of its own with --out DIR (refused even with --force))\n")
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == before
+
 def test_skip_spikes_leaves_a_spiking_step_out_and_nothing_else():
     import optax
 
