@@ -29,8 +29,8 @@ __all__ = [
 
 # Characters that act on a terminal instead of showing: C0 and C1 controls (ESC starts colour and cursor
 # sequences, U+009B is a one-byte CSI), DEL, and the Unicode line separators and bidirectional overrides that
-# reorder what a reader sees.
-_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# reorder what a reader sees; and lone surrogates (a file name's undecodable bytes), which no UTF-8 stream takes.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 

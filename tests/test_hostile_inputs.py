@@ -277,6 +277,7 @@ def test_escape_keeps_text_and_shows_controls():
     assert escape("plain text, ünïcode") == "plain text, ünïcode"
     assert escape("a\x1b[2Jb\tc\nd\x9b\u202e") == "a\\x1b[2Jb\\tc\\nd\\x9b\\u202e"
     assert escape("one\ntwo\x07", keep_newlines=True) == "one\ntwo\\x07"
+    assert escape("t\udcff.json") == "t\\udcff.json"  # a file name's undecodable byte: no UTF-8 stream takes it
     assert str(Loc(f"f{ESC}")) == f"f{ESC}"  # a Loc is data; the diagnostic escapes it when shown
     assert DataError("m\x1b", loc=Loc("f\x1b", 1, 2), hint="h\x1b").render() == "f\\x1b:1:2: error: m\\x1b (h\\x1b)"
 
@@ -295,7 +296,8 @@ def test_escape_keeps_text_and_shows_controls():
     # Half a surrogate pair: json.loads accepts it, and printing the task id to stdout was a UnicodeEncodeError.
     ('["\\ud83d\\ude00", "\\\\ud800", "\\u00e9"]', None, None),  # a whole pair, an escaped backslash, é
     ('{"id": "x",\n "b": ["ok", "a\\ud800"]}', "the string \"a\\ud800\" holds half of a UTF-16 surrogate", "f:2:14"),
-    ('["\\udc00\\ud83d"]', 'the string "\\udc00\\ud83d" holds half of a UTF-16 surrogate pair', "f:1:2"),  # halves in the wrong order
+    # the halves in the wrong order
+    ('["\\udc00\\ud83d"]', 'the string "\\udc00\\ud83d" holds half of a UTF-16 surrogate pair', "f:1:2"),
 ])
 def test_loads_json_bounds(text, fragment, where):
     if fragment is None:

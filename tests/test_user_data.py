@@ -105,6 +105,22 @@ def test_a_task_id_of_half_a_surrogate_pair_is_a_located_error(tmp_path, capsys)
         assert code == 2 and err.startswith(f"{data}:1:8: error: the string \"\\ud800\" holds half of a UTF-16 "
                                             "surrogate pair"), err
 
+@pytest.mark.skipif(sys.platform != "linux", reason="file names of any bytes")
+def test_a_task_named_by_a_file_name_that_is_no_utf8_is_a_located_error(tmp_path, capsys):
+    """A task file `t\\xff.json` gave the task the id 't\\udcff': validate said ok and `nlic data export` ended in
+    a traceback (UnicodeEncodeError: surrogates not allowed)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    name = os.fsdecode(b"t\xff.json")
+    (data / name).write_text(json.dumps(_task([1], [1], ([1], [1]))))
+    spec = _spec_file(tmp_path, data)
+    for command in (["validate", spec], ["data", "export", spec, "--split", "train", "--out", tmp_path / "ex"]):
+        code, _, err = _main(capsys, *command)
+        assert code == 2 and "task 't\\udcff': the id, from the file name, is not UTF-8 text (rename the file, or " \
+            "give the task an \"id\")" in err, err
+    (data / name).write_text(json.dumps({"id": "t", **_task([1], [1], ([1], [1]))}))  # an id of its own: read
+    assert _main(capsys, "validate", spec)[0] == 0
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
 def test_a_pipe_named_as_a_task_file_is_refused_not_waited_on(tmp_path):
     os.mkfifo(tmp_path / "f.json")

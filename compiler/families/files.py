@@ -135,6 +135,12 @@ def _task(obj: Any, default_id: str, loc: Loc) -> RawTask:
     if not isinstance(tid, (str, int)) or isinstance(tid, bool) or str(tid) == "":
         raise _err(loc, f"task '{default_id}': \"id\" must be a non-empty string, got {show_value(tid)}")
     tid = str(tid)
+    if not tid.isascii():
+        try:
+            tid.encode("utf-8")
+        except UnicodeEncodeError:  # a file name of bytes that are no UTF-8 (`t\xff.json`): unwritable, unprintable
+            raise _err(loc, f"task '{tid}': the id, from the file name, is not UTF-8 text",
+                       "rename the file, or give the task an \"id\"") from None
     for k in obj:
         if k not in _TASK_KEYS:
             raise _err(loc, f"task '{tid}': unknown key '{k}'", did_you_mean(k, _TASK_KEYS))
