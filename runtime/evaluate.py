@@ -280,7 +280,8 @@ def _check_splits(specs: Sequence[Spec], splits: Sequence[str] | None) -> None:
         family = family_of(spec)
         have = family.splits(dict(spec.task.params))
         errors.extend(Diagnostic(Loc("--splits"), f"spec '{spec.name}': task family '{family.name}' has no split "
-                                 f"'{split}'", did_you_mean(split, have)) for split in splits or () if split not in have)
+                                 f"'{split}'", did_you_mean(split, have))
+                      for split in splits or () if split not in have)
     if errors:
         raise SpecError(diagnostics=errors)
 

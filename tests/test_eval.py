@@ -167,7 +167,8 @@ def test_unknown_splits_and_a_file_as_out_or_runs_are_refused_before_training(tm
     assert main(["eval", *specs, "--splits", "ood,bogus", "--out", str(out), "--runs", str(runs)]) == 2
     assert capsys.readouterr().err == (
         "--splits: error: spec 'tiny_ic': task family 'shift' has no split 'bogus' (expected one of: id, ood, train)\n"
-        "--splits: error: spec 'tiny_lpn': task family 'shift' has no split 'bogus' (expected one of: id, ood, train)\n")
+        "--splits: error: spec 'tiny_lpn': task family 'shift' has no split 'bogus' (expected one of: id, ood, "
+        "train)\n")
     assert main(["eval", specs[0], "--out", str(a_file), "--runs", str(runs)]) == 2
     assert capsys.readouterr().err == (f"{a_file}: error: a file is in the way of the results directory (write the "
                                        "results elsewhere with --out DIR)\n")
