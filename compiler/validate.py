@@ -410,7 +410,7 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
     reads = lambda *names: kind is None or all(kind_reads(kind, n) for n in names)  # noqa: E731
     if ok("name") and not _NAME.fullmatch(spec.name):
         c.error(c.loc_of("name"), f"name '{spec.name[:60]}{'...' if len(spec.name) > 60 else ''}' cannot be used "
-                "as a directory name", "use letters, digits, '_', '-' and '.'")
+                "as a directory name", "use letters, digits, '_', '-' and '.', starting with a letter, digit or '_'")
     elif ok("name") and len(spec.name) > MAX_NAME:
         # Run and build folders are named `<name>-seed<k>` and `<name>` under the user's; 255 bytes is the usual
         # limit of one path component.

@@ -394,3 +394,11 @@ def test_end_of_input_names_the_bracket_left_open():
     assert d.hint == "close it with '}'"
     (d,) = errors('name demo # a { in a comment\ntask { family shift params { split "}" }\n', "s.nls")
     assert d.message.endswith("the '{' at line 2, column 6 is not closed")
+
+
+def test_a_name_starting_with_a_dot_is_told_how_a_name_may_start():
+    """`name: .hidden` was refused with the hint "use letters, digits, '_', '-' and '.'", which it does."""
+    for name in (".hidden", "-x", ".."):
+        (d,) = errors(f"name: '{name}'\n")
+        assert d.message == f"name '{name}' cannot be used as a directory name", d
+        assert d.hint == "use letters, digits, '_', '-' and '.', starting with a letter, digit or '_'"
