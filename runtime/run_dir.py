@@ -87,8 +87,10 @@ DATA_FILE = "data.json"  # a `files` task's data: each path relative to the run 
 # Everything a run writes; `--force` removes exactly these and nothing else a user may have put there.
 RESULT_FILES = (SPEC_FILE, ENV_FILE, METRICS_FILE, MODEL_FILE, MODEL_META_FILE, EXECUTOR_WEIGHTS_FILE, HEALTH_FILE,
                 CHECKPOINT_DIR, RESTARTS_FILE, ATTEMPTS_DIR, ROLLBACKS_FILE, ROLLBACKS_DIR, DATA_FILE)
-RUN_MARKERS = (MODEL_FILE, MODEL_META_FILE, METRICS_FILE, CHECKPOINT_DIR)
-"""What only a run directory of `nlic train` holds (any one of them: a run interrupted before its model, too)."""
+RUN_MARKERS = (MODEL_FILE, MODEL_META_FILE, METRICS_FILE, CHECKPOINT_DIR, EXECUTOR_WEIGHTS_FILE, RESTARTS_FILE,
+               ATTEMPTS_DIR, ROLLBACKS_FILE, ROLLBACKS_DIR)
+"""What only a run directory of `nlic train` holds (any one of them: a run interrupted before its model, or between
+archiving an abandoned attempt and starting the next, too); not a project folder's spec.yaml or data.json."""
 MODEL_FORMAT = 1
 MODEL_FORMAT_TAG = "nlic-model"
 DATA_FORMAT = 1
