@@ -87,10 +87,11 @@ DATA_FILE = "data.json"  # a `files` task's data: each path relative to the run 
 # Everything a run writes; `--force` removes exactly these and nothing else a user may have put there.
 RESULT_FILES = (SPEC_FILE, ENV_FILE, METRICS_FILE, MODEL_FILE, MODEL_META_FILE, EXECUTOR_WEIGHTS_FILE, HEALTH_FILE,
                 CHECKPOINT_DIR, RESTARTS_FILE, ATTEMPTS_DIR, ROLLBACKS_FILE, ROLLBACKS_DIR, DATA_FILE)
-RUN_MARKERS = (MODEL_FILE, MODEL_META_FILE, METRICS_FILE, CHECKPOINT_DIR, EXECUTOR_WEIGHTS_FILE, RESTARTS_FILE,
-               ATTEMPTS_DIR, ROLLBACKS_FILE, ROLLBACKS_DIR)
-"""What only a run directory of `nlic train` holds (any one of them: a run interrupted before its model, or between
-archiving an abandoned attempt and starting the next, too); not a project folder's spec.yaml or data.json."""
+RUN_MARKERS = (ENV_FILE, MODEL_FILE, MODEL_META_FILE, METRICS_FILE, CHECKPOINT_DIR, EXECUTOR_WEIGHTS_FILE,
+               RESTARTS_FILE, ATTEMPTS_DIR, ROLLBACKS_FILE, ROLLBACKS_DIR)
+"""What only a run directory of `nlic train` holds (any one of them: a run interrupted before its first step, whose
+`env.json` a new run writes first, or between archiving an abandoned attempt and starting the next, too); not a
+project folder's spec.yaml or data.json."""
 MODEL_FORMAT = 1
 MODEL_FORMAT_TAG = "nlic-model"
 DATA_FORMAT = 1
@@ -155,7 +156,7 @@ def prepare(run: Path, *, resume: bool, force: bool) -> bool:
             raise CheckpointError(
                 f"the directory is not a training run, but holds {', '.join(theirs)}, which a run would replace",
                 loc=Loc(str(run)),
-                hint="give the run a directory of its own with --out DIR (refused even with --force)")
+                hint="give the run a directory of its own with --out DIR; --force does not override this")
         if resume:
             return True
         if not force:

@@ -413,11 +413,11 @@ def train(
             _check_same_spec(run, spec)
         if resuming:
             rd.truncate_metrics(run, loaded["state"][1] if path is not None else 0)
+        rd.write_env(run)  # first: it marks the directory as a run's (`RUN_MARKERS`) if nothing else is written
         if not resuming or not (run / rd.SPEC_FILE).exists():
             with writing("locked spec", error=CheckpointError, then="then continue with `nlic train --resume`"):
                 rd.write_spec(run, spec)
             rd.write_data(run, spec)  # where a files task's data are relative to the run, and their digest
-        rd.write_env(run)
         return (resuming, None if path is None else str(path), state.training, reasons, state.continues is not None,
                 [dataclasses.asdict(r) for r in went], recovery.steps_spent(state.history))
 

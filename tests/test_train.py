@@ -283,8 +283,22 @@ def test_a_project_folder_that_is_no_run_is_never_started_over(tmp_path, capsys)
         assert main(["train", str(tmp_path / "spec.yaml"), "--out", str(tmp_path), *flags]) == 2
         assert capsys.readouterr().err.endswith(
             f"{tmp_path}: error: the directory is not a training run, but holds spec.yaml, data.json, which a run "
-            "would replace (give the run a directory of its own with --out DIR (refused even with --force))\n")
+            "would replace (give the run a directory of its own with --out DIR; --force does not override this)\n")
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == before
+
+
+def test_a_run_killed_before_its_first_step_is_still_a_run(tmp_path):
+    """A run killed while its first step compiles holds only what `open_run` wrote (env.json first, then spec.yaml):
+    it is a run, so --resume and --force still take it (the check above must not refuse it)."""
+    from nlic.runtime import run_dir as rd
+
+    spec = parse_spec(tiny_text(), "tiny.yaml")
+    run = tmp_path / "run"
+    assert rd.prepare(run, resume=False, force=False) is False
+    rd.write_env(run)
+    rd.write_spec(run, spec)
+    assert rd.prepare(run, resume=True, force=False) is True
+    assert rd.prepare(run, resume=False, force=True) is False and not (run / rd.SPEC_FILE).exists()
 
 def test_skip_spikes_leaves_a_spiking_step_out_and_nothing_else():
     import optax
