@@ -87,8 +87,10 @@ def _interrupts_reach_the_command() -> Any:
     `__del__` to the command's own code: Python would print it as "Exception ignored in ..." with a traceback and
     let the command run on to its end. Here it is raised again where the command runs, a moment later
     (`_thread.interrupt_main` from a timer thread: called at once it would raise inside this hook, where Python
-    ignores it again); one that lands in such a callback again comes back here."""
+    ignores it again); one that lands in such a callback again comes back here. A command that ends before the
+    timer fires (a busy machine) is interrupted at its end: the interrupt is never lost, nor raised after it."""
     previous = sys.unraisablehook
+    timers: list[threading.Timer] = []
 
     def hook(unraisable: Any) -> None:
         if not isinstance(unraisable.exc_value, KeyboardInterrupt):
@@ -98,16 +100,26 @@ def _interrupts_reach_the_command() -> Any:
             try:
                 again = threading.Timer(0.01, _thread.interrupt_main)
                 again.daemon = True
+                timers.append(again)
                 again.start()
                 return
             except KeyboardInterrupt:  # it came back before this hook returned: once more, later
                 continue
 
     sys.unraisablehook = hook
+    interrupted = False
     try:
         yield
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         sys.unraisablehook = previous
+        for t in timers:  # a timer that fired has made its interrupt pending: raised here, at the next bytecode
+            t.cancel()
+            t.join()
+        if timers and not interrupted:
+            raise KeyboardInterrupt
 
 
 def guarded(fn: Callable[[], Any], *, debug: bool = False) -> int:
