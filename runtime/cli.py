@@ -152,8 +152,9 @@ def guarded(fn: Callable[[], Any], *, debug: bool = False) -> int:
         hint = _OS_HINTS.get(e.errno, "check the path and the disk")
         print(escape(f"{where}error: {e.strerror or e} ({hint})"), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        if not getattr(e, "reported", False):  # training says where its checkpoint is, and prints no second line
+            print("interrupted", file=sys.stderr)
         return 130
     except (MemoryError, jax.errors.JaxRuntimeError) as e:
         # Out of memory (numpy's MemoryError, XLA's RESOURCE_EXHAUSTED) is what asking for too much gives: a

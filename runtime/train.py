@@ -711,14 +711,16 @@ def _train_attempt(spec, trains, kind, shapes, optim, mesh, run, eval_sets, *, p
         if not main:
             jax.block_until_ready(state[0])  # the last step's reduction, before waiting for process 0 below
         save(state)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         bar.close()
         if rolling:  # the latest checkpoint is one before the fall: --resume trains to it, and goes back again
             bar.message(f"interrupted while rolling back from step {rolling[0]}; continue with --resume")
+            e.reported = bar.enabled  # type: ignore[attr-defined]  # `guarded` adds no bare "interrupted"
             raise
         save(state)
         if main:
             bar.message(f"interrupted: checkpoint of step {state[2]} saved in {ckdir}; continue with --resume")
+            e.reported = bar.enabled  # type: ignore[attr-defined]
         raise
     except jax.errors.JaxRuntimeError as e:
         if distributed.is_distributed():  # a collective failed: another process stopped

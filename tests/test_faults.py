@@ -279,3 +279,11 @@ def test_ctrl_c_that_lands_in_a_garbage_collector_callback_still_stops_the_comma
     assert guarded(quick) == 130
     assert capsys.readouterr().err == "interrupted\n"
     time.sleep(0.05)  # no interrupt is left to come after the command
+
+    def reported() -> int:  # training printed "interrupted: checkpoint of step ... saved": no bare second line
+        e = KeyboardInterrupt()
+        e.reported = True
+        raise e
+
+    assert guarded(reported) == 130
+    assert capsys.readouterr().err == ""
