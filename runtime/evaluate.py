@@ -20,7 +20,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from nlic.compiler.families import evaluation_tasks, family_of
+from nlic.compiler.families import evaluation_tasks, unknown_splits
 from nlic.compiler.identity import UNTRAINED_SECTIONS, trained_spec_diff
 from nlic.compiler.kinds import MODEL_KINDS, kind_of
 from nlic.compiler.lower import abstract_model
@@ -275,13 +275,8 @@ def _log(message: str) -> None:
 def _check_splits(specs: Sequence[Spec], splits: Sequence[str] | None) -> None:
     """`SpecError` (every one at once) for a split of `--splits` that a spec's task family does not have, before
     anything trains: found after training, it ended the command with the models trained and nothing scored."""
-    errors = []
-    for spec in specs:
-        family = family_of(spec)
-        have = family.splits(dict(spec.task.params))
-        errors.extend(Diagnostic(Loc("--splits"), f"spec '{spec.name}': task family '{family.name}' has no split "
-                                 f"'{split}'", did_you_mean(split, have))
-                      for split in splits or () if split not in have)
+    errors = [d for spec in specs for d in unknown_splits(spec, splits or (), Loc("--splits"),
+                                                          prefix=f"spec '{spec.name}': ")]
     if errors:
         raise SpecError(diagnostics=errors)
 

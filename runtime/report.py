@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from nlic.compiler.families import GridCodec, codec_of, evaluation_tasks, family_of, params_of
+from nlic.compiler.families import GridCodec, codec_of, evaluation_tasks, family_of, params_of, unknown_splits
 from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import kind_of
-from nlic.grammar.errors import CheckpointError, Loc, ProgramError, SpecError, did_you_mean, escape
+from nlic.grammar.errors import CheckpointError, Loc, ProgramError, SpecError, escape
 from nlic.grammar.program import ProgramFile, format_programs, load_programs
 from nlic.runtime.files import atomic_write, writing
 from nlic.runtime.inspection import (
@@ -157,12 +157,9 @@ class InspectReport:
 
 
 def _check_splits(spec: Any, splits: Sequence[str]) -> tuple[str, ...]:
-    family = family_of(spec)
-    known = family.splits(params_of(spec))
-    for split in splits:
-        if split not in known:
-            raise SpecError(f"task family '{family.name}' has no split '{split}'", loc=Loc("--tasks"),
-                            hint=did_you_mean(split, known))
+    unknown = unknown_splits(spec, splits, Loc("--tasks"))
+    if unknown:
+        raise SpecError(diagnostics=unknown[:1])
     if not splits:
         raise SpecError("no splits to inspect", loc=Loc("--tasks"), hint="name at least one split, e.g. --tasks ood")
     return tuple(dict.fromkeys(splits))

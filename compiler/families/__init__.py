@@ -15,6 +15,7 @@ from nlic.compiler.families.api import (
     params_of as params_of,
     sample_split as sample_split,
     shapes_of as shapes_of,
+    unknown_splits as unknown_splits,
 )
 from nlic.compiler.families.base import FAMILIES as FAMILIES, Codec as Codec, Family as Family, TaskSet as TaskSet
 from nlic.compiler.families.codecs import GridCodec as GridCodec, SequenceCodec as SequenceCodec
@@ -40,6 +41,7 @@ __all__ = [
     "family_of",
     "load_tasks",
     "params_of",
+    "unknown_splits",
     "read_tasks",
     "sample_split",
     "shapes_of",

@@ -15,13 +15,14 @@ from nlic.compiler.families.common import check_split
 from nlic.compiler.families.files import read_tasks
 from nlic.compiler.kinds import Shapes
 from nlic.compiler.seeds import derive_seed
-from nlic.grammar.errors import Loc, SpecError
+from nlic.grammar.errors import Diagnostic, Loc, SpecError, did_you_mean
 
 __all__ = [
     "canonical_colours_of",
     "coloured",
     "family_of",
     "params_of",
+    "unknown_splits",
     "codec_of",
     "curriculum_spec",
     "shapes_of",
@@ -39,6 +40,15 @@ def family_of(spec: Any) -> Family:
 def params_of(spec: Any) -> dict[str, Any]:
     """`spec.task.params` as a dict."""
     return dict(spec.task.params)
+
+
+def unknown_splits(spec: Any, splits: Any, loc: Loc, *, prefix: str = "") -> list[Diagnostic]:
+    """A diagnostic at `loc` (a command's flag) for each of `splits` the spec's task family does not have, naming
+    the closest it has; `prefix` starts each message (which spec, where a command reads several)."""
+    family = family_of(spec)
+    known = family.splits(params_of(spec))
+    return [Diagnostic(loc, f"{prefix}task family '{family.name}' has no split '{s}'", did_you_mean(s, known))
+            for s in splits if s not in known]
 
 
 def codec_of(spec: Any) -> Codec:
