@@ -536,11 +536,9 @@ def replay(run_dir: str | Path, programs: str | Path | ProgramFile, inputs: Sequ
         traced = trace_programs(spec, model, tokens, x, progress=_Progress("trace") if progress else None) \
             if trace else None
     else:  # in the same chunks as the model's replay: bounded memory, a progress line, few batch shapes to compile
-        traced = _joined(_in_chunks(lambda w, p, i: art.trace(w, p, i), weights, tokens, x,
-                                    _Progress("trace") if progress else None), 2) \
+        traced = _joined(_in_chunks(art.trace, weights, tokens, x, _Progress("trace") if progress else None), 2) \
             if trace else None  # first: a build without a trace fails fast
-        outputs = _joined(_in_chunks(lambda w, p, i: art.run(w, p, i), weights, tokens, x,
-                                     _Progress("run") if progress else None), 1)[0]
+        outputs = _joined(_in_chunks(art.run, weights, tokens, x, _Progress("run") if progress else None), 1)[0]
     outputs = restore_rows(np.asarray(outputs), maps)
     rows = [{"id": it.id, "input": it.value, "output": codec.decode(out)} for it, out in zip(items, outputs)]
     if traced is not None:
