@@ -13,7 +13,7 @@ from typing import Any
 
 from nlic.compiler.families import FAMILIES
 from nlic.compiler.kinds import MODEL_KINDS, search_method_names
-from nlic.compiler.spec import IntRange, Schedule, Spec, _num
+from nlic.compiler.spec import ROW_GRID_DEFAULTS, IntRange, Schedule, Spec, _num
 from nlic.grammar.tree import type_plain_scalar
 
 __all__ = ["format_spec", "SYNTAXES"]
@@ -74,19 +74,29 @@ def _registered(registry: str | None) -> str:
     return " One of: " + ", ".join(names) + "."
 
 
-def _lines(obj: Any, syntax: str, depth: int, comments: bool) -> list[str]:
+def _grid_default(name: str) -> str:
+    """` One-row grid data: ...` for a field `ROW_GRID_DEFAULTS` gives another default."""
+    for field, value, nli_only in ROW_GRID_DEFAULTS:
+        if field == name:
+            return f" Default for one-row grid data{' (nli)' if nli_only else ''}: {_value(value, 'yaml')}."
+    return ""
+
+
+def _lines(obj: Any, syntax: str, depth: int, comments: bool, prefix: str = "",
+           keep: frozenset[str] = frozenset()) -> list[str]:
     out: list[str] = []
     pad = _INDENT * depth
     sep = ": " if syntax == "yaml" else " "
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if f.metadata.get("quiet_default") and not comments and value == f.default:
+        if f.metadata.get("quiet_default") and not comments and value == f.default and prefix + f.name not in keep:
             continue  # a field added later, left out at its default so that earlier specs keep their hash
         if comments and f.metadata.get("doc"):
-            out.append(f"{pad}# {f.metadata['doc']}{_registered(f.metadata.get('registry'))}")
+            out.append(f"{pad}# {f.metadata['doc']}{_registered(f.metadata.get('registry'))}"
+                       f"{_grid_default(prefix + f.name)}")
         if dataclasses.is_dataclass(value) and not isinstance(value, (Schedule, IntRange)):
             out.append(f"{pad}{f.name}:" if syntax == "yaml" else f"{pad}{f.name} {{")
-            out.extend(_lines(value, syntax, depth + 1, comments))
+            out.extend(_lines(value, syntax, depth + 1, comments, f"{prefix}{f.name}.", keep))
             if syntax == "nls":
                 out.append(f"{pad}}}")
         elif _is_params(f):
@@ -107,7 +117,7 @@ def _lines(obj: Any, syntax: str, depth: int, comments: bool) -> list[str]:
     return out
 
 
-def format_spec(spec: Spec, syntax: str = "yaml", *, comments: bool = False) -> str:
+def format_spec(spec: Spec, syntax: str = "yaml", *, comments: bool = False, keep: frozenset[str] = frozenset()) -> str:
     """The canonical text of a spec.
 
     Args:
@@ -115,6 +125,9 @@ def format_spec(spec: Spec, syntax: str = "yaml", *, comments: bool = False) -> 
         syntax: 'yaml' or 'nls'.
         comments: precede every field with its documentation as a `#` comment (still canonical: comments are
             ignored by the parsers and printed again identically).
+        keep: dotted names of fields to print even where they are at a default the canonical text leaves out
+            (`quiet_default`): a user's spec whose data give that field another default (`nlic fmt`; what a run
+            locks is read back without data defaults and needs none).
 
     Returns:
         The text, ending with a newline. Task paths are printed as stored: `load_spec` stores resolved paths,
@@ -122,4 +135,4 @@ def format_spec(spec: Spec, syntax: str = "yaml", *, comments: bool = False) -> 
     """
     if syntax not in SYNTAXES:
         raise ValueError(f"unknown syntax {syntax!r}; expected one of {SYNTAXES}")
-    return "\n".join(_lines(spec, syntax, 0, comments)) + "\n"
+    return "\n".join(_lines(spec, syntax, 0, comments, keep=keep)) + "\n"

@@ -31,6 +31,7 @@ __all__ = [
     "EvalSpec",
     "Spec",
     "SECTIONS",
+    "ROW_GRID_DEFAULTS",
     "tree_nodes",
     "field_range",
     "field_names",
@@ -210,9 +211,9 @@ class ExecutorSpec:
 @dataclasses.dataclass(frozen=True)
 class LatentSpec:
     dim: int = _f(32, "Latent size (lpn; dlpn's latent is language.length tokens of the codebook).", min=1)
-    beta: float = _f(1e-4, "KL weight of the Gaussian latent (lpn).", min=0.0)
+    beta: float = _f(1e-4, "KL weight of the Gaussian latent (lpn).", min=0.0, max=1e4)
     inner_steps: int = _f(0, "Gradient steps on the latent inside training (LPN 'Grad N'), stop-gradient.", min=0, max=100)
-    inner_lr: float = _f(0.1, "Learning rate of the inner latent steps in training.", min=0.0)
+    inner_lr: float = _f(0.1, "Learning rate of the inner latent steps in training.", min=0.0, max=1e3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +225,7 @@ class ModelSpec:
     latent: LatentSpec = _f(LatentSpec(), "Latent settings of the LPN-family baselines.")
 
 
-_TEMPERATURE = {"above_zero": "all",
+_TEMPERATURE = {"above_zero": "all", "max": 1e4,
                 "above_zero_hint": "a temperature of 0 divides by zero: end at a small positive value such as 0.1"}
 """Bounds of a Gumbel-Softmax temperature schedule (`above_zero`: every value above 0; see validate)."""
 
@@ -242,7 +243,7 @@ class RelaxationSpec:
         "through: soft gradients backward); the output stays soft for the loss. Closes the gap between relaxed "
         "and discrete execution (a state that keeps information off its argmax).",
     )
-    reg_weight: float = _f(0.0, "lambda_reg: weight of the reuse regulariser (expected distinct tokens per batch).", min=0.0)
+    reg_weight: float = _f(0.0, "lambda_reg: weight of the reuse regulariser (expected distinct tokens per batch).", min=0.0, max=1e4)
     diversity: float = _f(
         0.0, "nli: weight of the token-diversity term, minus the mutual information between a batch's tasks and each "
         "slot's token (the entropy of the batch's mean token distribution less the mean entropy of each task's, "
@@ -270,7 +271,7 @@ class TrainingSpec:
     steps: int = _f(3000, "Optimiser steps.", min=0, max=10_000_000)
     batch: int = _f(16, "Tasks per batch.", min=1, max=65536)
     optimizer: Literal["adamw", "adam", "sgd"] = _f("adamw", "Optimiser.", choices=("adamw", "adam", "sgd"))
-    lr: Schedule = _f(Schedule("const", 2e-3, 2e-3), "Learning rate (after warm-up).", min=0.0, above_zero="start",
+    lr: Schedule = _f(Schedule("const", 2e-3, 2e-3), "Learning rate (after warm-up).", min=0.0, max=10.0, above_zero="start",
                       above_zero_hint="a learning rate of 0 does not train, and one below 0 climbs the loss")
     warmup: int = _f(20, "Linear learning-rate warm-up steps.", min=0)
     lr_drop_at: float = _f(
@@ -296,8 +297,8 @@ class TrainingSpec:
         "Families without one refuse it. 0: off.",
         min=0.0, max=1.0, quiet_default=True,
     )
-    weight_decay: float = _f(0.0, "AdamW weight decay.", min=0.0)
-    clip: float = _f(1.0, "Global-norm gradient clipping (0 disables).", min=0.0)
+    weight_decay: float = _f(0.0, "AdamW weight decay.", min=0.0, max=1e3)
+    clip: float = _f(1.0, "Global-norm gradient clipping (0 disables).", min=0.0, max=1e9)
     skip_spikes: float = _f(
         0.0, "Skip the update of a step whose gradient norm (before clipping) is more than this many times the "
         "running geometric mean of the accepted steps' norms (after the first 50 steps): a rare draw of the "
@@ -363,8 +364,8 @@ class SearchSpec:
     )
     starts: int = _f(16, "Parallel starting points (gradient) or programs sampled (prior).", min=1, max=1_000_000)
     steps: int = _f(50, "Gradient steps per start (gradient, lpn search, ttt fine-tuning).", min=0, max=100_000)
-    lr: float = _f(0.1, "Learning rate of the test-time optimiser.", min=0.0)
-    init_noise: float = _f(3.0, "Standard deviation of the noise added to the inductor's embedding for extra starts.", min=0.0)
+    lr: float = _f(0.1, "Learning rate of the test-time optimiser.", min=0.0, max=1e3)
+    init_noise: float = _f(3.0, "Standard deviation of the noise added to the inductor's embedding for extra starts.", min=0.0, max=1e3)
     tau_inductor: Schedule = _f(Schedule("exp", 2.0, 0.5), "Inductor temperature during search.",
                                **_TEMPERATURE)
     tau_executor: Schedule = _f(Schedule("exp", 1.0, 0.5), "Interpreter temperature during search.",
@@ -514,3 +515,23 @@ def field_names(section: str = "") -> tuple[str, ...]:
 
     walk(cls, f"{section}." if section else "")
     return tuple(out)
+
+
+ROW_GRID_DEFAULTS: tuple[tuple[str, Any, bool], ...] = (
+    ("task.colours", "canonical", False),
+    ("model.executor.layers", 2, False),
+    ("training.steps", 6000, False),
+    ("model.inductor.offsets", True, True),
+    ("relaxation.skip_from", 0.15, True),
+    ("training.lr_drop_at", 0.5, True),
+    ("training.rollback", 1, True),
+    ("training.restarts", 0, True),
+    ("search.method", "enumerate", True),
+    ("search.programs", 5000, True),
+)
+"""The defaults of a spec whose task data are one-row grids of colours (the `grid1d` family, or `files` whose
+every input and output is a one-row ARC grid), as (dotted field, value, NLI only): the configuration
+`specs/grid1d.yaml` measured, each value there with its reason. The schema's own defaults were measured on the shift
+family, and on one-row grids they learn nothing (a user's 1000 exported grid1d tasks through `files`, vocab 24: ID
+0.00 at steps 500-1000, restarted; benchmarks/README.md, "A user's own one-row grids"). A field the spec writes keeps
+its value; the last column marks values only the NLI was measured with (a baseline keeps the schema's default)."""

@@ -19,9 +19,19 @@ from typing import Any
 
 from nlic.compiler import spec as spec_module
 from nlic.compiler.families import FAMILIES
+from nlic.compiler.families.codecs import GridCodec
 from nlic.compiler.families.colours import colours_of
 from nlic.compiler.kinds import MODEL_KINDS, kind_reads
-from nlic.compiler.spec import IntRange, Schedule, Spec, TrainingSpec, field_names, field_types, is_section
+from nlic.compiler.spec import (
+    ROW_GRID_DEFAULTS,
+    IntRange,
+    Schedule,
+    Spec,
+    TrainingSpec,
+    field_names,
+    field_types,
+    is_section,
+)
 from nlic.grammar.errors import MAX_SHOWN, Diagnostic, Loc, NlicError, SpecError, capped, did_you_mean
 from nlic.grammar.reading import MAX_SPEC_BYTES, read_text
 from nlic.grammar.spec_parser import parse_expression, parse_nls
@@ -30,6 +40,7 @@ from nlic.grammar.yaml_front import parse_yaml
 
 __all__ = [
     "load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax_of", "ignored_fields", "check_kind_fields",
+    "value_at", "is_row_grid",
     "MAX_SPEC_BYTES", "MAX_DIAGNOSTICS",
 ]
 
@@ -263,9 +274,11 @@ class _Checker:
             v = self.finite(a, name)
             if v is _BAD:
                 return v
-            lo = meta.get("min")
-            if lo is not None and v < lo:
-                return self.error(a, f"'{name}' is out of range: {a.text}", f"allowed: >= {_show(lo)}", name)
+            lo, hi = meta.get("min"), meta.get("max")
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                allowed = f"{_show(lo)}..{_show(hi)}" if lo is not None and hi is not None else (
+                    f">= {_show(lo)}" if lo is not None else f"<= {_show(hi)}")
+                return self.error(a, f"'{name}' is out of range: {_short(a.text)}", f"allowed: {allowed}", name)
             values.append(float(v))
         start, end = values[0], values[-1]
         if kind == "exp" and (start <= 0 or end <= 0):
@@ -364,7 +377,8 @@ def _resolve_paths(params: tuple, keys: Any, base: Path) -> tuple:
     return tuple((k, fix(v) if k in keys else v) for k, v in params)
 
 
-def _value_at(spec: Any, name: str) -> Any:
+def value_at(spec: Any, name: str) -> Any:
+    """The value of the field at dotted `name` of `spec` (e.g. 'training.steps')."""
     for part in name.split("."):
         spec = getattr(spec, part)
     return spec
@@ -377,14 +391,14 @@ def ignored_fields(spec: Spec) -> list[str]:
     if spec.model.kind not in MODEL_KINDS:
         return []
     kind, default = MODEL_KINDS.get(spec.model.kind), Spec()
-    return [n for n in field_names() if not kind_reads(kind, n) and _value_at(spec, n) != _value_at(default, n)]
+    return [n for n in field_names() if not kind_reads(kind, n) and value_at(spec, n) != value_at(default, n)]
 
 
 def _ignored_field(spec: Spec, name: str, loc: Loc) -> Diagnostic:
     """The refusal of field `name`, which `spec`'s model kind does not read (`ignored_fields`), located at `loc`."""
     readers = [k for k in MODEL_KINDS.names() if kind_reads(MODEL_KINDS.get(k), name)]
     return Diagnostic(loc, f"model kind '{spec.model.kind}' does not read {name}: its value "
-                      f"{_short(_show(_value_at(spec, name)))} would be ignored",
+                      f"{_short(_show(value_at(spec, name)))} would be ignored",
                       f"remove it; model kinds that read it: {', '.join(readers)}")
 
 
@@ -399,6 +413,57 @@ def check_kind_fields(spec: Spec) -> None:
     found = [_ignored_field(spec, name, Loc(name)) for name in ignored_fields(spec)]
     if found:
         raise SpecError(diagnostics=found)
+
+
+def _replace_at(spec: Any, name: str, value: Any) -> Any:
+    """`spec` with the field at dotted `name` set to `value` (every section on the way replaced)."""
+    head, _, rest = name.partition(".")
+    if not rest:
+        return dataclasses.replace(spec, **{head: value})
+    return dataclasses.replace(spec, **{head: _replace_at(getattr(spec, head), rest, value)})
+
+
+def is_row_grid(codec: Any) -> bool:
+    """Whether a family's codec holds one-row grids of colours (the data `ROW_GRID_DEFAULTS` are for)."""
+    return isinstance(codec, GridCodec) and codec.rows == 1
+
+
+def _data_defaults(spec: Spec, c: _Checker, base_dir: Path | None) -> Spec:
+    """`spec` with `ROW_GRID_DEFAULTS` for every field it does not write, where its task's data are one-row grids.
+
+    Quiet where the task cannot be read yet (an unknown family, bad params, unreadable data): the cross-checks
+    report that. A default that would contradict what the spec writes is not applied (a rollback where the spec
+    keeps the last weights, a skip_from where it turns the skip token off, a program budget for another search)."""
+    if any(n in c.bad for n in ("task", "task.family", "task.params", "model.kind")) \
+            or spec.task.family not in FAMILIES.names() or spec.model.kind not in MODEL_KINDS.names():
+        return spec
+    family = FAMILIES.get(spec.task.family)
+    params = dict(spec.task.params)
+    if base_dir is not None and getattr(family, "path_params", ()):
+        params = dict(_resolve_paths(spec.task.params, family.path_params, base_dir))
+    try:
+        if list(family.check_params(params, dict(c.param_locs), c.loc_of("task.params"))):
+            return spec
+        codec = family.codec(params)
+    except NlicError:
+        return spec
+    if not is_row_grid(codec):
+        return spec
+    kind = MODEL_KINDS.get(spec.model.kind)
+    for name, value, nli_only in ROW_GRID_DEFAULTS:
+        if name in c.locs or name in c.bad or not kind_reads(kind, name) or (nli_only and kind.name != "nli"):
+            continue
+        if name == "search.method" and value not in kind.search_methods:
+            continue
+        if name == "search.programs" and spec.search.method != "enumerate":
+            continue
+        if name == "training.rollback" and (spec.training.keep != "best" or spec.training.eval_every <= 0
+                                            or spec.training.lr_drop >= 1):
+            continue
+        if name == "relaxation.skip_from" and not spec.relaxation.skip:
+            continue
+        spec = _replace_at(spec, name, value)
+    return spec
 
 
 def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths: bool, kind_fields: bool) -> Spec:
@@ -561,8 +626,10 @@ def validate_tree(
         resolve_paths: store resolved paths in the spec (False keeps them as written, for `nlic fmt`; the
             family's checks see resolved paths either way).
         diagnostics: problems the front end already found; reported together with the validator's.
-        kind_fields: refuse fields the model kind does not read (`ignored_fields`); False for a spec a run locked
-            (an earlier version accepted them, and they changed nothing).
+        kind_fields: refuse fields the model kind does not read (`ignored_fields`), and give the fields the spec
+            leaves out the defaults of its data (`ROW_GRID_DEFAULTS`); False for a spec a run locked (an earlier
+            version accepted such fields, and they changed nothing; its text is complete, read as written: a
+            field left out is at the schema's default, as when it was locked).
 
     Raises:
         SpecError: with every diagnostic of the file.
@@ -575,6 +642,8 @@ def validate_tree(
                         hint="a minimal spec is 'name: my_spec' and 'task: {family: shift, params: {split: shift_l}}'")
     spec = c.section(Spec, root, "")
     if isinstance(root, MappingNode):
+        if kind_fields:
+            spec = _data_defaults(spec, c, Path(base_dir) if base_dir is not None else None)
         spec = _cross_checks(spec, c, Path(base_dir) if base_dir is not None else None, resolve_paths, kind_fields)
     if c.diagnostics:
         raise SpecError(diagnostics=_ordered(c.diagnostics))

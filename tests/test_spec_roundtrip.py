@@ -36,13 +36,14 @@ def test_spec_round_trips_through_both_syntaxes(path):
     spec = _load(path)
     for syntax, ext in (("yaml", ".yaml"), ("nls", ".nls")):
         text = format_spec(spec, syntax)
-        again = parse_spec(text, f"canonical{ext}")
+        # Read back as a run reads what it locked: a field left out is at the schema's default, not its data's.
+        again = parse_spec(text, f"canonical{ext}", kind_fields=False)
         assert again == spec
         assert format_spec(again, syntax) == text  # print -> parse -> print is the identity
         commented = format_spec(spec, syntax, comments=True)
         assert parse_spec(commented, f"commented{ext}") == spec
     # Canonical YAML parsed as YAML and canonical nls parsed as nls give equal specs and hashes.
-    assert spec_hash(parse_spec(format_spec(spec, "nls"), "x.nls")) == spec_hash(spec)
+    assert spec_hash(parse_spec(format_spec(spec, "nls"), "x.nls", kind_fields=False)) == spec_hash(spec)
 
 
 def test_native_and_yaml_example_are_the_same_spec():

@@ -402,3 +402,71 @@ def test_a_name_starting_with_a_dot_is_told_how_a_name_may_start():
         (d,) = errors(f"name: '{name}'\n")
         assert d.message == f"name '{name}' cannot be used as a directory name", d
         assert d.hint == "use letters, digits, '_', '-' and '.', starting with a letter, digit or '_'"
+
+
+def _row_grids(folder, rows=1):
+    """A folder of two ARC-JSON tasks whose grids have `rows` rows."""
+    folder.mkdir()
+    grid = lambda *cells: [list(cells)] * rows  # noqa: E731
+    for i in range(2):
+        task = {"train": [{"input": grid(0, 3, 0, 0), "output": grid(0, 0, 3, 0)}] * 2,
+                "test": [{"input": grid(3, 0, 0, 0), "output": grid(0, 3, 0, 0)}]}
+        (folder / f"t{i}.json").write_text(json.dumps(task))
+    return folder
+
+
+def test_one_row_grids_take_the_grid_defaults_where_the_spec_is_silent(tmp_path):
+    """A user's own one-row ARC folder with a minimal spec gets `ROW_GRID_DEFAULTS` (measured: ID 0.00 with the
+    schema's defaults); the grid1d family too; what the spec writes is kept; other data keep the schema's defaults."""
+    from nlic.compiler.spec import ROW_GRID_DEFAULTS
+    from nlic.compiler.validate import value_at
+
+    rows = _row_grids(tmp_path / "rows")
+    spec = parse_spec(f"name: u\ntask: {{family: files, params: {{train: {rows}, test: {rows}}}}}\n", "u.yaml")
+    for name, value, _ in ROW_GRID_DEFAULTS:
+        assert value_at(spec, name) == value, name
+    grid1d = parse_spec("name: g\ntask: {family: grid1d, params: {suite: id}}\n", "g.yaml")
+    assert value_at(grid1d, "task.colours") == "canonical" and grid1d.search.method == "enumerate"
+
+    written = parse_spec(f"name: u\ntask: {{family: files, params: {{train: {rows}, test: {rows}}}, colours: as_is}}\n"
+                         "training: {steps: 40, keep: last}\nsearch: {method: cascade}\n", "u.yaml")
+    assert (written.task.colours, written.training.steps, written.search.method) == ("as_is", 40, "cascade")
+    assert written.training.rollback == 0  # a rollback needs keep: best, which the spec turned off
+    assert written.search.programs == Spec().search.programs  # the budget of enumeration, which it does not run
+    assert written.model.executor.layers == 2 and written.relaxation.skip_from == 0.15  # the rest still applies
+
+    baseline = parse_spec(f"name: b\ntask: {{family: files, params: {{train: {rows}, test: {rows}}}}}\n"
+                          "model: {kind: in_context}\n", "b.yaml")
+    assert (baseline.task.colours, baseline.training.steps, baseline.model.executor.layers) == ("canonical", 6000, 2)
+    assert baseline.training.restarts == Spec().training.restarts and baseline.search.method == "none"
+
+    two = _row_grids(tmp_path / "two", rows=2)
+    plain = parse_spec(f"name: p\ntask: {{family: files, params: {{train: {two}, test: {two}}}}}\n", "p.yaml")
+    assert plain == dataclasses.replace(Spec(), name="p", task=plain.task, eval=plain.eval)
+    assert plain.task.colours == "as_is"
+    assert parse_spec(MINIMAL).training.steps == Spec().training.steps
+
+
+def test_a_locked_one_row_grid_spec_reads_back_unchanged(tmp_path):
+    """The canonical text (what a run locks) of a spec given the grid defaults validates to the same spec."""
+    rows = _row_grids(tmp_path / "rows")
+    spec = parse_spec(f"name: u\ntask: {{family: files, params: {{train: {rows}, test: {rows}}}}}\n", "u.yaml")
+    assert parse_spec(format_spec(spec), "locked.yaml") == spec
+    from nlic.runtime.commands.validate import summary
+    assert "one-row grids: fields left out take the grid defaults" in summary("u.yaml", spec)
+    assert "grid" not in summary("m.yaml", parse_spec(MINIMAL))
+
+
+def test_fmt_keeps_a_schema_default_that_the_grid_defaults_would_replace(tmp_path, capsys):
+    """`colours: as_is` on one-row grids is the schema's default, which canonical text leaves out; `nlic fmt` writes
+    it out, so that its text is read back as the file was (and not with canonical colours)."""
+    from nlic.runtime.cli import main
+
+    path = tmp_path / "g.yaml"
+    path.write_text("name: g\ntask: {family: grid1d, params: {suite: moves}, colours: as_is}\n"
+                    "training: {rollback: 0}\n")
+    assert main(["fmt", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "colours: as_is" in text and "rollback: 0" in text and "lr_drop_at: 0.5" in text
+    assert parse_spec(text, str(path)) == load_spec(path)
+    assert load_spec(path).training.lr_drop_at == 0.5  # left out: the grid default

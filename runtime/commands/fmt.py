@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from nlic.compiler.printer import SYNTAXES, format_spec
-from nlic.compiler.validate import load_spec, read_spec_text, syntax_of
+from nlic.compiler.spec import ROW_GRID_DEFAULTS
+from nlic.compiler.validate import load_spec, parse_spec, read_spec_text, syntax_of, value_at
 from nlic.grammar.errors import Loc, SpecError, escape
 from nlic.runtime.files import atomic_write
 from nlic.runtime.outputs import refuse_existing
@@ -55,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
     # Paths as written: the canonical text of a user's file must stay readable and portable.
     spec = load_spec(args.spec, resolve_paths=False)
     text = format_spec(spec, syntax, comments=args.comments)
+    # A field left out takes its data's default where that differs from the schema's (`ROW_GRID_DEFAULTS`): one
+    # the file writes at the schema's default is written out, not left out, so that the text means what it did.
+    again = parse_spec(text, args.spec, syntax, base_dir=Path(args.spec).resolve().parent, resolve_paths=False)
+    differs = frozenset(n for n, _, _ in ROW_GRID_DEFAULTS if value_at(again, n) != value_at(spec, n))
+    if differs:
+        text = format_spec(spec, syntax, comments=args.comments, keep=differs)
     if args.check:
         same = read_spec_text(args.spec) == text
         if not same:

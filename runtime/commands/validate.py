@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nlic.compiler.families import codec_of
 from nlic.compiler.identity import spec_hash
-from nlic.compiler.validate import load_spec
+from nlic.compiler.validate import is_row_grid, load_spec
 from nlic.grammar.errors import NlicError
 
 __all__ = ["add_arguments", "run", "summary"]
@@ -20,10 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def summary(path: str, spec) -> str:
-    """The one-line description of a valid spec."""
+    """The one-line description of a valid spec; for one-row grid data, that the fields it leaves out take the
+    grid defaults (`ROW_GRID_DEFAULTS`)."""
+    grids = "; one-row grids: fields left out take the grid defaults, see nlic fmt --comments" \
+        if is_row_grid(codec_of(spec)) else ""
     return (
         f"ok {path}: {spec.name} (kind {spec.model.kind}, family {spec.task.family}, "
-        f"K={spec.language.vocab}, T={spec.language.length}, hash {spec_hash(spec)[:12]})"
+        f"K={spec.language.vocab}, T={spec.language.length}, hash {spec_hash(spec)[:12]}{grids})"
     )
 
 
