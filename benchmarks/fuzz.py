@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from nlic.compiler import FAMILIES, MODEL_KINDS, format_spec, load_spec, parse_spec
 from nlic.compiler.families.colours import colours_of
 from nlic.compiler.spec import DEEPENED_METHODS, IntRange, Schedule, SearchSpec, Spec, TrainingSpec
-from nlic.compiler.validate import _Checker, _parse_tree, value_at, ignored_fields
+from nlic.compiler.validate import _Checker, _parse_tree, ignored_fields, replace_at, value_at
 from nlic.grammar.errors import Loc, NlicError
 from nlic.grammar.program import (
     Alias,
@@ -220,15 +220,8 @@ def specs(draw: Callable) -> Spec:
     spec = dataclasses.replace(spec, task=task, language=lang, model=model, search=search, eval=evals,
                                training=training)
     for name in ignored_fields(spec):  # what the kind does not read stays at its default (the validator's rule)
-        spec = _with(spec, name.split("."), value_at(Spec(), name))
+        spec = replace_at(spec, name, value_at(Spec(), name))
     return spec
-
-
-def _with(obj: Any, path: list[str], value: Any) -> Any:
-    """`obj` with the field at `path` (nested sections) set to `value`."""
-    if len(path) == 1:
-        return dataclasses.replace(obj, **{path[0]: value})
-    return dataclasses.replace(obj, **{path[0]: _with(getattr(obj, path[0]), path[1:], value)})
 
 
 # Words that are keywords, types or numbers somewhere in the grammars: printers must quote some of them.

@@ -40,7 +40,7 @@ from nlic.grammar.yaml_front import parse_yaml
 
 __all__ = [
     "load_spec", "parse_spec", "read_spec_text", "validate_tree", "syntax_of", "ignored_fields", "check_kind_fields",
-    "value_at", "is_row_grid",
+    "value_at", "replace_at", "is_row_grid",
     "MAX_SPEC_BYTES", "MAX_DIAGNOSTICS",
 ]
 
@@ -384,6 +384,14 @@ def value_at(spec: Any, name: str) -> Any:
     return spec
 
 
+def replace_at(spec: Any, name: str, value: Any) -> Any:
+    """`spec` with the field at dotted `name` set to `value` (every section on the way replaced)."""
+    head, _, rest = name.partition(".")
+    if not rest:
+        return dataclasses.replace(spec, **{head: value})
+    return dataclasses.replace(spec, **{head: replace_at(getattr(spec, head), rest, value)})
+
+
 def ignored_fields(spec: Spec) -> list[str]:
     """The fields (dotted names) that `spec` sets to another value than their default and that its model kind does
     not read (`ModelKind.reads`), in schema order; [] for a kind not registered. Set to the default, such a field
@@ -415,41 +423,19 @@ def check_kind_fields(spec: Spec) -> None:
         raise SpecError(diagnostics=found)
 
 
-def _replace_at(spec: Any, name: str, value: Any) -> Any:
-    """`spec` with the field at dotted `name` set to `value` (every section on the way replaced)."""
-    head, _, rest = name.partition(".")
-    if not rest:
-        return dataclasses.replace(spec, **{head: value})
-    return dataclasses.replace(spec, **{head: _replace_at(getattr(spec, head), rest, value)})
-
-
 def is_row_grid(codec: Any) -> bool:
     """Whether a family's codec holds one-row grids of colours (the data `ROW_GRID_DEFAULTS` are for)."""
     return isinstance(codec, GridCodec) and codec.rows == 1
 
 
-def _data_defaults(spec: Spec, c: _Checker, base_dir: Path | None) -> Spec:
-    """`spec` with `ROW_GRID_DEFAULTS` for every field it does not write, where its task's data are one-row grids.
-
-    Quiet where the task cannot be read yet (an unknown family, bad params, unreadable data): the cross-checks
-    report that. A default that would contradict what the spec writes is not applied (a rollback where the spec
-    keeps the last weights, a skip_from where it turns the skip token off, a program budget for another search)."""
-    if any(n in c.bad for n in ("task", "task.family", "task.params", "model.kind")) \
-            or spec.task.family not in FAMILIES.names() or spec.model.kind not in MODEL_KINDS.names():
-        return spec
-    family = FAMILIES.get(spec.task.family)
-    params = dict(spec.task.params)
-    if base_dir is not None and getattr(family, "path_params", ()):
-        params = dict(_resolve_paths(spec.task.params, family.path_params, base_dir))
-    try:
-        if list(family.check_params(params, dict(c.param_locs), c.loc_of("task.params"))):
-            return spec
-        codec = family.codec(params)
-    except NlicError:
-        return spec
+def _data_defaults(spec: Spec, c: _Checker, kind: Any, codec: Any) -> Spec:
+    """`spec` with `ROW_GRID_DEFAULTS` for every field it does not write, where `codec` (its task family's, the
+    task's params and data checked) holds one-row grids. A default that would contradict what the spec writes is
+    not applied (a rollback where the spec keeps the last weights, a skip_from where it turns the skip token off, a
+    program budget for another search), nor one the model kind does not read or offer: the cross-field checks that
+    ran before it on the schema's defaults hold for these values too."""
     if not is_row_grid(codec):
         return spec
-    kind = MODEL_KINDS.get(spec.model.kind)
     for name, value, nli_only in ROW_GRID_DEFAULTS:
         if name in c.locs or name in c.bad or not kind_reads(kind, name) or (nli_only and kind.name != "nli"):
             continue
@@ -462,7 +448,7 @@ def _data_defaults(spec: Spec, c: _Checker, base_dir: Path | None) -> Spec:
             continue
         if name == "relaxation.skip_from" and not spec.relaxation.skip:
             continue
-        spec = _replace_at(spec, name, value)
+        spec = replace_at(spec, name, value)
     return spec
 
 
@@ -564,13 +550,15 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
         return spec
     try:
         splits = tuple(family.splits(dict(resolved)))
-        values = family.codec(dict(resolved)).values
+        codec = family.codec(dict(resolved))
         check_data = getattr(family, "check_data", None)  # data a family reads: what encoding it would refuse
         if check_data is not None and ok("task.pairs"):
             check_data(dict(resolved), pairs=spec.task.pairs)
     except NlicError as e:
         c.diagnostics.extend(e.diagnostics)
         return spec
+    if kind_fields and kind is not None:  # not for a locked spec, whose text is complete
+        spec = _data_defaults(spec, c, kind, codec)
     if ok("training.curriculum") and spec.training.curriculum > 0 and getattr(family, "curriculum", None) is None:
         have = [n for n in names if getattr(FAMILIES.get(n), "curriculum", None) is not None]
         c.error(c.loc_of("training.curriculum"), f"task family '{family.name}' has no curriculum (easier training "
@@ -593,14 +581,13 @@ def _cross_checks(spec: Spec, c: _Checker, base_dir: Path | None, resolve_paths:
                     hint = f"eval.splits defaults to {_show(spec.eval.splits)}; set it to some of: {', '.join(splits)}"
                 c.error(c.loc_of("eval.splits"), f"task family '{family.name}' has no split '{s}'", hint)
     if ok("task.colours") and spec.task.colours == "canonical":
-        codec = family.codec(dict(resolved))
         if colours_of(codec) is None:
             c.error(c.loc_of("task.colours"), f"task.colours: canonical needs grid data, and task family "
                     f"'{family.name}' encodes its values with {type(codec).__name__}",
                     "remove task.colours (or use as_is): only grid colours are renumbered")
-    if ok("language.values") and lang.values and lang.values < values:
+    if ok("language.values") and lang.values and lang.values < codec.values:
         c.error(c.loc_of("language.values"), f"language.values ({lang.values}) is smaller than the task's "
-                f"alphabet ({values})", f"set values to 0 (inferred) or at least {values}")
+                f"alphabet ({codec.values})", f"set values to 0 (inferred) or at least {codec.values}")
     if resolve_paths and resolved != params:
         spec = dataclasses.replace(spec, task=dataclasses.replace(spec.task, params=resolved))
     return spec
@@ -642,8 +629,6 @@ def validate_tree(
                         hint="a minimal spec is 'name: my_spec' and 'task: {family: shift, params: {split: shift_l}}'")
     spec = c.section(Spec, root, "")
     if isinstance(root, MappingNode):
-        if kind_fields:
-            spec = _data_defaults(spec, c, Path(base_dir) if base_dir is not None else None)
         spec = _cross_checks(spec, c, Path(base_dir) if base_dir is not None else None, resolve_paths, kind_fields)
     if c.diagnostics:
         raise SpecError(diagnostics=_ordered(c.diagnostics))

@@ -7,7 +7,6 @@ kept; only sizes shrink. The full path costs about a minute per spec on the 2-co
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from nlic.compiler.families import sample_split, shapes_of
 from nlic.compiler.identity import fingerprint
 from nlic.compiler.kinds import MODEL_KINDS, kind_of
 from nlic.compiler.lower import compile_spec
-from nlic.compiler.validate import ignored_fields
+from nlic.compiler.validate import ignored_fields, replace_at, value_at
 from nlic.grammar.program import format_programs, parse_programs
 from nlic.runtime.replay import Language, execute_programs, program_file
 from nlic.runtime.run_dir import load_run
@@ -55,15 +54,8 @@ def shrink(spec):
         eval=dataclasses.replace(spec.eval, tasks=4),
     )
     for name in ignored_fields(small):
-        small = _with(small, name.split("."), functools.reduce(getattr, name.split("."), spec))
+        small = replace_at(small, name, value_at(spec, name))
     return small
-
-
-def _with(obj, path, value):
-    """`obj` with the field at `path` (nested sections) set to `value`."""
-    if len(path) == 1:
-        return dataclasses.replace(obj, **{path[0]: value})
-    return dataclasses.replace(obj, **{path[0]: _with(getattr(obj, path[0]), path[1:], value)})
 
 
 def test_specs_are_found():
